@@ -1,0 +1,174 @@
+"""Attaching adapters to a model in place (no math here: the layers own it).
+
+    spec = describe_moe_model(model)
+    attach_adapters(model, AdapterConfig(method="hellora"), placement)   # model is now adapted and frozen
+
+Which modules are wrapped, per `AdapterConfig.placement`:
+    experts (every placement): the placement's experts of each MoE layer (all experts for method "lora"),
+                               every Linear of shared experts and of dense MLP layers
+    router  ("gate", "all"):   the router weight of each MoE layer
+    attention ("all"):         every Linear inside each attention module (q/k/v/o, MLA's q_a/q_b/kv_a/kv_b)
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from hellora.adapters.base import DTYPES, AdapterLayer
+from hellora.adapters.config import AdapterConfig
+from hellora.adapters.experts import HotExpertsLoRA
+from hellora.adapters.linear import LoRALinear
+from hellora.adapters.router import RouterLoRA
+from hellora.models.families import MoEModelSpec, describe_moe_model
+from hellora.models.fingerprint import config_fingerprint, model_name
+from hellora.placement import HotExpertPlacement
+from hellora.utils.errors import HelloraError
+
+
+@dataclass
+class AdapterState:
+    """What was attached, kept on the model as `model.hellora_adapter` (saved with the adapter)."""
+
+    config: AdapterConfig
+    experts: dict[int, list[int]]
+    model_id: str | None
+    fingerprint: str
+    placement: dict = field(default_factory=dict)  # the placement file's content, for provenance
+
+    @property
+    def router_adapted(self) -> bool:
+        return bool(self.placement.get("_router_adapted"))
+
+
+def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, name = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, name, module)
+
+
+def _wrap_linears(model: nn.Module, path: str, role: str, make) -> None:
+    root = model.get_submodule(path)
+    targets = [(n, m) for n, m in root.named_modules() if isinstance(m, nn.Linear)]
+    for name, linear in targets:
+        full = f"{path}.{name}" if name else path
+        _set_submodule(model, full, make(linear, role))
+
+
+def resolve_experts(
+    spec: MoEModelSpec, config: AdapterConfig, placement: HotExpertPlacement | None, model: nn.Module
+) -> dict[int, list[int]]:
+    """Layer index -> expert ids to adapt; checks the placement belongs to this model."""
+    layers = spec.moe_layer_indices
+    if config.method == "lora":
+        return {layer: list(range(spec.num_experts)) for layer in layers}
+    if placement is None:
+        raise HelloraError("method 'hellora' needs a placement: profile the task, then select hot experts")
+    fingerprint = config_fingerprint(model.config)
+    if placement.fingerprint and placement.fingerprint != fingerprint:
+        raise HelloraError(
+            f"placement was made for another model (model {placement.model_id!r}, fingerprint "
+            f"{placement.fingerprint}); this model {model_name(model)!r} has fingerprint {fingerprint}"
+        )
+    if placement.num_experts != spec.num_experts:
+        raise HelloraError(f"placement has {placement.num_experts} experts per layer; the model has {spec.num_experts}")
+    missing = [layer for layer in layers if layer not in placement.experts]
+    extra = sorted(set(placement.experts) - set(layers))
+    if missing or extra:
+        raise HelloraError(
+            f"placement layers do not match the model's MoE layers {layers}: "
+            + (f"missing {missing}" if missing else f"unknown {extra}")
+        )
+    return {layer: list(placement.experts[layer]) for layer in layers}
+
+
+def attach_adapters(
+    model: nn.Module, config: AdapterConfig | None = None, placement: HotExpertPlacement | None = None,
+    spec: MoEModelSpec | None = None,
+) -> nn.Module:
+    """Freeze `model` and wrap its modules with LoRA adapters as `config` and `placement` say; returns `model`."""
+    config = config or AdapterConfig()
+    if getattr(model, "hellora_adapter", None) is not None:
+        raise HelloraError("this model already has hellora adapters attached")
+    spec = spec or describe_moe_model(model)
+    experts_map = resolve_experts(spec, config, placement, model)
+    dtype = DTYPES[config.adapter_dtype]
+    generator = torch.Generator().manual_seed(config.seed)
+    opts = dict(dtype=dtype, init=config.init, generator=generator)
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+    def linear(module: nn.Linear, role: str) -> LoRALinear:
+        return LoRALinear(module, config.r, config.alpha, role=role, dropout=config.dropout, **opts)
+
+    router_adapted = False
+    for layer in spec.layers:
+        if config.adapts_attention and layer.attention_path:
+            _wrap_linears(model, layer.attention_path, "attention", linear)
+        if layer.dense_mlp_path:
+            _wrap_linears(model, layer.dense_mlp_path, "dense", linear)
+        moe = layer.moe
+        if moe is None:
+            continue
+        for shared in moe.shared_paths:
+            _wrap_linears(model, shared, "shared", linear)
+        adapt_router = config.router if config.router is not None else moe.kind == "fused"
+        if config.adapts_router_placement and adapt_router and moe.router_path:
+            router = model.get_submodule(moe.router_path)
+            weight = getattr(router, "weight", None)
+            if not (isinstance(weight, torch.Tensor) and weight.dim() == 2):
+                raise HelloraError(f"{moe.router_path}: router {type(router).__name__} has no 2D weight to adapt")
+            _set_submodule(model, moe.router_path, RouterLoRA(router, config.r, config.alpha, **opts))
+            router_adapted = True
+        hot = experts_map[moe.layer_index]
+        if moe.kind == "fused":
+            experts = model.get_submodule(moe.experts_path)
+            _set_submodule(model, moe.experts_path, HotExpertsLoRA(
+                experts, moe.layout, hot, config.r, config.alpha, dropout=config.dropout, **opts))
+        else:
+            for e in hot:
+                _wrap_linears(model, f"{moe.experts_path}.{e}", "experts", linear)
+
+    model.hellora_adapter = AdapterState(
+        config=config, experts=experts_map, model_id=model_name(model), fingerprint=config_fingerprint(model.config),
+        placement={**(placement.to_dict() if placement else {"strategy": "all"}), "_router_adapted": router_adapted},
+    )
+    return model
+
+
+def adapter_layers(model: nn.Module) -> dict[str, AdapterLayer]:
+    """Module path -> adapter layer, in model order."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, AdapterLayer)}
+
+
+def adapter_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Every trainable adapter weight by its full name."""
+    return {n: p for n, p in model.named_parameters() if "lora_" in n.rsplit(".", 2)[-1] or ".lora_" in n}
+
+
+@contextmanager
+def disable_adapters(model: nn.Module):
+    """Run the frozen base model: every adapter layer passes its input through its base module only."""
+    layers = list(adapter_layers(model).values())
+    previous = [layer.adapter_enabled for layer in layers]
+    for layer in layers:
+        layer.adapter_enabled = False
+    try:
+        yield model
+    finally:
+        for layer, was in zip(layers, previous):
+            layer.adapter_enabled = was
+
+
+@torch.no_grad()
+def merge_adapters(model: nn.Module) -> nn.Module:
+    """Fold every adapter into its base weights and unwrap it (like PEFT's merge_and_unload); returns `model`."""
+    # innermost first is irrelevant: hellora never nests adapter layers
+    for path, layer in list(adapter_layers(model).items()):
+        _set_submodule(model, path, layer.merged_base())
+    model.hellora_adapter = None
+    return model

@@ -1,0 +1,43 @@
+"""LoRA on an `nn.Linear`: attention projections, shared experts, dense MLPs, and ModuleList experts.
+
+    y = x W^T (+ b)  +  (alpha / r) * dropout(x) A^T B^T        A: (r, in), B: (out, r)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hellora.adapters.base import AdapterLayer, new_lora_pair
+
+
+class LoRALinear(AdapterLayer):
+    def __init__(
+        self, base_layer: nn.Linear, r: int, alpha: float, *, role: str, dropout: float = 0.0,
+        dtype: torch.dtype = torch.float32, init: str = "default", generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(base_layer, r, alpha)
+        self.role = role
+        self.lora_A, self.lora_B = new_lora_pair(
+            (r, base_layer.in_features), (base_layer.out_features, r),
+            device=base_layer.weight.device, dtype=dtype, init=init, generator=generator,
+        )
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base_layer(x)
+        if not self.adapter_enabled:
+            return y
+        a, b = self.lora_A.to(x.dtype), self.lora_B.to(x.dtype)
+        return y + F.linear(F.linear(self.dropout(x), a), b) * self.scale
+
+    def delta_weight(self) -> torch.Tensor:
+        """(out, in) = scale * B @ A, in float32."""
+        return (self.lora_B.float() @ self.lora_A.float()) * self.scale
+
+    @torch.no_grad()
+    def merged_base(self) -> nn.Linear:
+        w = self.base_layer.weight
+        w.copy_((w.float() + self.delta_weight().to(w.device)).to(w.dtype))
+        return self.base_layer

@@ -1,0 +1,48 @@
+"""LoRA on a transformers 5 router: a module with a raw `weight (E, H)`, not an `nn.Linear`.
+
+Routers differ per family after the logits (softmax or sigmoid, correction bias, grouped top-k), so rather
+than re-implementing each, the wrapper runs the router's own forward with its weight replaced by
+W + (alpha / r) * B @ A through `torch.func.functional_call`. Folding costs E*r*H multiply-adds per call,
+far less than the T*H*r + T*r*E of applying A and B to T tokens, and hooks registered on the router (such as
+transformers' router-logit recorder) still fire because its real module runs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from hellora.adapters.base import AdapterLayer, new_lora_pair
+
+
+class RouterLoRA(AdapterLayer):
+    role = "router"
+
+    def __init__(
+        self, base_layer: nn.Module, r: int, alpha: float, *, dtype: torch.dtype = torch.float32,
+        init: str = "default", generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(base_layer, r, alpha)
+        num_experts, hidden = base_layer.weight.shape
+        self.lora_A, self.lora_B = new_lora_pair(
+            (r, hidden), (num_experts, r), device=base_layer.weight.device, dtype=dtype, init=init,
+            generator=generator,
+        )
+
+    def delta_weight(self) -> torch.Tensor:
+        """(E, H) = scale * B @ A in float32."""
+        return (self.lora_B.float() @ self.lora_A.float()) * self.scale
+
+    def forward(self, *args, **kwargs):
+        if not self.adapter_enabled:
+            return self.base_layer(*args, **kwargs)
+        w = self.base_layer.weight
+        folded = w + (self.lora_B.to(w.dtype) @ self.lora_A.to(w.dtype)) * self.scale
+        return functional_call(self.base_layer, {"weight": folded}, args, kwargs)
+
+    @torch.no_grad()
+    def merged_base(self) -> nn.Module:
+        w = self.base_layer.weight
+        w.copy_((w.float() + self.delta_weight().to(w.device)).to(w.dtype))
+        return self.base_layer

@@ -1,0 +1,54 @@
+"""Forward-only profiling: count expert routing over a dataset with no training.
+
+The paper profiles during a short LoRA warm-up on p% of the data (see `hellora.train.warmup`); forward-only
+profiling is the cheap alternative (no backward, no optimizer), and its hot sets can be compared with the
+warm-up's through `compare_profiles`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from hellora.models.families import describe_moe_model
+from hellora.models.fingerprint import config_fingerprint, model_name
+from hellora.profiling.counter import ExpertActivationCounter
+from hellora.profiling.profile import ExpertProfile
+from hellora.utils.meta import run_metadata
+
+_MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "inputs_embeds")
+
+
+@torch.no_grad()
+def profile_experts(
+    model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], *, source: dict | None = None,
+    model_id: str | None = None, progress: bool = True, total: int | None = None,
+) -> ExpertProfile:
+    """Run `model` over `batches` (dicts with input_ids and attention_mask) and count routing per layer.
+
+    Labels and other keys are ignored; batches are moved to the model's device.
+    """
+    spec = describe_moe_model(model)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    try:
+        with ExpertActivationCounter(model, spec) as counter:
+            for batch in tqdm(batches, desc="profiling experts", disable=not progress, total=total, unit="batch"):
+                inputs = {k: v.to(device) for k, v in batch.items() if k in _MODEL_INPUTS}
+                model(**inputs, use_cache=False)
+    finally:
+        model.train(was_training)
+    meta = run_metadata()
+    meta["wall_time_s"] = round(time.perf_counter() - start, 3)
+    return ExpertProfile(
+        layers=[m.layer_index for m in spec.moe_layers], counts=counter.counts.tolist(), mass=counter.mass.tolist(),
+        tokens=counter.tokens.tolist(), num_experts=spec.num_experts, top_k=spec.top_k,
+        model_id=model_id or model_name(model), fingerprint=config_fingerprint(model.config), mode="forward",
+        source=dict(source or {}), meta=meta,
+    )

@@ -1,0 +1,112 @@
+"""`ExpertProfile`: a saved record of how often each expert of each MoE layer was routed to.
+
+JSON, one file: counts [L, E] (top-k assignments of real tokens), gate-weighted mass [L, E], token totals,
+the model id and architecture fingerprint, the data source, fraction and seed, and how it was measured
+(`forward` passes or a LoRA `warmup`). Profiles compare by the Jaccard overlap and coverage of their hot sets,
+which is how the paper judges how much data the warm-up needs (Table 10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hellora.placement import HotExpertPlacement, select_experts
+from hellora.utils.errors import HelloraError
+from hellora.utils.io import atomic_write_json, read_json
+
+FORMAT = "hellora.profile/1"
+
+
+@dataclass
+class ExpertProfile:
+    layers: list[int]                # decoder-layer index of each counted MoE layer
+    counts: list[list[int]]          # (L, E) top-k assignments of real tokens
+    mass: list[list[float]]          # (L, E) summed routing weights of those assignments
+    tokens: list[int]                # (L,) real tokens seen per layer
+    num_experts: int
+    top_k: int
+    model_id: str | None = None
+    fingerprint: str | None = None
+    mode: str = "forward"            # forward | warmup
+    source: dict = field(default_factory=dict)  # data: path/id, task, fraction, seed, examples
+    meta: dict = field(default_factory=dict)    # versions, device, wall time
+
+    def __post_init__(self) -> None:
+        if len(self.counts) != len(self.layers) or any(len(r) != self.num_experts for r in self.counts):
+            raise HelloraError(f"profile: counts must be [{len(self.layers)} layers x {self.num_experts} experts]")
+
+    def counts_by_layer(self) -> dict[int, list[int]]:
+        return dict(zip(self.layers, self.counts))
+
+    def shares_by_layer(self) -> dict[int, list[float]]:
+        """Per-layer share of assignments (each row sums to 1, or all zero when a layer saw nothing)."""
+        out = {}
+        for layer, row in self.counts_by_layer().items():
+            total = sum(row)
+            out[layer] = [c / total if total else 0.0 for c in row]
+        return out
+
+    def top_k_share(self, k: int | None = None) -> dict[int, float]:
+        """Share of each layer's assignments held by its k most-used experts (the paper's skew measure)."""
+        k = k or self.top_k
+        return {l: sum(sorted(row, reverse=True)[:k]) for l, row in self.shares_by_layer().items()}
+
+    def select(self, strategy: str = "layer", k: int | None = None, *, seed: int = 0, p: float = 0.5
+               ) -> HotExpertPlacement:
+        """Hot experts from this profile; k defaults to the router's top-k."""
+        if strategy not in ("coverage", "all") and k is None:
+            k = self.top_k
+        experts = select_experts(self.counts_by_layer(), strategy, k, seed=seed, p=p, num_experts=self.num_experts)
+        return HotExpertPlacement(
+            experts=experts, num_experts=self.num_experts, strategy=strategy, k=k, model_id=self.model_id,
+            fingerprint=self.fingerprint,
+            source={"profile_mode": self.mode, **self.source, "seed": seed, **({"p": p} if strategy == "coverage" else {})},
+        )
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "model_id": self.model_id, "fingerprint": self.fingerprint, "mode": self.mode,
+                "num_experts": self.num_experts, "top_k": self.top_k, "layers": self.layers, "tokens": self.tokens,
+                "counts": self.counts, "mass": self.mass, "source": self.source, "meta": self.meta}
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ExpertProfile":
+        data = read_json(path, "profile file")
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise HelloraError(f"profile file {path}: not a hellora profile (expected format {FORMAT!r})")
+        missing = [k for k in ("layers", "counts", "num_experts", "top_k") if k not in data]
+        if missing:
+            raise HelloraError(f"profile file {path}: missing field {missing[0]!r}")
+        return cls(layers=data["layers"], counts=data["counts"], mass=data.get("mass") or [],
+                   tokens=data.get("tokens") or [], num_experts=data["num_experts"], top_k=data["top_k"],
+                   model_id=data.get("model_id"), fingerprint=data.get("fingerprint"), mode=data.get("mode", "forward"),
+                   source=data.get("source") or {}, meta=data.get("meta") or {})
+
+
+def _hot_sets(profile: ExpertProfile, k: int) -> dict[int, set[int]]:
+    return {l: set(ids) for l, ids in profile.select("layer", k).experts.items()}
+
+
+def compare_profiles(profile: ExpertProfile, reference: ExpertProfile, k: int | None = None) -> dict:
+    """Agreement of `profile`'s layer-level hot sets with `reference`'s (e.g. 10% vs 100% of the data).
+
+    Jaccard per layer |A & B| / |A | B|; coverage per layer |A & B| / |B| (share of the reference's hot experts
+    that `profile` also finds). Returns per-layer values and their means.
+    """
+    if profile.layers != reference.layers or profile.num_experts != reference.num_experts:
+        raise HelloraError("compare: the two profiles describe different MoE layers or expert counts")
+    if profile.fingerprint and reference.fingerprint and profile.fingerprint != reference.fingerprint:
+        raise HelloraError("compare: the two profiles come from different model architectures (fingerprints differ)")
+    k = k or profile.top_k
+    a, b = _hot_sets(profile, k), _hot_sets(reference, k)
+    jaccard = {l: len(a[l] & b[l]) / len(a[l] | b[l]) for l in a}
+    coverage = {l: len(a[l] & b[l]) / len(b[l]) for l in a}
+    return {
+        "k": k,
+        "jaccard": sum(jaccard.values()) / len(jaccard),
+        "coverage": sum(coverage.values()) / len(coverage),
+        "per_layer": {str(l): {"jaccard": jaccard[l], "coverage": coverage[l]} for l in a},
+    }
