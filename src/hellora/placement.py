@@ -83,7 +83,7 @@ class HotExpertPlacement:
         return sum(len(ids) for ids in self.experts.values())
 
 
-def _check_k(k: int, num_experts: int) -> None:
+def check_k(k: int, num_experts: int) -> None:
     if not isinstance(k, int) or not 1 <= k <= num_experts:
         raise HelloraError(f"k: number of hot experts must be an integer in [1, {num_experts}], got {k!r}")
 
@@ -97,14 +97,14 @@ def _rank(row: list[float], descending: bool = True) -> list[int]:
 def layer_topk(counts: dict[int, list[float]], k: int) -> dict[int, list[int]]:
     """HELLoRA: the k most-routed experts of each layer. counts: layer -> per-expert counts (E,)."""
     num_experts = len(next(iter(counts.values())))
-    _check_k(k, num_experts)
+    check_k(k, num_experts)
     return {layer: sorted(_rank(row)[:k]) for layer, row in counts.items()}
 
 
 def model_topk(counts: dict[int, list[float]], k: int) -> dict[int, list[int]]:
     """One global top-k by counts summed over layers, applied to every layer."""
     num_experts = len(next(iter(counts.values())))
-    _check_k(k, num_experts)
+    check_k(k, num_experts)
     total = [sum(row[e] for row in counts.values()) for e in range(num_experts)]
     chosen = sorted(_rank(total)[:k])
     return {layer: list(chosen) for layer in counts}
@@ -113,13 +113,13 @@ def model_topk(counts: dict[int, list[float]], k: int) -> dict[int, list[int]]:
 def cold_topk(counts: dict[int, list[float]], k: int) -> dict[int, list[int]]:
     """The k least-routed experts of each layer."""
     num_experts = len(next(iter(counts.values())))
-    _check_k(k, num_experts)
+    check_k(k, num_experts)
     return {layer: sorted(_rank(row, descending=False)[:k]) for layer, row in counts.items()}
 
 
 def random_experts(layers: list[int], num_experts: int, k: int, seed: int) -> dict[int, list[int]]:
     """k experts per layer drawn uniformly without replacement; same seed, same draw on every platform."""
-    _check_k(k, num_experts)
+    check_k(k, num_experts)
     rng = _random.Random(seed)
     return {layer: sorted(rng.sample(range(num_experts), k)) for layer in sorted(layers)}
 
@@ -145,7 +145,7 @@ def coverage_experts(counts: dict[int, list[float]], p: float) -> dict[int, list
 def entropy_experts(counts: dict[int, list[float]], k: int) -> dict[int, list[int]]:
     """Per-layer k_l proportional to exp(entropy) of the routing distribution, mean k_l ~= k, 1 <= k_l <= E."""
     num_experts = len(next(iter(counts.values())))
-    _check_k(k, num_experts)
+    check_k(k, num_experts)
     perplexity = {}
     for layer, row in counts.items():
         total = sum(row)

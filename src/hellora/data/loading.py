@@ -182,13 +182,16 @@ def _read_json(path: Path, text: str):
         data = json.loads(text)
     except json.JSONDecodeError as e:
         hint = " (one object per line? name the file .jsonl)" if e.msg == "Extra data" else ""
-        raise HelloraError(f"dataset file {path} is not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}{hint}") from None
+        raise HelloraError(
+            f"dataset file {path} is not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}{hint}"
+        ) from None
     if isinstance(data, dict):
         key = next((k for k in JSON_LIST_KEYS if k in data), None)
         if key is None:
+            keys = ", ".join(map(str, data)) or "none"
             raise HelloraError(
                 f"dataset file {path} holds a JSON object; expected a list of records or an object with a "
-                f"{' or '.join(repr(k) for k in JSON_LIST_KEYS)} list (keys found: {', '.join(map(str, data)) or 'none'})"
+                f"{' or '.join(repr(k) for k in JSON_LIST_KEYS)} list (keys found: {keys})"
             )
         data = data[key]
         prefix = f"dataset file {path} field '{key}'"
@@ -207,7 +210,9 @@ def _read_jsonl(path: Path, text: str):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
-            raise HelloraError(f"dataset file {path} line {lineno} is not valid JSON (column {e.colno}): {e.msg}") from None
+            raise HelloraError(
+                f"dataset file {path} line {lineno} is not valid JSON (column {e.colno}): {e.msg}"
+            ) from None
         yield f"dataset file {path} line {lineno}", record
 
 

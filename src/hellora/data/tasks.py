@@ -123,7 +123,9 @@ class Task:
         """Format every record; an error names the 1-based record number."""
         return [self.format(r, where=f"record {i}") for i, r in enumerate(records, start=1)]
 
-    def load(self, source: str | os.PathLike | None = None, *, split: str = "train", limit: int | None = None) -> list[dict]:
+    def load(
+        self, source: str | os.PathLike | None = None, *, split: str = "train", limit: int | None = None
+    ) -> list[dict]:
         """Load this task's records from `source` (file or hub id), or from its hub id when `source` is None."""
         if source is None:
             if self.hub_id is None:
@@ -142,9 +144,9 @@ class Task:
                             hub_config=self.hub_config if os.fspath(source) == self.hub_id else None, limit=limit)
 
     def _text(self, record: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
-        value = record.get(key, default) if isinstance(record, Mapping) else None
         if not isinstance(record, Mapping):
             raise HelloraError(f"{where}: expected an object with fields, got {type(record).__name__}")
+        value = record.get(key, default)
         if value is None:
             raise HelloraError(f"{where} is missing required field '{key}' for task '{self.name}'")
         if not isinstance(value, str):

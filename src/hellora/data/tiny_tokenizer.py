@@ -6,8 +6,9 @@ machine, and is small enough that a toy model's embedding table stays tiny. One 
 and makes every length in a test easy to predict: "12+7=" is exactly 5 tokens.
 
 Vocabulary (ids are fixed, so saved toy models stay loadable): 0 "<pad>", 1 "<s>", 2 "</s>", 3 "<unk>", then
-tab, newline and the 95 printable ASCII characters (space to "~") in code-point order - 101 tokens. Any other
-character (e.g. "é") becomes "<unk>". By default no BOS/EOS is inserted on encode, so
+the 100 characters of Python's `string.printable` in code-point order - tab, newline, vertical tab, form feed,
+carriage return (so Windows line ends survive), then space to "~" - 104 tokens. Any other character (e.g. "é")
+becomes "<unk>". By default no BOS/EOS is inserted on encode, so
 `decode(encode(text)) == text` for ASCII text; `add_bos=True` builds a variant that prepends BOS like Llama-style
 tokenizers do, to exercise that code path.
 
@@ -17,10 +18,12 @@ The result is a regular `transformers` fast tokenizer: `save_pretrained` writes 
 
 from __future__ import annotations
 
+import string
+
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
 PAD, BOS, EOS, UNK = SPECIAL_TOKENS
 #: Every ordinary character in the vocabulary, in id order.
-CHARACTERS = "".join(sorted("\t\n" + "".join(chr(c) for c in range(0x20, 0x7F))))
+CHARACTERS = "".join(sorted(string.printable))
 
 
 def tiny_vocab() -> dict[str, int]:

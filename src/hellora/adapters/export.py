@@ -1,0 +1,180 @@
+"""Exporting adapters for the rest of the ecosystem.
+
+`peft`: a folder `peft.PeftModel.from_pretrained(base, folder)` loads with stock PEFT. Linear adapters become
+`target_modules`; routers and fused experts become `target_parameters` (PEFT's ParamWrapper). PEFT keeps one LoRA
+pair per 3D parameter, rank R, for all E experts: A (R*E, in) expert-major, B (out, R*E) rank-major. hellora's
+separate gate and up pairs (rank r each) become one rank-2r pair on `gate_up_proj`, A = [A_gate; A_up] and
+B = blockdiag(B_gate, B_up) placed on the gate and up rows, with alpha doubled so alpha/R is unchanged; cold
+experts get zeros. PEFT then folds the (exact, zero-padded) update into every expert each step, which is fine for
+inference. A `hellora_placement.json` sidecar keeps the placement.
+
+`merged`: the base model with every update folded in, written by `save_pretrained` (serve it with vLLM).
+
+Both are built in a temporary folder beside `out` and moved into place whole; an existing `out` is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from hellora.adapters.experts import HotExpertsLoRA, gate_up_columns
+from hellora.adapters.inject import adapter_layers, merge_adapters
+from hellora.adapters.io import adapter_state
+from hellora.adapters.linear import LoRALinear
+from hellora.adapters.router import RouterLoRA
+from hellora.models.loading import model_from_config
+from hellora.utils.errors import HelloraError
+from hellora.utils.io import atomic_write_json
+
+
+# PEFT (0.21) rewrites `target_modules` entries ending in these names into fused-expert `target_parameters` for
+# MoE families whose layout changed in transformers 5 (its v4-adapter compatibility path), which would move a dense
+# MLP's or shared expert's LoRA onto every routed expert. Targeting their `.weight` as a 2D parameter instead is
+# the same update (lora_A (r, in), lora_B (out, r), scale alpha/r) and is left alone by that rewrite.
+_PEFT_REMAPPED_NAMES = {"gate_proj", "up_proj", "down_proj", "w1", "w2", "w3", "gate"}
+
+
+def _fresh_dir(out: Path):
+    """A temporary sibling folder that `_commit_dir` moves to `out`; refuses an existing non-empty `out`."""
+    if out.exists() and any(out.iterdir()):
+        raise HelloraError(f"output folder {out} already exists and is not empty; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+
+
+def _commit_dir(tmp: Path, out: Path) -> Path:
+    if out.exists():
+        out.rmdir()  # empty, checked in _fresh_dir
+    os.replace(tmp, out)
+    return out
+
+
+def _peft_config(model: nn.Module, base_model: str | None):
+    from peft import LoraConfig
+
+    state = adapter_state(model)
+    cfg = state.config
+    modules, parameters, rank_pattern, alpha_pattern = [], [], {}, {}
+    for path, layer in adapter_layers(model).items():
+        if isinstance(layer, LoRALinear) and path.rsplit(".", 1)[-1] in _PEFT_REMAPPED_NAMES:
+            parameters.append(f"{path}.weight")
+        elif isinstance(layer, LoRALinear):
+            modules.append(path)
+        elif isinstance(layer, RouterLoRA):
+            parameters.append(f"{path}.weight")
+        elif isinstance(layer, HotExpertsLoRA):
+            parameters += [f"{path}.gate_up_proj", f"{path}.down_proj"]
+            rank_pattern[f"{path}.gate_up_proj"] = 2 * cfg.r
+            alpha_pattern[f"{path}.gate_up_proj"] = 2 * cfg.alpha
+    return LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, target_modules=modules or None, target_parameters=parameters,
+                      rank_pattern=rank_pattern, alpha_pattern=alpha_pattern, lora_dropout=0.0, bias="none",
+                      base_model_name_or_path=base_model or state.model_id, task_type="CAUSAL_LM")
+
+
+def _unwrapped_path(peft_module_name: str) -> str:
+    name = peft_module_name.removeprefix("base_model.model.")
+    return name.replace(".base_layer", "")
+
+
+def _experts_peft_pair(layer: HotExpertsLoRA, param: str, num_experts: int, tensors) -> tuple[torch.Tensor, ...]:
+    """PEFT (A (R*E, in), B (out, R*E)) of one fused parameter from the hot experts' pairs."""
+    layout, r = layer.layout, layer.r
+
+    def get(weights, which):
+        return tensors(f"{weights}.{which}").float()
+
+    if param == "gate_up_proj":
+        a_g, b_g, a_u, b_u = (get(f"lora_{p}", w) for p in ("gate", "up") for w in ("lora_A", "lora_B"))
+        rank, in_f, out_f = 2 * r, layout.hidden_size, 2 * layout.intermediate_size
+        a = torch.zeros(num_experts, rank, in_f)
+        b = torch.zeros(out_f, rank, num_experts)
+        for slot, e in enumerate(layer.hot_experts):
+            a[e] = torch.cat([a_g[slot], a_u[slot]])
+            b[gate_up_columns(layout, "gate"), :r, e] = b_g[slot]
+            b[gate_up_columns(layout, "up"), r:, e] = b_u[slot]
+    else:
+        a_d, b_d = get("lora_down", "lora_A"), get("lora_down", "lora_B")
+        rank, in_f, out_f = r, layout.intermediate_size, layout.hidden_size
+        a = torch.zeros(num_experts, rank, in_f)
+        b = torch.zeros(out_f, rank, num_experts)
+        for slot, e in enumerate(layer.hot_experts):
+            a[e], b[:, :, e] = a_d[slot], b_d[slot]
+    return a.reshape(num_experts * rank, in_f), b.reshape(out_f, rank * num_experts)
+
+
+def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None = None,
+                tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write a stock-PEFT adapter folder for `model`'s hellora adapters.
+
+    `tensors` (full parameter name -> tensor) overrides the model's own adapter weights, so the export can run
+    on a meta-device model with weights read from a saved adapter: no base weights are needed.
+    """
+    from peft import get_peft_model
+
+    out = Path(out_dir)
+    state = adapter_state(model)
+    layers = adapter_layers(model)
+    own = dict(model.named_parameters())
+
+    def weight(name: str) -> torch.Tensor:
+        return (tensors[name] if tensors is not None else own[name]).detach().cpu()
+
+    config = _peft_config(model, base_model)
+    with torch.device("meta"):
+        skeleton = model_from_config(model.config, dtype=None, trust_remote_code=True)
+    peft_model = get_peft_model(skeleton, config)
+    from peft.tuners.lora import LoraLayer
+
+    saved: dict[str, torch.Tensor] = {}
+    for name, module in peft_model.named_modules():
+        if not isinstance(module, LoraLayer) or "default" not in module.lora_A:
+            continue
+        path = _unwrapped_path(name)
+        param = getattr(module, "parameter_name", None)
+        ours = layers.get(path)
+        if isinstance(ours, HotExpertsLoRA):
+            a, b = _experts_peft_pair(ours, param, ours.layout.num_experts, lambda n: weight(f"{path}.{n}"))
+        elif isinstance(ours, (LoRALinear, RouterLoRA)):
+            a, b = weight(f"{path}.lora_A").float(), weight(f"{path}.lora_B").float()
+        else:
+            raise HelloraError(f"PEFT export: no hellora adapter for PEFT layer {path} ({param})")
+        expect_a, expect_b = module.lora_A["default"].weight.shape, module.lora_B["default"].weight.shape
+        if a.shape != expect_a or b.shape != expect_b:
+            raise HelloraError(f"PEFT export: {path} shapes {tuple(a.shape)}/{tuple(b.shape)} != PEFT's "
+                               f"{tuple(expect_a)}/{tuple(expect_b)}")
+        saved[f"{name}.lora_A.weight"] = a.contiguous()
+        saved[f"{name}.lora_B.weight"] = b.contiguous()
+
+    tmp = _fresh_dir(out)
+    try:
+        config.save_pretrained(str(tmp))
+        save_file(saved, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+        atomic_write_json(tmp / "hellora_placement.json", {
+            "format": "hellora.peft-sidecar/1", "fingerprint": state.fingerprint, "adapter": state.config.to_dict(),
+            "experts": {str(k): v for k, v in state.experts.items()}, "base_model": config.base_model_name_or_path,
+        })
+        return _commit_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def export_merged(model: nn.Module, out_dir: str | Path, *, safe_serialization: bool = True) -> Path:
+    """Fold the adapters into the base weights (in place) and `save_pretrained` the plain model to `out_dir`."""
+    out = Path(out_dir)
+    adapter_state(model)
+    tmp = _fresh_dir(out)
+    try:
+        merge_adapters(model)
+        model.save_pretrained(str(tmp), safe_serialization=safe_serialization)
+        return _commit_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,112 @@
+"""Saving and loading hellora adapters: `hellora_adapter.safetensors` + `hellora_adapter.json` in one folder.
+
+The JSON records the adapter config, the adapted experts of every MoE layer, the base model reference and its
+architecture fingerprint, so `load_adapter` rebuilds exactly the same wrappers and refuses another model.
+Files are written atomically, tensors first and the JSON last: a folder with a JSON always has its tensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hellora.adapters.config import AdapterConfig
+from hellora.adapters.inject import AdapterState, adapter_parameters, attach_adapters
+from hellora.models.families import describe_moe_model
+from hellora.models.fingerprint import config_fingerprint
+from hellora.placement import HotExpertPlacement
+from hellora.utils.errors import HelloraError
+from hellora.utils.io import atomic_write, atomic_write_json, read_json
+from hellora.utils.meta import run_metadata
+
+WEIGHTS = "hellora_adapter.safetensors"
+CONFIG = "hellora_adapter.json"
+FORMAT = "hellora.adapter/1"
+
+
+def adapter_state(model: nn.Module) -> AdapterState:
+    state = getattr(model, "hellora_adapter", None)
+    if state is None:
+        raise HelloraError("this model has no hellora adapters attached (attach_adapters or load_adapter first)")
+    return state
+
+
+def save_adapter(model: nn.Module, out_dir: str | Path, *, base_model: str | None = None, overwrite: bool = False,
+                 extra: dict | None = None) -> Path:
+    """Write the model's adapters to `out_dir`; an existing adapter there is kept unless `overwrite`."""
+    out = Path(out_dir)
+    state = adapter_state(model)
+    if (out / CONFIG).exists() and not overwrite:
+        raise HelloraError(f"{out} already holds an adapter ({CONFIG}); choose another folder or pass overwrite")
+    tensors = {n: p.detach().to("cpu").contiguous() for n, p in adapter_parameters(model).items()}
+    atomic_write(out / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+    record = {
+        "format": FORMAT,
+        "base_model": base_model or state.model_id,
+        "model_type": getattr(model.config, "model_type", None),
+        "fingerprint": state.fingerprint,
+        "adapter": state.config.to_dict(),
+        "experts": {str(layer): ids for layer, ids in state.experts.items()},
+        "router_adapted": state.router_adapted,
+        "placement": {k: v for k, v in state.placement.items() if not k.startswith("_")},
+        "trainable_parameters": sum(t.numel() for t in tensors.values()),
+        "meta": run_metadata(state.config.seed),
+        **(extra or {}),
+    }
+    atomic_write_json(out / CONFIG, record)
+    return out
+
+
+def read_adapter_record(adapter_dir: str | Path) -> dict:
+    path = Path(adapter_dir) / CONFIG
+    record = read_json(path, "adapter config")
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise HelloraError(f"{path}: not a hellora adapter (expected format {FORMAT!r})")
+    return record
+
+
+def read_adapter_tensors(adapter_dir: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(adapter_dir) / WEIGHTS
+    if not path.is_file():
+        raise HelloraError(f"adapter weights not found: {path}")
+    return load_file(str(path))
+
+
+def attach_from_record(model: nn.Module, record: dict, where: str = "adapter") -> nn.Module:
+    """Attach empty adapters shaped as `record` says, after checking it was made for this model."""
+    fingerprint = config_fingerprint(model.config)
+    if record.get("fingerprint") != fingerprint:
+        raise HelloraError(
+            f"{where} was made for another model ({record.get('base_model')!r}, fingerprint "
+            f"{record.get('fingerprint')}); this model has fingerprint {fingerprint}"
+        )
+    config = AdapterConfig.from_dict(record["adapter"], where=f"{where}: adapter")
+    experts = {int(layer): ids for layer, ids in record["experts"].items()}
+    placement = None
+    if config.method == "hellora":
+        placement = HotExpertPlacement(experts, describe_moe_model(model).num_experts,
+                                       record.get("placement", {}).get("strategy", "saved"), fingerprint=fingerprint)
+    return attach_adapters(model, config, placement)
+
+
+def load_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
+    """Attach the adapters saved in `adapter_dir` to `model` (frozen base) and load their weights."""
+    record = read_adapter_record(adapter_dir)
+    attach_from_record(model, record, where=f"adapter {adapter_dir}")
+    tensors = read_adapter_tensors(adapter_dir)
+    params = adapter_parameters(model)
+    missing = sorted(set(params) - set(tensors))
+    unexpected = sorted(set(tensors) - set(params))
+    if missing or unexpected:
+        raise HelloraError(f"adapter {adapter_dir}: weights do not match its config "
+                           f"({'missing ' + missing[0] if missing else 'unexpected ' + unexpected[0]})")
+    with torch.no_grad():
+        for name, param in params.items():
+            if tuple(tensors[name].shape) != tuple(param.shape):
+                raise HelloraError(f"adapter {adapter_dir}: {name} has shape {tuple(tensors[name].shape)}, "
+                                   f"expected {tuple(param.shape)}")
+            param.copy_(tensors[name])
+    return model
