@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutput
 
 
@@ -168,7 +168,7 @@ class DeepseekModel(nn.Module):
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
 
-class DeepseekMoELayoutForCausalLM(PreTrainedModel):
+class DeepseekMoELayoutForCausalLM(PreTrainedModel, GenerationMixin):
     config_class = DeepseekMoELayoutConfig
     base_model_prefix = "model"
     _no_split_modules = ["DeepseekDecoderLayer"]

@@ -1,0 +1,142 @@
+"""GSM8K extraction and scoring against hand-made cases with known answers."""
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from hellora.eval.gsm8k import (
+    evaluate_gsm8k_predictions,
+    extract_flexible,
+    extract_gold,
+    extract_paper,
+    extract_strict,
+    load_gsm8k_jsonl,
+    score_gsm8k,
+)
+from hellora.utils.errors import HelloraError
+
+GSM8K_TEST = Path("/work/shared/datasets/gsm8k/test.jsonl")
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("The final answer is: $1,234.50.", Decimal("1234.5")),
+        ("Work... **The final answer is 18**", Decimal(18)),
+        ("the FINAL answer is -3.", Decimal(-3)),
+        ("The final answer is $\\boxed{42}$", Decimal(42)),
+        ("The final answer is 18.0", Decimal(18)),
+        ("She has 5 apples, then 7 more. The final answer is 12. Next question: 99 pears", Decimal(12)),
+        # no phrase: last number
+        ("16 - 3 - 4 = 9 eggs, 9 * 2 = 18 dollars", Decimal(18)),
+        # phrase without a number after it: last number overall
+        ("It costs 7 dollars. The final answer is unclear", Decimal(7)),
+        ("1,000 people came", Decimal(1000)),
+        ("the change was \u22125", Decimal(-5)),
+        ("no number at all", None),
+        ("", None),
+        # numbers glued to letters are not numbers; a unit after a number is fine
+        ("model x2 on COVID19 data", None),
+        ("ran 10km in total", Decimal(10)),
+        # a hyphen between numbers is not a minus sign
+        ("16-3-4", Decimal(4)),
+    ],
+)
+def test_extract_paper(text, expected):
+    assert extract_paper(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("#### 72", Decimal(72)),
+        ("blah\n#### 1,234", Decimal(1234)),
+        ("#### -3.", Decimal(-3)),
+        ("#### 72\n#### 5", Decimal(72)),  # first occurrence
+        ("The answer is 72", None),
+        ("####", None),
+    ],
+)
+def test_extract_strict(text, expected):
+    assert extract_strict(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("a 1 b 2 c 3.5", Decimal("3.5")), ("#### 72", Decimal(72)), ("nothing", None), ("v2 only", None)],
+)
+def test_extract_flexible(text, expected):
+    assert extract_flexible(text) == expected
+
+
+def test_extract_gold():
+    assert extract_gold("She makes 9 * 2 = $<<9*2=18>>18.\n#### 18") == Decimal(18)
+    assert extract_gold("#### 1,000") == Decimal(1000)
+    assert extract_gold("no marker 5") is None
+
+
+def test_score_gsm8k_three_extractors():
+    records = [
+        {"answer": "... #### 18", "completion": "so 18 dollars. The final answer is 18."},  # all but strict
+        {"answer": "... #### 18", "completion": "The final answer is 18 because 3 more\n#### 18\nQuestion 2: 7 apples"},  # paper+strict
+        {"answer": "#### 5", "completion": "The final answer is 5. Then 6"},  # paper only
+        {"gold": "1,000", "completion": "#### 1000.0"},  # all three
+        {"answer": "#### 3", "completion": "I don't know"},  # none
+    ]
+    out = score_gsm8k(records)
+    assert out["n"] == 5
+    assert out["correct"] == {"paper": 4, "strict": 2, "flexible": 2}
+    assert out["accuracy"]["paper"] == pytest.approx(0.8)
+    assert out["accuracy"]["strict"] == pytest.approx(0.4)
+    assert out["items"][0]["pred_paper"] == 18 and out["items"][0]["pred_strict"] is None
+    assert out["items"][2]["pred_flexible"] == 6 and out["items"][2]["correct_paper"] is True
+    assert out["items"][4]["pred_paper"] is None and out["items"][4]["correct_paper"] is False
+
+
+def test_score_gsm8k_errors_name_the_record():
+    with pytest.raises(HelloraError, match="record 1.*completion"):
+        score_gsm8k([{"answer": "#### 1", "completion": "1"}, {"answer": "#### 1"}])
+    with pytest.raises(HelloraError, match="record 0.*gold"):
+        score_gsm8k([{"answer": "no marker", "completion": "1"}])
+
+
+def test_load_real_gsm8k_test_split():
+    rows = load_gsm8k_jsonl(GSM8K_TEST)
+    assert len(rows) == 1319
+    assert extract_gold(rows[0]["answer"]) == Decimal(18)  # Janet's ducks
+
+
+def test_load_gsm8k_errors_name_the_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "#### 1"}\n\n{not json}\n')
+    with pytest.raises(HelloraError, match=r"line 3"):
+        load_gsm8k_jsonl(bad)
+    missing = tmp_path / "missing.jsonl"
+    missing.write_text('{"question": "q", "answer": "#### 1"}\n{"question": "q2"}\n')
+    with pytest.raises(HelloraError, match=r"line 2.*'answer'"):
+        load_gsm8k_jsonl(missing)
+    with pytest.raises(HelloraError, match="not found"):
+        load_gsm8k_jsonl(tmp_path / "nope.jsonl")
+
+
+def test_evaluate_predictions_file_joins_dataset_by_question(tmp_path):
+    data = tmp_path / "test.jsonl"
+    data.write_text(
+        json.dumps({"question": "q1", "answer": "x #### 4"}) + "\n" + json.dumps({"question": "q2", "answer": "#### 7"}) + "\n"
+    )
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text(
+        json.dumps({"question": "q1", "completion": "The final answer is 4"})
+        + "\n"
+        + json.dumps({"question": "q2", "completion": "#### 8"})
+        + "\n"
+    )
+    out = evaluate_gsm8k_predictions(preds, data)
+    assert out["n"] == 2 and out["correct"]["paper"] == 1
+    rows = [json.loads(x) for x in Path(out["results_path"]).read_text().splitlines()]
+    assert [r["correct_paper"] for r in rows] == [True, False]
+    preds.write_text(json.dumps({"question": "unknown", "completion": "1"}) + "\n")
+    with pytest.raises(HelloraError, match="line 1"):
+        evaluate_gsm8k_predictions(preds, data)

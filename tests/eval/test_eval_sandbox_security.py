@@ -1,0 +1,622 @@
+"""Hostile completions through the real sandbox.
+
+Every attack is a HumanEval-style sample for a toy problem (`add`). The attack is written so that the
+sample would *pass* if the attack succeeded (e.g. it returns the right answer only after deleting the
+canary), so a broken sandbox makes these tests fail. Each test runs the hostile sample and then a normal
+good sample in the same batch, one after the other, and checks: scored as not passed, side effects absent,
+no process of the sample left anywhere in /proc, and the good sample still passes afterwards.
+
+Where a protection does not exist on the platform (e.g. no network namespace), the test that needs it is
+skipped with the reason, never silently passed; see docs/sandbox.md for what holds where.
+"""
+
+import os
+import resource
+import secrets
+import signal
+import socket
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hellora.eval.humaneval import build_program
+from hellora.eval.sandbox import PROTECTION_NAMES, Sandbox, SandboxLimits, _check_platform
+from hellora.utils.errors import HelloraError
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="the sandbox refuses to run on non-POSIX systems")
+
+ADD = {
+    "task_id": "toy/add",
+    "prompt": "def add(a, b):\n",
+    "canonical_solution": "    return a + b\n",
+    "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n",
+    "entry_point": "add",
+}
+GOOD = build_program(ADD, ADD["canonical_solution"])
+
+
+def in_function(code: str) -> str:
+    """Completion whose attack runs inside add() (i.e. when the tests call it)."""
+    return textwrap.indent(textwrap.dedent(code).strip("\n") + "\n", "    ")
+
+
+def at_module_level(code: str, returns: str = "None") -> str:
+    """Completion that closes add() (returning `returns`) and then runs `code` at module level, i.e. after
+    the function is defined but *before* the tests are defined and run."""
+    return f"    return {returns}\n\n" + textwrap.dedent(code).strip("\n") + "\n"
+
+
+def processes_with(text: str) -> list[int]:
+    """pids whose command line contains `text` (a sample's temp dir or a unique marker)."""
+    needle = text.encode()
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if needle in f.read():
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.fixture(scope="module")
+def protections():
+    return Sandbox().probe()
+
+
+def need(protections, *names):
+    missing = [n for n in names if not protections.get(n)]
+    if missing:
+        pytest.skip(f"sandbox protection(s) not available on this machine: {missing} (see docs/sandbox.md)")
+
+
+@pytest.fixture
+def open_dir():
+    """A world-readable folder outside the sandbox (like a project checkout): visible, must stay unharmed.
+    (pytest's tmp_path is mode 0700, which would hide it from an unprivileged sample for free.)"""
+    d = tempfile.mkdtemp(prefix="hellora-test-open-")
+    os.chmod(d, 0o755)
+    yield Path(d)
+    import shutil
+
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def make_canary(folder: Path) -> dict[Path, bytes]:
+    folder.mkdir(mode=0o755)
+    files = {folder / "keep.txt": b"canary " + secrets.token_bytes(8).hex().encode(), folder / "sub" / "x": b"x"}
+    for path, data in files.items():
+        path.parent.mkdir(mode=0o755, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(0o644)
+    return files
+
+
+def run_then_good(completion: str, *, timeout: float = 5.0, sandbox: Sandbox | None = None, **limit_kw):
+    """Run the hostile sample, then a good one, sequentially in one batch; check the shared invariants."""
+    sb = sandbox or Sandbox(SandboxLimits(timeout=timeout, **limit_kw))
+    hostile, good = sb.run_many([build_program(ADD, completion), GOOD], workers=1, progress=False)
+    assert not hostile.passed, (hostile.status, hostile.stdout[-500:], hostile.stderr[-500:])
+    assert hostile.status in ("failed", "timeout"), (hostile.status, hostile.error)
+    assert hostile.leftovers_surviving == 0
+    assert processes_with(hostile.workdir) == [], "a process of the hostile sample survived"
+    assert good.passed, (good.status, good.stderr[-500:], good.error)
+    assert not os.path.exists(hostile.workdir)
+    return hostile
+
+
+# --------------------------------------------------------------------------------------------------------
+# Sanity: the harness itself
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_good_and_wrong_samples_are_told_apart():
+    sb = Sandbox(SandboxLimits(timeout=5))
+    good, wrong = sb.run_many([GOOD, build_program(ADD, "    return a - b\n")], workers=2, progress=False)
+    assert good.passed and good.status == "passed" and good.exit_code == 0
+    assert not wrong.passed and wrong.status == "failed" and "AssertionError" in wrong.stderr
+
+
+def test_windows_and_unknown_platforms_are_refused():
+    with pytest.raises(HelloraError, match="not supported"):
+        _check_platform("nt")
+
+
+def test_unknown_required_protection_is_an_error():
+    with pytest.raises(HelloraError, match="unknown sandbox protection"):
+        Sandbox(require=("magic",))
+
+
+def test_required_protection_missing_means_the_sample_never_runs(open_dir):
+    flag = open_dir / "ran"
+    os.chmod(open_dir, 0o777)  # writable even for a dropped uid, so only "never ran" keeps it absent
+    sb = Sandbox(SandboxLimits(timeout=5), namespaces=False, require=("net_namespace",))
+    res = sb.run(f"open({str(flag)!r}, 'w').write('x')\n")
+    assert res.status == "error" and not res.passed
+    assert "net_namespace" in res.error
+    assert not flag.exists()
+
+
+def test_protections_are_reported(protections):
+    for name in PROTECTION_NAMES:
+        assert isinstance(protections[name], bool), name
+    assert protections["new_session"] and protections["env_scrubbed"] and protections["rlimits"]
+    values = protections["rlimit_values"]
+    assert values["RLIMIT_CORE"] == [0, 0]
+    assert values["RLIMIT_AS"][1] == SandboxLimits().memory_bytes
+    if os.geteuid() == 0:  # default policy: model code never runs as root
+        assert protections["uid_dropped"] and protections["uid"] != 0
+
+
+# --------------------------------------------------------------------------------------------------------
+# Attacks, one per test
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_fork_bomb(protections):
+    completion = at_module_level(
+        """
+        import os
+        made = refused = 0
+        for _ in range(200):
+            try:
+                if os.fork() == 0:
+                    while True:  # every child keeps forking too
+                        try:
+                            os.fork()
+                        except OSError:
+                            pass
+                made += 1
+            except OSError:
+                refused += 1
+        print("made", made, "refused", refused, flush=True)
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+        """
+    )
+    start = time.monotonic()
+    res = run_then_good(completion, timeout=3, max_processes=16)
+    assert res.status == "timeout"
+    assert time.monotonic() - start < 15
+    refused = int(res.stdout.split("refused")[1].split()[0])
+    assert refused > 0, "the process limit never stopped the fork bomb"
+
+
+def test_infinite_loop():
+    res = run_then_good(in_function("while True:\n    pass"), timeout=2)
+    assert res.status == "timeout" and res.exit_code == -signal.SIGKILL
+    assert 2 <= res.duration < 5
+
+
+def test_memory_hog():
+    completion = in_function(
+        """
+        chunks = []
+        try:
+            while True:
+                chunks.append(bytearray(64 << 20))
+        except MemoryError:
+            print("MemoryError after", len(chunks) * 64, "MiB", flush=True)
+            raise
+        """
+    )
+    res = run_then_good(completion, timeout=20, memory_bytes=512 << 20)
+    assert res.status == "failed"
+    got = int(res.stdout.split("MemoryError after")[1].split()[0])
+    assert got <= 512
+
+
+def test_rm_rf_canary_outside_the_temp_dir(open_dir, tmp_path):
+    visible = make_canary(open_dir / "canary")
+    hidden = make_canary(tmp_path / "canary")
+    completion = in_function(
+        f"""
+        import os, shutil
+        print("visible:", sorted(os.listdir({str(open_dir / 'canary')!r})), flush=True)
+        for target in ({str(open_dir / 'canary')!r}, {str(tmp_path / 'canary')!r}):
+            shutil.rmtree(target, ignore_errors=True)
+        os.system("rm -rf " + {str(open_dir / 'canary')!r} + " " + {str(tmp_path / 'canary')!r})
+        if not os.path.exists({str(open_dir / 'canary')!r}) or not os.path.exists({str(tmp_path / 'canary')!r}):
+            return a + b
+        shutil.rmtree({str(open_dir / 'canary')!r})  # raise the error for the log
+        """
+    )
+    res = run_then_good(completion)
+    assert "visible: ['keep.txt', 'sub']" in res.stdout  # it could see the canary, and still not harm it
+    assert "Read-only file system" in res.stderr or "Permission denied" in res.stderr
+    for files in (visible, hidden):
+        for path, data in files.items():
+            assert path.read_bytes() == data
+
+
+def test_write_outside_the_temp_dir(open_dir, tmp_path):
+    token = secrets.token_hex(6)
+    targets = [
+        open_dir / f"escape-{token}.txt",
+        tmp_path / f"escape-{token}.txt",
+        Path(tempfile.gettempdir()) / f"hellora-escape-{token}.txt",
+        Path("/dev/shm") / f"hellora-escape-{token}",
+    ]
+    os.chmod(open_dir, 0o777)  # even a world-writable folder outside the sandbox must stay untouched
+    completion = in_function(
+        f"""
+        import os
+        with open("inside.txt", "w") as f:  # its own temp dir is writable
+            f.write("ok")
+        print("inside ok", os.path.exists(os.path.join(os.environ["HOME"], "inside.txt")), flush=True)
+        wrote = []
+        for target in {[str(t) for t in targets]!r}:
+            try:
+                with open(target, "w") as f:
+                    f.write("escaped")
+                wrote.append(target)
+            except OSError as e:
+                print("blocked", target, e.strerror, flush=True)
+        if wrote:
+            return a + b
+        """
+    )
+    try:
+        res = run_then_good(completion)
+    finally:
+        escaped = [t for t in targets if t.exists()]
+        for t in escaped:
+            t.unlink()
+    assert escaped == []
+    assert "inside ok True" in res.stdout
+    assert res.stdout.count("blocked") == len(targets)
+
+
+@pytest.fixture
+def loopback_server():
+    """A TCP server on 127.0.0.1 (loopback only) that records every connection it accepts."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    accepted = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, addr = srv.accept()
+            except (socket.timeout, OSError):
+                continue
+            accepted.append(addr)
+            conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield srv.getsockname()[1], accepted
+    stop.set()
+    t.join(2)
+    srv.close()
+
+
+def test_network_to_a_listening_loopback_server(protections, loopback_server):
+    need(protections, "net_namespace")
+    port, accepted = loopback_server
+    # control: the server really accepts connections from outside the sandbox
+    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    deadline = time.monotonic() + 2
+    while not accepted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(accepted) == 1
+    completion = in_function(
+        f"""
+        import socket
+        try:
+            s = socket.create_connection(("127.0.0.1", {port}), timeout=2)
+            s.sendall(b"leak")
+            return a + b
+        except OSError as e:
+            print("connect failed:", type(e).__name__, e, flush=True)
+        """
+    )
+    res = run_then_good(completion)
+    assert "connect failed" in res.stdout
+    time.sleep(0.3)
+    assert len(accepted) == 1, "the sandbox reached the host's loopback server"
+
+
+def test_network_to_a_closed_loopback_port(protections):
+    need(protections, "net_namespace")
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # now (almost certainly) nothing listens there: the host would answer "refused"
+    completion = in_function(
+        f"""
+        import socket
+        try:
+            socket.create_connection(("127.0.0.1", {port}), timeout=2)
+        except ConnectionRefusedError:
+            return a + b  # "refused" means the host's network stack answered us
+        except OSError as e:
+            print("error:", e, flush=True)
+        """
+    )
+    res = run_then_good(completion)
+    assert "error:" in res.stdout and "refused" not in res.stdout.lower()
+
+
+def test_env_secrets_are_not_visible(monkeypatch):
+    secret = "hellora-fake-secret-" + secrets.token_hex(8)
+    monkeypatch.setenv("HELLORA_FAKE_SECRET", secret)
+    completion = in_function(
+        f"""
+        import os
+        print("ENV", sorted(os.environ), flush=True)
+        print("HOME", os.environ.get("HOME"), flush=True)
+        needle = ("HELLORA_FAKE_SECRET=" + {secret!r}).encode()
+        found = any(needle in (k + "=" + v).encode() for k, v in os.environ.items())
+        for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
+            if pid.isdigit():
+                try:
+                    with open("/proc/" + pid + "/environ", "rb") as f:
+                        found = found or needle in f.read()
+                except OSError:
+                    pass
+        print("FOUND", found, flush=True)
+        if found:
+            return a + b
+        """
+    )
+    res = run_then_good(completion)
+    assert "FOUND False" in res.stdout
+    env_line = next(line for line in res.stdout.splitlines() if line.startswith("ENV "))
+    keys = set(eval(env_line[4:]))  # a list literal printed by the sample  # noqa: S307
+    assert keys <= {"PATH", "LANG", "HOME", "TMPDIR", "HELLORA_SANDBOX", "LC_CTYPE"}
+    assert f"HOME {res.workdir}" in res.stdout
+    assert res.workdir != os.path.expanduser("~")
+
+
+def test_home_folder_files_are_not_readable(protections, open_dir, monkeypatch):
+    fake_home = open_dir / "home"
+    fake_home.mkdir(mode=0o755)
+    secret = "hellora-home-secret-" + secrets.token_hex(8)
+    (fake_home / ".netrc").write_text(secret)
+    (fake_home / ".netrc").chmod(0o644)  # readable by anyone, so only hiding the home can protect it
+    monkeypatch.setenv("HOME", str(fake_home))
+    completion = in_function(
+        f"""
+        import os
+        print("HOME is", os.environ["HOME"], flush=True)
+        for path in ({str(fake_home / '.netrc')!r}, "/root/.netrc", "/root/.bash_history"):
+            try:
+                with open(path) as f:
+                    print("READ", path, f.read(), flush=True)
+                    return a + b
+            except OSError as e:
+                print("cannot read", path, e.strerror, flush=True)
+        """
+    )
+    res = run_then_good(completion)
+    assert secret not in res.stdout + res.stderr
+    assert f"HOME is {res.workdir}" in res.stdout
+    assert "READ" not in res.stdout
+    if protections.get("hidden_home"):
+        # The planted file is world-readable: only the empty tmpfs over the home folder hides it.
+        assert "No such file or directory" in res.stdout
+
+
+def test_killing_the_parent(protections):
+    if not (protections.get("pid_namespace") or protections.get("uid_dropped")):
+        pytest.skip("without a pid namespace or a dropped uid the sample could kill the test runner itself")
+    harness = os.getpid()
+    completion = at_module_level(
+        f"""
+        import os, signal
+        attacks = [
+            ("harness", lambda: os.kill({harness}, signal.SIGKILL)),
+            ("everything", lambda: os.kill(-1, signal.SIGKILL)),
+            ("parent", lambda: os.kill(os.getppid(), signal.SIGKILL)),
+            ("parent group", lambda: os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)),
+        ]
+        for name, attack in attacks:
+            try:
+                attack()
+                print(name, "sent", flush=True)
+            except OSError as e:
+                print(name, type(e).__name__, flush=True)
+        """,
+        returns="a + b",
+    )
+    res = run_then_good(completion)
+    os.kill(harness, 0)  # we are still here
+    assert "harness" in res.stdout and "harness sent" not in res.stdout
+
+
+def test_sigterm_ignored_still_killed():
+    completion = in_function(
+        """
+        import signal
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU, signal.SIGALRM):
+            signal.signal(sig, signal.SIG_IGN)
+        print("ignoring signals", flush=True)
+        while True:
+            pass
+        """
+    )
+    res = run_then_good(completion, timeout=2)
+    assert "ignoring signals" in res.stdout
+    assert res.status == "timeout" and res.exit_code == -signal.SIGKILL
+    assert res.duration < 5
+
+
+DETACHED = """
+import os, sys
+r, w = os.pipe()
+os.set_inheritable(w, True)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, [sys.executable, "-c",
+                 "import os, sys, time; os.write(int(sys.argv[1]), b'up'); time.sleep(120)", str(w), MARKER])
+    os._exit(0)
+os.close(w)
+print("grandchild", os.read(r, 2).decode(), flush=True)
+"""
+
+
+def test_detached_child_does_not_outlive_the_sample():
+    marker = "hellora-detached-" + secrets.token_hex(8)
+    completion = at_module_level(DETACHED.replace("MARKER", repr(marker)))
+    res = run_then_good(completion)
+    assert "grandchild up" in res.stdout  # it really started (double fork + setsid + exec)
+    assert processes_with(marker) == []
+
+
+def test_detached_child_killed_even_without_namespaces():
+    """The fallback path (no pid namespace): the /proc sweep by session, uid or environment marker."""
+    marker = "hellora-detached-nons-" + secrets.token_hex(8)
+    completion = at_module_level(DETACHED.replace("MARKER", repr(marker)))
+    sb = Sandbox(SandboxLimits(timeout=5), namespaces=False, require=())
+    res = run_then_good(completion, sandbox=sb)
+    assert res.protections["pid_namespace"] is False
+    assert "grandchild up" in res.stdout
+    assert processes_with(marker) == []
+    assert res.leftovers_killed >= 1  # the sweep, not the kernel, got it
+
+
+def test_printing_gigabytes_keeps_memory_bounded():
+    completion = in_function(
+        """
+        import os
+        chunk = b"x" * (1 << 20)
+        for _ in range(2048):
+            os.write(1, chunk)
+        """
+    )
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    res = run_then_good(completion, timeout=60)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert res.status == "failed"  # finished (returned None), not a timeout
+    assert res.stdout_bytes == 2048 << 20
+    assert len(res.stdout) == SandboxLimits().max_output_bytes and res.stdout_truncated
+    assert grown_kib < 100 * 1024, f"harness grew by {grown_kib} KiB"
+
+
+def test_sys_exit_before_the_tests():
+    res = run_then_good(at_module_level("import sys\nsys.exit(0)"))
+    assert res.exit_code == 0 and res.status == "failed"
+
+
+def test_os_exit_before_the_tests():
+    res = run_then_good(at_module_level("import os\nos._exit(0)"))
+    assert res.exit_code == 0 and res.status == "failed"
+
+
+def test_candidate_raising_systemexit_inside_check():
+    res = run_then_good(in_function("raise SystemExit(0)"))
+    assert res.exit_code == 0 and res.status == "failed"
+
+
+def test_monkeypatching_the_checker():
+    completion = at_module_level(
+        """
+        import atexit, builtins, os
+        def check(candidate):  # the real check() defined later replaces this ...
+            return True
+        builtins.check = check  # ... and a module global shadows builtins
+        builtins.AssertionError = type("Quiet", (Exception,), {})  # `assert` does not look this up
+        atexit.register(os._exit, 0)  # turn the failing run's exit status into 0
+        """
+    )
+    res = run_then_good(completion)
+    assert res.exit_code == 0, "the exit-status hack should have worked; only the nonce catches it"
+    assert res.status == "failed" and "AssertionError" in res.stderr
+
+
+def test_deep_recursion():
+    completion = at_module_level(
+        """
+        import sys
+        sys.setrecursionlimit(10**8)
+        def down(n):
+            return down(n + 1)
+        down(0)
+        """,
+        returns="a + b",
+    )
+    res = run_then_good(completion)
+    assert res.status == "failed"
+
+
+@pytest.mark.parametrize("ignore_sigxfsz", [False, True])
+def test_huge_file(ignore_sigxfsz):
+    completion = in_function(
+        f"""
+        import os, signal
+        if {ignore_sigxfsz}:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        with open("big.bin", "wb") as f:
+            try:
+                for _ in range(64):
+                    f.write(b"\\0" * (1 << 20))
+                    f.flush()
+            except OSError as e:
+                print("stopped at", f.tell() if False else os.path.getsize("big.bin"), e.errno, flush=True)
+                raise
+        return a + b
+        """
+    )
+    res = run_then_good(completion, max_file_bytes=8 << 20)
+    if ignore_sigxfsz:
+        size, errno_ = (int(x) for x in res.stdout.split("stopped at")[1].split()[:2])
+        assert size <= 8 << 20 and errno_ == 27  # EFBIG
+    else:
+        assert res.exit_code == -signal.SIGXFSZ
+
+
+# --------------------------------------------------------------------------------------------------------
+# All attacks at once, in parallel, with good samples at the end
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_all_attacks_in_one_parallel_batch(open_dir, protections):
+    canary = make_canary(open_dir / "canary")
+    marker = "hellora-batch-" + secrets.token_hex(8)
+    hostile = [
+        at_module_level("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"),
+        in_function("while True:\n    pass"),
+        in_function("x = bytearray(8 << 30)\nreturn a + b"),
+        in_function(f"import shutil\nshutil.rmtree({str(open_dir / 'canary')!r})\nreturn a + b"),
+        in_function("import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass"),
+        at_module_level(DETACHED.replace("MARKER", repr(marker))),
+        in_function("import os\nfor _ in range(1024):\n    os.write(1, b'y' * (1 << 20))"),
+        at_module_level("import sys\nsys.exit(0)"),
+        at_module_level("import os\nos._exit(0)"),
+        at_module_level("import atexit, os\natexit.register(os._exit, 0)"),
+        at_module_level("import sys\nsys.setrecursionlimit(10**8)\ndef f(n):\n    return f(n + 1)\nf(0)", "a + b"),
+        in_function("open('big', 'wb').write(bytes(64 << 20))\nreturn a + b"),
+    ]
+    if protections.get("pid_namespace") or protections.get("uid_dropped"):
+        hostile.append(at_module_level("import os, signal\nos.kill(-1, signal.SIGKILL)", "a + b"))
+    programs = [build_program(ADD, c) for c in hostile] + [GOOD] * 4
+    sb = Sandbox(SandboxLimits(timeout=4, max_processes=16))
+    start = time.monotonic()
+    results = sb.run_many(programs, workers=4, progress=False)
+    elapsed = time.monotonic() - start
+    bad = [(i, r.status, r.stderr[-200:]) for i, r in enumerate(results[: len(hostile)]) if r.passed]
+    assert bad == []
+    assert all(r.passed for r in results[len(hostile) :]), [r.summary() for r in results[len(hostile) :]]
+    assert all(r.leftovers_surviving == 0 for r in results)
+    for r in results:
+        assert processes_with(r.workdir) == []
+    assert processes_with(marker) == []
+    for path, data in canary.items():
+        assert path.read_bytes() == data
+    assert elapsed < 60
