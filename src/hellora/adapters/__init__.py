@@ -5,6 +5,7 @@
 """
 
 from hellora.adapters.config import AdapterConfig
-from hellora.adapters.inject import adapter_layers, attach_adapters, disable_adapters, merge_adapters
+from hellora.adapters.inject import (adapter_layers, attach_adapters, disable_adapters, merge_adapters,
+                                     remove_adapters)
 
-__all__ = ["AdapterConfig", "attach_adapters", "adapter_layers", "disable_adapters", "merge_adapters"]
+__all__ = ["AdapterConfig", "attach_adapters", "adapter_layers", "disable_adapters", "merge_adapters", "remove_adapters"]

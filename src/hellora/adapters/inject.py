@@ -172,3 +172,12 @@ def merge_adapters(model: nn.Module) -> nn.Module:
         _set_submodule(model, path, layer.merged_base())
     model.hellora_adapter = None
     return model
+
+
+def remove_adapters(model: nn.Module) -> nn.Module:
+    """Unwrap every adapter layer without merging: the model is its frozen base again (the paper discards the
+    warm-up adapter this way before the main run)."""
+    for path, layer in list(adapter_layers(model).items()):
+        _set_submodule(model, path, layer.base_layer)
+    model.hellora_adapter = None
+    return model
