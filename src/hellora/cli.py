@@ -1,5 +1,6 @@
 """The `hellora` command line: parse, call one library function, print or save.
 
+    hellora train   recipes/olmoe/gsm8k-hellora.yaml train.epochs=1
     hellora params  --model olmoe-1b-7b --method hellora --k 8 --json
     hellora select  --profile profile.json --strategy layer --k 8 --out placement.json
     hellora compare profile_10pct.json profile_full.json
@@ -83,6 +84,17 @@ def cmd_export(args) -> None:
     print(f"wrote {args.format} export to {out}")
 
 
+def cmd_train(args) -> None:
+    from hellora.config import load_run_config
+    from hellora.train.pipeline import run_training
+
+    config = load_run_config(args.recipe, args.overrides)
+    result = run_training(config, progress=not args.no_progress)
+    train = result["steps"].get("train", {})
+    print(f"finished: {config.output_dir}  steps={train.get('steps')}  final loss={train.get('final_loss')}  "
+          f"samples/s={train.get('samples_per_s')}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hellora", description="Hot-expert LoRA for Mixture-of-Experts models")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -99,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_params)
+
+    p = sub.add_parser("train", help="profile -> select -> attach -> train -> save, from a YAML recipe")
+    p.add_argument("recipe", help="YAML recipe (see recipes/)")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.epochs=1 adapter.r=16")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("select", help="choose hot experts from a profile")
     p.add_argument("--profile", required=True)

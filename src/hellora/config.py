@@ -1,0 +1,236 @@
+"""Run configuration: typed dataclasses, YAML recipes and `key=value` command-line overrides.
+
+    config = load_run_config("recipes/olmoe/gsm8k-hellora.yaml", ["train.epochs=1", "adapter.k=4"])
+
+A recipe is YAML whose top-level sections mirror `RunConfig`. Overrides use dotted paths and YAML values
+(`train.learning_rate=2e-4`, `model.overrides={num_hidden_layers: 4}`). Unknown sections or keys, wrong types and
+bad values raise `HelloraError` naming the file, the key and, for YAML syntax errors, the line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from hellora.adapters.config import AdapterConfig
+from hellora.utils.errors import HelloraError
+
+# Table 7 of the paper: (PEFT learning rate, full fine-tuning learning rate, epochs) per task family.
+PAPER_SCHEDULE = {
+    "gsm8k": (4e-4, 4e-5, 3),
+    "codealpaca": (2e-3, 2e-4, 2),
+    "saferpaca": (4e-4, 2e-5, 1),
+    "safety": (4e-4, 2e-5, 1),
+}
+PAPER_BATCH = {"peft": 128, "fft": 256}
+
+
+@dataclass
+class ModelConfig:
+    name: str = "olmoe-1b-7b"          # preset, local folder or hub id
+    dtype: str = "bfloat16"            # bfloat16 | float16 | float32 | auto
+    trust_remote_code: bool = False
+    overrides: dict = field(default_factory=dict)  # config fields to change (e.g. fewer layers for a smoke run)
+    tokenizer: str | None = None       # default: the model's; "tiny" = hellora's in-process character tokenizer
+
+
+@dataclass
+class DataConfig:
+    task: str = "gsm8k"                # gsm8k | codealpaca | saferpaca | safety
+    train: str | None = None           # file path or hub dataset id (default: the task's hub id)
+    eval: str | None = None
+    limit: int | None = None           # use only the first N training records
+    max_length: int = 512
+    max_prompt_length: int = 256
+
+
+@dataclass
+class ProfileConfig:
+    mode: str = "warmup"               # warmup (the paper's LoRA warm-up) | forward | none
+    fraction: float = 0.1              # share of the training data profiled
+    seed: int = 0
+    batch_size: int = 8                # forward mode
+    path: str | None = None            # reuse an existing profile.json instead of profiling
+
+
+@dataclass
+class SelectionConfig:
+    strategy: str = "layer"            # layer | model | cold | random | coverage | entropy
+    k: int | None = None               # hot experts per layer (default: the router's top-k)
+    seed: int = 0
+    p: float = 0.5                     # coverage strategy: mass to reach
+
+
+@dataclass
+class TrainConfig:
+    learning_rate: float | None = None  # default: the paper's, per task and method (Table 7)
+    epochs: float | None = None         # default: the paper's, per task
+    batch_size: int | None = None       # global batch; default 128 for PEFT methods, 256 for full fine-tuning
+    micro_batch_size: int = 4           # per device and step; gradient accumulation fills the global batch
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    lr_scheduler: str = "cosine"        # cosine | linear | constant
+    max_steps: int | None = None        # stop after this many optimizer steps
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    mixed_precision: str = "auto"       # auto (bf16 on CUDA, none on CPU) | bf16 | fp16 | no
+    gradient_checkpointing: bool = False
+    logging_steps: int = 10
+    save_steps: int = 50
+    save_total_limit: int = 2
+    report_to: list = field(default_factory=list)  # tensorboard, wandb (through accelerate trackers)
+
+
+@dataclass
+class EvalConfig:
+    enabled: bool = False
+    tasks: list = field(default_factory=list)
+    limit: int | None = None
+    batch_size: int = 8
+    max_new_tokens: int = 512
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output_dir: str = "runs/default"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def is_full_finetune(self) -> bool:
+        return self.adapter.method == "fft"
+
+    def resolved(self) -> "RunConfig":
+        """Fill paper defaults (learning rate, epochs, global batch) that the recipe left unset."""
+        lr_peft, lr_fft, epochs = PAPER_SCHEDULE.get(self.data.task, (4e-4, 4e-5, 3))
+        train = dataclasses.replace(
+            self.train,
+            learning_rate=self.train.learning_rate or (lr_fft if self.is_full_finetune else lr_peft),
+            epochs=self.train.epochs if self.train.epochs is not None else epochs,
+            batch_size=self.train.batch_size or PAPER_BATCH["fft" if self.is_full_finetune else "peft"],
+        )
+        return dataclasses.replace(self, train=train)
+
+
+SECTIONS = {f.name: f.type for f in fields(RunConfig)}
+
+
+def _section_class(name: str):
+    return {"model": ModelConfig, "data": DataConfig, "profile": ProfileConfig, "selection": SelectionConfig,
+            "adapter": AdapterConfig, "train": TrainConfig, "eval": EvalConfig}[name]
+
+
+def _check_type(value, annotation, where: str):
+    """Coerce/validate a YAML value against a dataclass field annotation (str, int, float, bool, list, dict, | None)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    options = [t.strip() for t in text.split("|")]
+    if value is None:
+        if "None" in options:
+            return None
+        raise HelloraError(f"{where}: must not be empty")
+    for option in options:
+        if option == "bool" and isinstance(value, bool):
+            return value
+        if option == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option == "str" and isinstance(value, str):
+            return value
+        if option in ("list", "dict") and isinstance(value, {"list": list, "dict": dict}[option]):
+            return value
+        if option == "list" and isinstance(value, str):
+            return [value]
+    raise HelloraError(f"{where}: expected {text}, got {value!r}")
+
+
+def _build_section(name: str, values: dict, where: str):
+    cls = _section_class(name)
+    if not isinstance(values, dict):
+        raise HelloraError(f"{where}: section {name!r} must be a mapping of keys to values")
+    known = {f.name: f for f in fields(cls)}
+    for key in values:
+        if key not in known:
+            raise HelloraError(f"{where}: unknown key {name}.{key}; known keys: {', '.join(sorted(known))}")
+    typed = {key: _check_type(value, known[key].type, f"{where}: {name}.{key}") for key, value in values.items()}
+    try:
+        return cls(**typed)
+    except HelloraError as e:
+        raise HelloraError(f"{where}: {e}") from None
+
+
+def config_from_dict(data: dict, where: str = "config") -> RunConfig:
+    if not isinstance(data, dict):
+        raise HelloraError(f"{where}: a recipe must be a YAML mapping of sections")
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise HelloraError(f"{where}: unknown section {unknown[0]!r}; sections: {', '.join(SECTIONS)}")
+    kwargs = {}
+    for name, values in data.items():
+        if name == "output_dir":
+            kwargs[name] = _check_type(values, "str", f"{where}: output_dir")
+        else:
+            kwargs[name] = _build_section(name, values or {}, where)
+    return RunConfig(**kwargs)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `section.key=value` strings (YAML-typed values) to a raw recipe dict (copied)."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (data or {}).items()}
+    for item in overrides:
+        if "=" not in item:
+            raise HelloraError(f"override {item!r}: expected key=value, e.g. train.epochs=1")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        parts = key.strip().split(".")
+        if parts == ["output_dir"]:
+            data["output_dir"] = value if value is None else str(value)
+            continue
+        if len(parts) != 2:
+            raise HelloraError(f"override {item!r}: key must be section.name (e.g. adapter.r=16) or output_dir")
+        section, name = parts
+        if section not in SECTIONS or section == "output_dir":
+            raise HelloraError(f"override {item!r}: unknown section {section!r}; sections: {', '.join(SECTIONS)}")
+        data.setdefault(section, {})
+        if not isinstance(data[section], dict):
+            data[section] = {}
+        data[section][name] = value
+    return data
+
+
+def read_recipe(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise HelloraError(f"recipe not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise HelloraError(f"recipe {path}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    return data or {}
+
+
+def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Recipe file (or defaults when None) + overrides -> validated `RunConfig` (paper defaults not yet filled)."""
+    data = read_recipe(path) if path else {}
+    data = apply_overrides(data, list(overrides))
+    return config_from_dict(data, where=f"recipe {path}" if path else "config")
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

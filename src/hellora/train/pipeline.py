@@ -1,0 +1,218 @@
+"""`hellora train RECIPE.yaml`: profile -> select -> attach -> train -> save, one file per step in the run folder.
+
+    runs/x/config.yaml      the resolved config (paper defaults filled in)
+    runs/x/run.json         status, versions, device, processes, seed, each step's timing and results
+    runs/x/profile.json     expert routing counts (warm-up or forward), hellora only
+    runs/x/placement.json   hot experts per layer, hellora only
+    runs/x/checkpoints/     safetensors checkpoints for resume
+    runs/x/metrics.jsonl    loss, learning rate, grad norm, step time
+    runs/x/adapter/         the trained adapter (hellora_adapter.safetensors + .json)
+
+A step whose file exists is not redone, so a killed run resumes where it stopped (from its last checkpoint) and
+any step can be rerun alone by deleting its file. A folder holding a finished run, or a run with another config,
+is refused rather than overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from hellora.accounting import count_parameters
+from hellora.adapters import attach_adapters
+from hellora.adapters.io import save_adapter
+from hellora.config import RunConfig, dump_config
+from hellora.data import encode_pairs, get_task, sample_fraction
+from hellora.placement import HotExpertPlacement
+from hellora.profiling import ExpertProfile, profile_experts
+from hellora.train.loop import train_loop
+from hellora.train.warmup import warmup_profile
+from hellora.utils.errors import HelloraError
+from hellora.utils.io import atomic_write_json, atomic_write_text, read_json
+from hellora.utils.meta import run_metadata
+
+log = logging.getLogger(__name__)
+
+
+def _mixed_precision(setting: str) -> str:
+    if setting == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return setting
+
+
+def make_accelerator(config: RunConfig):
+    from accelerate import Accelerator
+
+    run = Path(config.output_dir)
+    # cpu=True lets torchrun/accelerate launch run several CPU processes (gloo) where no GPU exists.
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=_mixed_precision(config.train.mixed_precision),
+                       log_with=config.train.report_to or None, project_dir=str(run))
+
+
+def check_run_folder(run: Path, config_text: str) -> bool:
+    """True when `run` holds an unfinished run of the same config (resume); raises for anything else there."""
+    status = run / "run.json"
+    if status.is_file() and read_json(status, "run status").get("status") == "finished":
+        raise HelloraError(f"{run} already holds a finished run; choose another output_dir (nothing was changed)")
+    saved = run / "config.yaml"
+    if saved.is_file():
+        if saved.read_text() != config_text:
+            old, new = yaml.safe_load(saved.read_text()), yaml.safe_load(config_text)
+            diff = next((f"{s}.{k}" for s in new for k in (new[s] or {}) if isinstance(new[s], dict)
+                         and (old.get(s) or {}).get(k) != new[s][k]), "output_dir")
+            raise HelloraError(f"{run} holds a run with another config (first difference: {diff}); "
+                               f"choose another output_dir (nothing was changed)")
+        return True
+    if run.is_dir() and any(run.iterdir()):
+        raise HelloraError(f"{run} is not empty and holds no hellora run; choose another output_dir")
+    return False
+
+
+def load_tokenizer_for(config: RunConfig):
+    name = config.model.tokenizer or config.model.name
+    if name == "tiny":
+        from hellora.data import build_tiny_tokenizer
+
+        return build_tiny_tokenizer()
+    from hellora.models.loading import load_tokenizer
+
+    return load_tokenizer(name, trust_remote_code=config.model.trust_remote_code)
+
+
+def load_base_model(config: RunConfig):
+    from hellora.models.loading import DTYPES, load_config, load_model, model_from_config
+    from hellora.models.presets import PRESETS
+
+    if config.model.name in PRESETS:  # architecture only: random init (smoke runs, benchmarks)
+        torch.manual_seed(config.train.seed)
+        hf_config = load_config(config.model.name, overrides=config.model.overrides)
+        dtype = DTYPES.get(config.model.dtype, torch.float32)
+        return model_from_config(hf_config, dtype=torch.float32 if dtype == "auto" else dtype)
+    return load_model(config.model.name, dtype=config.model.dtype, trust_remote_code=config.model.trust_remote_code)
+
+
+def build_features(config: RunConfig, tokenizer) -> tuple[list[dict], dict]:
+    task = get_task(config.data.task)
+    records = task.load(config.data.train, limit=config.data.limit)
+    pairs = task.format_records(records)
+    features = encode_pairs(tokenizer, pairs, config.data.max_length, config.data.max_prompt_length)
+    source = {"task": config.data.task, "data": config.data.train or "hub default", "examples": len(features)}
+    return features, source
+
+
+class RunRecorder:
+    """run.json: written atomically after every step, by the main process only."""
+
+    def __init__(self, run: Path, config: RunConfig, accelerator) -> None:
+        self.path = run / "run.json"
+        self.main = accelerator.is_main_process
+        previous = read_json(self.path, "run status") if self.path.is_file() else {}
+        self.data = {"status": "running", "method": config.adapter.method, "processes": accelerator.num_processes,
+                     "meta": run_metadata(config.train.seed), "steps": previous.get("steps", {})}
+
+    def step(self, name: str, **values) -> None:
+        self.data["steps"][name] = values
+        self.save()
+
+    def save(self) -> None:
+        if self.main:
+            atomic_write_json(self.path, self.data)
+
+
+def run_training(config: RunConfig, *, progress: bool = True) -> dict:
+    """Run the whole pipeline for `config`; returns run.json's content."""
+    config = config.resolved()
+    run = Path(config.output_dir)
+    config_text = dump_config(config)
+    resuming = check_run_folder(run, config_text)
+    accelerator = make_accelerator(config)
+    if accelerator.is_main_process:
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run / "config.yaml", config_text)
+        if resuming:
+            log.info("resuming the run in %s", run)
+    accelerator.wait_for_everyone()
+    recorder = RunRecorder(run, config, accelerator)
+    recorder.save()
+    if config.train.report_to:
+        accelerator.init_trackers(run.name, config={"lr": config.train.learning_rate, "method": config.adapter.method})
+
+    tokenizer = load_tokenizer_for(config)
+    features, source = build_features(config, tokenizer)
+    model = load_base_model(config)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    placement = None
+    if config.adapter.method == "hellora":
+        placement = _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress)
+    attach_adapters(model, config.adapter, placement)
+    params = count_parameters(model)
+    recorder.step("attach", trainable=params["trainable"], total=params["total"],
+                  trainable_pct=params["trainable_pct"], by_role=params["by_role"])
+
+    result = train_loop(model, features, config.train, accelerator=accelerator, run_dir=run, pad_token_id=pad_id,
+                        progress=progress)
+    recorder.step("train", **{k: v for k, v in result.to_dict().items() if k != "losses"})
+    if accelerator.is_main_process:
+        save_adapter(accelerator.unwrap_model(model), run / "adapter", base_model=config.model.name, overwrite=True,
+                     extra={"run": str(run)})
+    recorder.data["status"] = "finished"
+    recorder.save()
+    accelerator.end_training()
+    return recorder.data
+
+
+def _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress):
+    profile_path, placement_path = run / "profile.json", run / "placement.json"
+    if placement_path.is_file():
+        return HotExpertPlacement.load(placement_path)
+    if config.profile.path:
+        profile = ExpertProfile.load(config.profile.path)
+    elif profile_path.is_file():
+        profile = ExpertProfile.load(profile_path)
+    else:
+        chosen = sample_fraction(list(range(len(features))), config.profile.fraction, config.profile.seed)
+        sample = [features[i] for i in chosen]
+        src = {**source, "fraction": config.profile.fraction, "seed": config.profile.seed, "examples": len(sample)}
+        start = time.perf_counter()
+        if config.profile.mode == "warmup":
+            profile = warmup_profile(model, sample, config, accelerator=accelerator, pad_token_id=pad_id, source=src,
+                                     progress=progress)
+        elif config.profile.mode == "forward":
+            profile = _forward_profile(model, sample, config, pad_id, src, accelerator, progress)
+        else:
+            raise HelloraError(f"profile.mode: method 'hellora' needs a profile: use warmup or forward, or set "
+                               f"profile.path (got {config.profile.mode!r})")
+        recorder.step("profile", mode=config.profile.mode, wall_time_s=round(time.perf_counter() - start, 3),
+                      examples=len(sample))
+        if accelerator.is_main_process:
+            profile.save(profile_path)
+    placement = profile.select(config.selection.strategy, config.selection.k, seed=config.selection.seed,
+                               p=config.selection.p)
+    if accelerator.is_main_process:
+        placement.save(placement_path)
+    recorder.step("select", strategy=placement.strategy, k=placement.k, experts=placement.total_experts)
+    accelerator.wait_for_everyone()
+    return placement
+
+
+def _forward_profile(model, sample, config, pad_id, source, accelerator, progress):
+    from hellora.data import PadCollator
+
+    collate = PadCollator(pad_id)
+    size = config.profile.batch_size
+    rank, world = accelerator.process_index, accelerator.num_processes
+    mine = [sample[i:i + size] for i in range(0, len(sample), size)][rank::world]
+    model.to(accelerator.device)
+    profile = profile_experts(model, (collate(b) for b in mine), source=source, model_id=config.model.name,
+                              progress=progress and accelerator.is_main_process, total=len(mine))
+    if world > 1:
+        device = accelerator.device
+        for field in ("counts", "tokens"):
+            setattr(profile, field, accelerator.reduce(torch.tensor(getattr(profile, field), device=device),
+                                                       reduction="sum").cpu().tolist())
+    return profile

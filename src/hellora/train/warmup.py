@@ -1,0 +1,68 @@
+"""The paper's profiling stage: a short LoRA warm-up on a seeded p% sample with routing counters on.
+
+LoRA (all experts, attention and router, the run's rank and alpha) trains for one epoch over the sample while
+`ExpertActivationCounter` counts every training forward pass (gradient-checkpoint re-runs are not counted twice).
+The warm-up adapter is then discarded (`remove_adapters`) and the main run starts from the base model. Counts
+from all processes are summed; the wall time is recorded as the method's overhead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import torch
+
+from hellora.adapters import AdapterConfig, attach_adapters, remove_adapters
+from hellora.config import RunConfig
+from hellora.models.families import describe_moe_model
+from hellora.models.fingerprint import config_fingerprint
+from hellora.profiling import ExpertActivationCounter, ExpertProfile
+from hellora.train.loop import train_loop
+from hellora.utils.meta import run_metadata
+
+log = logging.getLogger(__name__)
+
+
+def warmup_batch_size(requested: int, num_examples: int, micro: int, world: int) -> int:
+    """The largest multiple of micro x world not above `requested` that still gives one step on the sample."""
+    unit = micro * world
+    fit = (num_examples // unit) * unit
+    return max(unit, min(requested, fit))
+
+
+def warmup_profile(model, features: list[dict], config: RunConfig, *, accelerator, pad_token_id: int,
+                   source: dict, progress: bool = True) -> ExpertProfile:
+    spec = describe_moe_model(model)
+    world = accelerator.num_processes
+    cfg = config.train
+    batch = warmup_batch_size(cfg.batch_size, len(features), cfg.micro_batch_size, world)
+    if batch != cfg.batch_size:
+        log.info("warm-up: global batch %d (the %d-example sample is smaller than train.batch_size %d)",
+                 batch, len(features), cfg.batch_size)
+    warm_cfg = dataclasses.replace(cfg, epochs=1.0, max_steps=None, batch_size=batch, save_steps=0, report_to=[])
+    lora = AdapterConfig(method="lora", r=config.adapter.r, alpha=config.adapter.alpha, placement="all",
+                         seed=config.adapter.seed)
+    attach_adapters(model, lora, None, spec)
+    start = time.perf_counter()
+    try:
+        with ExpertActivationCounter(model, spec) as counter:
+            result = train_loop(model, features, warm_cfg, accelerator=accelerator, run_dir=None,
+                                pad_token_id=pad_token_id, name="warm-up", progress=progress)
+    finally:
+        remove_adapters(model)
+        accelerator.free_memory()
+    wall = time.perf_counter() - start
+    device = accelerator.device
+    counts = accelerator.reduce(counter.counts.to(device), reduction="sum").cpu()
+    mass = accelerator.reduce(counter.mass.to(device), reduction="sum").cpu()
+    tokens = accelerator.reduce(counter.tokens.to(device), reduction="sum").cpu()
+    meta = run_metadata(cfg.seed)
+    meta.update(wall_time_s=round(wall, 3), warmup_steps=result.steps, warmup_loss=result.final_loss,
+                processes=world)
+    return ExpertProfile(
+        layers=[m.layer_index for m in spec.moe_layers], counts=counts.tolist(), mass=mass.to(torch.float64).tolist(),
+        tokens=tokens.tolist(), num_experts=spec.num_experts, top_k=spec.top_k, model_id=config.model.name,
+        fingerprint=config_fingerprint(model.config), mode="warmup", source=source, meta=meta,
+    )
