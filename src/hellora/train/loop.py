@@ -68,7 +68,7 @@ def micro_batch_plan(num_examples: int, micro_batch_size: int, seed: int, epoch:
     return [order[i:i + micro_batch_size] for i in range(0, num_examples - micro_batch_size + 1, micro_batch_size)]
 
 
-def _resolve_steps(cfg: TrainConfig, num_examples: int, world: int) -> tuple[int, int, int]:
+def resolve_steps(cfg: TrainConfig, num_examples: int, world: int) -> tuple[int, int, int]:
     """(gradient accumulation per process, optimizer steps per epoch, total optimizer steps)."""
     per_step = cfg.micro_batch_size * world
     if cfg.batch_size % per_step:
@@ -94,7 +94,7 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
                pad_token_id: int = 0, name: str = "train", progress: bool = True) -> LoopResult:
     """Train `model`'s trainable parameters on tokenized `features`; checkpoints under run_dir/checkpoints."""
     world, rank = accelerator.num_processes, accelerator.process_index
-    accum, steps_per_epoch, total = _resolve_steps(cfg, len(features), world)
+    accum, steps_per_epoch, total = resolve_steps(cfg, len(features), world)
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not named:
         raise HelloraError("nothing to train: the model has no trainable parameters")

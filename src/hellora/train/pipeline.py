@@ -29,7 +29,7 @@ from hellora.config import RunConfig, dump_config
 from hellora.data import encode_pairs, get_task, sample_fraction
 from hellora.placement import HotExpertPlacement
 from hellora.profiling import ExpertProfile, profile_experts
-from hellora.train.loop import train_loop
+from hellora.train.loop import learning_rate, resolve_steps, train_loop
 from hellora.train.warmup import warmup_profile
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, atomic_write_text, read_json
@@ -124,12 +124,23 @@ class RunRecorder:
 
 
 def run_training(config: RunConfig, *, progress: bool = True) -> dict:
-    """Run the whole pipeline for `config`; returns run.json's content."""
+    """Run the whole pipeline for `config`; returns run.json's content.
+
+    Everything that can be wrong with the inputs (data, tokenizer, model, k) is checked before the run folder is
+    touched, so a failed start leaves no half-made run behind.
+    """
     config = config.resolved()
     run = Path(config.output_dir)
     config_text = dump_config(config)
     resuming = check_run_folder(run, config_text)
+    tokenizer = load_tokenizer_for(config)
+    features, source = build_features(config, tokenizer)
+    model = load_base_model(config)
+    _check_model(config, model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
     accelerator = make_accelerator(config)
+    resolve_steps(config.train, len(features), accelerator.num_processes)  # batch sizes fit the data
     if accelerator.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run / "config.yaml", config_text)
@@ -140,11 +151,6 @@ def run_training(config: RunConfig, *, progress: bool = True) -> dict:
     recorder.save()
     if config.train.report_to:
         accelerator.init_trackers(run.name, config={"lr": config.train.learning_rate, "method": config.adapter.method})
-
-    tokenizer = load_tokenizer_for(config)
-    features, source = build_features(config, tokenizer)
-    model = load_base_model(config)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     placement = None
     if config.adapter.method == "hellora":
@@ -164,6 +170,24 @@ def run_training(config: RunConfig, *, progress: bool = True) -> dict:
     recorder.save()
     accelerator.end_training()
     return recorder.data
+
+
+def _check_model(config: RunConfig, model, tokenizer) -> None:
+    """Fail before any training on a non-MoE model, a bad k or a tokenizer larger than the embeddings."""
+    from hellora.models.families import describe_moe_model
+    from hellora.placement import check_k
+
+    spec = describe_moe_model(model)
+    if config.selection.k is not None:
+        check_k(config.selection.k, spec.num_experts)
+    vocab = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > vocab:
+        raise HelloraError(f"model.tokenizer has {len(tokenizer)} tokens but the model embeds only {vocab}; "
+                           f"use the model's own tokenizer")
+    if config.profile.mode not in ("warmup", "forward", "none"):
+        raise HelloraError(f"profile.mode: unknown mode {config.profile.mode!r}; choose warmup, forward or none")
+    learning_rate(0, 1, 1.0, 0.0, config.train.lr_scheduler)  # validates the schedule name
+    sample_fraction([0], config.profile.fraction, 0)  # validates the fraction
 
 
 def _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress):

@@ -1,0 +1,112 @@
+"""`hellora train` end to end on a tiny OLMoE and real GSM8K lines: files, resume after SIGKILL, two processes."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hellora.adapters.io import load_adapter
+from hellora.cli import main
+from hellora.placement import HotExpertPlacement
+from hellora.profiling import ExpertProfile
+from hellora.models.tiny import tiny_model
+
+
+def _adapter(run):
+    return load_file(str(run / "adapter" / "hellora_adapter.safetensors"))
+
+
+def test_hellora_run_writes_every_step(write_recipe, tmp_path):
+    assert main(["train", str(write_recipe()), "--no-progress"]) == 0
+    run = tmp_path / "run"
+    for name in ("config.yaml", "run.json", "profile.json", "placement.json", "metrics.jsonl", "adapter"):
+        assert (run / name).exists(), name
+    status = json.loads((run / "run.json").read_text())
+    assert status["status"] == "finished" and status["meta"]["torch"] and status["steps"]["profile"]["mode"] == "warmup"
+    profile = ExpertProfile.load(run / "profile.json")
+    assert profile.mode == "warmup" and sum(profile.counts[0]) > 0 and profile.source["examples"] == 16
+    placement = HotExpertPlacement.load(run / "placement.json")
+    assert placement.k == 2 and all(len(v) == 2 for v in placement.experts.values())
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    model = load_adapter(tiny_model("olmoe", vocab_size=104), run / "adapter")
+    assert model.hellora_adapter.experts == placement.experts
+
+
+def test_forward_profiling_and_lora_method(write_recipe, tmp_path):
+    assert main(["train", str(write_recipe(out="fwd")), "profile.mode=forward", "--no-progress"]) == 0
+    assert ExpertProfile.load(tmp_path / "fwd" / "profile.json").mode == "forward"
+    assert main(["train", str(write_recipe(out="lora")), "adapter.method=lora", "--no-progress"]) == 0
+    assert not (tmp_path / "lora" / "profile.json").exists()
+    status = json.loads((tmp_path / "lora" / "run.json").read_text())
+    assert status["steps"]["attach"]["by_role"]["experts"] == 2 * 8 * 3 * 4 * (32 + 16)
+
+
+def test_loss_drops_over_training(write_recipe, tmp_path):
+    recipe = write_recipe(out="long", train="{batch_size: 8, micro_batch_size: 4, max_steps: 30, save_steps: 0, "
+                                            "logging_steps: 1, learning_rate: 0.01, warmup_ratio: 0.0}")
+    assert main(["train", str(recipe), "--no-progress"]) == 0
+    losses = [json.loads(l)["loss"] for l in (tmp_path / "long" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.2
+
+
+def _cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "hellora.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_sigkill_then_resume_gives_the_bitwise_same_adapter(write_recipe, tmp_path):
+    train = "{batch_size: 8, micro_batch_size: 4, max_steps: 40, save_steps: 4, logging_steps: 1, learning_rate: 0.002}"
+    straight = write_recipe("a.yaml", out="straight", train=train)
+    assert main(["train", str(straight), "--no-progress"]) == 0
+    killed = write_recipe("b.yaml", out="killed", train=train)
+    proc = _cli("train", str(killed), "--no-progress")
+    target = tmp_path / "killed" / "checkpoints" / "step-000008"
+    deadline = time.time() + 120
+    while not target.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert target.exists(), proc.stderr.read()
+    assert not (tmp_path / "killed" / "adapter").exists(), "the run finished before it could be killed"
+    metrics = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+    resumed = _cli("train", str(killed), "--no-progress")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    status = json.loads((tmp_path / "killed" / "run.json").read_text())
+    assert status["steps"]["train"]["resumed_from"] >= 8
+    a, b = _adapter(tmp_path / "straight"), _adapter(tmp_path / "killed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(l)["step"] for l in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 41)) and len(metrics) >= 8
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+def test_two_gloo_processes_give_the_same_adapter_as_one(write_recipe, tmp_path):
+    assert main(["train", str(write_recipe("one.yaml", out="one")), "--no-progress"]) == 0
+    two = write_recipe("two.yaml", out="two")
+    done = subprocess.run(["torchrun", "--nproc-per-node", "2", "--master-port", "29571", "-m", "hellora.cli", "train",
+                           str(two), "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "run.json").read_text())["processes"] == 2
+    a, b = _adapter(tmp_path / "one"), _adapter(tmp_path / "two")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "one" / "placement.json").read_text() == (tmp_path / "two" / "placement.json").read_text()
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(write_recipe, tmp_path, capsys):
+    recipe = write_recipe(out="nan", adapter="{method: lora, r: 4, alpha: 8}", train="{batch_size: 8, micro_batch_size: 4, max_steps: 6, save_steps: 1, "
+                                           "learning_rate: 1.0e+30, warmup_ratio: 0.0, max_grad_norm: 1.0e+30}")
+    assert main(["train", str(recipe), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "diverged at step" in err and "Traceback" not in err
+    checkpoints = sorted(p.name for p in (tmp_path / "nan" / "checkpoints").iterdir())
+    assert checkpoints == ["step-000001"] and "step-000001" in err and not (tmp_path / "nan" / "adapter").exists()
