@@ -1,0 +1,26 @@
+"""Every shipped recipe parses, validates and resolves to the paper's hyper-parameters."""
+
+from pathlib import Path
+
+import pytest
+
+from hellora.config import PAPER_SCHEDULE, load_run_config
+
+RECIPES = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").rglob("*.yaml"))
+
+
+def test_the_grid_is_complete():
+    grid = [p for p in RECIPES if p.parent.name in ("olmoe-1b-7b", "mixtral-8x7b", "deepseek-moe-16b")]
+    assert len(grid) >= 3 * 3 * 2
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_recipe_resolves(path):
+    config = load_run_config(path).resolved()
+    lr, _, epochs = PAPER_SCHEDULE[config.data.task]
+    assert config.adapter.r == 32 and config.adapter.alpha == 64
+    if path.parent.name != "smoke":
+        assert config.train.learning_rate == lr and config.train.epochs == epochs and config.train.batch_size == 128
+    if config.adapter.method == "hellora":
+        expected_k = {"olmoe-1b-7b": 8, "mixtral-8x7b": 2, "deepseek-moe-16b": 12}.get(path.parent.name)
+        assert expected_k is None or config.selection.k == expected_k
