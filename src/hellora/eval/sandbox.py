@@ -36,6 +36,7 @@ import selectors
 import shutil
 import signal
 import stat
+import subprocess
 import sys
 import tempfile
 import threading
@@ -51,8 +52,10 @@ __all__ = [
     "Sandbox",
     "SandboxLimits",
     "SandboxResult",
+    "default_workers",
     "run_program",
     "run_programs",
+    "summarize_protections",
 ]
 
 #: Boolean protections the launcher reports; any of them can be passed to `Sandbox(require=...)`.
@@ -74,7 +77,6 @@ PROTECTION_NAMES = (
 )
 
 _RESULT_FD = 3  # the launcher moves the private result pipe here; the trailer writes the nonce to it
-_LAUNCHER_ERROR_EXIT = 125
 # Unprivileged uids for samples when the harness is root: one per (harness pid, worker slot), far above
 # any real account, so RLIMIT_NPROC counts only one sample's processes and "kill everything with this uid"
 # cannot hit anything else. pid < 2**22 and slot < 256 keep it below 0xB0000000.
@@ -90,7 +92,9 @@ class SandboxLimits:
     timeout: float = 10.0
     cpu_seconds: int | None = None  # default ceil(timeout) + 1: a CPU-bound loop dies by SIGXCPU too
     memory_bytes: int = 1 << 30  # RLIMIT_AS (virtual address space) per process
-    max_processes: int = 32  # RLIMIT_NPROC for the sample's uid (or user namespace)
+    # RLIMIT_NPROC for the sample's uid (or user namespace). RLIMIT_AS is per process and there is no cgroup
+    # total, so a sample's worst case is max_processes * memory_bytes of address space: keep both modest.
+    max_processes: int = 16
     max_open_files: int = 64
     max_file_bytes: int = 16 << 20  # RLIMIT_FSIZE: a bigger write gets SIGXFSZ / EFBIG
     max_output_bytes: int = 64 << 10  # kept per stream; the rest is read and discarded
@@ -236,30 +240,43 @@ P["mount_namespace"] = bool(flags & NEWNS)
 P["ipc_namespace"] = bool(flags & NEWIPC)
 P["pid_namespace"] = bool(flags & NEWPID)
 
+import signal
+
+def exit_like(status):
+    """Exit the way a child with wait status `status` did: same code, or killed by the same signal."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError, RuntimeError):
+            pass
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+status_w = None
 if flags & NEWPID:
-    # Only children enter a new pid namespace: fork. The child is pid 1 there, so when it (the sample's
-    # interpreter) exits, the kernel SIGKILLs everything else in the namespace, detached or not.
-    child = os.fork()
-    if child:
+    # Only children enter a new pid namespace, so fork: the child becomes its init (pid 1). The sample must
+    # not be pid 1 itself -- the kernel drops default-action signals to an init (SIGXFSZ, SIGXCPU, a
+    # self-sent SIGTERM ...), which would change how programs behave -- so init stays this trusted code,
+    # forks the sample as pid 2, reaps, and reports the sample's wait status on a private pipe. When init
+    # exits, the kernel SIGKILLs everything left in the namespace, detached or not.
+    status_r, status_w = os.pipe()
+    init = os.fork()
+    if init:  # the supervisor, outside the namespace: relay the sample's fate to the harness
+        os.close(status_w)
         for fd in (0, 1, 2, RES):
             os.close(fd)
         while True:
             try:
-                _, status = os.waitpid(child, 0)
+                _, status = os.waitpid(init, 0)
                 break
             except InterruptedError:
                 continue
-        if os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            import signal
-            try:
-                signal.signal(sig, signal.SIG_DFL)
-            except (OSError, ValueError, RuntimeError):
-                pass
-            os.kill(os.getpid(), sig)
-            os._exit(128 + sig)
-        os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
-    # If the launcher above dies (e.g. the harness SIGKILLs the session), the namespace dies with it.
+        reported = os.read(status_r, 32).strip()
+        exit_like(int(reported) if reported.isdigit() else status)
+    os.close(status_r)
+    # If the supervisor dies (e.g. the harness SIGKILLs the session), the namespace dies with it.
     libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
 
 def mountinfo():
@@ -335,7 +352,27 @@ if flags & NEWNS:
         except OSError as e:
             note("mount setup: %s" % e)
 
-# Privileges: no capabilities survive exec, no setuid gains, and as root a plain, unique uid.
+if status_w is not None:
+    sample = os.fork()
+    if sample:  # init: keep root/capabilities (so the sample cannot touch it), reap until the sample exits
+        for fd in (0, 1, 2, RES):
+            os.close(fd)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, signal.SIG_IGN)
+        while True:
+            try:
+                pid, status = os.wait()
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                os._exit(1)
+            if pid == sample:
+                os.write(status_w, str(status).encode())
+                os._exit(0)
+    os.close(status_w)
+
+# Privileges (in the sample's process only): no capabilities survive exec, no setuid gains, and as root a
+# plain, unique uid.
 if libc is not None:
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:
@@ -347,6 +384,7 @@ if libc is not None:
         P["capabilities_dropped"] = True
     except (OSError, ValueError) as e:
         note("capabilities: %s" % e)
+
 def reachable_by_others(path):
     """Can a uid that is neither owner nor group read and run the interpreter at `path`?"""
     import stat
@@ -405,14 +443,18 @@ if not root and hasattr(resource, "RLIMIT_NPROC"):
             note("RLIMIT_NPROC: %s" % e)
 
 got = {}
-for name, want in cfg["rlimits"].items():
+for name, want in list(cfg["rlimits"].items()) + [("RLIMIT_NPROC", None)]:
     lim = getattr(resource, name, None)
     got[name] = list(resource.getrlimit(lim)) if lim is not None else None
 P["rlimit_values"] = got
 P["rlimits"] = all(got.get(name) is not None and 0 <= got[name][1] <= want
                    for name, want in cfg["rlimits"].items() if name != "RLIMIT_NPROC" or root)
 os.umask(0o077)
-os.chdir(work)  # re-enter through the new bind mount (the old cwd now sits on the read-only one)
+try:
+    os.chdir(work)  # re-enter through the new bind mount (the old cwd now sits on the read-only one)
+except OSError as e:
+    fail("the sample cannot enter its directory %s (%s): put tmp_root somewhere an unprivileged uid can reach"
+         % (work, e))
 missing = [name for name in cfg["require"] if not P.get(name)]
 if missing:
     fail("required sandbox protections not active: %s (%s)" % (", ".join(missing), "; ".join(P["notes"])))
@@ -481,7 +523,7 @@ def _check_platform(os_name: str | None = None) -> None:
 
 def _interpreter_paths(python: str) -> list[str]:
     """Folders the sample's interpreter needs; they stay visible even if they sit in a hidden home."""
-    paths = {os.path.dirname(python)}
+    paths = {os.path.dirname(os.path.dirname(python))}  # <prefix>/bin/python -> <prefix> (has lib/ too)
     if os.path.realpath(sys.executable) == python:
         paths |= {os.path.realpath(sys.base_prefix), os.path.realpath(sys.base_exec_prefix)}
     outer = []
@@ -579,16 +621,14 @@ def _kill_sample(leader: int | None, uid: int | None, marker: bytes) -> tuple[in
     return killed, len(victims)
 
 
-def _exited(pid: int) -> bool:
-    """Has our child exited? Checked without reaping it, so its pid (= the session id we sweep /proc for)
-    cannot be reused by an unrelated process before the sweep is done."""
-    if not hasattr(os, "waitid"):  # e.g. some BSDs: peek via /proc is impossible there anyway
-        try:
-            return os.waitpid(pid, os.WNOHANG | getattr(os, "WNOWAIT", 0)) != (0, 0)
-        except ChildProcessError:
-            return True
+def _exited(proc: "subprocess.Popen[bytes]") -> bool:
+    """Has our child exited? On Linux checked without reaping it, so its pid (= the session id we sweep
+    /proc for) cannot be reused by an unrelated process before the sweep is done. Elsewhere (no waitid, and
+    no /proc sweep either) Popen.poll() reaps it, which only leaves killpg() a tiny pid-reuse window."""
+    if not hasattr(os, "waitid") or not hasattr(os, "WNOWAIT"):
+        return proc.poll() is not None
     try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         return True
 
@@ -596,7 +636,7 @@ def _exited(pid: int) -> bool:
 def _rmtree_force(path: str) -> None:
     """Remove a sample's directory even if it chmod-ed things to 000 (root needs no help; others do)."""
 
-    def onerror(func, p, _exc):  # noqa: ANN001
+    def retry(func, p, _exc):  # noqa: ANN001
         try:
             os.chmod(os.path.dirname(p), stat.S_IRWXU)
             if os.path.isdir(p) and not os.path.islink(p):
@@ -605,7 +645,10 @@ def _rmtree_force(path: str) -> None:
         except OSError:
             pass
 
-    shutil.rmtree(path, onerror=onerror)
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=retry)
+    else:
+        shutil.rmtree(path, onerror=retry)
 
 
 class Sandbox:
@@ -644,15 +687,13 @@ class Sandbox:
         self.hide_paths = list(hide_paths) if hide_paths is not None else None
 
     # -- one sample --------------------------------------------------------------------------------------
-    def run(self, program: str, *, slot: int | None = None) -> SandboxResult:
+    def run(self, program: str) -> SandboxResult:
         """Run `program` (Python source) to completion or timeout and report what happened."""
-        if slot is None:
-            slot = _SLOTS.acquire()
-            try:
-                return self._run(program, slot)
-            finally:
-                _SLOTS.release(slot)
-        return self._run(program, slot)
+        slot = _SLOTS.acquire()  # its own uid while it runs (as root), shared with no concurrent sample
+        try:
+            return self._run(program, slot)
+        finally:
+            _SLOTS.release(slot)
 
     def run_many(
         self, programs: Sequence[str], *, workers: int | None = None, progress: bool = True, desc: str = "sandbox"
@@ -695,8 +736,7 @@ class Sandbox:
         return out
 
     def _run(self, program: str, slot: int) -> SandboxResult:
-        import resource
-        import subprocess
+        import resource  # POSIX only; imported here so that the module imports (and refuses) on Windows
 
         lim = self.limits
         nonce = secrets.token_hex(16)
@@ -812,7 +852,7 @@ class Sandbox:
                         buffers[key.fd].add(chunk)
                     else:
                         sel.unregister(key.fd)
-                if not swept and _exited(proc.pid):
+                if not swept and _exited(proc):
                     # The sample's main process is done: nothing it started may outlive it.
                     extra, _ = _kill_sample(proc.pid, uid, marker)
                     killed += extra
@@ -822,7 +862,7 @@ class Sandbox:
             sel.close()
         # All pipes closed: the launcher itself is a moment from exiting. Let it (its exit status is the
         # sample's), but never past the deadline.
-        while not timed_out and not _exited(proc.pid):
+        while not timed_out and not _exited(proc):
             if time.monotonic() >= deadline:
                 timed_out = True
             else:

@@ -1,0 +1,1 @@
+"""Reports from saved JSON: markdown tables and PNG figures (expert heatmaps, throughput, warm-up stability)."""

@@ -1,0 +1,1 @@
+"""Tests for hellora.eval: scorers, pass@k, HumanEval through the real sandbox, sandbox security."""
