@@ -5,6 +5,9 @@ import os
 import pytest
 import torch
 
+from hellora.data import build_tiny_tokenizer
+from hellora.models.tiny import tiny_model
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -24,3 +27,38 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+GSM8K = "/work/shared/datasets/gsm8k/train.jsonl"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny OLMoE saved with hellora's character tokenizer, loadable by path like a hub model."""
+    path = tmp_path_factory.mktemp("models") / "olmoe"
+    tiny_model("olmoe", vocab_size=104).save_pretrained(path)
+    build_tiny_tokenizer().save_pretrained(path)
+    return path
+
+
+def recipe_text(model_dir, out_dir, **sections) -> str:
+    base = {
+        "model": f"{{name: {model_dir}, dtype: float32}}",
+        "data": f"{{task: gsm8k, train: {GSM8K}, limit: 48, max_length: 96, max_prompt_length: 64}}",
+        "profile": "{mode: warmup, fraction: 0.34}",
+        "adapter": "{method: hellora, r: 4, alpha: 8}",
+        "train": "{batch_size: 8, micro_batch_size: 4, max_steps: 4, save_steps: 2, logging_steps: 1, "
+                 "learning_rate: 0.002}",
+    }
+    base.update(sections)
+    return "\n".join(f"{k}: {v}" for k, v in base.items()) + f"\noutput_dir: {out_dir}\n"
+
+
+@pytest.fixture
+def write_recipe(tiny_model_dir, tmp_path):
+    def write(name="recipe.yaml", out="run", **sections):
+        path = tmp_path / name
+        path.write_text(recipe_text(tiny_model_dir, tmp_path / out, **sections))
+        return path
+
+    return write

@@ -95,6 +95,85 @@ def cmd_train(args) -> None:
           f"samples/s={train.get('samples_per_s')}")
 
 
+def _model_and_tokenizer(args):
+    from hellora.adapters.io import load_adapter
+    from hellora.models.loading import load_model, load_tokenizer
+
+    model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    if args.adapter:
+        load_adapter(model, args.adapter)
+    if args.tokenizer == "tiny":
+        from hellora.data import build_tiny_tokenizer
+
+        tokenizer = build_tiny_tokenizer()
+    else:
+        tokenizer = load_tokenizer(args.tokenizer or args.model, trust_remote_code=args.trust_remote_code)
+    import torch
+
+    if torch.cuda.is_available():
+        model.to("cuda")
+    return model, tokenizer
+
+
+def _data_paths(items: list[str], tasks: list[str]) -> dict[str, str | None]:
+    """--data PATH (one task) or --data task=PATH (several)."""
+    paths: dict[str, str | None] = {t: None for t in tasks}
+    for item in items or []:
+        task, sep, path = item.partition("=")
+        if sep and task in paths:
+            paths[task] = path
+        elif len(tasks) == 1:
+            paths[tasks[0]] = item
+        else:
+            raise HelloraError(f"--data {item!r}: with several tasks give task=PATH")
+    return paths
+
+
+def cmd_eval(args) -> None:
+    from dataclasses import replace
+
+    from hellora.eval.run import DEFAULTS, EVAL_TASKS, cross_task, evaluate_task, headline
+
+    ks = tuple(int(k) for k in args.k.split(",")) if args.k else (1, 5, 10)
+    if args.mode == "humaneval" and args.samples:  # score completions made anywhere
+        from hellora.eval.humaneval import evaluate_humaneval_samples
+
+        if not args.problems:
+            raise HelloraError("--problems: path to HumanEval.jsonl.gz is required")
+        result = evaluate_humaneval_samples(args.samples, args.problems, ks=ks, progress=not args.json)
+        summary = {k: v for k, v in result.items() if k != "per_task"}
+        _print_json(summary) if args.json else print({k: v for k, v in summary.items() if k.startswith("pass@")})
+        return
+    if not args.task or not args.model:
+        raise HelloraError("give --task and --model (or: hellora eval humaneval --samples FILE --problems FILE)")
+    tasks = [t.strip() for t in args.task.split(",")]
+    for t in tasks:
+        if t not in EVAL_TASKS:
+            raise HelloraError(f"--task: unknown task {t!r}; choose from {', '.join(EVAL_TASKS)}")
+    data = _data_paths(args.data, tasks)
+    out = args.out or (str(__import__("pathlib").Path(args.adapter).parent / "eval") if args.adapter else "eval")
+    model, tokenizer = _model_and_tokenizer(args)
+    if args.cross_task:
+        if not args.adapter:
+            raise HelloraError("--cross-task compares before/after an adapter: give --adapter")
+        matrix = cross_task(model, tokenizer, data, out_dir=out, limit=args.limit, batch_size=args.batch_size,
+                            progress=not args.json, num_samples=args.num_samples,
+                            max_new_tokens=args.max_new_tokens)
+        _print_json(matrix) if args.json else [print(t, v) for t, v in matrix.items()]
+        return
+    for task in tasks:
+        settings = DEFAULTS[task]
+        if args.max_new_tokens:
+            settings = replace(settings, max_new_tokens=args.max_new_tokens)
+        if args.num_samples:
+            settings = replace(settings, num_samples=args.num_samples)
+        report = evaluate_task(task, model, tokenizer, out_dir=out, data=data[task], limit=args.limit,
+                               settings=settings, batch_size=args.batch_size, backend=args.backend,
+                               merged_dir=args.model, ks=ks, progress=not args.json, overwrite=args.overwrite,
+                               sources={"model": args.model, "adapter": args.adapter})
+        _print_json(report) if args.json else print(f"{task}: {headline(report)}  ({out}/eval_{task}.json)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hellora", description="Hot-expert LoRA for Mixture-of-Experts models")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -117,6 +196,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.epochs=1 adapter.r=16")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate on GSM8K / HumanEval / HEx-PHI / AdvBench, or score HumanEval samples")
+    p.add_argument("mode", nargs="?", choices=["humaneval"], help="`humaneval --samples FILE`: score completions only")
+    p.add_argument("--samples", help="JSONL of {task_id, completion} to score (with mode humaneval)")
+    p.add_argument("--problems", help="HumanEval.jsonl.gz")
+    p.add_argument("--k", default=None, help="pass@k values, e.g. 1,5,10")
+    p.add_argument("--task", help="gsm8k, humaneval, hexphi, advbench (comma-separated for several)")
+    p.add_argument("--model", help="base model (folder or hub id), or a merged checkpoint")
+    p.add_argument("--adapter", help="hellora adapter folder to apply")
+    p.add_argument("--tokenizer", help="tokenizer (default: the model's; 'tiny' for hellora's character one)")
+    p.add_argument("--data", action="append", help="benchmark file (or task=PATH per task)")
+    p.add_argument("--out", help="output folder (default: next to the adapter)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N items")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--num-samples", type=int, help="samples per prompt (HumanEval default 20)")
+    p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="vllm: --model must be a merged folder")
+    p.add_argument("--cross-task", action="store_true", help="each task before/after the adapter (Appendix G)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("select", help="choose hot experts from a profile")
     p.add_argument("--profile", required=True)

@@ -87,10 +87,12 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     enabled: bool = False
-    tasks: list = field(default_factory=list)
+    tasks: list = field(default_factory=list)   # gsm8k, humaneval, hexphi, advbench
+    data: dict = field(default_factory=dict)    # task -> benchmark file (GSM8K test defaults to the hub)
     limit: int | None = None
     batch_size: int = 8
-    max_new_tokens: int = 512
+    max_new_tokens: int | None = None           # default: the task's (512, safety 256)
+    num_samples: int | None = None              # HumanEval samples per problem (paper: 20)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from hellora.cli import main
 from hellora.data import build_tiny_tokenizer
 from hellora.profiling import ExpertProfile
-from tests.train.conftest import GSM8K
+from tests.conftest import GSM8K
 
 
 def _fails(capsys, args, *needles):

@@ -166,10 +166,32 @@ def run_training(config: RunConfig, *, progress: bool = True) -> dict:
     if accelerator.is_main_process:
         save_adapter(accelerator.unwrap_model(model), run / "adapter", base_model=config.model.name, overwrite=True,
                      extra={"run": str(run)})
+    if config.eval.enabled and accelerator.is_main_process:
+        _evaluate(config, accelerator.unwrap_model(model), tokenizer, run, recorder, progress)
     recorder.data["status"] = "finished"
     recorder.save()
     accelerator.end_training()
     return recorder.data
+
+
+def _evaluate(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecorder, progress: bool) -> None:
+    """The pipeline's last step: each configured benchmark, written to run/eval/."""
+    from dataclasses import replace
+
+    from hellora.eval.run import DEFAULTS, evaluate_task, headline
+
+    scores = {}
+    for task in config.eval.tasks:
+        settings = DEFAULTS[task]
+        if config.eval.max_new_tokens:
+            settings = replace(settings, max_new_tokens=config.eval.max_new_tokens)
+        if config.eval.num_samples:
+            settings = replace(settings, num_samples=config.eval.num_samples)
+        report = evaluate_task(task, model, tokenizer, out_dir=run / "eval", data=config.eval.data.get(task),
+                               limit=config.eval.limit, settings=settings, batch_size=config.eval.batch_size,
+                               progress=progress, overwrite=True, sources={"model": config.model.name})
+        scores[task] = headline(report)
+    recorder.step("eval", **scores)
 
 
 def _check_model(config: RunConfig, model, tokenizer) -> None:
