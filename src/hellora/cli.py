@@ -1,5 +1,6 @@
 """The `hellora` command line: parse, call one library function, print or save.
 
+    hellora demo
     hellora train   recipes/olmoe/gsm8k-hellora.yaml train.epochs=1
     hellora params  --model olmoe-1b-7b --method hellora --k 8 --json
     hellora select  --profile profile.json --strategy layer --k 8 --out placement.json
@@ -82,6 +83,41 @@ def cmd_export(args) -> None:
         load_adapter(model, args.adapter)
         out = export_merged(model, args.out)
     print(f"wrote {args.format} export to {out}")
+
+
+def cmd_demo(args) -> None:
+    from hellora.demo.run import DemoConfig, run_demo
+
+    import torch
+
+    torch.set_num_threads(max(1, min(args.threads, torch.get_num_threads())) if args.threads else
+                          torch.get_num_threads())
+    run_demo(args.out, DemoConfig(seed=args.seed), progress=True)
+
+
+def cmd_bench(args) -> None:
+    import yaml
+
+    from hellora.bench.throughput import SETUPS, BenchConfig, format_table, run_bench
+    from hellora.utils.io import atomic_write_json
+
+    overrides = {}
+    for item in args.override or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise HelloraError(f"--override {item!r}: expected key=value, e.g. hidden_size=256")
+        overrides[key] = yaml.safe_load(value)
+    setups = tuple(s.strip() for s in args.setups.split(",")) if args.setups else SETUPS
+    unknown = [s for s in setups if s not in SETUPS]
+    if unknown:
+        raise HelloraError(f"--setups: unknown setup {unknown[0]!r}; choose from {', '.join(SETUPS)}")
+    cfg = BenchConfig(model=args.model, layers=args.layers, batch=args.batch, seq=args.seq, dtype=args.dtype,
+                      k=args.k, r=args.rank, hot_share=args.hot_share or None, warmup=args.warmup, steps=args.steps,
+                      setups=setups, overrides=overrides)
+    result = run_bench(cfg, progress=not args.json)
+    if args.out:
+        atomic_write_json(args.out, result)
+    _print_json(result) if args.json else print(format_table(result))
 
 
 def cmd_train(args) -> None:
@@ -190,6 +226,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_params)
+
+    p = sub.add_parser("demo", help="the whole method on a tiny MoE trained in-process on CPU (no network)")
+    p.add_argument("--out", default="hellora-demo", help="where demo.json and expert_heatmap.png go")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="step time and peak memory: frozen / hellora / lora / PEFT, side by side")
+    p.add_argument("--model", default="olmoe-1b-7b", help="preset or config folder (weights are random)")
+    p.add_argument("--layers", type=int, default=4, help="decoder layers to keep (0: all)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seq", type=int, default=512)
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the router's top-k)")
+    p.add_argument("--rank", type=int, default=32)
+    p.add_argument("--hot-share", type=float, default=0.5, help="share of assignments routed to the k hot experts "
+                   "(0: leave the random router alone)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--setups", default=None, help="comma-separated subset of frozen,hellora,lora,peft-lora,peft-attn")
+    p.add_argument("--override", action="append", help="model config field, e.g. hidden_size=256 (repeatable)")
+    p.add_argument("--out", help="write the JSON result here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("train", help="profile -> select -> attach -> train -> save, from a YAML recipe")
     p.add_argument("recipe", help="YAML recipe (see recipes/)")

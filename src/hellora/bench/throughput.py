@@ -1,0 +1,238 @@
+"""`hellora bench`: training-step time and peak memory of several adapter setups, side by side in one process.
+
+    hellora bench --model olmoe-1b-7b --layers 4 --batch 8 --seq 512 --dtype bfloat16 --k 8 --hot-share 0.5
+
+Setups, all on the same model and the same inputs, one after another:
+    frozen      the backbone with no adapters, input gradients only (the floor)
+    hellora     attention + router + the k hot experts of each layer (hellora)
+    lora        attention + router + every expert (hellora's own kernels)
+    peft-lora   stock PEFT: q/k/v/o, router weight and all experts through `target_parameters`
+    peft-attn   stock PEFT: q/k/v/o only
+One step = forward + backward + AdamW on the trainable parameters; the median of `steps` timed steps after
+`warmup` steps is reported, with peak CUDA memory (not measured on CPU) and ratios to `frozen`.
+
+Routing skew: real data sends about half of a layer's assignments to its top-k experts (the paper's Figure 1),
+random weights do not. `hot_share` rewrites each layer's routing once, for the whole benchmark, so that k fixed
+experts receive about that share; the share actually obtained is measured and reported. The profiling cost (the
+paper's overhead) is estimated as forward-only profiling of 10% of an epoch relative to a training epoch.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from hellora.adapters import AdapterConfig, attach_adapters, remove_adapters
+from hellora.models.families import describe_moe_model
+from hellora.placement import HotExpertPlacement
+from hellora.profiling import ExpertActivationCounter
+
+SETUPS = ("frozen", "hellora", "lora", "peft-lora", "peft-attn")
+
+
+@dataclass
+class BenchConfig:
+    model: str = "olmoe-1b-7b"
+    layers: int | None = 4
+    batch: int = 8
+    seq: int = 512
+    dtype: str = "bfloat16"
+    k: int | None = None
+    r: int = 32
+    alpha: float = 64.0
+    hot_share: float | None = 0.5
+    warmup: int = 3
+    steps: int = 10
+    setups: tuple = SETUPS
+    seed: int = 0
+    overrides: dict | None = None
+
+
+def skewed_routing(spec, k: int, hot_share: float, tokens: int, seed: int) -> dict[int, tuple]:
+    """Per MoE layer: (hot experts, top_k_index (T, k_router)) where hot experts get ~hot_share of assignments."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for moe in spec.moe_layers:
+        e, top_k = moe.num_experts, moe.top_k
+        hot = torch.randperm(e, generator=g)[:k]
+        # weights so that a multinomial draw without replacement lands on hot experts ~hot_share of the time
+        w = torch.full((e,), (1 - hot_share) / max(1, e - k))
+        w[hot] = hot_share / k
+        index = torch.multinomial(w.expand(tokens, e), top_k, replacement=False, generator=g)
+        out[moe.layer_index] = (sorted(hot.tolist()), index)
+    return out
+
+
+def _install_routing(model, spec, routing) -> list:
+    """Replace each experts module's top_k_index by the fixed skewed one (same shape, same weights)."""
+    handles = []
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wrapper
+    for moe in spec.moe_layers:
+        fixed = routing[moe.layer_index][1]
+
+        def hook(module, args, kwargs, fixed=fixed):
+            hidden, index = args[0], args[1]
+            if index.shape != fixed.shape:
+                return None
+            return (hidden, fixed.to(index.device), *args[2:]), kwargs
+
+        module = model.get_submodule(moe.experts_path)
+        handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+    return handles
+
+
+def _peft(model, spec, attention_only: bool, r: int, alpha: float):
+    from peft import LoraConfig, get_peft_model
+
+    params = []
+    if not attention_only:
+        for moe in spec.moe_layers:
+            params += [f"{moe.router_path}.weight", f"{moe.experts_path}.gate_up_proj", f"{moe.experts_path}.down_proj"]
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                        target_parameters=params or None)
+    return get_peft_model(model, config)
+
+
+def _time_steps(model, batch, warmup: int, steps: int, device) -> tuple[float, float | None, int]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5) if params else None
+    embeds = model.get_input_embeddings()
+    times = []
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        if optimizer is None:  # frozen: backward to the input embeddings only
+            inputs = embeds(batch["input_ids"]).detach().requires_grad_()
+            loss = model(inputs_embeds=inputs, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        else:
+            loss = model(**batch).loss
+        loss.backward()
+        if optimizer is not None:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() / 2 ** 30 if device.type == "cuda" else None
+    return statistics.median(times), peak, sum(p.numel() for p in params)
+
+
+def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
+    from hellora.models.loading import DTYPES, load_config, model_from_config
+    from hellora.utils.meta import run_metadata
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    overrides = dict(cfg.overrides or {})
+    if cfg.layers:
+        overrides["num_hidden_layers"] = cfg.layers
+    config = load_config(cfg.model, overrides=overrides)
+    torch.manual_seed(cfg.seed)
+    with device:
+        model = model_from_config(config, dtype=DTYPES[cfg.dtype])
+    model.requires_grad_(False)
+    spec = describe_moe_model(model)
+    k = cfg.k or spec.top_k
+    vocab = model.get_input_embeddings().weight.shape[0]
+    g = torch.Generator().manual_seed(cfg.seed)
+    ids = torch.randint(0, vocab, (cfg.batch, cfg.seq), generator=g).to(device)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    tokens = cfg.batch * cfg.seq
+    routing = skewed_routing(spec, k, cfg.hot_share, tokens, cfg.seed) if cfg.hot_share else None
+    hot = HotExpertPlacement({l: r[0] for l, r in routing.items()} if routing else
+                             {l: list(range(k)) for l in spec.moe_layer_indices}, spec.num_experts, "bench", k=k)
+    rows = {}
+    for name in cfg.setups:
+        if progress:
+            print(f"bench: {name} ...", flush=True)
+        net = model
+        if name in ("hellora", "lora"):
+            attach_adapters(model, AdapterConfig(method=name, r=cfg.r, alpha=cfg.alpha), hot if name == "hellora"
+                            else None, spec)
+        elif name in ("peft-lora", "peft-attn"):
+            net = _peft(model, spec, name == "peft-attn", cfg.r, cfg.alpha)
+        handles = _install_routing(net, spec, routing) if routing else []
+        try:
+            step_s, peak, trainable = _time_steps(net, batch, cfg.warmup, cfg.steps, device)
+        finally:
+            for h in handles:
+                h.remove()
+            if name in ("hellora", "lora"):
+                remove_adapters(model)
+            elif net is not model:
+                model = net.unload()
+            model.requires_grad_(False)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        rows[name] = {"step_s": round(step_s, 5), "peak_gib": round(peak, 2) if peak is not None else None,
+                      "trainable": trainable, "tokens_per_s": round(tokens / step_s, 1)}
+    base = rows.get("frozen", {}).get("step_s")
+    for row in rows.values():
+        row["x_frozen"] = round(row["step_s"] / base, 3) if base else None
+    result = {"config": {k_: v for k_, v in cfg.__dict__.items()}, "rows": rows, "meta": run_metadata(cfg.seed),
+              "model_shape": {"layers": len(spec.layers), "experts": spec.num_experts, "top_k": spec.top_k, "k": k}}
+    result["routing"] = _measured_share(model, spec, batch, routing, hot) if routing else None
+    result["profiling"] = _profiling_cost(model, spec, batch, routing, rows.get("hellora") or rows.get("frozen"))
+    return result
+
+
+@torch.no_grad()
+def _forward_s(model, spec, batch, routing) -> float:
+    handles = _install_routing(model, spec, routing) if routing else []
+    try:
+        with ExpertActivationCounter(model, spec):
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                if batch["input_ids"].device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - start)
+    finally:
+        for h in handles:
+            h.remove()
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def _measured_share(model, spec, batch, routing, hot) -> dict:
+    handles = _install_routing(model, spec, routing)
+    try:
+        with ExpertActivationCounter(model, spec) as counter:
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    finally:
+        for h in handles:
+            h.remove()
+    shares = []
+    for row, moe in enumerate(spec.moe_layers):
+        counts = counter.counts[row]
+        shares.append(float(counts[hot.experts[moe.layer_index]].sum() / counts.sum()))
+    return {"hot_share_mean": round(sum(shares) / len(shares), 4)}
+
+
+def _profiling_cost(model, spec, batch, routing, train_row) -> dict | None:
+    """Forward-only profiling of 10% of an epoch / a training epoch, from per-batch times on the same batch."""
+    if not train_row:
+        return None
+    forward = _forward_s(model, spec, batch, routing)
+    return {"forward_s": round(forward, 5), "train_step_s": train_row["step_s"],
+            "fraction_of_epoch_at_10pct": round(0.1 * forward / train_row["step_s"], 4)}
+
+
+def format_table(result: dict) -> str:
+    lines = [f"{'setup':<11}{'s/step':>10}{'x frozen':>10}{'peak GiB':>10}{'tokens/s':>12}{'trainable':>14}"]
+    for name, row in result["rows"].items():
+        peak = f"{row['peak_gib']:.2f}" if row["peak_gib"] is not None else "-"
+        lines.append(f"{name:<11}{row['step_s']:>10.4f}{row['x_frozen'] or 0:>10.2f}{peak:>10}"
+                     f"{row['tokens_per_s']:>12,.0f}{row['trainable']:>14,}")
+    if result.get("routing"):
+        lines.append(f"hot experts' share of assignments: {result['routing']['hot_share_mean']:.3f}")
+    if result.get("profiling"):
+        lines.append(f"forward-only profiling of 10% of an epoch = "
+                     f"{100 * result['profiling']['fraction_of_epoch_at_10pct']:.2f}% of a training epoch")
+    return "\n".join(lines)
