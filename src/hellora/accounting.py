@@ -1,9 +1,25 @@
 """Parameter accounting: how many weights a method trains, as the paper's Params column reports it.
 
-total = base parameters + all adapter parameters (PEFT's convention), trainable = adapter parameters.
+    trainable_pct = 100 * trainable / total,   total = base parameters + ALL adapter parameters
+
+The denominator includes every adapter entry, trained or not (PEFT's `print_trainable_parameters` convention):
+LoRI's frozen A and LoRI-S's masked-out B entries count in `total` but not in `trainable`. The paper's cells fix
+this by arithmetic: DeepSeekMoE LoRI-D 1.671% is 283,701,248 B entries / (16,375,728,128 base + 601,843,712
+LoRA A+B) = 1.6710%, whereas the base alone would give 1.732% and base + B only 1.704%; Mixtral LoRI-D (0.5911%
+vs 0.597% / 0.594%) and HELLoRI-D on OLMoE (0.3015% vs 0.3036%) agree. Trainable, per method:
+
+    lora / hellora            every LoRA A and B entry
+    DoRA (variant "dora")     + one magnitude entry per output row of every adapted matrix (attention, router,
+                              each adapted expert's gate, up and down)
+    LoRI-D                    B entries only
+    LoRI-S                    lori_keep_count(all B entries, density): one global top-density mask
+    loramoe                   N LoRA pairs + the (N, in) router of every Linear of every expert FFN
+    fft                       every base parameter (trainable = total, 100%)
+
 `parameter_report` computes it from the config alone on the meta device: no weights are loaded, so the 47B
 Mixtral counts in a second. The identity of hot experts does not change the count, so without a profile the
-first k experts of each layer stand in.
+first k experts of each layer stand in. On the meta device a LoRI-S mask does not exist yet; its size is exact
+(the global count), its split over roles in `by_role` is proportional.
 """
 
 from __future__ import annotations
@@ -14,39 +30,79 @@ from torch import nn
 
 from hellora.adapters.config import AdapterConfig
 from hellora.adapters.inject import adapter_layers, attach_adapters
+from hellora.adapters.lori import lori_keep_count, mask_buffers
 from hellora.models.families import describe_moe_model
 from hellora.models.loading import meta_model
 from hellora.placement import HotExpertPlacement, check_k
 
+DEFAULT_RANK = {"loramoe": 4}  # LoRAMoE's original configuration (paper Table 1); 32 otherwise (Table 7)
+
 
 def count_parameters(model: nn.Module) -> dict:
-    """{"trainable", "total", "trainable_pct", "by_role"} of a (possibly adapted) model."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    """{"trainable", "total", "trainable_pct", "by_role", "adapter_total"} of a (possibly adapted) model.
+
+    by_role: trainable entries per adapter role (attention, router, experts, shared, dense; "base" for base
+    weights that train, i.e. full fine-tuning); adapter_total: every adapter entry, frozen ones included.
+    """
+    role_of, adapter_total = {}, 0
+    for path, layer in adapter_layers(model).items():
+        for name, p in layer.named_parameters():
+            if "lora_" in name:
+                role_of[f"{path}.{name}"] = layer.role
+                adapter_total += p.numel()
+    masks = mask_buffers(model)
     by_role: Counter = Counter()
-    for layer in adapter_layers(model).values():
-        by_role[layer.role] += sum(p.numel() for n, p in layer.named_parameters() if "lora_" in n)
+    pending: Counter = Counter()  # LoRI-S B entries per role whose mask is not materialised (meta device)
+    total = 0
+    for name, p in model.named_parameters():
+        total += p.numel()
+        if not p.requires_grad:
+            continue
+        role, mask = role_of.get(name, "base"), masks.get(name)
+        if mask is None:
+            by_role[role] += p.numel()
+        elif mask.device.type != "meta":
+            by_role[role] += int(mask.sum())
+        else:
+            pending[role] += p.numel()
+    trainable = sum(by_role.values())
+    if pending:
+        state = getattr(model, "hellora_adapter", None)
+        keep = lori_keep_count(sum(pending.values()), state.config.lori_density)
+        trainable += keep
+        for role, n in pending.items():
+            by_role[role] += round(keep * n / sum(pending.values()))
     return {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total if total else 0.0,
-            "by_role": dict(by_role)}
+            "by_role": dict(by_role), "adapter_total": adapter_total}
 
 
 def parameter_report(
-    model: str, method: str = "hellora", *, k: int | None = None, r: int = 32, alpha: float = 64.0,
-    placement: str = "all", router: bool | None = None, trust_remote_code: bool = False,
+    model: str, method: str = "hellora", *, k: int | None = None, r: int | None = None, alpha: float = 64.0,
+    placement: str = "all", router: bool | None = None, trust_remote_code: bool = False, variant: str = "none",
+    lori_density: float = 0.1, loramoe_experts: int = 6,
 ) -> dict:
-    """Trainable / total parameters of `method` on `model` (preset, path or hub id), from its config only."""
+    """Trainable / total parameters of `method` (+ `variant`) on `model` (preset, path or hub id), from its config.
+
+    r defaults to the paper's: 32, or 4 for LoRAMoE. k (hellora only) defaults to the router's top-k.
+    """
+    r = r if r is not None else DEFAULT_RANK.get(method, 32)
+    config = AdapterConfig(method=method, r=r, alpha=alpha, placement=placement, router=router, variant=variant,
+                           lori_density=lori_density, loramoe_experts=loramoe_experts)
     net = meta_model(model, trust_remote_code=trust_remote_code)
     spec = describe_moe_model(net)
-    config = AdapterConfig(method=method, r=r, alpha=alpha, placement=placement, router=router)
     hot = None
     if method == "hellora":
         k = k if k is not None else spec.top_k
         stand_in = {layer: list(range(k)) for layer in spec.moe_layer_indices}
         check_k(k, spec.num_experts)
         hot = HotExpertPlacement(stand_in, spec.num_experts, "first-k", k=k)
-    attach_adapters(net, config, hot, spec)
+    attach_adapters(net, config, hot, spec, init_lori=False)
     report = count_parameters(net)
-    report.update(model=model, method=method, k=k if method == "hellora" else spec.num_experts, r=r,
-                  placement=placement, num_experts=spec.num_experts, top_k=spec.top_k,
+    report.update(model=model, method=method, variant=variant, k=k if method == "hellora" else spec.num_experts,
+                  r=r, placement=placement, num_experts=spec.num_experts, top_k=spec.top_k,
                   moe_layers=len(spec.moe_layers))
+    if variant == "lori_s":
+        report["lori_density"] = lori_density
+    if method == "loramoe":
+        report["loramoe_experts"] = loramoe_experts
     return report

@@ -110,3 +110,19 @@ def test_cli_export_from_saved_adapter(tmp_path):
     again = subprocess.run([sys.executable, "-m", "hellora.cli", "export", "--adapter", str(tmp_path / "adapter"),
                             "--format", "peft", "--out", str(tmp_path / "peft")], capture_output=True, text=True)
     assert again.returncode == 2 and "not empty" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_adapter_saved_before_the_variant_fields_still_loads(tmp_path):
+    model = _adapted("olmoe")
+    with torch.no_grad():
+        ours = model(IDS).logits
+    save_adapter(model, tmp_path / "adapter")
+    path = tmp_path / "adapter" / "hellora_adapter.json"
+    record = json.loads(path.read_text())
+    new_fields = ("variant", "lori_from", "lori_density", "loramoe_experts", "loramoe_balance", "loramoe_delta")
+    record["adapter"] = {k: v for k, v in record["adapter"].items() if k not in new_fields}
+    path.write_text(json.dumps(record))
+    loaded = load_adapter(tiny_model("olmoe"), tmp_path / "adapter")
+    assert loaded.hellora_adapter.config.variant == "none"
+    with torch.no_grad():
+        assert torch.equal(loaded(IDS).logits, ours)

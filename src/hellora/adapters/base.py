@@ -2,7 +2,10 @@
 
 An adapter layer wraps the frozen module it adapts (`base_layer`), owns its LoRA weights (every trainable
 parameter's name contains `lora_`), can be switched off, and knows how to fold itself into its base module
-(`merged_base`). Attribute reads it does not know fall through to the base module, so model code that reads
+(`merged_base`; layers whose update depends on the input, such as LoRAMoE, set `mergeable = False`).
+A LoRA pair may carry a bool buffer `lora_B_mask` (LoRI-S): every computation then reads B through
+`effective_b`, i.e. B * mask, so masked-out entries never affect the output and get exactly zero gradient.
+Attribute reads it does not know fall through to the base module, so model code that reads
 `self.q_proj.weight` or `self.gate.top_k` keeps working after wrapping.
 """
 
@@ -20,6 +23,7 @@ class AdapterLayer(nn.Module):
     """Base class: `base_layer` + LoRA weights + an on/off switch."""
 
     role: str = "adapter"  # attention | router | experts | shared | dense
+    mergeable: bool = True  # False where the update depends on the input (LoRAMoE) and cannot be folded
 
     def __init__(self, base_layer: nn.Module, r: int, alpha: float) -> None:
         super().__init__()
@@ -42,6 +46,21 @@ class AdapterLayer(nn.Module):
         raise NotImplementedError
 
 
+def effective_b(module: nn.Module) -> torch.Tensor:
+    """`module.lora_B`, times its `lora_B_mask` buffer when it has one (LoRI-S)."""
+    mask = module._buffers.get("lora_B_mask")
+    b = module._parameters["lora_B"]
+    return b if mask is None else b * mask
+
+
+def kaiming_uniform_(t: torch.Tensor, fan_in: int, generator: torch.Generator | None) -> torch.Tensor:
+    """In place, PEFT's / nn.Linear's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)); nothing on meta."""
+    if t.device.type != "meta":
+        bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform(a=sqrt(5)) bound
+        t.copy_(torch.rand(t.shape, generator=generator, dtype=torch.float32).mul_(2 * bound).sub_(bound))
+    return t
+
+
 def new_lora_pair(
     shape_a: tuple[int, ...], shape_b: tuple[int, ...], *, device, dtype: torch.dtype, init: str,
     generator: torch.Generator | None,
@@ -53,9 +72,7 @@ def new_lora_pair(
     a = torch.empty(shape_a, device=device, dtype=dtype)
     b = torch.empty(shape_b, device=device, dtype=dtype)
     if a.device.type != "meta":
-        fan_in = shape_a[-1]
-        bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform(a=sqrt(5)) bound
-        a.copy_(torch.rand(shape_a, generator=generator, dtype=torch.float32).mul_(2 * bound).sub_(bound))
+        kaiming_uniform_(a, shape_a[-1], generator)
         if init == "random":
             b.copy_(torch.randn(shape_b, generator=generator, dtype=torch.float32).mul_(0.5 / math.sqrt(shape_b[-1])))
         else:

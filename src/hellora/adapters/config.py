@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 from hellora.utils.errors import HelloraError
 
-METHODS = ("hellora", "lora")
+METHODS = ("hellora", "lora", "loramoe", "fft")
+VARIANTS = ("none", "dora", "lori_d", "lori_s")
 PLACEMENTS = ("pure", "gate", "all")
 INITS = ("default", "random")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -16,15 +17,30 @@ DTYPES = ("float32", "bfloat16", "float16")
 class AdapterConfig:
     """LoRA hyper-parameters and placement.
 
-    method:    "hellora" adapts only the placement's hot experts; "lora" adapts every expert.
+    method:    "hellora" adapts only the placement's hot experts; "lora" adapts every expert;
+               "loramoe" puts a mixture of `loramoe_experts` rank-r LoRAs with a learned softmax router on every
+               Linear of every expert FFN (routed, shared, dense MLP) and nothing else (the paper's Appendix F);
+               "fft" is full fine-tuning: no adapter, every base weight trains.
+    variant:   how each adapter pair is parameterised (methods "lora" and "hellora" only):
+               "none" = plain LoRA; "dora" = DoRA, a trainable magnitude per output row on top of LoRA;
+               "lori_d" = LoRI-D, A frozen at its random init and only B trained;
+               "lori_s" = LoRI-S, A taken from a finished LoRI-D adapter (`lori_from`) and frozen, B restarted from
+               zero and trained only on the top `lori_density` share of that adapter's |B| (one global threshold).
+               HELLoRI-D / HELLoRI-S are the LoRI variants with method "hellora".
     r, alpha:  rank and scaling numerator; the update is (alpha / r) * B @ A (paper: r=32, alpha=64).
     placement: "pure" = experts only (hot routed experts, shared experts, dense MLPs);
                "gate" = pure + router; "all" = gate + attention projections (the paper's default).
+               Ignored by "loramoe", which adapts expert FFNs only.
     router:    adapt the router (None = automatic: yes for fused transformers families, no for remote-code
                DeepSeekMoE whose `MoEGate` the paper's PEFT setup could not target).
     init:      "default" = A Kaiming-uniform, B zero (the update starts at 0, as PEFT);
                "random" = B random too, so tests see a non-zero update from the first step.
     adapter_dtype: dtype of the trainable adapter weights (compute happens in the activations' dtype).
+    lori_from: folder of the finished LoRI-D adapter a "lori_s" run takes its A and its mask from.
+    lori_density: share of all B entries LoRI-S trains (LoRI's default 0.1).
+    loramoe_experts: LoRA experts N per adapted Linear (LoRAMoE's default 6).
+    loramoe_balance, loramoe_delta: weight and delta of LoRAMoE's localized balancing loss (0 = off, the default;
+               see `hellora.adapters.loramoe.loramoe_balance_loss`).
     """
 
     method: str = "hellora"
@@ -37,6 +53,12 @@ class AdapterConfig:
     adapter_dtype: str = "float32"
     seed: int = 0
     extra: dict = field(default_factory=dict)
+    variant: str = "none"
+    lori_from: str | None = None
+    lori_density: float = 0.1
+    loramoe_experts: int = 6
+    loramoe_balance: float = 0.0
+    loramoe_delta: float = 0.1
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -55,6 +77,23 @@ class AdapterConfig:
             raise HelloraError(f"adapter.init: unknown init {self.init!r}; choose one of {', '.join(INITS)}")
         if self.adapter_dtype not in DTYPES:
             raise HelloraError(f"adapter.adapter_dtype: choose one of {', '.join(DTYPES)}, got {self.adapter_dtype!r}")
+        if self.variant not in VARIANTS:
+            raise HelloraError(f"adapter.variant: unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        if self.variant != "none" and self.method not in ("hellora", "lora"):
+            raise HelloraError(f"adapter.variant: {self.variant!r} applies to methods 'lora' and 'hellora', "
+                               f"not {self.method!r}")
+        if self.lori_from is not None and (not isinstance(self.lori_from, str) or self.variant != "lori_s"):
+            raise HelloraError("adapter.lori_from: a LoRI-D adapter folder, used only with variant 'lori_s'")
+        if not (isinstance(self.lori_density, (int, float)) and 0.0 < self.lori_density <= 1.0):
+            raise HelloraError(f"adapter.lori_density: must be in (0, 1], got {self.lori_density!r}")
+        if not isinstance(self.loramoe_experts, int) or self.loramoe_experts < 1:
+            raise HelloraError(f"adapter.loramoe_experts: must be a positive integer, got {self.loramoe_experts!r}")
+        if not (isinstance(self.loramoe_balance, (int, float)) and self.loramoe_balance >= 0):
+            raise HelloraError(f"adapter.loramoe_balance: must be >= 0, got {self.loramoe_balance!r}")
+        if not (isinstance(self.loramoe_delta, (int, float)) and 0.0 <= self.loramoe_delta < 1.0):
+            raise HelloraError(f"adapter.loramoe_delta: must be in [0, 1), got {self.loramoe_delta!r}")
+        if self.method == "loramoe" and self.router:
+            raise HelloraError("adapter.router: method 'loramoe' adapts expert FFNs only, not the router")
 
     @property
     def scale(self) -> float:
@@ -62,11 +101,11 @@ class AdapterConfig:
 
     @property
     def adapts_attention(self) -> bool:
-        return self.placement == "all"
+        return self.placement == "all" and self.method in ("hellora", "lora")
 
     @property
     def adapts_router_placement(self) -> bool:
-        return self.placement in ("gate", "all")
+        return self.placement in ("gate", "all") and self.method in ("hellora", "lora")
 
     def to_dict(self) -> dict:
         return asdict(self)

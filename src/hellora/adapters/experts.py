@@ -17,18 +17,27 @@ Forward, for S = T*k (token, expert) rows sorted by expert:
 Rows routed to cold experts are never touched by adapter code, so a token whose k experts are all cold gets
 bitwise the frozen module's output, and cold experts cost no adapter FLOPs. PEFT's `target_parameters` instead
 folds B @ A into the whole (E, ...) weight every step and cannot restrict it to a subset.
+
+Each projection's weights are one module (`lora_gate`, `lora_up`, `lora_down`) that owns its update of the hot
+rows (`add_update_`) and its merge (`merged_weight`): plain LoRA here (B masked under LoRI-S), DoRA in
+`dora.ExpertDoRAWeights`, a LoRA mixture in `loramoe.ExpertLoRAMoEWeights`. They see expert e's base weight of
+their projection as an (out, in) view through `weight_of(e)` and its bias through `bias_of(e)`.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
-from hellora.adapters.base import AdapterLayer, new_lora_pair
+from hellora.adapters.base import AdapterLayer, effective_b, new_lora_pair
 from hellora.kernels.grouped import grouped_linear
 from hellora.kernels.reference import expert_subset_lora_
-from hellora.kernels.routing import sort_by_expert
+from hellora.kernels.routing import ExpertRouting, sort_by_expert
 from hellora.models.families import FusedExpertLayout
+
+PARTS = ("gate", "up", "down")
 
 
 def gate_up_columns(layout: FusedExpertLayout, part: str) -> slice:
@@ -42,6 +51,8 @@ def gate_up_columns(layout: FusedExpertLayout, part: str) -> slice:
 class ExpertLoRAWeights(nn.Module):
     """Stacked LoRA pair for K experts of one projection: lora_A (K, r, in), lora_B (K, out, r)."""
 
+    mergeable = True
+
     def __init__(self, num_slots: int, in_features: int, out_features: int, r: int, *, device, dtype, init,
                  generator) -> None:
         super().__init__()
@@ -52,7 +63,23 @@ class ExpertLoRAWeights(nn.Module):
 
     def delta(self, slot: int, scale: float) -> torch.Tensor:
         """(out, in) float32 update of one expert."""
-        return (self.lora_B[slot].float() @ self.lora_A[slot].float()) * scale
+        return (effective_b(self)[slot].float() @ self.lora_A[slot].float()) * scale
+
+    def init_from_base(self, weight_of: Callable[[int], torch.Tensor], hot: list[int], scale: float) -> None:
+        """Hook for variants whose weights depend on the base weights (DoRA's magnitude); plain LoRA: nothing."""
+
+    def add_update_(self, out: torch.Tensor, x: torch.Tensor, routing: ExpertRouting, hot: list[int], scale: float,
+                    *, weight_of: Callable, bias_of: Callable, x_base: torch.Tensor | None = None) -> int:
+        """Add the hot experts' update into their rows of `out` (S, out) in place; returns the rows touched.
+
+        x (S, in) is the (dropped-out) adapter input; `x_base` is the same input when dropout is active (DoRA
+        rescales the base output of the dropped-out input, as PEFT does), None otherwise.
+        """
+        return expert_subset_lora_(out, x, routing, hot, self.lora_A, effective_b(self), scale)
+
+    def merged_weight(self, slot: int, weight: torch.Tensor, scale: float) -> torch.Tensor:
+        """(out, in) float32 weight of one hot expert with its update folded in."""
+        return weight + self.delta(slot, scale).to(weight.device)
 
 
 class HotExpertsLoRA(AdapterLayer):
@@ -61,7 +88,7 @@ class HotExpertsLoRA(AdapterLayer):
     def __init__(
         self, base_layer: nn.Module, layout: FusedExpertLayout, hot_experts: list[int], r: int, alpha: float, *,
         dropout: float = 0.0, dtype: torch.dtype = torch.float32, init: str = "default",
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | None = None, weights_cls: Callable[..., nn.Module] = ExpertLoRAWeights,
     ) -> None:
         super().__init__(base_layer, r, alpha)
         self.layout = layout
@@ -69,11 +96,43 @@ class HotExpertsLoRA(AdapterLayer):
         self.register_buffer("hot_expert_ids", torch.tensor(self.hot_experts, dtype=torch.long), persistent=False)
         k, h, i = len(self.hot_experts), layout.hidden_size, layout.intermediate_size
         opts = dict(device=base_layer.down_proj.device, dtype=dtype, init=init, generator=generator)
-        self.lora_gate = ExpertLoRAWeights(k, h, i, r, **opts)
-        self.lora_up = ExpertLoRAWeights(k, h, i, r, **opts)
-        self.lora_down = ExpertLoRAWeights(k, i, h, r, **opts)
+        self.lora_gate = weights_cls(k, h, i, r, **opts)
+        self.lora_up = weights_cls(k, h, i, r, **opts)
+        self.lora_down = weights_cls(k, i, h, r, **opts)
+        self.mergeable = bool(getattr(self.lora_down, "mergeable", True))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.last_adapter_rows = 0  # rows the adapter touched in the last forward (a test probe)
+        with torch.no_grad():
+            for part in PARTS:
+                self.part_weights(part).init_from_base(self._weight_getter(part), self.hot_experts, self.scale)
+
+    def part_weights(self, part: str) -> nn.Module:
+        return getattr(self, f"lora_{part}")
+
+    def part_weight(self, part: str, expert: int) -> torch.Tensor:
+        """Expert `expert`'s base weight of `part` as an (out, in) view into the fused parameter."""
+        base, layout = self.base_layer, self.layout
+        if part == "down":
+            w = base.down_proj[expert]  # (H, I), or (I, H) transposed
+            return w.t() if layout.transposed else w
+        cols = gate_up_columns(layout, part)
+        w = base.gate_up_proj[expert]  # (2I, H), or (H, 2I) transposed
+        return w[:, cols].t() if layout.transposed else w[cols]
+
+    def part_bias(self, part: str, expert: int) -> torch.Tensor | None:
+        """(out,) bias of `part` of `expert`, or None (no bias)."""
+        if not self.layout.has_bias:
+            return None
+        base = self.base_layer
+        if part == "down":
+            return base.down_proj_bias[expert]
+        return base.gate_up_proj_bias[expert][gate_up_columns(self.layout, part)]
+
+    def _weight_getter(self, part: str) -> Callable[[int], torch.Tensor]:
+        return lambda e: self.part_weight(part, e)
+
+    def _bias_getter(self, part: str) -> Callable[[int], torch.Tensor | None]:
+        return lambda e: self.part_bias(part, e)
 
     def _apply_gate(self, gate_up: torch.Tensor) -> torch.Tensor:
         base = self.base_layer
@@ -81,6 +140,13 @@ class HotExpertsLoRA(AdapterLayer):
             return base._apply_gate(gate_up)
         gate, up = gate_up.chunk(2, dim=-1)
         return base.act_fn(gate) * up
+
+    def _add_(self, part: str, out: torch.Tensor, x: torch.Tensor, routing: ExpertRouting) -> int:
+        xd = self.dropout(x)
+        x_base = xd if (self.training and not isinstance(self.dropout, nn.Identity)) else None
+        return self.part_weights(part).add_update_(
+            out, xd, routing, self.hot_experts, self.scale, weight_of=self._weight_getter(part),
+            bias_of=self._bias_getter(part), x_base=x_base)
 
     def forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor):
         """hidden_states (T, H), top_k_index (T, k), top_k_weights (T, k) -> (T, H)."""
@@ -93,22 +159,18 @@ class HotExpertsLoRA(AdapterLayer):
         active = self.adapter_enabled and self.hot_experts
         rows = 0
         if active:
-            xd = self.dropout(x)
-            for part, weights in (("gate", self.lora_gate), ("up", self.lora_up)):
-                cols = gate_up[:, gate_up_columns(layout, part)]
-                rows += expert_subset_lora_(cols, xd, routing, self.hot_experts, weights.lora_A, weights.lora_B,
-                                            self.scale)
+            for part in ("gate", "up"):
+                rows += self._add_(part, gate_up[:, gate_up_columns(layout, part)], x, routing)
         h = self._apply_gate(gate_up)  # (S, I)
         y = grouped_linear(h, base.down_proj, routing, down_bias, layout.transposed)  # (S, H)
         if active:
-            rows += expert_subset_lora_(y, self.dropout(h), routing, self.hot_experts, self.lora_down.lora_A,
-                                        self.lora_down.lora_B, self.scale)
+            rows += self._add_("down", y, h, routing)
         self.last_adapter_rows = rows
         y = y * top_k_weights.reshape(-1)[routing.perm].unsqueeze(-1).to(y.dtype)
         return routing.unsort_and_combine(y).to(hidden_states.dtype)
 
     def expert_deltas(self, slot: int) -> dict[str, torch.Tensor]:
-        """Float32 updates of one hot expert in the base weights' own layout.
+        """Float32 additive updates of one hot expert in the base weights' own layout (plain LoRA / LoRI only).
 
         gate_up: (2I, H) or transposed (H, 2I) with zeros outside its gate/up rows; down: (H, I) or (I, H).
         """
@@ -124,9 +186,11 @@ class HotExpertsLoRA(AdapterLayer):
 
     @torch.no_grad()
     def merged_base(self) -> nn.Module:
-        base = self.base_layer
+        # (part, expert) blocks of the fused weights do not overlap, so each is folded from its own unmerged
+        # values (DoRA's norm needs them) and written back before the next: one block of float32 at a time.
         for slot, expert in enumerate(self.hot_experts):
-            for name, delta in self.expert_deltas(slot).items():
-                w = getattr(base, name)
-                w[expert].copy_((w[expert].float() + delta.to(w.device)).to(w.dtype))
-        return base
+            for part in PARTS:
+                w = self.part_weight(part, expert)
+                w_new = self.part_weights(part).merged_weight(slot, w.float(), self.scale)
+                w.copy_(w_new.to(device=w.device, dtype=w.dtype))
+        return self.base_layer

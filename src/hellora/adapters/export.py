@@ -8,7 +8,13 @@ B = blockdiag(B_gate, B_up) placed on the gate and up rows, with alpha doubled s
 experts get zeros. PEFT then folds the (exact, zero-padded) update into every expert each step, which is fine for
 inference. A `hellora_placement.json` sidecar keeps the placement.
 
-`merged`: the base model with every update folded in, written by `save_pretrained` (serve it with vLLM).
+LoRI-D / LoRI-S export as plain LoRA (B times its mask; PEFT need not know A was frozen). DoRA and LoRAMoE are
+refused: PEFT's `target_parameters` (how fused experts and routers are reached) has no DoRA, and PEFT has no
+LoRA mixture at all.
+
+`merged`: the base model with every update folded in, written by `save_pretrained` (serve it with vLLM). Works
+for LoRA, DoRA (W' = m (W + sBA) / ||W + sBA||_row) and LoRI (B masked); refused for LoRAMoE, whose
+input-dependent mixing cannot be folded into weights.
 
 Both are built in a temporary folder beside `out` and moved into place whole; an existing `out` is refused.
 """
@@ -27,6 +33,7 @@ from torch import nn
 from hellora.adapters.experts import HotExpertsLoRA, gate_up_columns
 from hellora.adapters.inject import adapter_layers, merge_adapters
 from hellora.adapters.io import adapter_state
+from hellora.adapters.lori import mask_name
 from hellora.adapters.linear import LoRALinear
 from hellora.adapters.router import RouterLoRA
 from hellora.models.loading import model_from_config
@@ -61,6 +68,11 @@ def _peft_config(model: nn.Module, base_model: str | None):
 
     state = adapter_state(model)
     cfg = state.config
+    if cfg.method == "loramoe" or cfg.variant == "dora":
+        what = "LoRAMoE (a router-mixed set of LoRA pairs)" if cfg.method == "loramoe" else \
+            "DoRA on fused experts and routers (PEFT's target_parameters has no DoRA)"
+        raise HelloraError(f"PEFT export: stock PEFT cannot express {what}; keep the hellora adapter"
+                           + (" or write a merged checkpoint (--format merged)" if cfg.method != "loramoe" else ""))
     modules, parameters, rank_pattern, alpha_pattern = [], [], {}, {}
     for path, layer in adapter_layers(model).items():
         if isinstance(layer, LoRALinear) and path.rsplit(".", 1)[-1] in _PEFT_REMAPPED_NAMES:
@@ -88,7 +100,7 @@ def _experts_peft_pair(layer: HotExpertsLoRA, param: str, num_experts: int, tens
     layout, r = layer.layout, layer.r
 
     def get(weights, which):
-        return tensors(f"{weights}.{which}").float()
+        return tensors(f"{weights}.{which}").float()  # `tensors` applies LoRI-S masks to B
 
     if param == "gate_up_proj":
         a_g, b_g, a_u, b_u = (get(f"lora_{p}", w) for p in ("gate", "up") for w in ("lora_A", "lora_B"))
@@ -121,10 +133,13 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
     out = Path(out_dir)
     state = adapter_state(model)
     layers = adapter_layers(model)
-    own = dict(model.named_parameters())
+    own = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    source = tensors if tensors is not None else own
 
     def weight(name: str) -> torch.Tensor:
-        return (tensors[name] if tensors is not None else own[name]).detach().cpu()
+        value = source[name].detach().cpu()
+        mask = source.get(mask_name(name))  # LoRI-S: B is exported as B * mask
+        return value * mask.detach().cpu() if mask is not None else value
 
     config = _peft_config(model, base_model)
     with torch.device("meta"):
@@ -170,6 +185,9 @@ def export_merged(model: nn.Module, out_dir: str | Path, *, safe_serialization: 
     """Fold the adapters into the base weights (in place) and `save_pretrained` the plain model to `out_dir`."""
     out = Path(out_dir)
     adapter_state(model)
+    for layer in adapter_layers(model).values():
+        if not layer.mergeable:
+            layer.merged_base()  # raises, naming why, before anything is written
     tmp = _fresh_dir(out)
     try:
         merge_adapters(model)

@@ -4,24 +4,35 @@
     attach_adapters(model, AdapterConfig(method="hellora"), placement)   # model is now adapted and frozen
 
 Which modules are wrapped, per `AdapterConfig.placement`:
-    experts (every placement): the placement's experts of each MoE layer (all experts for method "lora"),
-                               every Linear of shared experts and of dense MLP layers
-    router  ("gate", "all"):   the router weight of each MoE layer
-    attention ("all"):         every Linear inside each attention module (q/k/v/o, MLA's q_a/q_b/kv_a/kv_b)
+    experts (every placement): the placement's experts of each MoE layer (all experts for methods "lora" and
+                               "loramoe"), every Linear of shared experts and of dense MLP layers
+    router  ("gate", "all"):   the router weight of each MoE layer (never for "loramoe")
+    attention ("all"):         every Linear inside each attention module (q/k/v/o, MLA's q_a/q_b/kv_a/kv_b;
+                               never for "loramoe")
+
+With which layer, per method and variant:
+    plain LoRA / LoRI-D / LoRI-S  LoRALinear, RouterLoRA, HotExpertsLoRA (LoRI freezes A and masks B: lori.py)
+    DoRA                          DoRALinear, DoRARouter, HotExpertsLoRA of ExpertDoRAWeights (dora.py)
+    LoRAMoE                       LoRAMoELinear, HotExpertsLoRA of ExpertLoRAMoEWeights (loramoe.py)
+    full fine-tuning ("fft")      nothing is wrapped: every base parameter is made trainable
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
 
 from hellora.adapters.base import DTYPES, AdapterLayer
 from hellora.adapters.config import AdapterConfig
-from hellora.adapters.experts import HotExpertsLoRA
+from hellora.adapters.dora import DoRALinear, DoRARouter, ExpertDoRAWeights
+from hellora.adapters.experts import ExpertLoRAWeights, HotExpertsLoRA
 from hellora.adapters.linear import LoRALinear
+from hellora.adapters.lori import apply_lori, init_lori_s
+from hellora.adapters.loramoe import ExpertLoRAMoEWeights, LoRAMoELinear
 from hellora.adapters.router import RouterLoRA
 from hellora.models.families import MoEModelSpec, describe_moe_model
 from hellora.models.fingerprint import config_fingerprint, model_name
@@ -63,7 +74,7 @@ def resolve_experts(
 ) -> dict[int, list[int]]:
     """Layer index -> expert ids to adapt; checks the placement belongs to this model."""
     layers = spec.moe_layer_indices
-    if config.method == "lora":
+    if config.method in ("lora", "loramoe"):
         return {layer: list(range(spec.num_experts)) for layer in layers}
     if placement is None:
         raise HelloraError("method 'hellora' needs a placement: profile the task, then select hot experts")
@@ -85,25 +96,63 @@ def resolve_experts(
     return {layer: list(placement.experts[layer]) for layer in layers}
 
 
+def _layer_classes(config: AdapterConfig) -> tuple[type, type, object]:
+    """(Linear wrapper, router wrapper, fused-experts weights class) of a method and variant."""
+    if config.method == "loramoe":
+        return (partial(LoRAMoELinear, num_experts=config.loramoe_experts), None,
+                partial(ExpertLoRAMoEWeights, num_experts=config.loramoe_experts))
+    if config.variant == "dora":
+        return DoRALinear, DoRARouter, ExpertDoRAWeights
+    return LoRALinear, RouterLoRA, ExpertLoRAWeights
+
+
+def _lori_s_placement(config: AdapterConfig, spec: MoEModelSpec, model: nn.Module) -> HotExpertPlacement:
+    """The placement of the LoRI-D adapter a LoRI-S run continues from."""
+    from hellora.adapters.io import read_adapter_record
+
+    record = read_adapter_record(config.lori_from)
+    return HotExpertPlacement({int(k): v for k, v in record["experts"].items()}, spec.num_experts,
+                              record.get("placement", {}).get("strategy", "lori_d"),
+                              fingerprint=record.get("fingerprint"), model_id=record.get("base_model"))
+
+
 def attach_adapters(
     model: nn.Module, config: AdapterConfig | None = None, placement: HotExpertPlacement | None = None,
-    spec: MoEModelSpec | None = None,
+    spec: MoEModelSpec | None = None, *, init_lori: bool = True,
 ) -> nn.Module:
-    """Freeze `model` and wrap its modules with LoRA adapters as `config` and `placement` say; returns `model`."""
+    """Freeze `model` and wrap its modules with adapters as `config` and `placement` say; returns `model`.
+
+    Method "fft" wraps nothing and makes every parameter trainable (no `hellora_adapter` state: save the model
+    itself). Variant "lori_s" takes A and the mask from `config.lori_from` (and, for "hellora" without a
+    placement, that adapter's placement too); `init_lori=False` leaves the masks empty for a caller that fills
+    them (`load_adapter`, or the meta-device accounting).
+    """
     config = config or AdapterConfig()
     if getattr(model, "hellora_adapter", None) is not None:
         raise HelloraError("this model already has hellora adapters attached")
+    if config.method == "fft":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
     spec = spec or describe_moe_model(model)
+    if (config.variant == "lori_s" and config.method == "hellora" and placement is None and config.lori_from
+            and init_lori):
+        placement = _lori_s_placement(config, spec, model)
     experts_map = resolve_experts(spec, config, placement, model)
     dtype = DTYPES[config.adapter_dtype]
     generator = torch.Generator().manual_seed(config.seed)
     opts = dict(dtype=dtype, init=config.init, generator=generator)
+    linear_cls, router_cls, weights_cls = _layer_classes(config)
+    on_meta = any(p.device.type == "meta" for p in model.parameters())
+    if config.variant == "lori_s" and init_lori and not config.lori_from and not on_meta:
+        raise HelloraError("adapter.lori_from: variant 'lori_s' needs the folder of a finished LoRI-D adapter "
+                           "(its A and the mask of its largest B entries)")
 
     for p in model.parameters():
         p.requires_grad_(False)
 
-    def linear(module: nn.Linear, role: str) -> LoRALinear:
-        return LoRALinear(module, config.r, config.alpha, role=role, dropout=config.dropout, **opts)
+    def linear(module: nn.Linear, role: str) -> nn.Module:
+        return linear_cls(module, config.r, config.alpha, role=role, dropout=config.dropout, **opts)
 
     router_adapted = False
     for layer in spec.layers:
@@ -122,13 +171,14 @@ def attach_adapters(
             weight = getattr(router, "weight", None)
             if not (isinstance(weight, torch.Tensor) and weight.dim() == 2):
                 raise HelloraError(f"{moe.router_path}: router {type(router).__name__} has no 2D weight to adapt")
-            _set_submodule(model, moe.router_path, RouterLoRA(router, config.r, config.alpha, **opts))
+            _set_submodule(model, moe.router_path, router_cls(router, config.r, config.alpha, **opts))
             router_adapted = True
         hot = experts_map[moe.layer_index]
         if moe.kind == "fused":
             experts = model.get_submodule(moe.experts_path)
             _set_submodule(model, moe.experts_path, HotExpertsLoRA(
-                experts, moe.layout, hot, config.r, config.alpha, dropout=config.dropout, **opts))
+                experts, moe.layout, hot, config.r, config.alpha, dropout=config.dropout, weights_cls=weights_cls,
+                **opts))
         else:
             for e in hot:
                 _wrap_linears(model, f"{moe.experts_path}.{e}", "experts", linear)
@@ -137,6 +187,10 @@ def attach_adapters(
         config=config, experts=experts_map, model_id=model_name(model), fingerprint=config_fingerprint(model.config),
         placement={**(placement.to_dict() if placement else {"strategy": "all"}), "_router_adapted": router_adapted},
     )
+    if config.variant in ("lori_d", "lori_s"):
+        apply_lori(model, config.variant)
+    if config.variant == "lori_s" and init_lori and config.lori_from:
+        init_lori_s(model, config.lori_from, config.lori_density)
     return model
 
 
@@ -146,7 +200,7 @@ def adapter_layers(model: nn.Module) -> dict[str, AdapterLayer]:
 
 
 def adapter_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """Every trainable adapter weight by its full name."""
+    """Every adapter weight by its full name (frozen LoRI A included: it is part of the adapter)."""
     return {n: p for n, p in model.named_parameters() if "lora_" in n.rsplit(".", 2)[-1] or ".lora_" in n}
 
 
@@ -166,7 +220,13 @@ def disable_adapters(model: nn.Module):
 
 @torch.no_grad()
 def merge_adapters(model: nn.Module) -> nn.Module:
-    """Fold every adapter into its base weights and unwrap it (like PEFT's merge_and_unload); returns `model`."""
+    """Fold every adapter into its base weights and unwrap it (like PEFT's merge_and_unload); returns `model`.
+
+    Refused, before anything is changed, when an adapter's update depends on the input (LoRAMoE).
+    """
+    for path, layer in adapter_layers(model).items():
+        if not layer.mergeable:
+            layer.merged_base()  # raises, naming why
     # innermost first is irrelevant: hellora never nests adapter layers
     for path, layer in list(adapter_layers(model).items()):
         _set_submodule(model, path, layer.merged_base())

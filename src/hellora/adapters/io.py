@@ -2,6 +2,8 @@
 
 The JSON records the adapter config, the adapted experts of every MoE layer, the base model reference and its
 architecture fingerprint, so `load_adapter` rebuilds exactly the same wrappers and refuses another model.
+The safetensors file holds every adapter parameter (LoRA A and B, frozen LoRI A included, DoRA's
+`lora_magnitude`, LoRAMoE's `lora_router`) and, for LoRI-S, each B's bool `lora_B_mask`; nothing is pickled.
 Files are written atomically, tensors first and the JSON last: a folder with a JSON always has its tensors.
 """
 
@@ -15,6 +17,7 @@ from torch import nn
 
 from hellora.adapters.config import AdapterConfig
 from hellora.adapters.inject import AdapterState, adapter_parameters, attach_adapters
+from hellora.adapters.lori import mask_buffers, mask_name
 from hellora.models.families import describe_moe_model
 from hellora.models.fingerprint import config_fingerprint
 from hellora.placement import HotExpertPlacement
@@ -27,6 +30,14 @@ CONFIG = "hellora_adapter.json"
 FORMAT = "hellora.adapter/1"
 
 
+def adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Full name -> CPU tensor of everything an adapter file holds: adapter parameters and LoRI-S masks."""
+    tensors = {n: p.detach().to("cpu").contiguous() for n, p in adapter_parameters(model).items()}
+    tensors.update({mask_name(n): m.detach().to("cpu").contiguous()
+                    for n, m in mask_buffers(model).items()})
+    return tensors
+
+
 def adapter_state(model: nn.Module) -> AdapterState:
     state = getattr(model, "hellora_adapter", None)
     if state is None:
@@ -37,11 +48,13 @@ def adapter_state(model: nn.Module) -> AdapterState:
 def save_adapter(model: nn.Module, out_dir: str | Path, *, base_model: str | None = None, overwrite: bool = False,
                  extra: dict | None = None) -> Path:
     """Write the model's adapters to `out_dir`; an existing adapter there is kept unless `overwrite`."""
+    from hellora.accounting import count_parameters
+
     out = Path(out_dir)
     state = adapter_state(model)
     if (out / CONFIG).exists() and not overwrite:
         raise HelloraError(f"{out} already holds an adapter ({CONFIG}); choose another folder or pass overwrite")
-    tensors = {n: p.detach().to("cpu").contiguous() for n, p in adapter_parameters(model).items()}
+    tensors = adapter_tensors(model)
     atomic_write(out / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
     record = {
         "format": FORMAT,
@@ -52,7 +65,7 @@ def save_adapter(model: nn.Module, out_dir: str | Path, *, base_model: str | Non
         "experts": {str(layer): ids for layer, ids in state.experts.items()},
         "router_adapted": state.router_adapted,
         "placement": {k: v for k, v in state.placement.items() if not k.startswith("_")},
-        "trainable_parameters": sum(t.numel() for t in tensors.values()),
+        "trainable_parameters": count_parameters(model)["trainable"],
         "meta": run_metadata(state.config.seed),
         **(extra or {}),
     }
@@ -89,7 +102,7 @@ def attach_from_record(model: nn.Module, record: dict, where: str = "adapter") -
     if config.method == "hellora":
         placement = HotExpertPlacement(experts, describe_moe_model(model).num_experts,
                                        record.get("placement", {}).get("strategy", "saved"), fingerprint=fingerprint)
-    return attach_adapters(model, config, placement)
+    return attach_adapters(model, config, placement, init_lori=False)
 
 
 def load_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
@@ -97,7 +110,8 @@ def load_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
     record = read_adapter_record(adapter_dir)
     attach_from_record(model, record, where=f"adapter {adapter_dir}")
     tensors = read_adapter_tensors(adapter_dir)
-    params = adapter_parameters(model)
+    params: dict[str, torch.Tensor] = dict(adapter_parameters(model))
+    params.update({mask_name(n): m for n, m in mask_buffers(model).items()})
     missing = sorted(set(params) - set(tensors))
     unexpected = sorted(set(tensors) - set(params))
     if missing or unexpected:
@@ -110,3 +124,4 @@ def load_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
                                    f"expected {tuple(param.shape)}")
             param.copy_(tensors[name])
     return model
+

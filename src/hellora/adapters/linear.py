@@ -1,6 +1,8 @@
 """LoRA on an `nn.Linear`: attention projections, shared experts, dense MLPs, and ModuleList experts.
 
     y = x W^T (+ b)  +  (alpha / r) * dropout(x) A^T B^T        A: (r, in), B: (out, r)
+
+B is read through `effective_b` (B * lora_B_mask under LoRI-S). The DoRA variant is `dora.DoRALinear`.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hellora.adapters.base import AdapterLayer, new_lora_pair
+from hellora.adapters.base import AdapterLayer, effective_b, new_lora_pair
 
 
 class LoRALinear(AdapterLayer):
@@ -29,12 +31,12 @@ class LoRALinear(AdapterLayer):
         y = self.base_layer(x)
         if not self.adapter_enabled:
             return y
-        a, b = self.lora_A.to(x.dtype), self.lora_B.to(x.dtype)
+        a, b = self.lora_A.to(x.dtype), effective_b(self).to(x.dtype)
         return y + F.linear(F.linear(self.dropout(x), a), b) * self.scale
 
     def delta_weight(self) -> torch.Tensor:
         """(out, in) = scale * B @ A, in float32."""
-        return (self.lora_B.float() @ self.lora_A.float()) * self.scale
+        return (effective_b(self).float() @ self.lora_A.float()) * self.scale
 
     @torch.no_grad()
     def merged_base(self) -> nn.Linear:

@@ -4,7 +4,8 @@ Routers differ per family after the logits (softmax or sigmoid, correction bias,
 than re-implementing each, the wrapper runs the router's own forward with its weight replaced by
 W + (alpha / r) * B @ A through `torch.func.functional_call`. Folding costs E*r*H multiply-adds per call,
 far less than the T*H*r + T*r*E of applying A and B to T tokens, and hooks registered on the router (such as
-transformers' router-logit recorder) still fire because its real module runs.
+transformers' router-logit recorder) still fire because its real module runs. Subclasses (DoRA) change only
+`adapted_weight`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from hellora.adapters.base import AdapterLayer, new_lora_pair
+from hellora.adapters.base import AdapterLayer, effective_b, new_lora_pair
 
 
 class RouterLoRA(AdapterLayer):
@@ -32,14 +33,17 @@ class RouterLoRA(AdapterLayer):
 
     def delta_weight(self) -> torch.Tensor:
         """(E, H) = scale * B @ A in float32."""
-        return (self.lora_B.float() @ self.lora_A.float()) * self.scale
+        return (effective_b(self).float() @ self.lora_A.float()) * self.scale
 
     def forward(self, *args, **kwargs):
         if not self.adapter_enabled:
             return self.base_layer(*args, **kwargs)
+        return functional_call(self.base_layer, {"weight": self.adapted_weight()}, args, kwargs)
+
+    def adapted_weight(self) -> torch.Tensor:
+        """(E, H) W + scale * B @ A in the base weight's dtype, differentiable in A and B."""
         w = self.base_layer.weight
-        folded = w + (self.lora_B.to(w.dtype) @ self.lora_A.to(w.dtype)) * self.scale
-        return functional_call(self.base_layer, {"weight": folded}, args, kwargs)
+        return w + (effective_b(self).to(w.dtype) @ self.lora_A.to(w.dtype)) * self.scale
 
     @torch.no_grad()
     def merged_base(self) -> nn.Module:

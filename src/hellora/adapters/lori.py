@@ -1,0 +1,162 @@
+"""LoRI (Zhang et al. 2025) on hellora's adapters: LoRI-D freezes A, LoRI-S also sparsifies B.
+
+    LoRI-D  A (r, in) stays at its random init (requires_grad False); only B (out, r) trains from 0.
+    LoRI-S  given a finished LoRI-D adapter: one global mask M keeping the top `density` share of |B| over ALL
+            B matrices of the model (one threshold); a fresh run then starts from B = 0 with the LoRI-D adapter's
+            A (frozen) and trains B only where M is set:  y = x W^T + s * x A^T (B * M)^T.
+
+M is a bool buffer `lora_B_mask` next to each `lora_B` (a (K, out, r) stack for fused experts); every adapter
+reads B through `base.effective_b` = B * M, so masked-out entries never reach the output and their gradient is
+exactly zero: starting at zero, they stay zero under AdamW (decoupled weight decay of 0 is 0). A is a frozen
+parameter, so optimizers built from `requires_grad` parameters never see it.
+
+HELLoRI-D / HELLoRI-S are the same variants with method "hellora": the pairs exist only on hot experts (plus
+attention and router), so cold experts stay exact base weights and the mask is computed over the hot pairs only.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from hellora.utils.errors import HelloraError
+
+MASK = "lora_B_mask"
+
+
+def lori_keep_count(num_entries: int, density: float) -> int:
+    """Entries LoRI-S keeps out of `num_entries`: density * n rounded half up (at least 1 when n > 0)."""
+    if num_entries <= 0:
+        return 0
+    return min(num_entries, max(1, math.floor(density * num_entries + 0.5)))
+
+
+def lora_pairs(model: nn.Module) -> dict[str, nn.Module]:
+    """Module path -> every module owning a `lora_A` / `lora_B` parameter pair, in model order."""
+    return {name: m for name, m in model.named_modules()
+            if "lora_A" in m._parameters and "lora_B" in m._parameters}
+
+
+def _key(path: str, leaf: str) -> str:
+    return f"{path}.{leaf}" if path else leaf
+
+
+def apply_lori(model: nn.Module, variant: str) -> None:
+    """Freeze every A; for "lori_s" also add an all-False `lora_B_mask` per B, to be filled by `set_lori_masks`."""
+    for module in lora_pairs(model).values():
+        module.lora_A.requires_grad_(False)
+        if variant == "lori_s" and MASK not in module._buffers:
+            module.register_buffer(MASK, torch.zeros(module.lora_B.shape, dtype=torch.bool,
+                                                     device=module.lora_B.device))
+
+
+def global_topk_masks(tensors: dict[str, torch.Tensor], density: float) -> dict[str, torch.Tensor]:
+    """name -> bool mask keeping exactly `lori_keep_count(total, density)` largest |entries| over all tensors.
+
+    One threshold for the whole set (the k-th largest |value|); ties at the threshold are kept in name order, then
+    flat index order, so the result is deterministic and its size exact.
+    """
+    names = sorted(tensors)
+    flat = torch.cat([tensors[n].detach().float().abs().reshape(-1) for n in names])
+    total = flat.numel()
+    keep = lori_keep_count(total, density)
+    if keep >= total:
+        chosen = torch.ones(total, dtype=torch.bool)
+    else:
+        threshold = torch.kthvalue(flat, total - keep + 1).values
+        chosen = flat > threshold
+        ties = torch.nonzero(flat == threshold).flatten()[: keep - int(chosen.sum())]
+        chosen[ties] = True
+    masks, offset = {}, 0
+    for n in names:
+        size = tensors[n].numel()
+        masks[n] = chosen[offset: offset + size].reshape(tensors[n].shape).clone()
+        offset += size
+    return masks
+
+
+def _lori_d_record(adapter_dir: str | Path, where: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    from hellora.adapters.io import read_adapter_record, read_adapter_tensors
+
+    record = read_adapter_record(adapter_dir)
+    variant = record.get("adapter", {}).get("variant", "none")
+    if variant != "lori_d":
+        raise HelloraError(f"{where}: {adapter_dir} is a {variant!r} adapter; LoRI-S starts from a finished "
+                           f"LoRI-D adapter (variant 'lori_d'), whose A is still its random init")
+    return record, read_adapter_tensors(adapter_dir)
+
+
+def lori_mask_from_adapter(adapter_dir: str | Path, density: float = 0.1) -> dict[str, torch.Tensor]:
+    """B parameter name -> bool mask of the LoRI-D adapter in `adapter_dir`: its top `density` share of |B|
+    over all B matrices, one global threshold."""
+    if not 0.0 < density <= 1.0:
+        raise HelloraError(f"adapter.lori_density: must be in (0, 1], got {density!r}")
+    _, tensors = _lori_d_record(adapter_dir, "adapter.lori_from")
+    b = {n: t for n, t in tensors.items() if n.rsplit(".", 1)[-1] == "lora_B"}
+    if not b:
+        raise HelloraError(f"adapter.lori_from: {adapter_dir} holds no lora_B tensors")
+    return global_topk_masks(b, density)
+
+
+@torch.no_grad()
+def set_lori_masks(model: nn.Module, masks: dict[str, torch.Tensor], where: str = "LoRI-S masks") -> None:
+    """Copy `masks` (B name -> bool) into the model's `lora_B_mask` buffers and zero B outside them."""
+    pairs = {_key(path, "lora_B"): m for path, m in lora_pairs(model).items()}
+    if set(masks) != set(pairs):
+        extra, missing = sorted(set(masks) - set(pairs)), sorted(set(pairs) - set(masks))
+        raise HelloraError(f"{where}: masks do not match the model's adapters ("
+                           + (f"missing {missing[0]}" if missing else f"unknown {extra[0]}") + ")")
+    for name, module in pairs.items():
+        if MASK not in module._buffers:
+            raise HelloraError(f"{where}: {name} has no mask buffer (attach with variant 'lori_s')")
+        mask = masks[name].to(device=module.lora_B.device, dtype=torch.bool)
+        if mask.shape != module.lora_B.shape:
+            raise HelloraError(f"{where}: mask of {name} has shape {tuple(mask.shape)}, expected "
+                               f"{tuple(module.lora_B.shape)}")
+        module._buffers[MASK].copy_(mask)
+        module.lora_B.mul_(mask)
+
+
+@torch.no_grad()
+def init_lori_s(model: nn.Module, adapter_dir: str | Path, density: float) -> None:
+    """Start a LoRI-S run on an adapted `model`: A from the LoRI-D adapter in `adapter_dir`, its global mask."""
+    from hellora.models.fingerprint import config_fingerprint
+
+    record, tensors = _lori_d_record(adapter_dir, "adapter.lori_from")
+    state = model.hellora_adapter
+    if record.get("fingerprint") != config_fingerprint(model.config):
+        raise HelloraError(f"adapter.lori_from: {adapter_dir} was made for another model "
+                           f"({record.get('base_model')!r})")
+    ours, theirs = state.config.to_dict(), record["adapter"]
+    for key in ("method", "r", "placement"):
+        if ours[key] != theirs.get(key):
+            raise HelloraError(f"adapter.lori_from: the LoRI-D adapter has {key}={theirs.get(key)!r}, this run "
+                               f"{key}={ours[key]!r}; LoRI-S must reuse the LoRI-D adapter's pairs")
+    if {str(k): v for k, v in state.experts.items()} != record.get("experts"):
+        raise HelloraError("adapter.lori_from: the LoRI-D adapter adapts other experts than this placement; "
+                           "attach LoRI-S with the LoRI-D run's placement (or none: it is then taken from there)")
+    pairs = lora_pairs(model)
+    a_names = {_key(path, "lora_A"): m for path, m in pairs.items()}
+    missing = sorted(set(a_names) - set(tensors))
+    if missing:
+        raise HelloraError(f"adapter.lori_from: {adapter_dir} has no {missing[0]}")
+    for name, module in a_names.items():
+        if tensors[name].shape != module.lora_A.shape:
+            raise HelloraError(f"adapter.lori_from: {name} has shape {tuple(tensors[name].shape)}, expected "
+                               f"{tuple(module.lora_A.shape)}")
+        module.lora_A.copy_(tensors[name])
+    b = {n: t for n, t in tensors.items() if n.rsplit(".", 1)[-1] == "lora_B"}
+    set_lori_masks(model, global_topk_masks(b, density), where="adapter.lori_from")
+
+
+def mask_name(b_name: str) -> str:
+    """Full name of the mask buffer of the B parameter `b_name` (as saved in adapter files)."""
+    return f"{b_name}_mask"
+
+
+def mask_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """B parameter name -> its LoRI-S mask buffer."""
+    return {_key(path, "lora_B"): m._buffers[MASK] for path, m in lora_pairs(model).items() if MASK in m._buffers}
