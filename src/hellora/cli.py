@@ -30,11 +30,14 @@ def cmd_params(args) -> None:
     from hellora.accounting import parameter_report
 
     report = parameter_report(args.model, args.method, k=args.k, r=args.rank, alpha=args.alpha,
-                              placement=args.placement, trust_remote_code=args.trust_remote_code)
+                              placement=args.placement, trust_remote_code=args.trust_remote_code,
+                              variant=args.variant, lori_density=args.lori_density,
+                              loramoe_experts=args.loramoe_experts)
     if args.json:
         _print_json({"trainable": report["trainable"], "total": report["total"],
                      "trainable_pct": round(report["trainable_pct"], 4), **{k: report[k] for k in
-                     ("model", "method", "k", "r", "placement", "num_experts", "top_k", "moe_layers", "by_role")}})
+                     ("model", "method", "k", "r", "placement", "num_experts", "top_k", "moe_layers", "by_role")
+                     if k in report}, "variant": args.variant, "adapter_total": report.get("adapter_total")})
         return
     print(f"{report['model']}  method={report['method']}  k={report['k']}  r={report['r']}  "
           f"placement={report['placement']}")
@@ -218,9 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("params", help="trainable / total parameters of a method on a model (offline)")
     p.add_argument("--model", required=True, help="preset (olmoe-1b-7b, mixtral-8x7b, deepseek-moe-16b, "
                    "qwen3-30b-a3b), local folder or hub id")
-    p.add_argument("--method", choices=["lora", "hellora"], default="hellora")
+    p.add_argument("--method", choices=["lora", "hellora", "loramoe", "fft"], default="hellora")
+    p.add_argument("--variant", choices=["none", "dora", "lori_d", "lori_s"], default="none",
+                   help="DoRA or LoRI on top of lora/hellora (hellora + lori_* = HELLoRI)")
+    p.add_argument("--lori-density", type=float, default=0.1, help="share of B entries LoRI-S trains")
+    p.add_argument("--loramoe-experts", type=int, default=6)
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the router's top-k)")
-    p.add_argument("--rank", type=int, default=32)
+    p.add_argument("--rank", type=int, default=None, help="LoRA rank (default 32; LoRAMoE 4)")
     p.add_argument("--alpha", type=float, default=64.0)
     p.add_argument("--placement", choices=["pure", "gate", "all"], default="all")
     p.add_argument("--trust-remote-code", action="store_true")

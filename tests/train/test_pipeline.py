@@ -110,3 +110,26 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(write_recipe, tmp_pa
     assert "diverged at step" in err and "Traceback" not in err
     checkpoints = sorted(p.name for p in (tmp_path / "nan" / "checkpoints").iterdir())
     assert checkpoints == ["step-000001"] and "step-000001" in err and not (tmp_path / "nan" / "adapter").exists()
+
+
+@pytest.mark.parametrize("method, variant", [("lora", "dora"), ("hellora", "lori_d"), ("loramoe", "none"),
+                                             ("fft", "none")])
+def test_every_method_trains_through_the_pipeline(write_recipe, tmp_path, method, variant):
+    out = f"{method}-{variant}"
+    extra = ["adapter.loramoe_balance=0.01"] if method == "loramoe" else []
+    assert main(["train", str(write_recipe(out=out)), f"adapter.method={method}", f"adapter.variant={variant}",
+                 "train.max_steps=3", *extra, "--no-progress"]) == 0
+    status = json.loads((tmp_path / out / "run.json").read_text())
+    assert status["status"] == "finished" and status["steps"]["train"]["steps"] == 3
+    assert (tmp_path / out / ("model" if method == "fft" else "adapter")).is_dir()
+
+
+def test_hellori_s_starts_from_the_hellori_d_adapter(write_recipe, tmp_path):
+    assert main(["train", str(write_recipe(out="d")), "adapter.variant=lori_d", "--no-progress"]) == 0
+    assert main(["train", str(write_recipe(out="s")), "adapter.variant=lori_s",
+                 f"adapter.lori_from={tmp_path / 'd' / 'adapter'}", "--no-progress"]) == 0
+    d = load_file(str(tmp_path / "d" / "adapter" / "hellora_adapter.safetensors"))
+    s = load_file(str(tmp_path / "s" / "adapter" / "hellora_adapter.safetensors"))
+    a_keys = [k for k in d if k.endswith("lora_A")]
+    assert a_keys and all(torch.equal(d[k], s[k]) for k in a_keys)  # A is frozen and shared
+    assert not (tmp_path / "s" / "profile.json").exists()

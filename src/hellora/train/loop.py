@@ -91,8 +91,11 @@ def _truncate_metrics(path: Path, after_step: int) -> None:
 
 
 def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, run_dir: Path | None = None,
-               pad_token_id: int = 0, name: str = "train", progress: bool = True) -> LoopResult:
-    """Train `model`'s trainable parameters on tokenized `features`; checkpoints under run_dir/checkpoints."""
+               pad_token_id: int = 0, name: str = "train", progress: bool = True, extra_loss=None) -> LoopResult:
+    """Train `model`'s trainable parameters on tokenized `features`; checkpoints under run_dir/checkpoints.
+
+    `extra_loss(model) -> tensor`, when given, is added to each micro-batch's loss (e.g. LoRAMoE's balancing loss).
+    """
     world, rank = accelerator.num_processes, accelerator.process_index
     accum, steps_per_epoch, total = resolve_steps(cfg, len(features), world)
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -134,7 +137,10 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
             batch = {k: v.to(device) for k, v in collate([features[i] for i in micro]).items()}
             sync = nullcontext() if j == accum - 1 else accelerator.no_sync(model)
             with sync, accelerator.autocast():
-                loss = model(**batch).loss / accum
+                loss = model(**batch).loss
+                if extra_loss is not None:
+                    loss = loss + extra_loss(model)
+                loss = loss / accum
             accelerator.backward(loss)
             loss_sum += loss.detach().float()
             examples += len(micro) * world

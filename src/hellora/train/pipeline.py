@@ -153,19 +153,31 @@ def run_training(config: RunConfig, *, progress: bool = True) -> dict:
         accelerator.init_trackers(run.name, config={"lr": config.train.learning_rate, "method": config.adapter.method})
 
     placement = None
-    if config.adapter.method == "hellora":
+    # HELLoRI-S reuses the placement of the HELLoRI-D adapter it starts from (adapter.lori_from).
+    if config.adapter.method == "hellora" and config.adapter.variant != "lori_s":
         placement = _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress)
     attach_adapters(model, config.adapter, placement)
     params = count_parameters(model)
     recorder.step("attach", trainable=params["trainable"], total=params["total"],
                   trainable_pct=params["trainable_pct"], by_role=params["by_role"])
 
+    extra_loss = None
+    if config.adapter.method == "loramoe" and config.adapter.loramoe_balance > 0:
+        from hellora.adapters.loramoe import loramoe_balance_loss
+
+        def extra_loss(net):
+            return config.adapter.loramoe_balance * loramoe_balance_loss(accelerator.unwrap_model(net))
+
     result = train_loop(model, features, config.train, accelerator=accelerator, run_dir=run, pad_token_id=pad_id,
-                        progress=progress)
+                        progress=progress, extra_loss=extra_loss)
     recorder.step("train", **{k: v for k, v in result.to_dict().items() if k != "losses"})
     if accelerator.is_main_process:
-        save_adapter(accelerator.unwrap_model(model), run / "adapter", base_model=config.model.name, overwrite=True,
-                     extra={"run": str(run)})
+        trained = accelerator.unwrap_model(model)
+        if config.adapter.method == "fft":  # full fine-tuning: the whole model is the result
+            trained.save_pretrained(run / "model")
+        else:
+            save_adapter(trained, run / "adapter", base_model=config.model.name, overwrite=True,
+                         extra={"run": str(run)})
     if config.eval.enabled and accelerator.is_main_process:
         _evaluate(config, accelerator.unwrap_model(model), tokenizer, run, recorder, progress)
     recorder.data["status"] = "finished"
