@@ -39,22 +39,22 @@ log = logging.getLogger(__name__)
 @dataclass
 class DemoConfig:
     seed: int = 0
-    skills: tuple = ("add", "sub", "copy", "upper", "reverse", "sort", "max")
-    target: str = "max"
-    pretrain_per_skill: int = 600
+    skills: tuple = ("copy", "upper", "reverse", "sort", "max")
+    target: str = "sort"
+    pretrain_per_skill: int = 800
     target_pretrain: int = 40            # the target skill is rare in pretraining
-    finetune_examples: int = 300
-    eval_examples: int = 60
-    hidden_size: int = 64
-    layers: int = 4
-    experts: int = 16
+    finetune_examples: int = 400
+    eval_examples: int = 40
+    hidden_size: int = 128
+    layers: int = 3
+    experts: int = 8
     top_k: int = 2
-    pretrain_steps: int = 700
+    pretrain_steps: int = 450
     pretrain_lr: float = 3e-3
     finetune_steps: int = 60
     finetune_lr: float = 3e-3
     rank: int = 8
-    batch_size: int = 32
+    batch_size: int = 64
     extra: dict = field(default_factory=dict)
 
 
@@ -117,9 +117,14 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
     pretrain = [f for s in cfg.skills for f in _features(tokenizer, train_sets[s])]
     say(f"[1/4] pretraining a {cfg.layers}-layer, {cfg.experts}-expert (top-{cfg.top_k}) MoE on "
         f"{len(cfg.skills)} skills ({len(pretrain)} examples)")
+    timings = {}
+    tick = time.perf_counter()
     base_run = _train(model, pretrain, cfg.pretrain_steps, cfg.pretrain_lr, cfg.batch_size, accelerator, "pretrain")
     model.config.output_router_logits = False
+    timings["pretrain_s"] = time.perf_counter() - tick
+    tick = time.perf_counter()
     before = {s: accuracy(model, tokenizer, tests[s]) for s in cfg.skills}
+    timings["evaluate_base_s"] = time.perf_counter() - tick
 
     # 3. profile every skill (for the heatmap) and select the target's hot experts
     say(f"[2/4] profiling expert routing per skill; target skill: {cfg.target}")
@@ -141,7 +146,9 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
         tuned = copy.deepcopy(model)
         attach_adapters(tuned, AdapterConfig(method=method, r=cfg.rank, alpha=2 * cfg.rank, seed=cfg.seed),
                         placement if method == "hellora" else None)
+        tick = time.perf_counter()
         run = _train(tuned, finetune, cfg.finetune_steps, cfg.finetune_lr, cfg.batch_size, accelerator, method)
+        timings[f"finetune_{method}_s"] = time.perf_counter() - tick
         params = count_parameters(tuned)
         results[method] = {"accuracy": {s: accuracy(tuned, tokenizer, tests[s]) for s in cfg.skills},
                            "trainable": params["trainable"], "trainable_pct": params["trainable_pct"],
@@ -157,7 +164,8 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
         "target": cfg.target, "pretrain_final_loss": base_run.final_loss, "before": before, "results": results,
         "hot_experts": {str(k): v for k, v in placement.experts.items()},
         "target_top_k_share": {str(k): round(v, 4) for k, v in skew.items()},
-        "wall_time_s": round(time.perf_counter() - started, 1), "meta": run_metadata(cfg.seed),
+        "wall_time_s": round(time.perf_counter() - started, 1), "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "meta": run_metadata(cfg.seed),
         "heatmap": str(heatmap),
     }
     atomic_write_json(out / "demo.json", report)
