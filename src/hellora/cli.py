@@ -123,6 +123,13 @@ def cmd_bench(args) -> None:
     _print_json(result) if args.json else print(format_table(result))
 
 
+def cmd_report(args) -> None:
+    from hellora.report.tables import write_report
+
+    path = write_report(args.runs, args.out)
+    print(path.read_text() if not args.quiet else path)
+
+
 def cmd_train(args) -> None:
     from hellora.config import load_run_config
     from hellora.train.pipeline import run_training
@@ -257,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the JSON result here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="markdown tables and PNG figures from saved run folders")
+    p.add_argument("runs", nargs="+", help="run folders written by hellora train")
+    p.add_argument("--out", default="report", help="folder for report.md and the figures")
+    p.add_argument("--quiet", action="store_true", help="print only the report's path")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("train", help="profile -> select -> attach -> train -> save, from a YAML recipe")
     p.add_argument("recipe", help="YAML recipe (see recipes/)")

@@ -1,0 +1,163 @@
+"""`hellora report RUN_DIR...`: the paper's tables and figures from saved run folders (JSON only).
+
+Each run folder (written by `hellora train`) contributes one row keyed by its method label (LoRA, HELLoRA,
+DoRA, LoRI-D, HELLoRI-S, LoRAMoE, FFT; selection strategy, placement and k when they differ from the default),
+its params %, training throughput and evaluation scores. Runs that differ only in seed are merged into
+mean +- std. Figures: per-run expert activation heatmaps with hot experts boxed, a throughput bar chart, and
+warm-up stability (Jaccard / coverage against the largest warm-up fraction of the same model and task).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+from hellora.placement import HotExpertPlacement
+from hellora.profiling.profile import ExpertProfile, compare_profiles
+from hellora.utils.errors import HelloraError
+from hellora.utils.io import atomic_write, atomic_write_text, read_json
+
+METRICS = [("gsm8k", "accuracy", "GSM8K"), ("humaneval", "pass@1", "HE@1"), ("humaneval", "pass@5", "HE@5"),
+           ("humaneval", "pass@10", "HE@10"), ("hexphi", "refusal_rate", "HEx-PHI"),
+           ("advbench", "refusal_rate", "AdvBench")]
+
+
+def method_label(adapter: dict, selection: dict) -> str:
+    method, variant = adapter.get("method"), adapter.get("variant", "none")
+    if method == "fft":
+        return "FFT"
+    if method == "loramoe":
+        return "LoRAMoE"
+    hot = method == "hellora"
+    label = {"dora": "DoRA", "lori_d": "LoRI-D", "lori_s": "LoRI-S"}.get(variant, "LoRA")
+    if hot:
+        label = {"LoRA": "HELLoRA", "DoRA": "HELLoRA-DoRA"}.get(label, "HEL" + label)
+        strategy = selection.get("strategy", "layer")
+        if strategy != "layer":
+            label += f" ({strategy})"
+        if selection.get("k"):
+            label += f" k={selection['k']}"
+    if adapter.get("placement", "all") != "all":
+        label += f" [{adapter['placement']}]"
+    return label
+
+
+def load_run(path: Path) -> dict:
+    status = read_json(path / "run.json", "run status")
+    config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").is_file() else {}
+    scores = {}
+    for file in sorted((path / "eval").glob("eval_*.json")) if (path / "eval").is_dir() else []:
+        report = read_json(file, "eval result")
+        s = report["scores"]
+        if report["task"] == "gsm8k":
+            scores[("gsm8k", "accuracy")] = 100 * s["accuracy"]["paper"]
+        elif report["task"] == "humaneval":
+            scores.update({("humaneval", k): 100 * v for k, v in s.items() if k.startswith("pass@")})
+        else:
+            scores[(report["task"], "refusal_rate")] = 100 * s["refusal_rate"]
+    return {"path": path, "status": status, "config": config, "scores": scores,
+            "label": method_label(config.get("adapter", {}), config.get("selection", {})),
+            "group": (config.get("model", {}).get("name"), config.get("data", {}).get("task"))}
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
+
+
+def results_table(runs: list[dict]) -> str:
+    """Markdown: one row per method label (seeds merged), columns Params % / throughput / metrics present."""
+    by_label = defaultdict(list)
+    for run in runs:
+        by_label[run["label"]].append(run)
+    present = [m for m in METRICS if any((m[0], m[1]) in r["scores"] for r in runs)]
+    head = ["Method", "Params %", "samples/s", "seeds"] + [m[2] for m in present]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, group in by_label.items():
+        params = [r["status"]["steps"].get("attach", {}).get("trainable_pct") for r in group]
+        speed = [r["status"]["steps"].get("train", {}).get("samples_per_s") for r in group]
+        row = [label, _mean_std([p for p in params if p is not None]).split(" +-")[0],
+               _mean_std([s for s in speed if s]), str(len(group))]
+        row += [_mean_std([r["scores"][(t, k)] for r in group if (t, k) in r["scores"]]) for t, k, _ in present]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def warmup_table(runs: list[dict]) -> str | None:
+    """Table 10: hot-set agreement of each warm-up fraction with the largest one (same model and task)."""
+    profiled = [r for r in runs if (r["path"] / "profile.json").is_file()]
+    if len({r["config"].get("profile", {}).get("fraction") for r in profiled}) < 2:
+        return None
+    profiles = {r["config"]["profile"]["fraction"]: (r, ExpertProfile.load(r["path"] / "profile.json"))
+                for r in profiled}
+    reference = profiles[max(profiles)][1]
+    lines = ["| Fraction | Jaccard | Coverage | Warm-up s |", "|---|---|---|---|"]
+    for fraction in sorted(profiles):
+        run, profile = profiles[fraction]
+        agreement = compare_profiles(profile, reference)
+        wall = run["status"]["steps"].get("profile", {}).get("wall_time_s")
+        lines.append(f"| {100 * fraction:g}% | {agreement['jaccard']:.3f} | {100 * agreement['coverage']:.1f}% | "
+                     f"{wall if wall is not None else '-'} |")
+    return "\n".join(lines)
+
+
+def throughput_plot(runs: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, values = [], []
+    for run in runs:
+        speed = run["status"]["steps"].get("train", {}).get("samples_per_s")
+        if speed:
+            labels.append(f"{run['label']}\n{run['path'].name}")
+            values.append(speed)
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(values)), 3.5))
+    ax.bar(range(len(values)), values, color="tab:green")
+    ax.set_xticks(range(len(values)), labels, fontsize=7)
+    ax.set_ylabel("training samples / s")
+    fig.tight_layout()
+    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    return out
+
+
+def write_report(run_dirs: list[str | Path], out_dir: str | Path) -> Path:
+    from hellora.report.heatmap import plot_activation_heatmaps
+
+    runs = []
+    for d in run_dirs:
+        d = Path(d)
+        if not (d / "run.json").is_file():
+            raise HelloraError(f"{d}: not a hellora run folder (no run.json)")
+        runs.append(load_run(d))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sections = ["# hellora report", ""]
+    groups = defaultdict(list)
+    for run in runs:
+        groups[run["group"]].append(run)
+    for (model, task), group in groups.items():
+        sections += [f"## {model} / {task}", "", results_table(group), ""]
+        table = warmup_table(group)
+        if table:
+            sections += ["### Warm-up fraction (against the largest)", "", table, ""]
+    for run in runs:
+        if (run["path"] / "profile.json").is_file():
+            profile = ExpertProfile.load(run["path"] / "profile.json")
+            placement = HotExpertPlacement.load(run["path"] / "placement.json") \
+                if (run["path"] / "placement.json").is_file() else None
+            name = f"heatmap_{run['path'].name}.png"
+            plot_activation_heatmaps({run["label"]: profile}, out / name,
+                                     placements={run["label"]: placement} if placement else None)
+            sections.append(f"![{run['label']}]({name})")
+    throughput_plot(runs, out / "throughput.png")
+    sections += ["", "![throughput](throughput.png)", ""]
+    return atomic_write_text(out / "report.md", "\n".join(sections))
