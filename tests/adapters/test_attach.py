@@ -8,7 +8,6 @@ from hellora.accounting import count_parameters
 from hellora.adapters import AdapterConfig, adapter_layers, attach_adapters, disable_adapters, merge_adapters
 from hellora.adapters.experts import HotExpertsLoRA
 from hellora.adapters.router import RouterLoRA
-from hellora.models.families import describe_moe_model
 from hellora.models.tiny import tiny_model
 from hellora.placement import HotExpertPlacement
 from hellora.utils.errors import HelloraError

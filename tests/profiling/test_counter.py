@@ -8,7 +8,7 @@ from hellora.models.families import describe_moe_model
 from hellora.models.tiny import tiny_model
 from hellora.profiling import ExpertActivationCounter, profile_experts
 from tests.conftest import FUSED_FAMILIES
-from tests.helpers import first_k_placement, tiny_deepseek_layout
+from tests.helpers import tiny_deepseek_layout
 
 
 def _batch():

@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from hellora.cli import main

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from hellora.utils.errors import HelloraError
+from hellora.utils.io import iter_jsonl
 from hellora.utils.io import atomic_write_text
 
 __all__ = [
@@ -167,23 +168,7 @@ def score_gsm8k(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _read_jsonl(path: str | os.PathLike, what: str) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.is_file():
-        raise HelloraError(f"{what} not found: {path}")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise HelloraError(f"{what} {path} line {lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise HelloraError(f"{what} {path} line {lineno}: expected a JSON object, got {type(row).__name__}")
-            row["_line"] = lineno
-            rows.append(row)
-    return rows
+    return [{**row, "_line": lineno} for lineno, row in iter_jsonl(path, what)]
 
 
 def load_gsm8k_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:

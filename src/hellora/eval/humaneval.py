@@ -12,7 +12,6 @@ pass@k with k > 1.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from collections import Counter, OrderedDict
@@ -22,6 +21,7 @@ from typing import Any, Iterable, Mapping
 from hellora.eval.passk import mean_pass_at_k, pass_at_k_per_problem
 from hellora.eval.sandbox import Sandbox, SandboxLimits, default_workers, summarize_protections
 from hellora.utils.errors import HelloraError
+from hellora.utils.io import iter_jsonl
 from hellora.utils.io import atomic_write_text
 
 __all__ = [
@@ -35,30 +35,8 @@ __all__ = [
 PROBLEM_FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 
 
-def _open_text(path: Path):  # noqa: ANN202
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
 def _iter_jsonl(path: str | os.PathLike, what: str) -> Iterable[tuple[int, dict[str, Any]]]:
-    path = Path(path)
-    if not path.is_file():
-        raise HelloraError(f"{what} not found: {path}")
-    try:
-        with _open_text(path) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise HelloraError(f"{what} {path} line {lineno}: not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise HelloraError(f"{what} {path} line {lineno}: expected a JSON object")
-                yield lineno, row
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        if isinstance(e, HelloraError):
-            raise
-        raise HelloraError(f"cannot read {what} {path}: {e}") from None
+    return iter_jsonl(path, what)
 
 
 def load_humaneval_problems(path: str | os.PathLike) -> "OrderedDict[str, dict[str, Any]]":

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from hellora.utils.errors import HelloraError
+from hellora.utils.io import iter_jsonl
 from hellora.utils.io import atomic_write_text
 
 __all__ = [
@@ -215,21 +216,12 @@ def load_hexphi(path: str | os.PathLike) -> list[dict[str, Any]]:
     if not path.is_file():
         raise HelloraError(f"HEx-PHI path not found: {path} (expected a folder of category_N.csv or a JSONL file)")
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise HelloraError(f"HEx-PHI file {path} line {lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise HelloraError(f"HEx-PHI file {path} line {lineno}: expected a JSON object")
-            if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
-                raise HelloraError(f"HEx-PHI file {path} line {lineno}: missing string field 'prompt'")
-            if not isinstance(row.get("category"), (str, int)) or isinstance(row.get("category"), bool):
-                raise HelloraError(f"HEx-PHI file {path} line {lineno}: missing field 'category'")
-            records.append({"prompt": row["prompt"], "category": str(row["category"])})
+    for lineno, row in iter_jsonl(path, "HEx-PHI file"):
+        if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+            raise HelloraError(f"HEx-PHI file {path} line {lineno}: missing string field 'prompt'")
+        if not isinstance(row.get("category"), (str, int)) or isinstance(row.get("category"), bool):
+            raise HelloraError(f"HEx-PHI file {path} line {lineno}: missing field 'category'")
+        records.append({"prompt": row["prompt"], "category": str(row["category"])})
     if not records:
         raise HelloraError(f"HEx-PHI file {path} has no prompts")
     return records
@@ -259,22 +251,7 @@ def evaluate_refusal_predictions(
 ) -> dict[str, Any]:
     """Score a JSONL of {"prompt", "completion", "category"?} lines; per-item results are written
     atomically to `<predictions>_results.jsonl`. Returns `score_refusals` without "items", plus "results_path"."""
-    path = Path(predictions_path)
-    if not path.is_file():
-        raise HelloraError(f"safety predictions file not found: {path}")
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise HelloraError(f"safety predictions {path} line {lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise HelloraError(f"safety predictions {path} line {lineno}: expected a JSON object")
-            row["_line"] = lineno
-            rows.append(row)
+    rows = [{**row, "_line": lineno} for lineno, row in iter_jsonl(predictions_path, "safety predictions")]
     summary = score_refusals(rows, judge=judge, keywords=keywords)
     out = Path(results_path) if results_path is not None else Path(f"{predictions_path}_results.jsonl")
     lines = []

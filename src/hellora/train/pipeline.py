@@ -161,12 +161,7 @@ def run_training(config: RunConfig, *, progress: bool = True) -> dict:
     recorder.step("attach", trainable=params["trainable"], total=params["total"],
                   trainable_pct=params["trainable_pct"], by_role=params["by_role"])
 
-    extra_loss = None
-    if config.adapter.method == "loramoe" and config.adapter.loramoe_balance > 0:
-        from hellora.adapters.loramoe import loramoe_balance_loss
-
-        def extra_loss(net):
-            return config.adapter.loramoe_balance * loramoe_balance_loss(accelerator.unwrap_model(net))
+    extra_loss = _balance_loss(config, accelerator) if config.adapter.method == "loramoe" else None
 
     result = train_loop(model, features, config.train, accelerator=accelerator, run_dir=run, pad_token_id=pad_id,
                         progress=progress, extra_loss=extra_loss)
@@ -204,6 +199,15 @@ def _evaluate(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecor
                                progress=progress, overwrite=True, sources={"model": config.model.name})
         scores[task] = headline(report)
     recorder.step("eval", **scores)
+
+
+def _balance_loss(config: RunConfig, accelerator):
+    """LoRAMoE's localized balancing loss, weighted by adapter.loramoe_balance (None when off)."""
+    if config.adapter.loramoe_balance <= 0:
+        return None
+    from hellora.adapters.loramoe import loramoe_balance_loss
+
+    return lambda net: config.adapter.loramoe_balance * loramoe_balance_loss(accelerator.unwrap_model(net))
 
 
 def _check_model(config: RunConfig, model, tokenizer) -> None:

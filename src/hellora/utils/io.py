@@ -55,3 +55,34 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise HelloraError(f"{what} {path} is not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from None
+
+
+def iter_jsonl(path: str | os.PathLike, what: str = "file"):
+    """Yield (line number, object) for each non-blank line of a JSONL file (gzip when it ends in .gz).
+
+    A missing file, a line that is not JSON, or a line that is not an object raises `HelloraError` naming `what`,
+    the file and the 1-based line.
+    """
+    import gzip
+
+    from hellora.utils.errors import HelloraError
+
+    path = Path(path)
+    if not path.is_file():
+        raise HelloraError(f"{what} not found: {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise HelloraError(f"{what} {path} line {lineno}: not valid JSON ({e.msg})") from None
+                if not isinstance(row, dict):
+                    raise HelloraError(f"{what} {path} line {lineno}: expected a JSON object, got "
+                                       f"{type(row).__name__}")
+                yield lineno, row
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise HelloraError(f"cannot read {what} {path}: {e}") from None
