@@ -1,6 +1,7 @@
 """Shared fixtures: tiny in-process MoE models of every family (random init, no downloads)."""
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,7 +30,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-GSM8K = "/work/shared/datasets/gsm8k/train.jsonl"
+# The real datasets live in the project's sibling shared/datasets/ folder (read in place, never copied);
+# HELLORA_DATASETS points elsewhere.
+DATASETS = Path(os.environ.get("HELLORA_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
+GSM8K = str(DATASETS / "gsm8k" / "train.jsonl")
 
 
 @pytest.fixture(scope="session")

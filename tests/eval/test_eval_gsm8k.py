@@ -16,8 +16,9 @@ from hellora.eval.gsm8k import (
     score_gsm8k,
 )
 from hellora.utils.errors import HelloraError
+from tests.conftest import DATASETS
 
-GSM8K_TEST = Path("/work/shared/datasets/gsm8k/test.jsonl")
+GSM8K_TEST = DATASETS / "gsm8k/test.jsonl"
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,9 @@ import pytest
 
 from hellora.eval.humaneval import build_program, evaluate_humaneval_samples, load_humaneval_problems, read_samples
 from hellora.utils.errors import HelloraError
+from tests.conftest import DATASETS
 
-HUMANEVAL = Path("/work/shared/datasets/humaneval/HumanEval.jsonl.gz")
+HUMANEVAL = DATASETS / "humaneval/HumanEval.jsonl.gz"
 
 pytestmark = pytest.mark.skipif(not HUMANEVAL.is_file(), reason=f"HumanEval data not at {HUMANEVAL}")
 

@@ -4,10 +4,11 @@ import json
 
 from hellora.cli import main
 from hellora.eval.generation import SamplingSettings, generate_hf, truncate_at_stop, write_generations
+from tests.conftest import DATASETS
 
-GSM8K_TEST = "/work/shared/datasets/gsm8k/test.jsonl"
-HUMANEVAL = "/work/shared/datasets/humaneval/HumanEval.jsonl.gz"
-ADVBENCH = "/work/shared/datasets/advbench/harmful_behaviors.csv"
+GSM8K_TEST = str(DATASETS / "gsm8k/test.jsonl")
+HUMANEVAL = str(DATASETS / "humaneval/HumanEval.jsonl.gz")
+ADVBENCH = str(DATASETS / "advbench/harmful_behaviors.csv")
 
 
 def test_truncate_at_stop():

@@ -13,8 +13,9 @@ from hellora.eval.safety import (
     score_refusals,
 )
 from hellora.utils.errors import HelloraError
+from tests.conftest import DATASETS
 
-ADVBENCH = Path("/work/shared/datasets/advbench/harmful_behaviors.csv")
+ADVBENCH = DATASETS / "advbench/harmful_behaviors.csv"
 
 
 @pytest.mark.parametrize(
