@@ -46,6 +46,41 @@ def cmd_params(args) -> None:
         print(f"  {role:<10} {n:>14,}")
 
 
+def cmd_flops(args) -> None:
+    from hellora.adapters import AdapterConfig, attach_adapters
+    from hellora.flops import adapter_flops
+    from hellora.models.families import describe_moe_model
+    from hellora.models.loading import meta_model
+    from hellora.placement import HotExpertPlacement
+    from hellora.profiling.profile import ExpertProfile
+
+    profile = ExpertProfile.load(args.profile) if args.profile else None
+    rows = {}
+    for method in [m.strip() for m in args.methods.split(",")]:
+        net = meta_model(args.model, trust_remote_code=args.trust_remote_code)
+        spec = describe_moe_model(net)
+        k = args.k or spec.top_k
+        placement = None
+        if method == "hellora":
+            placement = profile.select(args.strategy, k) if profile else HotExpertPlacement(
+                {l: list(range(k)) for l in spec.moe_layer_indices}, spec.num_experts, "first-k", k=k)
+        attach_adapters(net, AdapterConfig(method=method, r=args.rank or (4 if method == "loramoe" else 32)),
+                        placement, spec)
+        rows[method] = adapter_flops(net, profile)
+    base = rows.get("lora", {}).get("forward_per_token")
+    for row in rows.values():
+        row["vs_lora_pct"] = round(100 * (row["forward_per_token"] / base - 1), 2) if base else None
+    if args.json:
+        _print_json(rows)
+        return
+    source = "measured routing" if profile else "uniform routing (no --profile)"
+    print(f"adapter FLOPs per token on {args.model}, {source}")
+    for method, row in rows.items():
+        delta = f"  ({row['vs_lora_pct']:+.1f}% vs LoRA)" if row["vs_lora_pct"] is not None and method != "lora" else ""
+        print(f"  {method:<8} forward {row['forward_per_token'] / 1e6:9.2f} MFLOP   train "
+              f"{row['train_per_token'] / 1e6:9.2f} MFLOP{delta}")
+
+
 def cmd_select(args) -> None:
     from hellora.profiling.profile import ExpertProfile
 
@@ -299,6 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("flops", help="adapter FLOPs per token (forward, training), from measured routing")
+    p.add_argument("--model", required=True, help="preset, local folder or hub id (config only)")
+    p.add_argument("--profile", help="profile.json with the task's routing counts (default: uniform routing)")
+    p.add_argument("--methods", default="lora,hellora", help="comma-separated: lora, hellora, loramoe")
+    p.add_argument("--strategy", default="layer", help="selection strategy for hellora")
+    p.add_argument("--k", type=int, default=None)
+    p.add_argument("--rank", type=int, default=None)
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_flops)
 
     p = sub.add_parser("select", help="choose hot experts from a profile")
     p.add_argument("--profile", required=True)

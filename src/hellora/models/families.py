@@ -152,11 +152,16 @@ def fused_expert_layout(experts: nn.Module) -> FusedExpertLayout | None:
     return FusedExpertLayout(num_experts, hidden, two_i // 2, bool(transposed), bool(interleaved), has_bias)
 
 
+def _is_linear(module) -> bool:
+    """An nn.Linear, or an adapter wrapping one (so an adapted model is still described)."""
+    return isinstance(module, nn.Linear) or isinstance(getattr(module, "base_layer", None), nn.Linear)
+
+
 def _is_modulelist_experts(experts: nn.Module) -> bool:
     return (
         isinstance(experts, nn.ModuleList)
         and len(experts) > 0
-        and all(isinstance(getattr(experts[0], p, None), nn.Linear) for p in ("gate_proj", "up_proj", "down_proj"))
+        and all(_is_linear(getattr(experts[0], p, None)) for p in ("gate_proj", "up_proj", "down_proj"))
     )
 
 
