@@ -213,7 +213,7 @@ def _data_paths(items: list[str], tasks: list[str]) -> dict[str, str | None]:
 def cmd_eval(args) -> None:
     from dataclasses import replace
 
-    from hellora.eval.run import DEFAULTS, EVAL_TASKS, cross_task, evaluate_task, headline
+    from hellora.eval.run import DEFAULTS, EVAL_TASKS, cross_task, evaluate_task, headline, write_eval_summary
 
     ks = tuple(int(k) for k in args.k.split(",")) if args.k else (1, 5, 10)
     if args.mode == "humaneval" and args.samples:  # score completions made anywhere
@@ -242,6 +242,7 @@ def cmd_eval(args) -> None:
                             max_new_tokens=args.max_new_tokens)
         _print_json(matrix) if args.json else [print(t, v) for t, v in matrix.items()]
         return
+    reports = []
     for task in tasks:
         settings = DEFAULTS[task]
         if args.max_new_tokens:
@@ -252,7 +253,9 @@ def cmd_eval(args) -> None:
                                settings=settings, batch_size=args.batch_size, backend=args.backend,
                                merged_dir=args.model, ks=ks, progress=not args.json, overwrite=args.overwrite,
                                sources={"model": args.model, "adapter": args.adapter})
+        reports.append(report)
         _print_json(report) if args.json else print(f"{task}: {headline(report)}  ({out}/eval_{task}.json)")
+    write_eval_summary(out, reports, {"model": args.model, "adapter": args.adapter})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,6 +42,8 @@ def test_eval_cli_writes_generations_and_scores(tiny_model_dir, tmp_path, capsys
         assert report["examples"] == 2 and (out / f"{task}_generations.jsonl").is_file()
     he = json.loads((out / "eval_humaneval.json").read_text())
     assert he["scores"]["n_samples"] == 4 and "pass@1" in he["scores"]
+    summary = json.loads((out / "eval.json").read_text())
+    assert set(summary["tasks"]) == {"gsm8k", "humaneval", "advbench"} and summary["model"] == str(tiny_model_dir)
     assert main(args) == 2 and "exists" in capsys.readouterr().err  # nothing overwritten
 
 

@@ -18,7 +18,7 @@ from hellora.adapters import disable_adapters
 from hellora.data import alpaca_prompt, gsm8k_prompt
 from hellora.eval.generation import SamplingSettings, generate_hf, generate_vllm, write_generations
 from hellora.utils.errors import HelloraError
-from hellora.utils.io import atomic_write_json
+from hellora.utils.io import atomic_write_json, read_json
 from hellora.utils.meta import run_metadata
 
 EVAL_TASKS = ("gsm8k", "humaneval", "hexphi", "advbench")
@@ -112,6 +112,21 @@ def headline(report: dict) -> dict:
     if report["task"] == "humaneval":
         return {k: v for k, v in s.items() if k.startswith("pass@")}
     return {"refusal_rate": s["refusal_rate"]}
+
+
+def write_eval_summary(out_dir: str | Path, reports: list[dict], sources: dict | None = None) -> Path:
+    """`eval.json`: the headline scores, settings and files of every task evaluated in `out_dir`.
+
+    Tasks already recorded there and not re-evaluated now are kept.
+    """
+    path = Path(out_dir) / "eval.json"
+    summary = read_json(path, "eval summary") if path.is_file() else {"tasks": {}}
+    for report in reports:
+        summary["tasks"][report["task"]] = {"scores": headline(report), "settings": report["settings"],
+                                            "files": report["files"], "examples": report["examples"]}
+    summary.update(sources or {})
+    summary["meta"] = run_metadata()
+    return atomic_write_json(path, summary)
 
 
 def cross_task(model, tokenizer, tasks: dict[str, str | None], *, out_dir: str | Path, limit: int | None = None,

@@ -185,9 +185,9 @@ def _evaluate(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecor
     """The pipeline's last step: each configured benchmark, written to run/eval/."""
     from dataclasses import replace
 
-    from hellora.eval.run import DEFAULTS, evaluate_task, headline
+    from hellora.eval.run import DEFAULTS, evaluate_task, headline, write_eval_summary
 
-    scores = {}
+    scores, reports = {}, []
     for task in config.eval.tasks:
         settings = DEFAULTS[task]
         if config.eval.max_new_tokens:
@@ -198,6 +198,8 @@ def _evaluate(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecor
                                limit=config.eval.limit, settings=settings, batch_size=config.eval.batch_size,
                                progress=progress, overwrite=True, sources={"model": config.model.name})
         scores[task] = headline(report)
+        reports.append(report)
+    write_eval_summary(run / "eval", reports, {"model": config.model.name, "adapter": str(run / "adapter")})
     recorder.step("eval", **scores)
 
 
