@@ -165,6 +165,14 @@ def cmd_report(args) -> None:
     print(path.read_text() if not args.quiet else path)
 
 
+def cmd_sweep(args) -> None:
+    from hellora.sweep import run_sweep
+
+    done = run_sweep(args.sweep, args.overrides, dry_run=args.dry_run, progress=not args.no_progress)
+    if not args.dry_run:
+        print(f"{len(done)} runs finished")
+
+
 def cmd_train(args) -> None:
     from hellora.config import load_run_config
     from hellora.train.pipeline import run_training
@@ -302,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the JSON result here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("sweep", help="run a paper table: base recipe x override sets x seeds (recipes/paper/)")
+    p.add_argument("sweep", help="sweep YAML (see recipes/paper/)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run")
+    p.add_argument("--dry-run", action="store_true", help="print the runs, train nothing")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="markdown tables and PNG figures from saved run folders")
     p.add_argument("runs", nargs="+", help="run folders written by hellora train")

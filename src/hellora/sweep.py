@@ -1,0 +1,75 @@
+"""`hellora sweep SWEEP.yaml`: one paper table = one base recipe x named override sets x seeds.
+
+    base: ../olmoe-1b-7b/gsm8k-hellora.yaml       # relative to the sweep file
+    output_dir: runs/paper/table4
+    seeds: [0, 1, 2, 3, 4]                         # train.seed and selection.seed per run
+    runs:
+      layer-hot: [selection.strategy=layer]
+      random:    [selection.strategy=random]
+      lori-s:    [adapter.variant=lori_s, "adapter.lori_from=runs/t/lori-d-seed{seed}/adapter"]
+    report: true                                   # hellora report over the finished runs
+
+`{seed}` in an override is replaced by the run's seed. Each run goes to <output_dir>/<name>-seed<seed> and is an ordinary `hellora train` run, so a killed sweep resumes
+run by run (finished runs are skipped) and any run can be redone alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from hellora.utils.errors import HelloraError
+
+
+def load_sweep(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise HelloraError(f"sweep file not found: {path}")
+    try:
+        sweep = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise HelloraError(f"sweep {path}: invalid YAML ({e})") from None
+    unknown = sorted(set(sweep) - {"base", "output_dir", "seeds", "runs", "report", "note"})
+    if unknown:
+        raise HelloraError(f"sweep {path}: unknown key {unknown[0]!r}")
+    for key in ("base", "output_dir", "runs"):
+        if key not in sweep:
+            raise HelloraError(f"sweep {path}: missing key {key!r}")
+    sweep["base"] = str((path.parent / sweep["base"]).resolve())
+    return sweep
+
+
+def sweep_runs(sweep: dict, extra: list[str] = ()) -> list[tuple[str, list[str]]]:
+    """(output folder, overrides) of every run of the sweep."""
+    runs = []
+    for name, overrides in sweep["runs"].items():
+        for seed in sweep.get("seeds") or [0]:
+            out = f"{sweep['output_dir']}/{name}-seed{seed}"
+            own = [o.replace("{seed}", str(seed)) for o in overrides]
+            runs.append((out, [*own, f"train.seed={seed}", f"selection.seed={seed}", *extra, f"output_dir={out}"]))
+    return runs
+
+
+def run_sweep(path: str | Path, extra: list[str] = (), *, dry_run: bool = False, progress: bool = True) -> list[str]:
+    from hellora.config import load_run_config
+    from hellora.train.pipeline import run_training
+
+    sweep = load_sweep(path)
+    done = []
+    for out, overrides in sweep_runs(sweep, list(extra)):
+        config = load_run_config(sweep["base"], overrides)  # validates every run before any starts
+        if dry_run:
+            print("hellora train", sweep["base"], " ".join(overrides))
+            continue
+        status = Path(out) / "run.json"
+        if status.is_file() and yaml.safe_load(status.read_text()).get("status") == "finished":
+            done.append(out)
+            continue
+        run_training(config, progress=progress)
+        done.append(out)
+    if done and sweep.get("report") and not dry_run:
+        from hellora.report.tables import write_report
+
+        write_report(done, Path(sweep["output_dir"]) / "report")
+    return done
