@@ -247,7 +247,7 @@ def _read_hub(dataset_id: str, *, split: str, config: str | None):
     except ImportError:
         raise HelloraError(
             f"'{dataset_id}' is not a local file, so it would be read from the Hugging Face hub, which needs the "
-            "`datasets` package: pip install 'hellora[data]'"
+            "`datasets` package: pip install datasets"
         ) from None
     try:
         ds = datasets.load_dataset(dataset_id, config, split=split)
