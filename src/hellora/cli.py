@@ -173,6 +173,25 @@ def cmd_sweep(args) -> None:
         print(f"{len(done)} runs finished")
 
 
+def cmd_proxy(args) -> None:
+    from hellora.study.proxy import ProxyConfig, run_proxy
+
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise HelloraError(f"override {item!r}: expected key=value, e.g. seeds=[0,1]")
+        overrides[key] = __import__("yaml").safe_load(value)
+    study = run_proxy(ProxyConfig.from_yaml(args.config, overrides), args.out, progress=not args.no_progress)
+    for method, row in study["summary"].items():
+        print(f"{method:<10} target {100 * row['accuracy_mean']:6.2f} +- {100 * row['accuracy_std']:5.2f}   "
+              f"others {100 * row['others_mean']:6.2f}   params {row['trainable_pct']:.3f}%   "
+              f"step {row['median_step_s']:.4f}s")
+    for pair in study["ordering_vs_paper_table4"]:
+        print(f"  paper order {pair['pair']}: {'holds' if pair['holds'] else 'does NOT hold'} "
+              f"({100 * pair['difference']:+.2f} points)")
+
+
 def cmd_train(args) -> None:
     from hellora.config import load_run_config
     from hellora.train.pipeline import run_training
@@ -317,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the runs, train nothing")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("proxy", help="the proxy study: pretrain a small MoE on skills, compare placements (GPU)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the study config")
+    p.add_argument("--config", default=None, help="study YAML (recipes/proxy/study.yaml)")
+    p.add_argument("--out", default="runs/proxy")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_proxy)
 
     p = sub.add_parser("report", help="markdown tables and PNG figures from saved run folders")
     p.add_argument("runs", nargs="+", help="run folders written by hellora train")

@@ -20,16 +20,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 
 from hellora.accounting import count_parameters
 from hellora.adapters import AdapterConfig, attach_adapters
-from hellora.config import TrainConfig
-from hellora.data import PadCollator, build_tiny_tokenizer, encode_pairs, encode_prompt, exact_match
+from hellora.data import PadCollator, build_tiny_tokenizer
 from hellora.data.skills import generate_skill_examples
 from hellora.profiling import profile_experts
 from hellora.report.heatmap import plot_activation_heatmaps
-from hellora.train.loop import train_loop
+from hellora.study.toy import accuracy, build_skill_moe, skill_features, train_steps
 from hellora.utils.io import atomic_write_json
 from hellora.utils.meta import run_metadata
 
@@ -58,46 +56,6 @@ class DemoConfig:
     extra: dict = field(default_factory=dict)
 
 
-def build_demo_model(cfg: DemoConfig, vocab_size: int):
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = AutoConfig.for_model(
-        "olmoe", vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.hidden_size,
-        num_hidden_layers=cfg.layers, num_attention_heads=4, num_key_value_heads=4, num_experts=cfg.experts,
-        num_experts_per_tok=cfg.top_k, max_position_embeddings=128, router_aux_loss_coef=0.02,
-        output_router_logits=True, pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
-    torch.manual_seed(cfg.seed)
-    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-
-
-def _features(tokenizer, examples):
-    return encode_pairs(tokenizer, [(e["prompt"], e["answer"]) for e in examples], max_length=64,
-                        max_prompt_length=48)
-
-
-@torch.no_grad()
-def accuracy(model, tokenizer, examples, batch_size: int = 64) -> float:
-    """Greedy exact match of the generated answer (up to EOS) on `examples`."""
-    model.eval()
-    collate = PadCollator(tokenizer.pad_token_id, padding_side="left")
-    correct = 0
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i:i + batch_size]
-        batch = collate([{"input_ids": ids, "attention_mask": [1] * len(ids)}
-                         for ids in (encode_prompt(tokenizer, e["prompt"]) for e in chunk)])
-        out = model.generate(**batch, max_new_tokens=14, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id)
-        texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-        correct += sum(exact_match(t, e["answer"]) for t, e in zip(texts, chunk))
-    return correct / len(examples)
-
-
-def _train(model, features, steps, lr, batch, accelerator, name):
-    cfg = TrainConfig(learning_rate=lr, batch_size=batch, micro_batch_size=batch, max_steps=steps, epochs=1.0,
-                      warmup_ratio=0.05, lr_scheduler="cosine", seed=0, save_steps=0, logging_steps=10 ** 9)
-    return train_loop(model, features, cfg, accelerator=accelerator, name=name, pad_token_id=0)
-
-
 def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None, progress: bool = True) -> dict:
     from accelerate import Accelerator
 
@@ -113,13 +71,15 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
     train_sets = {s: generate_skill_examples(s, cfg.target_pretrain if s == cfg.target else cfg.pretrain_per_skill,
                                              seed=cfg.seed, split="train") for s in cfg.skills}
     tests = {s: generate_skill_examples(s, cfg.eval_examples, seed=cfg.seed + 1, split="test") for s in cfg.skills}
-    model = build_demo_model(cfg, len(tokenizer))
-    pretrain = [f for s in cfg.skills for f in _features(tokenizer, train_sets[s])]
+    model = build_skill_moe(len(tokenizer), hidden_size=cfg.hidden_size, layers=cfg.layers, experts=cfg.experts,
+                            top_k=cfg.top_k, seed=cfg.seed)
+    pretrain = [f for s in cfg.skills for f in skill_features(tokenizer, train_sets[s])]
     say(f"[1/4] pretraining a {cfg.layers}-layer, {cfg.experts}-expert (top-{cfg.top_k}) MoE on "
         f"{len(cfg.skills)} skills ({len(pretrain)} examples)")
     timings = {}
     tick = time.perf_counter()
-    base_run = _train(model, pretrain, cfg.pretrain_steps, cfg.pretrain_lr, cfg.batch_size, accelerator, "pretrain")
+    base_run = train_steps(model, pretrain, cfg.pretrain_steps, cfg.pretrain_lr, cfg.batch_size, accelerator,
+                           "pretrain")
     model.config.output_router_logits = False
     timings["pretrain_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
@@ -131,14 +91,14 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
     collate = PadCollator(tokenizer.pad_token_id)
     profiles = {}
     for s in cfg.skills:
-        feats = _features(tokenizer, generate_skill_examples(s, 200, seed=cfg.seed + 2, split="train"))
+        feats = skill_features(tokenizer, generate_skill_examples(s, 200, seed=cfg.seed + 2, split="train"))
         profiles[s] = profile_experts(model, [collate(feats[i:i + 64]) for i in range(0, len(feats), 64)],
                                       source={"skill": s}, model_id="hellora-demo", progress=False)
     placement = profiles[cfg.target].select("layer", cfg.top_k)
     skew = profiles[cfg.target].top_k_share()
 
     # 4. fine-tune HELLoRA and LoRA from the same pretrained weights
-    finetune = _features(tokenizer, generate_skill_examples(cfg.target, cfg.finetune_examples, seed=cfg.seed + 3,
+    finetune = skill_features(tokenizer, generate_skill_examples(cfg.target, cfg.finetune_examples, seed=cfg.seed + 3,
                                                             split="train"))
     results = {}
     for method in ("hellora", "lora"):
@@ -147,7 +107,7 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
         attach_adapters(tuned, AdapterConfig(method=method, r=cfg.rank, alpha=2 * cfg.rank, seed=cfg.seed),
                         placement if method == "hellora" else None)
         tick = time.perf_counter()
-        run = _train(tuned, finetune, cfg.finetune_steps, cfg.finetune_lr, cfg.batch_size, accelerator, method)
+        run = train_steps(tuned, finetune, cfg.finetune_steps, cfg.finetune_lr, cfg.batch_size, accelerator, method)
         timings[f"finetune_{method}_s"] = time.perf_counter() - tick
         params = count_parameters(tuned)
         results[method] = {"accuracy": {s: accuracy(tuned, tokenizer, tests[s]) for s in cfg.skills},

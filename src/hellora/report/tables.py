@@ -20,7 +20,7 @@ from hellora.profiling.profile import ExpertProfile, compare_profiles
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write, atomic_write_text, read_json
 
-METRICS = [("gsm8k", "accuracy", "GSM8K"), ("humaneval", "pass@1", "HE@1"), ("humaneval", "pass@5", "HE@5"),
+METRICS = [("proxy", "accuracy", "Target acc"), ("proxy", "others", "Other skills"), ("gsm8k", "accuracy", "GSM8K"), ("humaneval", "pass@1", "HE@1"), ("humaneval", "pass@5", "HE@5"),
            ("humaneval", "pass@10", "HE@10"), ("hexphi", "refusal_rate", "HEx-PHI"),
            ("advbench", "refusal_rate", "AdvBench")]
 
@@ -52,7 +52,9 @@ def load_run(path: Path) -> dict:
     for file in sorted((path / "eval").glob("eval_*.json")) if (path / "eval").is_dir() else []:
         report = read_json(file, "eval result")
         s = report["scores"]
-        if report["task"] == "gsm8k":
+        if report["task"] == "proxy":  # the proxy study's exact-match accuracies
+            scores.update({("proxy", k): 100 * v for k, v in s.items()})
+        elif report["task"] == "gsm8k":
             scores[("gsm8k", "accuracy")] = 100 * s["accuracy"]["paper"]
         elif report["task"] == "humaneval":
             scores.update({("humaneval", k): 100 * v for k, v in s.items() if k.startswith("pass@")})
