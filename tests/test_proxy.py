@@ -35,3 +35,10 @@ def test_toy_proxy_study(tmp_path, capsys):
     assert "Target acc" in report and "| HELLoRA (cold) |" in report
     assert (tmp_path / "heatmaps.png").is_file() and (tmp_path / "pretrained" / "config.json").is_file()
     assert "paper order hellora > model-hot" in capsys.readouterr().out
+
+
+def test_shipped_study_configs_load():
+    from pathlib import Path
+
+    for path in Path(__file__).resolve().parents[1].joinpath("recipes", "proxy").glob("*.yaml"):
+        assert ProxyConfig.from_yaml(path).methods == list(METHODS)

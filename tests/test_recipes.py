@@ -6,7 +6,9 @@ import pytest
 
 from hellora.config import PAPER_SCHEDULE, load_run_config
 
-RECIPES = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").rglob("*.yaml"))
+# recipes/paper holds sweeps (tests/test_sweep.py) and recipes/proxy study configs (tests/test_proxy.py)
+RECIPES = sorted(p for p in Path(__file__).resolve().parents[1].joinpath("recipes").rglob("*.yaml")
+                 if p.parent.name not in ("paper", "proxy"))
 
 
 def test_the_grid_is_complete():
