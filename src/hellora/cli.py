@@ -124,12 +124,12 @@ def cmd_export(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from hellora.demo.run import DemoConfig, run_demo
-
     import torch
 
-    torch.set_num_threads(max(1, min(args.threads, torch.get_num_threads())) if args.threads else
-                          torch.get_num_threads())
+    from hellora.demo.run import DemoConfig, run_demo
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     run_demo(args.out, DemoConfig(seed=args.seed), progress=True)
 
 
