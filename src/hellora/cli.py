@@ -3,6 +3,7 @@
     hellora demo
     hellora train   recipes/olmoe/gsm8k-hellora.yaml train.epochs=1
     hellora params  --model olmoe-1b-7b --method hellora --k 8 --json
+    hellora profile recipes/olmoe-1b-7b/gsm8k-hellora.yaml profile.fraction=0.1 --out profile.json
     hellora select  --profile profile.json --strategy layer --k 8 --out placement.json
     hellora compare profile_10pct.json profile_full.json
     hellora export  --adapter runs/x/adapter --format peft --out runs/x/peft
@@ -79,6 +80,16 @@ def cmd_flops(args) -> None:
         delta = f"  ({row['vs_lora_pct']:+.1f}% vs LoRA)" if row["vs_lora_pct"] is not None and method != "lora" else ""
         print(f"  {method:<8} forward {row['forward_per_token'] / 1e6:9.2f} MFLOP   train "
               f"{row['train_per_token'] / 1e6:9.2f} MFLOP{delta}")
+
+
+def cmd_profile(args) -> None:
+    from hellora.config import load_run_config
+    from hellora.train.pipeline import profile_only
+
+    profile = profile_only(load_run_config(args.recipe, args.overrides), args.out, progress=not args.no_progress)
+    shares = profile.top_k_share()
+    print(f"{args.out}: {len(profile.layers)} MoE layers, {profile.tokens[0] if profile.tokens else 0} tokens; "
+          f"top-{profile.top_k} experts hold {100 * sum(shares.values()) / len(shares):.1f}% of assignments per layer")
 
 
 def cmd_select(args) -> None:
@@ -389,6 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("profile", help="forward-only routing counts of a recipe's model on a fraction of its data")
+    p.add_argument("recipe", help="YAML recipe (model, data, profile.fraction / seed)")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.add_argument("--out", required=True, help="profile.json to write")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("select", help="choose hot experts from a profile")
     p.add_argument("--profile", required=True)

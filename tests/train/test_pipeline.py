@@ -133,3 +133,18 @@ def test_hellori_s_starts_from_the_hellori_d_adapter(write_recipe, tmp_path):
     a_keys = [k for k in d if k.endswith("lora_A")]
     assert a_keys and all(torch.equal(d[k], s[k]) for k in a_keys)  # A is frozen and shared
     assert not (tmp_path / "s" / "profile.json").exists()
+
+
+def test_profile_select_compare_commands(write_recipe, tmp_path):
+    recipe = write_recipe()
+    assert main(["profile", str(recipe), "profile.fraction=0.5", "--out", str(tmp_path / "half.json"),
+                 "--no-progress"]) == 0
+    assert main(["profile", str(recipe), "profile.fraction=1.0", "--out", str(tmp_path / "all.json"),
+                 "--no-progress"]) == 0
+    half = ExpertProfile.load(tmp_path / "half.json")
+    assert half.mode == "forward" and half.source["examples"] == 24
+    assert main(["select", "--profile", str(tmp_path / "half.json"), "--strategy", "coverage", "--p", "0.6",
+                 "--out", str(tmp_path / "p.json")]) == 0
+    assert HotExpertPlacement.load(tmp_path / "p.json").strategy == "coverage"
+    assert main(["compare", str(tmp_path / "half.json"), str(tmp_path / "all.json")]) == 0
+    assert main(["profile", str(recipe), "--out", str(tmp_path / "half.json")]) == 2  # never overwritten

@@ -264,6 +264,25 @@ def _profile_and_select(config, run, model, features, source, accelerator, pad_i
     return placement
 
 
+def profile_only(config: RunConfig, out: str | Path, *, progress: bool = True) -> ExpertProfile:
+    """`hellora profile`: forward-only routing counts of the recipe's model on profile.fraction of its data."""
+    if Path(out).exists():
+        raise HelloraError(f"{out} exists; choose another --out (nothing was changed)")
+    tokenizer = load_tokenizer_for(config)
+    features, source = build_features(config, tokenizer)
+    model = load_base_model(config)
+    _check_model(config, model, tokenizer)
+    chosen = sample_fraction(list(range(len(features))), config.profile.fraction, config.profile.seed)
+    src = {**source, "fraction": config.profile.fraction, "seed": config.profile.seed, "examples": len(chosen)}
+    accelerator = make_accelerator(config)
+    profile = _forward_profile(model, [features[i] for i in chosen], config,
+                               tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0, src, accelerator,
+                               progress)
+    if accelerator.is_main_process:
+        profile.save(out)
+    return profile
+
+
 def _forward_profile(model, sample, config, pad_id, source, accelerator, progress):
     from hellora.data import PadCollator
 
