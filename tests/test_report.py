@@ -23,7 +23,8 @@ def test_report_from_runs(write_recipe, tmp_path, capsys):
     assert main(["report", *runs, "--out", str(tmp_path / "rep"), "--quiet"]) == 0
     text = (tmp_path / "rep" / "report.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| HELLoRA") or line.startswith("| LoRA")]
-    assert any(line.startswith("| HELLoRA | ") and "| 3 |" in line for line in rows)  # h1, h2, f merged
+    assert any(line.startswith("| HELLoRA p=34% | ") and "| 2 |" in line for line in rows)  # seeds 1, 2 merged
+    assert any(line.startswith("| HELLoRA p=67% | ") and "| 1 |" in line for line in rows)  # other fraction apart
     assert any(line.startswith("| LoRA | ") for line in rows)
     assert "Warm-up fraction" in text and "| 34% |" in text and "| 67% |" in text
     assert (tmp_path / "rep" / "throughput.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,7 +1,7 @@
 """The `hellora` command line: parse, call one library function, print or save.
 
     hellora demo
-    hellora train   recipes/olmoe/gsm8k-hellora.yaml train.epochs=1
+    hellora train   recipes/olmoe-1b-7b/gsm8k-hellora.yaml train.epochs=1
     hellora params  --model olmoe-1b-7b --method hellora --k 8 --json
     hellora profile recipes/olmoe-1b-7b/gsm8k-hellora.yaml profile.fraction=0.1 --out profile.json
     hellora select  --profile profile.json --strategy layer --k 8 --out placement.json
@@ -25,6 +25,22 @@ log = logging.getLogger("hellora")
 
 def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2))
+
+
+def _key_values(items: list[str], what: str) -> dict:
+    """`key=value` strings -> dict with YAML-typed values."""
+    import yaml
+
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise HelloraError(f"{what} {item!r}: expected key=value")
+        try:
+            values[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            values[key] = value
+    return values
 
 
 def cmd_params(args) -> None:
@@ -145,17 +161,10 @@ def cmd_demo(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    import yaml
-
     from hellora.bench.throughput import SETUPS, BenchConfig, format_table, run_bench
     from hellora.utils.io import atomic_write_json
 
-    overrides = {}
-    for item in args.override or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise HelloraError(f"--override {item!r}: expected key=value, e.g. hidden_size=256")
-        overrides[key] = yaml.safe_load(value)
+    overrides = _key_values(args.override or [], "--override")
     setups = tuple(s.strip() for s in args.setups.split(",")) if args.setups else SETUPS
     unknown = [s for s in setups if s not in SETUPS]
     if unknown:
@@ -187,12 +196,7 @@ def cmd_sweep(args) -> None:
 def cmd_proxy(args) -> None:
     from hellora.study.proxy import ProxyConfig, run_proxy
 
-    overrides = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise HelloraError(f"override {item!r}: expected key=value, e.g. seeds=[0,1]")
-        overrides[key] = __import__("yaml").safe_load(value)
+    overrides = _key_values(args.overrides, "override")
     study = run_proxy(ProxyConfig.from_yaml(args.config, overrides), args.out, progress=not args.no_progress)
     for method, row in study["summary"].items():
         print(f"{method:<10} target {100 * row['accuracy_mean']:6.2f} +- {100 * row['accuracy_std']:5.2f}   "
@@ -253,7 +257,10 @@ def cmd_eval(args) -> None:
 
     from hellora.eval.run import DEFAULTS, EVAL_TASKS, cross_task, evaluate_task, headline, write_eval_summary
 
-    ks = tuple(int(k) for k in args.k.split(",")) if args.k else (1, 5, 10)
+    try:
+        ks = tuple(int(k) for k in args.k.split(",")) if args.k else (1, 5, 10)
+    except ValueError:
+        raise HelloraError(f"--k: expected comma-separated integers such as 1,5,10, got {args.k!r}") from None
     if args.mode == "humaneval" and args.samples:  # score completions made anywhere
         from hellora.eval.humaneval import evaluate_humaneval_samples
 
@@ -270,6 +277,9 @@ def cmd_eval(args) -> None:
         if t not in EVAL_TASKS:
             raise HelloraError(f"--task: unknown task {t!r}; choose from {', '.join(EVAL_TASKS)}")
     data = _data_paths(args.data, tasks)
+    if args.backend == "vllm" and args.adapter:
+        raise HelloraError("--backend vllm runs a merged checkpoint: export one with `hellora export --format merged` "
+                           "and pass it as --model, without --adapter")
     out = args.out or (str(__import__("pathlib").Path(args.adapter).parent / "eval") if args.adapter else "eval")
     model, tokenizer = _model_and_tokenizer(args)
     if args.cross_task:
@@ -277,7 +287,7 @@ def cmd_eval(args) -> None:
             raise HelloraError("--cross-task compares before/after an adapter: give --adapter")
         matrix = cross_task(model, tokenizer, data, out_dir=out, limit=args.limit, batch_size=args.batch_size,
                             progress=not args.json, num_samples=args.num_samples,
-                            max_new_tokens=args.max_new_tokens)
+                            max_new_tokens=args.max_new_tokens, overwrite=args.overwrite)
         _print_json(matrix) if args.json else [print(t, v) for t, v in matrix.items()]
         return
     reports = []

@@ -1,6 +1,6 @@
 """Run configuration: typed dataclasses, YAML recipes and `key=value` command-line overrides.
 
-    config = load_run_config("recipes/olmoe/gsm8k-hellora.yaml", ["train.epochs=1", "adapter.k=4"])
+    config = load_run_config("recipes/olmoe-1b-7b/gsm8k-hellora.yaml", ["train.epochs=1", "selection.k=4"])
 
 A recipe is YAML whose top-level sections mirror `RunConfig`. Overrides use dotted paths and YAML values
 (`train.learning_rate=2e-4`, `model.overrides={num_hidden_layers: 4}`). Unknown sections or keys, wrong types and
@@ -118,9 +118,11 @@ class RunConfig:
         lr_peft, lr_fft, epochs = PAPER_SCHEDULE.get(self.data.task, (4e-4, 4e-5, 3))
         train = dataclasses.replace(
             self.train,
-            learning_rate=self.train.learning_rate or (lr_fft if self.is_full_finetune else lr_peft),
+            learning_rate=self.train.learning_rate if self.train.learning_rate is not None
+            else (lr_fft if self.is_full_finetune else lr_peft),
             epochs=self.train.epochs if self.train.epochs is not None else epochs,
-            batch_size=self.train.batch_size or PAPER_BATCH["fft" if self.is_full_finetune else "peft"],
+            batch_size=self.train.batch_size if self.train.batch_size is not None
+            else PAPER_BATCH["fft" if self.is_full_finetune else "peft"],
         )
         return dataclasses.replace(self, train=train)
 

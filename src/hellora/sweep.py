@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from hellora.utils.errors import HelloraError
+from hellora.utils.io import read_json
 
 
 def load_sweep(path: str | Path) -> dict:
@@ -56,14 +57,15 @@ def run_sweep(path: str | Path, extra: list[str] = (), *, dry_run: bool = False,
     from hellora.train.pipeline import run_training
 
     sweep = load_sweep(path)
+    planned = [(out, overrides, load_run_config(sweep["base"], overrides))  # every run validated before any starts
+               for out, overrides in sweep_runs(sweep, list(extra))]
     done = []
-    for out, overrides in sweep_runs(sweep, list(extra)):
-        config = load_run_config(sweep["base"], overrides)  # validates every run before any starts
+    for out, overrides, config in planned:
         if dry_run:
             print("hellora train", sweep["base"], " ".join(overrides))
             continue
         status = Path(out) / "run.json"
-        if status.is_file() and yaml.safe_load(status.read_text()).get("status") == "finished":
+        if status.is_file() and read_json(status, "run status").get("status") == "finished":
             done.append(out)
             continue
         run_training(config, progress=progress)

@@ -148,3 +148,30 @@ def test_profile_select_compare_commands(write_recipe, tmp_path):
     assert HotExpertPlacement.load(tmp_path / "p.json").strategy == "coverage"
     assert main(["compare", str(tmp_path / "half.json"), str(tmp_path / "all.json")]) == 0
     assert main(["profile", str(recipe), "--out", str(tmp_path / "half.json")]) == 2  # never overwritten
+
+
+def test_rerun_after_training_finished_does_not_train_again(write_recipe, tmp_path):
+    recipe = write_recipe(out="again", train="{batch_size: 8, micro_batch_size: 4, max_steps: 3, save_steps: 0, "
+                                             "logging_steps: 1, learning_rate: 0.002}")
+    assert main(["train", str(recipe), "--no-progress"]) == 0
+    status_path = tmp_path / "again" / "run.json"
+    status = json.loads(status_path.read_text())
+    status["status"] = "running"  # as if killed during the evaluation step
+    status_path.write_text(json.dumps(status))
+    weights = (tmp_path / "again" / "adapter" / "hellora_adapter.safetensors").read_bytes()
+    metrics = (tmp_path / "again" / "metrics.jsonl").read_text()
+    with open(tmp_path / "again" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "lo')  # a line half-written by a kill
+    assert main(["train", str(recipe), "--no-progress"]) == 0
+    assert json.loads(status_path.read_text())["status"] == "finished"
+    assert (tmp_path / "again" / "adapter" / "hellora_adapter.safetensors").read_bytes() == weights
+    assert (tmp_path / "again" / "metrics.jsonl").read_text().startswith(metrics)
+
+
+def test_metrics_truncation_drops_half_written_lines(tmp_path):
+    from hellora.train.loop import _truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"step": 4, "lo')
+    _truncate_metrics(path, 2)
+    assert path.read_text() == '{"step": 1}\n{"step": 2}\n'

@@ -78,6 +78,9 @@ def read_adapter_record(adapter_dir: str | Path) -> dict:
     record = read_json(path, "adapter config")
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise HelloraError(f"{path}: not a hellora adapter (expected format {FORMAT!r})")
+    missing = [k for k in ("adapter", "experts", "fingerprint") if k not in record]
+    if missing:
+        raise HelloraError(f"{path}: missing field {missing[0]!r}")
     return record
 
 
@@ -85,7 +88,10 @@ def read_adapter_tensors(adapter_dir: str | Path) -> dict[str, torch.Tensor]:
     path = Path(adapter_dir) / WEIGHTS
     if not path.is_file():
         raise HelloraError(f"adapter weights not found: {path}")
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error type for a damaged file
+        raise HelloraError(f"adapter weights {path} cannot be read ({e})") from None
 
 
 def attach_from_record(model: nn.Module, record: dict, where: str = "adapter") -> nn.Module:

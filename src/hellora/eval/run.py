@@ -131,7 +131,7 @@ def write_eval_summary(out_dir: str | Path, reports: list[dict], sources: dict |
 
 def cross_task(model, tokenizer, tasks: dict[str, str | None], *, out_dir: str | Path, limit: int | None = None,
                batch_size: int = 8, progress: bool = True, num_samples: int | None = None,
-               max_new_tokens: int | None = None) -> dict:
+               max_new_tokens: int | None = None, overwrite: bool = False) -> dict:
     """Each task before (adapters off) and after (adapters on): the paper's Appendix G matrix."""
     matrix = {}
     for task, data in tasks.items():
@@ -142,9 +142,10 @@ def cross_task(model, tokenizer, tasks: dict[str, str | None], *, out_dir: str |
             settings = replace(settings, max_new_tokens=max_new_tokens)
         with disable_adapters(model):
             before = evaluate_task(task, model, tokenizer, out_dir=out_dir, data=data, limit=limit, settings=settings,
-                                   batch_size=batch_size, tag="_before", progress=progress)
+                                   batch_size=batch_size, tag="_before", progress=progress,
+                                   overwrite=overwrite)
         after = evaluate_task(task, model, tokenizer, out_dir=out_dir, data=data, limit=limit, settings=settings,
-                              batch_size=batch_size, tag="_after", progress=progress)
+                              batch_size=batch_size, tag="_after", progress=progress, overwrite=overwrite)
         matrix[task] = {"before": headline(before), "after": headline(after)}
     atomic_write_json(Path(out_dir) / "cross_task.json", {"matrix": matrix, "meta": run_metadata()})
     return matrix

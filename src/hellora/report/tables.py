@@ -25,7 +25,7 @@ METRICS = [("proxy", "accuracy", "Target acc"), ("proxy", "others", "Other skill
            ("advbench", "refusal_rate", "AdvBench")]
 
 
-def method_label(adapter: dict, selection: dict) -> str:
+def method_label(adapter: dict, selection: dict, profile: dict | None = None) -> str:
     method, variant = adapter.get("method"), adapter.get("variant", "none")
     if method == "fft":
         return "FFT"
@@ -40,6 +40,9 @@ def method_label(adapter: dict, selection: dict) -> str:
             label += f" ({strategy})"
         if selection.get("k"):
             label += f" k={selection['k']}"
+        fraction = (profile or {}).get("fraction", 0.1)
+        if fraction != 0.1:
+            label += f" p={100 * fraction:g}%"
     if adapter.get("placement", "all") != "all":
         label += f" [{adapter['placement']}]"
     return label
@@ -61,7 +64,7 @@ def load_run(path: Path) -> dict:
         else:
             scores[(report["task"], "refusal_rate")] = 100 * s["refusal_rate"]
     return {"path": path, "status": status, "config": config, "scores": scores,
-            "label": method_label(config.get("adapter", {}), config.get("selection", {})),
+            "label": method_label(config.get("adapter", {}), config.get("selection", {}), config.get("profile")),
             "group": (config.get("model", {}).get("name"), config.get("data", {}).get("task"))}
 
 

@@ -14,6 +14,9 @@ Pretrained MoE weights cannot be downloaded here, so the paper's accuracy tables
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import tempfile
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -29,7 +32,7 @@ from hellora.profiling import ExpertProfile, profile_experts
 from hellora.report.heatmap import plot_activation_heatmaps
 from hellora.study.toy import accuracy, build_skill_moe, skill_features, train_steps
 from hellora.utils.errors import HelloraError
-from hellora.utils.io import atomic_write_json, atomic_write_text
+from hellora.utils.io import atomic_write_json, atomic_write_text, read_json
 from hellora.utils.meta import run_metadata
 
 # method -> (adapter method, variant, selection strategy or None)
@@ -42,6 +45,8 @@ METHODS = {
     "lori-d": ("lora", "lori_d", None),
     "hellori-d": ("hellora", "lori_d", "layer"),
 }
+PRETRAIN_FIELDS = ("seed", "skills", "target", "target_pretrain", "pretrain_per_skill", "hidden_size",
+                   "intermediate_size", "layers", "experts", "top_k", "pretrain_steps", "pretrain_lr", "batch_size")
 PAPER_ORDER = ["hellora", "model-hot", "random", "lora", "cold"]  # Table 4, best first
 
 
@@ -70,7 +75,9 @@ class ProxyConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path | None, overrides: dict | None = None) -> "ProxyConfig":
-        data = yaml.safe_load(Path(path).read_text()) if path else {}
+        from hellora.config import read_recipe
+
+        data = read_recipe(path) if path else {}
         data = {**(data or {}), **(overrides or {})}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -87,7 +94,10 @@ def _pretrained(cfg: ProxyConfig, out: Path, tokenizer, accelerator, progress: b
     from transformers import AutoModelForCausalLM
 
     folder = out / "pretrained"
-    if (folder / "config.json").is_file():
+    recipe = {k: v for k, v in asdict(cfg).items() if k in PRETRAIN_FIELDS}
+    if (folder / "study_pretrain.json").is_file():  # written last: the folder is complete
+        if read_json(folder / "study_pretrain.json", "pretrain record") != recipe:
+            raise HelloraError(f"{folder} holds a model pretrained with another config; choose another --out")
         return AutoModelForCausalLM.from_pretrained(folder), None
     model = build_skill_moe(len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
                             layers=cfg.layers, experts=cfg.experts, top_k=cfg.top_k, seed=cfg.seed)
@@ -98,7 +108,12 @@ def _pretrained(cfg: ProxyConfig, out: Path, tokenizer, accelerator, progress: b
     result = train_steps(model, data, cfg.pretrain_steps, cfg.pretrain_lr, cfg.batch_size, accelerator, "pretrain",
                          seed=cfg.seed, progress=progress)
     model.config.output_router_logits = False
-    model.save_pretrained(folder)
+    tmp = Path(tempfile.mkdtemp(prefix=".pretrained.", dir=out))
+    model.save_pretrained(tmp)
+    atomic_write_json(tmp / "study_pretrain.json", recipe)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
     return model, result
 
 

@@ -6,7 +6,8 @@ A checkpoint folder `checkpoints/step-000120/` holds:
     rng.safetensors         torch CPU (and CUDA) generator states
     state.json              optimizer step, param groups (hyper-parameters), Python RNG state, schedule position
 It is written into a temporary sibling folder and renamed into place, so a kill mid-save leaves the previous
-checkpoint as the latest complete one. Resuming from it reproduces an uninterrupted run bitwise on CPU.
+checkpoint as the latest complete one. Resuming from it reproduces an uninterrupted single-process run bitwise on
+CPU. With several processes only rank 0's RNG state is saved, which matters only when dropout is on.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from hellora.config import TrainConfig
 from hellora.data.collate import PadCollator
 from hellora.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from hellora.utils.errors import HelloraError
+from hellora.utils.io import atomic_write_text
 
 
 class TrainingDiverged(HelloraError):
@@ -84,10 +85,17 @@ def resolve_steps(cfg: TrainConfig, num_examples: int, world: int) -> tuple[int,
 
 
 def _truncate_metrics(path: Path, after_step: int) -> None:
+    """Keep the metric lines up to the resumed step; a line half-written by a kill is dropped."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= after_step]
-    path.write_text("".join(line + "\n" for line in keep))
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= after_step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
 def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, run_dir: Path | None = None,
@@ -115,6 +123,9 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
+    if accelerator.distributed_type.name == "FSDP":
+        raise HelloraError("FSDP is not supported yet: gradient clipping and checkpoints would see only this "
+                           "process's shards; use DDP (configs/accelerate/ddp.yaml)")
     model.train()
     model, optimizer = accelerator.prepare(model, optimizer)
     collate = PadCollator(pad_token_id)

@@ -90,7 +90,9 @@ def load_base_model(config: RunConfig):
     if config.model.name in PRESETS:  # architecture only: random init (smoke runs, benchmarks)
         torch.manual_seed(config.train.seed)
         hf_config = load_config(config.model.name, overrides=config.model.overrides)
-        dtype = DTYPES.get(config.model.dtype, torch.float32)
+        if config.model.dtype not in DTYPES:
+            raise HelloraError(f"model.dtype: unknown dtype {config.model.dtype!r}; choose one of {', '.join(DTYPES)}")
+        dtype = DTYPES[config.model.dtype]
         return model_from_config(hf_config, dtype=torch.float32 if dtype == "auto" else dtype)
     return load_model(config.model.name, dtype=config.model.dtype, trust_remote_code=config.model.trust_remote_code)
 
@@ -152,6 +154,13 @@ def run_training(config: RunConfig, *, progress: bool = True) -> dict:
     if config.train.report_to:
         accelerator.init_trackers(run.name, config={"lr": config.train.learning_rate, "method": config.adapter.method})
 
+    if "train" in recorder.data["steps"] and (run / "adapter" / "hellora_adapter.json").is_file():
+        # Training finished before the run was stopped (e.g. during evaluation): do not train again.
+        from hellora.adapters.io import load_adapter
+
+        load_adapter(model, run / "adapter")
+        return _finish(config, model, tokenizer, run, recorder, accelerator, progress)
+
     placement = None
     # HELLoRI-S reuses the placement of the HELLoRI-D adapter it starts from (adapter.lori_from).
     if config.adapter.method == "hellora" and config.adapter.variant != "lori_s":
@@ -173,8 +182,13 @@ def run_training(config: RunConfig, *, progress: bool = True) -> dict:
         else:
             save_adapter(trained, run / "adapter", base_model=config.model.name, overwrite=True,
                          extra={"run": str(run)})
+    return _finish(config, accelerator.unwrap_model(model), tokenizer, run, recorder, accelerator, progress)
+
+
+def _finish(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecorder, accelerator, progress: bool):
+    """Evaluate (when configured) and mark the run finished."""
     if config.eval.enabled and accelerator.is_main_process:
-        _evaluate(config, accelerator.unwrap_model(model), tokenizer, run, recorder, progress)
+        _evaluate(config, model, tokenizer, run, recorder, progress)
     recorder.data["status"] = "finished"
     recorder.save()
     accelerator.end_training()
@@ -295,7 +309,7 @@ def _forward_profile(model, sample, config, pad_id, source, accelerator, progres
                               progress=progress and accelerator.is_main_process, total=len(mine))
     if world > 1:
         device = accelerator.device
-        for field in ("counts", "tokens"):
-            setattr(profile, field, accelerator.reduce(torch.tensor(getattr(profile, field), device=device),
-                                                       reduction="sum").cpu().tolist())
+        for field, dtype in (("counts", torch.int64), ("tokens", torch.int64), ("mass", torch.float64)):
+            value = torch.tensor(getattr(profile, field), dtype=dtype, device=device)
+            setattr(profile, field, accelerator.reduce(value, reduction="sum").cpu().tolist())
     return profile

@@ -55,6 +55,8 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise HelloraError(f"{what} {path} is not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from None
+    except UnicodeDecodeError:
+        raise HelloraError(f"{what} {path} is not UTF-8 text") from None
 
 
 def iter_jsonl(path: str | os.PathLike, what: str = "file"):
