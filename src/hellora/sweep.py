@@ -20,7 +20,6 @@ from pathlib import Path
 import yaml
 
 from hellora.utils.errors import HelloraError
-from hellora.utils.io import read_json
 
 
 def load_sweep(path: str | Path) -> dict:
@@ -54,7 +53,7 @@ def sweep_runs(sweep: dict, extra: list[str] = ()) -> list[tuple[str, list[str]]
 
 def run_sweep(path: str | Path, extra: list[str] = (), *, dry_run: bool = False, progress: bool = True) -> list[str]:
     from hellora.config import load_run_config
-    from hellora.train.pipeline import run_training
+    from hellora.train.pipeline import run_finished, run_training
 
     sweep = load_sweep(path)
     planned = [(out, overrides, load_run_config(sweep["base"], overrides))  # every run validated before any starts
@@ -64,8 +63,7 @@ def run_sweep(path: str | Path, extra: list[str] = (), *, dry_run: bool = False,
         if dry_run:
             print("hellora train", sweep["base"], " ".join(overrides))
             continue
-        status = Path(out) / "run.json"
-        if status.is_file() and read_json(status, "run status").get("status") == "finished":
+        if run_finished(out):
             done.append(out)
             continue
         run_training(config, progress=progress)

@@ -53,10 +53,19 @@ def make_accelerator(config: RunConfig):
                        log_with=config.train.report_to or None, project_dir=str(run))
 
 
+def run_finished(run: str | Path) -> bool:
+    """Whether `run` holds a run whose run.json says it finished."""
+    status = Path(run) / "run.json"
+    return status.is_file() and read_json(status, "run status").get("status") == "finished"
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
 def check_run_folder(run: Path, config_text: str) -> bool:
     """True when `run` holds an unfinished run of the same config (resume); raises for anything else there."""
-    status = run / "run.json"
-    if status.is_file() and read_json(status, "run status").get("status") == "finished":
+    if run_finished(run):
         raise HelloraError(f"{run} already holds a finished run; choose another output_dir (nothing was changed)")
     saved = run / "config.yaml"
     if saved.is_file():
@@ -139,7 +148,7 @@ def run_training(config: RunConfig, *, progress: bool = True) -> dict:
     features, source = build_features(config, tokenizer)
     model = load_base_model(config)
     _check_model(config, model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = _pad_id(tokenizer)
 
     accelerator = make_accelerator(config)
     resolve_steps(config.train, len(features), accelerator.num_processes)  # batch sizes fit the data
@@ -289,8 +298,7 @@ def profile_only(config: RunConfig, out: str | Path, *, progress: bool = True) -
     chosen = sample_fraction(list(range(len(features))), config.profile.fraction, config.profile.seed)
     src = {**source, "fraction": config.profile.fraction, "seed": config.profile.seed, "examples": len(chosen)}
     accelerator = make_accelerator(config)
-    profile = _forward_profile(model, [features[i] for i in chosen], config,
-                               tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0, src, accelerator,
+    profile = _forward_profile(model, [features[i] for i in chosen], config, _pad_id(tokenizer), src, accelerator,
                                progress)
     if accelerator.is_main_process:
         profile.save(out)
