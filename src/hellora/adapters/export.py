@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from hellora.adapters.experts import HotExpertsLoRA, gate_up_columns
-from hellora.adapters.inject import adapter_layers, merge_adapters
+from hellora.adapters.inject import adapter_layers, check_mergeable, merge_adapters
 from hellora.adapters.io import adapter_state
 from hellora.adapters.lori import mask_name
 from hellora.adapters.linear import LoRALinear
@@ -185,9 +185,7 @@ def export_merged(model: nn.Module, out_dir: str | Path, *, safe_serialization: 
     """Fold the adapters into the base weights (in place) and `save_pretrained` the plain model to `out_dir`."""
     out = Path(out_dir)
     adapter_state(model)
-    for layer in adapter_layers(model).values():
-        if not layer.mergeable:
-            layer.merged_base()  # raises, naming why, before anything is written
+    check_mergeable(model)  # before anything is written
     tmp = _fresh_dir(out)
     try:
         merge_adapters(model)

@@ -218,15 +218,20 @@ def disable_adapters(model: nn.Module):
             layer.adapter_enabled = was
 
 
+def check_mergeable(model: nn.Module) -> None:
+    """Raise, naming why, when an adapter's update depends on the input (LoRAMoE) and cannot be merged."""
+    for layer in adapter_layers(model).values():
+        if not layer.mergeable:
+            layer.merged_base()  # raises, naming why
+
+
 @torch.no_grad()
 def merge_adapters(model: nn.Module) -> nn.Module:
     """Fold every adapter into its base weights and unwrap it (like PEFT's merge_and_unload); returns `model`.
 
     Refused, before anything is changed, when an adapter's update depends on the input (LoRAMoE).
     """
-    for path, layer in adapter_layers(model).items():
-        if not layer.mergeable:
-            layer.merged_base()  # raises, naming why
+    check_mergeable(model)
     # innermost first is irrelevant: hellora never nests adapter layers
     for path, layer in list(adapter_layers(model).items()):
         _set_submodule(model, path, layer.merged_base())
