@@ -6,6 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
+if not torch.cuda.is_available():
+    # Before anything imports triton: its kernels then run on CPU tensors in Triton's interpreter, so the CPU
+    # suite checks the same Triton kernels a GPU compiles (tests/kernels). Nothing else here uses triton.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 from hellora.data import build_tiny_tokenizer
 from hellora.models.tiny import tiny_model
 

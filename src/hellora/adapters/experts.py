@@ -35,6 +35,7 @@ from hellora.adapters.base import AdapterLayer, effective_b, new_lora_pair
 from hellora.kernels.grouped import grouped_linear
 from hellora.kernels.reference import expert_subset_lora_
 from hellora.kernels.routing import ExpertRouting, sort_by_expert
+from hellora.kernels.subset_lora import ColumnBlock, expert_kernel_choice, grouped_linear_subset_lora
 from hellora.models.families import FusedExpertLayout
 
 PARTS = ("gate", "up", "down")
@@ -46,6 +47,12 @@ def gate_up_columns(layout: FusedExpertLayout, part: str) -> slice:
     if layout.interleaved:
         return slice(0, None, 2) if part == "gate" else slice(1, None, 2)
     return slice(0, i) if part == "gate" else slice(i, 2 * i)
+
+
+def gate_up_block(layout: FusedExpertLayout, part: str) -> ColumnBlock:
+    """`gate_up_columns` as the fused op's column block."""
+    cols = gate_up_columns(layout, part)
+    return ColumnBlock(cols.start, cols.step or 1, layout.intermediate_size)
 
 
 class ExpertLoRAWeights(nn.Module):
@@ -148,6 +155,18 @@ class HotExpertsLoRA(AdapterLayer):
             out, xd, routing, self.hot_experts, self.scale, weight_of=self._weight_getter(part),
             bias_of=self._bias_getter(part), x_base=x_base)
 
+    def _fused_op_applies(self) -> bool:
+        """Whether the one-node expert-subset op serves this forward: plain LoRA / LoRI pairs (not DoRA or
+        LoRAMoE), no active dropout, frozen expert weights, and not `HELLORA_EXPERT_KERNEL=reference`."""
+        base = self.base_layer
+        return (
+            expert_kernel_choice() != "reference"
+            and all(type(self.part_weights(p)) is ExpertLoRAWeights for p in PARTS)
+            and (isinstance(self.dropout, nn.Identity) or not self.training)
+            and not base.gate_up_proj.requires_grad and not base.down_proj.requires_grad
+            and not any(p.requires_grad for n, p in base.named_parameters() if n.endswith("_bias"))
+        )
+
     def forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor):
         """hidden_states (T, H), top_k_index (T, k), top_k_weights (T, k) -> (T, H)."""
         base, layout = self.base_layer, self.layout
@@ -155,17 +174,29 @@ class HotExpertsLoRA(AdapterLayer):
         x = hidden_states[routing.token_idx]  # (S, H)
         gu_bias = getattr(base, "gate_up_proj_bias", None) if layout.has_bias else None
         down_bias = getattr(base, "down_proj_bias", None) if layout.has_bias else None
-        gate_up = grouped_linear(x, base.gate_up_proj, routing, gu_bias, layout.transposed)  # (S, 2I)
         active = self.adapter_enabled and self.hot_experts
-        rows = 0
-        if active:
-            for part in ("gate", "up"):
-                rows += self._add_(part, gate_up[:, gate_up_columns(layout, part)], x, routing)
-        h = self._apply_gate(gate_up)  # (S, I)
-        y = grouped_linear(h, base.down_proj, routing, down_bias, layout.transposed)  # (S, H)
-        if active:
-            rows += self._add_("down", y, h, routing)
-        self.last_adapter_rows = rows
+        if active and self._fused_op_applies():
+            pair = lambda p: (self.part_weights(p).lora_A, effective_b(self.part_weights(p)))  # noqa: E731
+            ids = self.hot_expert_ids
+            gate_up = grouped_linear_subset_lora(
+                x, base.gate_up_proj, routing, gu_bias, layout.transposed, self.hot_experts, ids,
+                [gate_up_block(layout, "gate"), gate_up_block(layout, "up")], [pair("gate"), pair("up")], self.scale)
+            h = self._apply_gate(gate_up)  # (S, I)
+            y = grouped_linear_subset_lora(
+                h, base.down_proj, routing, down_bias, layout.transposed, self.hot_experts, ids,
+                [ColumnBlock(0, 1, layout.hidden_size)], [pair("down")], self.scale)
+            self.last_adapter_rows = routing.adapter_rows  # 0 on the Triton path, which never syncs to count
+        else:
+            gate_up = grouped_linear(x, base.gate_up_proj, routing, gu_bias, layout.transposed)  # (S, 2I)
+            rows = 0
+            if active:
+                for part in ("gate", "up"):
+                    rows += self._add_(part, gate_up[:, gate_up_columns(layout, part)], x, routing)
+            h = self._apply_gate(gate_up)  # (S, I)
+            y = grouped_linear(h, base.down_proj, routing, down_bias, layout.transposed)  # (S, H)
+            if active:
+                rows += self._add_("down", y, h, routing)
+            self.last_adapter_rows = rows
         y = y * top_k_weights.reshape(-1)[routing.perm].unsqueeze(-1).to(y.dtype)
         return routing.unsort_and_combine(y).to(hidden_states.dtype)
 

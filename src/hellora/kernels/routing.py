@@ -22,6 +22,8 @@ class ExpertRouting:
     expert_ids: (S,)  expert of each sorted row (non-decreasing)
     ends:       (E,)  int32 cumulative row count: expert e owns rows [ends[e-1], ends[e])
     num_tokens, top_k: T and k
+    adapter_rows: rows that host-side adapter code touched so far (a probe for tests; the Triton path, which
+                  never reads the routing to the host, leaves it 0)
     """
 
     perm: torch.Tensor
@@ -30,6 +32,7 @@ class ExpertRouting:
     ends: torch.Tensor
     num_tokens: int
     top_k: int
+    adapter_rows: int = 0
     _bounds: list[int] | None = None
 
     @property
