@@ -161,14 +161,16 @@ def cmd_demo(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from hellora.bench.throughput import SETUPS, BenchConfig, format_table, run_bench
+    from hellora.bench.throughput import SETUPS, BenchConfig, check_setup, format_table, run_bench
     from hellora.utils.io import atomic_write_json
 
     overrides = _key_values(args.override or [], "--override")
     setups = tuple(s.strip() for s in args.setups.split(",")) if args.setups else SETUPS
-    unknown = [s for s in setups if s not in SETUPS]
-    if unknown:
-        raise HelloraError(f"--setups: unknown setup {unknown[0]!r}; choose from {', '.join(SETUPS)}")
+    for setup in setups:
+        try:
+            check_setup(setup)
+        except ValueError as err:
+            raise HelloraError(f"--setups: {err}") from None
     cfg = BenchConfig(model=args.model, layers=args.layers, batch=args.batch, seq=args.seq, dtype=args.dtype,
                       k=args.k, r=args.rank, hot_share=args.hot_share or None, warmup=args.warmup, steps=args.steps,
                       setups=setups, overrides=overrides)
@@ -345,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(0: leave the random router alone)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--setups", default=None, help="comma-separated subset of frozen,hellora,lora,peft-lora,peft-attn")
+    p.add_argument("--setups", default=None, help="comma-separated subset of frozen,hellora,lora,peft-lora,peft-attn; "
+                   "hellora and lora take a kernel suffix @reference, @torch or @triton to compare expert paths")
     p.add_argument("--override", action="append", help="model config field, e.g. hidden_size=256 (repeatable)")
     p.add_argument("--out", help="write the JSON result here")
     p.add_argument("--json", action="store_true")

@@ -46,3 +46,17 @@ def test_bench_cli_json(tmp_path, capsys):
     assert set(json.loads((tmp_path / "b.json").read_text())["rows"]) == {"frozen", "hellora"}
     assert main(args[:-4] + ["--setups", "frozen,turbo"]) == 2
     assert "unknown setup" in capsys.readouterr().err
+
+
+def test_bench_compares_expert_kernels_side_by_side(tmp_path, capsys):
+    args = ["bench", "--layers", "1", "--batch", "1", "--seq", "16", "--dtype", "float32", "--steps", "1",
+            "--warmup", "0", "--setups", "frozen,hellora@reference,hellora@torch,hellora@triton,lora@torch",
+            "--out", str(tmp_path / "b.json")]
+    args += [x for key, value in TOY.items() for x in ("--override", f"{key}={value}")]
+    assert main(args) == 0
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert list(rows) == ["frozen", "hellora@reference", "hellora@torch", "hellora@triton", "lora@torch"]
+    assert rows["hellora@reference"]["trainable"] == rows["hellora@triton"]["trainable"] > 0
+    for bad, why in (("hellora@turbo", "kernel suffix"), ("peft-lora@torch", "kernel suffix")):
+        assert main(args[:9] + ["--setups", bad]) == 2
+        assert why in capsys.readouterr().err

@@ -8,6 +8,9 @@ Setups, all on the same model and the same inputs, one after another:
     lora        attention + router + every expert (hellora's own kernels)
     peft-lora   stock PEFT: q/k/v/o, router weight and all experts through `target_parameters`
     peft-attn   stock PEFT: q/k/v/o only
+`hellora` and `lora` take a kernel suffix to measure one expert path against another in the same run:
+`hellora@reference` (in-place adds under plain autograd, what the one-node op replaced), `hellora@torch` (the
+op with per-expert matmuls), `hellora@triton` (the op's Triton kernels; CUDA). Without a suffix: the default.
 One step = forward + backward + AdamW on the trainable parameters; the median of `steps` timed steps after
 `warmup` steps is reported, with peak CUDA memory (not measured on CPU) and ratios to `frozen`.
 
@@ -19,18 +22,48 @@ paper's overhead) is estimated as forward-only profiling of 10% of an epoch rela
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
 from hellora.adapters import AdapterConfig, attach_adapters, remove_adapters
+from hellora.kernels.subset_lora import BACKEND_ENV, KERNEL_CHOICES
 from hellora.models.families import describe_moe_model
 from hellora.placement import HotExpertPlacement
 from hellora.profiling import ExpertActivationCounter
 
 SETUPS = ("frozen", "hellora", "lora", "peft-lora", "peft-attn")
+KERNEL_SETUPS = ("hellora", "lora")  # the setups that take an @kernel suffix
+
+
+def check_setup(name: str) -> str:
+    """`name` if it is a known setup (with an optional @kernel suffix on hellora/lora), else ValueError."""
+    base, sep, kernel = name.partition("@")
+    if base not in SETUPS:
+        raise ValueError(f"unknown setup {name!r}; choose from {', '.join(SETUPS)}")
+    if sep and (base not in KERNEL_SETUPS or kernel not in KERNEL_CHOICES):
+        raise ValueError(f"setup {name!r}: only {' and '.join(KERNEL_SETUPS)} take a kernel suffix, one of "
+                         f"@{', @'.join(KERNEL_CHOICES)}")
+    return name
+
+
+@contextmanager
+def _expert_kernel(kernel: str):
+    old = os.environ.get(BACKEND_ENV)
+    if kernel:
+        os.environ[BACKEND_ENV] = kernel
+    try:
+        yield
+    finally:
+        if kernel:
+            if old is None:
+                os.environ.pop(BACKEND_ENV, None)
+            else:
+                os.environ[BACKEND_ENV] = old
 
 
 @dataclass
@@ -148,21 +181,25 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
                              {l: list(range(k)) for l in spec.moe_layer_indices}, spec.num_experts, "bench", k=k)
     rows = {}
     for name in cfg.setups:
+        check_setup(name)
+    for name in cfg.setups:
         if progress:
             print(f"bench: {name} ...", flush=True)
         net = model
-        if name in ("hellora", "lora"):
-            attach_adapters(model, AdapterConfig(method=name, r=cfg.r, alpha=cfg.alpha), hot if name == "hellora"
-                            else None, spec)
-        elif name in ("peft-lora", "peft-attn"):
-            net = _peft(model, spec, name == "peft-attn", cfg.r, cfg.alpha)
+        method, _, kernel = check_setup(name).partition("@")
+        if method in ("hellora", "lora"):
+            attach_adapters(model, AdapterConfig(method=method, r=cfg.r, alpha=cfg.alpha),
+                            hot if method == "hellora" else None, spec)
+        elif method in ("peft-lora", "peft-attn"):
+            net = _peft(model, spec, method == "peft-attn", cfg.r, cfg.alpha)
         handles = _install_routing(net, spec, routing) if routing else []
         try:
-            step_s, peak, trainable = _time_steps(net, batch, cfg.warmup, cfg.steps, device)
+            with _expert_kernel(kernel):
+                step_s, peak, trainable = _time_steps(net, batch, cfg.warmup, cfg.steps, device)
         finally:
             for h in handles:
                 h.remove()
-            if name in ("hellora", "lora"):
+            if method in ("hellora", "lora"):
                 remove_adapters(model)
             elif net is not model:
                 model = net.unload()
@@ -177,7 +214,8 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     result = {"config": {k_: v for k_, v in cfg.__dict__.items()}, "rows": rows, "meta": run_metadata(cfg.seed),
               "model_shape": {"layers": len(spec.layers), "experts": spec.num_experts, "top_k": spec.top_k, "k": k}}
     result["routing"] = _measured_share(model, spec, batch, routing, hot) if routing else None
-    result["profiling"] = _profiling_cost(model, spec, batch, routing, rows.get("hellora") or rows.get("frozen"))
+    train_row = rows.get("hellora") or next((r for n, r in rows.items() if n.startswith("hellora")), None)
+    result["profiling"] = _profiling_cost(model, spec, batch, routing, train_row or rows.get("frozen"))
     return result
 
 
@@ -225,10 +263,10 @@ def _profiling_cost(model, spec, batch, routing, train_row) -> dict | None:
 
 
 def format_table(result: dict) -> str:
-    lines = [f"{'setup':<11}{'s/step':>10}{'x frozen':>10}{'peak GiB':>10}{'tokens/s':>12}{'trainable':>14}"]
+    lines = [f"{'setup':<18}{'s/step':>10}{'x frozen':>10}{'peak GiB':>10}{'tokens/s':>12}{'trainable':>14}"]
     for name, row in result["rows"].items():
         peak = f"{row['peak_gib']:.2f}" if row["peak_gib"] is not None else "-"
-        lines.append(f"{name:<11}{row['step_s']:>10.4f}{row['x_frozen'] or 0:>10.2f}{peak:>10}"
+        lines.append(f"{name:<18}{row['step_s']:>10.4f}{row['x_frozen'] or 0:>10.2f}{peak:>10}"
                      f"{row['tokens_per_s']:>12,.0f}{row['trainable']:>14,}")
     if result.get("routing"):
         lines.append(f"hot experts' share of assignments: {result['routing']['hot_share_mean']:.3f}")
