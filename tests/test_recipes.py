@@ -3,12 +3,13 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hellora.config import PAPER_SCHEDULE, load_run_config
 
-# recipes/paper holds sweeps (tests/test_sweep.py) and recipes/proxy study configs (tests/test_proxy.py)
+# recipes/paper and the smoke sweep hold sweeps (tests/test_sweep.py), recipes/proxy study configs (test_proxy.py)
 RECIPES = sorted(p for p in Path(__file__).resolve().parents[1].joinpath("recipes").rglob("*.yaml")
-                 if p.parent.name not in ("paper", "proxy"))
+                 if p.parent.name not in ("paper", "proxy") and "runs" not in yaml.safe_load(p.read_text()))
 
 
 def test_the_grid_is_complete():
@@ -26,3 +27,11 @@ def test_recipe_resolves(path):
     if config.adapter.method == "hellora":
         expected_k = {"olmoe-1b-7b": 8, "mixtral-8x7b": 2, "deepseek-moe-16b": 12}.get(path.parent.name)
         assert expected_k is None or config.selection.k == expected_k
+
+
+def test_overrides_reach_into_mapping_fields(tmp_path):
+    path = sorted(p for p in RECIPES if p.parent.name == "smoke")[0]
+    config = load_run_config(path, ["model.overrides.hidden_size=64", "eval.data.gsm8k=x.jsonl", "adapter.r=8"])
+    assert config.model.overrides == {"num_hidden_layers": 4, "hidden_size": 64}
+    assert config.eval.data["gsm8k"] == "x.jsonl" and config.adapter.r == 8
+    assert load_run_config(path).model.overrides == {"num_hidden_layers": 4}  # the recipe itself is untouched

@@ -8,7 +8,8 @@ from hellora.cli import main
 from hellora.config import load_run_config
 from hellora.sweep import load_sweep, sweep_runs
 
-SWEEPS = sorted(Path(__file__).resolve().parents[1].joinpath("recipes", "paper").glob("*.yaml"))
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+SWEEPS = sorted([*RECIPES.joinpath("paper").glob("*.yaml"), RECIPES / "smoke" / "methods-olmoe-reduced.yaml"])
 
 
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
@@ -32,3 +33,13 @@ def test_tiny_sweep_trains_resumes_and_reports(write_recipe, tmp_path, capsys):
     assert main(["sweep", str(sweep), "--no-progress"]) == 0  # finished runs are skipped
     assert (tmp_path / "sw" / "hot-seed0" / "run.json").read_bytes() == before
     assert "4 runs finished" in capsys.readouterr().out
+
+
+def test_overrides_may_follow_options(capsys):
+    sweep = str(RECIPES / "smoke" / "methods-olmoe-reduced.yaml")
+    assert main(["sweep", sweep, "--dry-run", "data.limit=7"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("data.limit=7") == 10 and "adapter.variant=dora" in out
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", sweep, "--dry-run", "--bogus"])
+    assert exc.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -190,7 +190,10 @@ def config_from_dict(data: dict, where: str = "config") -> RunConfig:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply `section.key=value` strings (YAML-typed values) to a raw recipe dict (copied)."""
+    """Apply `section.key=value` strings (YAML-typed values) to a raw recipe dict (copied).
+
+    Deeper keys reach into mapping fields: `model.overrides.num_hidden_layers=2`, `eval.data.gsm8k=PATH`.
+    """
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (data or {}).items()}
     for item in overrides:
         if "=" not in item:
@@ -204,15 +207,21 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if parts == ["output_dir"]:
             data["output_dir"] = value if value is None else str(value)
             continue
-        if len(parts) != 2:
+        if len(parts) < 2 or not all(parts):
             raise HelloraError(f"override {item!r}: key must be section.name (e.g. adapter.r=16) or output_dir")
-        section, name = parts
+        section = parts[0]
         if section not in SECTIONS or section == "output_dir":
             raise HelloraError(f"override {item!r}: unknown section {section!r}; sections: {', '.join(SECTIONS)}")
-        data.setdefault(section, {})
-        if not isinstance(data[section], dict):
-            data[section] = {}
-        data[section][name] = value
+        node = data
+        for depth, name in enumerate(parts[:-1]):
+            child = node.get(name)
+            if child is not None and not isinstance(child, dict):
+                if depth:  # a scalar field cannot take sub-keys
+                    raise HelloraError(f"override {item!r}: {'.'.join(parts[:depth + 1])} is not a mapping")
+                child = None
+            node[name] = dict(child or {})  # copied: the caller's recipe dict is never changed
+            node = node[name]
+        node[parts[-1]] = value
     return data
 
 

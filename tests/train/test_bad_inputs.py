@@ -180,3 +180,7 @@ def test_console_script_prints_one_line_and_exit_2(write_recipe):
                           capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("hellora train: error: k:")
+
+
+def test_override_into_a_scalar_field(write_recipe, capsys):
+    _fails(capsys, _train(write_recipe(), "train.epochs=1", "train.epochs.x=2"), "train.epochs is not a mapping")

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The GPU work the open issues ask for, in parts that each fit one device call (10 minutes):
+#
+#   bash scripts/device/gpu_session.sh tests bench          # CUDA tests, then hellora bench for OLMoE shapes
+#   bash scripts/device/gpu_session.sh bench-more           # Mixtral-8x7B and Qwen3-30B-A3B shapes (fewer layers)
+#   bash scripts/device/gpu_session.sh smoke methods        # issue 4's smoke run, issue 6's every-method sweep
+#   bash scripts/device/gpu_session.sh proxy                # issue 7's proxy study
+#
+# Before the call, here:  mkdir -p .data && cp -r ../shared/datasets/gsm8k .data/   (and add /.data/ to
+# .git/info/exclude), then call the device tool with carry=[".data"]. Every part writes one file under $OUT
+# (the tool returns at most 8): a JSON, a log, or a .tgz of the run folders without weights. A part that fails
+# is logged and the next part still runs; the exit status is the number of failed parts.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-device-out}
+DATA=${HELLORA_DATA:-.data}
+RUNS=${HELLORA_RUNS:-/tmp/hellora-runs}
+mkdir -p "$OUT" "$RUNS"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 1; }
+hellora() { python3 -m hellora.cli "$@"; }
+python3 - <<'PY'
+import torch, transformers, peft, triton
+print("torch", torch.__version__, "| transformers", transformers.__version__, "| peft", peft.__version__,
+      "| triton", triton.__version__, "|", torch.cuda.get_device_name() if torch.cuda.is_available() else "NO CUDA")
+PY
+
+SETUPS=frozen,hellora@reference,hellora@torch,hellora,lora@reference,lora,peft-lora,peft-attn
+pack() {  # pack NAME DIR: run folders without weights, as one file
+    tar czf "$OUT/$1.tgz" --exclude='*.safetensors' --exclude='*.bin' -C "$(dirname "$2")" "$(basename "$2")"
+}
+
+part_tests() { python3 -m pytest tests/gpu tests/kernels -q -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -5; }
+part_bench() {
+    hellora bench --model olmoe-1b-7b --layers 0 --setups "$SETUPS" --out "$OUT/bench_olmoe.json" | tee "$OUT/bench_olmoe.txt"
+}
+part_bench-more() {
+    hellora bench --model mixtral-8x7b --layers 4 --setups "$SETUPS" --out "$OUT/bench_mixtral.json" &&
+    hellora bench --model qwen3-30b-a3b --layers 12 --setups "$SETUPS" --out "$OUT/bench_qwen3.json"
+}
+part_smoke() {
+    hellora train recipes/smoke/olmoe-reduced-gsm8k.yaml data.train="$DATA/gsm8k/train.jsonl" \
+        eval.data.gsm8k="$DATA/gsm8k/test.jsonl" output_dir="$RUNS/smoke" 2>&1 | tee "$RUNS/smoke.log" | tail -25
+    local rc=${PIPESTATUS[0]}
+    cp "$RUNS/smoke.log" "$RUNS/smoke/" 2>/dev/null; ls -la "$RUNS/smoke" "$RUNS/smoke/adapter" 2>/dev/null
+    pack smoke "$RUNS/smoke"; return "$rc"
+}
+part_methods() {
+    hellora sweep recipes/smoke/methods-olmoe-reduced.yaml --no-progress data.train="$DATA/gsm8k/train.jsonl" \
+        eval.data.gsm8k="$DATA/gsm8k/test.jsonl" data.limit=512 2>&1 | tee "$RUNS/methods.log" | tail -40
+    local rc=${PIPESTATUS[0]}
+    cp "$RUNS/methods.log" runs/smoke/methods-olmoe-reduced/ 2>/dev/null
+    pack methods runs/smoke/methods-olmoe-reduced; return "$rc"
+}
+part_proxy() {
+    hellora proxy --config recipes/proxy/study.yaml --out "$RUNS/proxy" 2>&1 | tee "$RUNS/proxy.log" | tail -30
+    local rc=${PIPESTATUS[0]}
+    cp "$RUNS/proxy.log" "$RUNS/proxy/" 2>/dev/null; pack proxy "$RUNS/proxy"; return "$rc"
+}
+
+failed=0
+for part in "$@"; do
+    echo "=== $part ($(date -u +%H:%M:%S))"
+    if ! declare -F "part_$part" >/dev/null; then echo "unknown part $part"; failed=$((failed + 1)); continue; fi
+    "part_$part" || { echo "=== $part FAILED"; failed=$((failed + 1)); }
+done
+echo "=== done, $failed failed part(s)"
+exit "$failed"
