@@ -126,3 +126,40 @@ def test_adapter_saved_before_the_variant_fields_still_loads(tmp_path):
     assert loaded.hellora_adapter.config.variant == "none"
     with torch.no_grad():
         assert torch.equal(loaded(IDS).logits, ours)
+
+
+def _folder_bytes(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("failing", ["save_file", "atomic_write_json"])
+def test_failed_overwrite_keeps_the_old_adapter_whole(tmp_path, monkeypatch, failing):
+    import hellora.adapters.io as adapter_io
+
+    save_adapter(_adapted("olmoe"), tmp_path / "adapter")
+    before = _folder_bytes(tmp_path / "adapter")
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(adapter_io, failing, crash)  # the weights write, or the record write after it
+    new = _adapted("olmoe", placement="pure")
+    with pytest.raises(OSError, match="disk full"):
+        save_adapter(new, tmp_path / "adapter", overwrite=True)
+    assert _folder_bytes(tmp_path / "adapter") == before
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]  # no temporary folder or file left behind
+    load_adapter(tiny_model("olmoe"), tmp_path / "adapter")
+
+
+def test_overwrite_replaces_the_whole_folder(tmp_path):
+    save_adapter(_adapted("olmoe"), tmp_path / "adapter")
+    (tmp_path / "adapter" / ".hellora_adapter.safetensors.x.tmp").write_text("left by a kill")
+    model = _adapted("olmoe", placement="pure")
+    with torch.no_grad():
+        ours = model(IDS).logits
+    save_adapter(model, tmp_path / "adapter", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == ["hellora_adapter.json",
+                                                                        "hellora_adapter.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+    with torch.no_grad():
+        assert torch.equal(load_adapter(tiny_model("olmoe"), tmp_path / "adapter")(IDS).logits, ours)

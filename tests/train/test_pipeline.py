@@ -175,3 +175,59 @@ def test_metrics_truncation_drops_half_written_lines(tmp_path):
     path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"step": 4, "lo')
     _truncate_metrics(path, 2)
     assert path.read_text() == '{"step": 1}\n{"step": 2}\n'
+
+
+def test_profile_sample_is_the_seeded_fraction_with_its_source():
+    from hellora.config import load_run_config
+    from hellora.data import sample_fraction
+    from hellora.train.pipeline import profile_sample
+
+    config = load_run_config(None, ["profile.fraction=0.25", "profile.seed=3"])
+    features = [{"input_ids": [i]} for i in range(40)]
+    sample, source = profile_sample(config, features, {"task": "gsm8k", "examples": 40})
+    assert sample == sample_fraction(features, 0.25, 3) and len(sample) == 10
+    assert source == {"task": "gsm8k", "examples": 10, "fraction": 0.25, "seed": 3}
+
+
+def test_profile_command_and_training_profile_the_same_sample(write_recipe, tmp_path):
+    recipe = write_recipe(out="fwd")
+    assert main(["train", str(recipe), "profile.mode=forward", "train.max_steps=1", "--no-progress"]) == 0
+    assert main(["profile", str(recipe), "profile.mode=forward", "--out", str(tmp_path / "alone.json"),
+                 "--no-progress"]) == 0
+    trained, alone = ExpertProfile.load(tmp_path / "fwd" / "profile.json"), ExpertProfile.load(tmp_path / "alone.json")
+    assert trained.source == alone.source and trained.counts == alone.counts
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+def test_two_process_resume_with_dropout_gives_the_bitwise_same_adapter(tmp_path):
+    """Each process's dropout stream must continue from its own saved RNG state, not rank 0's."""
+    from hellora.data import build_tiny_tokenizer
+    from tests.conftest import recipe_text
+
+    model = tiny_model("olmoe", vocab_size=104)
+    model.config.attention_dropout = 0.3
+    model.save_pretrained(tmp_path / "model")
+    build_tiny_tokenizer().save_pretrained(tmp_path / "model")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(recipe_text(tmp_path / "model", tmp_path / "run", profile="{mode: none}",
+                                  adapter="{method: lora, r: 4, alpha: 8}",
+                                  train="{batch_size: 8, micro_batch_size: 2, max_steps: 4, save_steps: 2, "
+                                        "save_total_limit: 4, learning_rate: 0.01}"))
+    command = ["torchrun", "--nproc-per-node", "2", "--master-port", "29572", "-m", "hellora.cli", "train",
+               str(recipe), "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "run"
+    straight = _adapter(run)
+    checkpoint = run / "checkpoints" / "step-000002"
+    assert sorted(p.name for p in checkpoint.glob("rng_rank*.json")) == ["rng_rank0.json", "rng_rank1.json"]
+    shutil.rmtree(run / "adapter")  # as if killed right after the step-2 checkpoint
+    status = json.loads((run / "run.json").read_text())
+    status["status"] = "running"
+    del status["steps"]["train"]
+    (run / "run.json").write_text(json.dumps(status))
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((run / "run.json").read_text())["steps"]["train"]["resumed_from"] == 2
+    resumed = _adapter(run)
+    assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)

@@ -4,7 +4,9 @@ The JSON records the adapter config, the adapted experts of every MoE layer, the
 architecture fingerprint, so `load_adapter` rebuilds exactly the same wrappers and refuses another model.
 The safetensors file holds every adapter parameter (LoRA A and B, frozen LoRI A included, DoRA's
 `lora_magnitude`, LoRAMoE's `lora_router`) and, for LoRI-S, each B's bool `lora_B_mask`; nothing is pickled.
-Files are written atomically, tensors first and the JSON last: a folder with a JSON always has its tensors.
+The folder is written as a whole: both files go into a temporary sibling folder that then replaces `out_dir`
+(`hellora.utils.io.atomic_dir`), so a reader never sees new tensors beside an old record, and a failed save leaves
+the previous adapter untouched.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from hellora.models.families import describe_moe_model
 from hellora.models.fingerprint import config_fingerprint
 from hellora.placement import HotExpertPlacement
 from hellora.utils.errors import HelloraError
-from hellora.utils.io import atomic_write, atomic_write_json, read_json
+from hellora.utils.io import atomic_dir, atomic_write, atomic_write_json, read_json
 from hellora.utils.meta import run_metadata
 
 WEIGHTS = "hellora_adapter.safetensors"
@@ -47,15 +49,20 @@ def adapter_state(model: nn.Module) -> AdapterState:
 
 def save_adapter(model: nn.Module, out_dir: str | Path, *, base_model: str | None = None, overwrite: bool = False,
                  extra: dict | None = None) -> Path:
-    """Write the model's adapters to `out_dir`; an existing adapter there is kept unless `overwrite`."""
+    """Write the model's adapters to `out_dir` in one atomic swap.
+
+    A non-empty `out_dir` is refused unless `overwrite`, which replaces the whole folder (anything else in it goes
+    too), so the folder is only ever the complete old adapter or the complete new one.
+    """
     from hellora.accounting import count_parameters
 
     out = Path(out_dir)
     state = adapter_state(model)
-    if (out / CONFIG).exists() and not overwrite:
+    if not overwrite and (out / CONFIG).exists():
         raise HelloraError(f"{out} already holds an adapter ({CONFIG}); choose another folder or pass overwrite")
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise HelloraError(f"{out} is not empty; choose another folder or pass overwrite")
     tensors = adapter_tensors(model)
-    atomic_write(out / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
     record = {
         "format": FORMAT,
         "base_model": base_model or state.model_id,
@@ -69,7 +76,9 @@ def save_adapter(model: nn.Module, out_dir: str | Path, *, base_model: str | Non
         "meta": run_metadata(state.config.seed),
         **(extra or {}),
     }
-    atomic_write_json(out / CONFIG, record)
+    with atomic_dir(out) as tmp:
+        atomic_write(tmp / WEIGHTS, lambda path: save_file(tensors, path, metadata={"format": FORMAT}))
+        atomic_write_json(tmp / CONFIG, record)
     return out
 
 

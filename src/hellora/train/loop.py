@@ -5,7 +5,8 @@ Determinism is by construction, so that a killed run resumes to the same result:
 - epoch e visits the examples in `randperm(n, seed + e)` order, cut into micro-batches;
 - optimizer step s consumes micro-batches [s*G, (s+1)*G) of its epoch (G = batch_size / micro_batch_size),
   rank r of W taking every W-th one: the same global batch whatever the number of processes;
-- the learning rate is a pure function of s; checkpoints restore parameters, AdamW state and RNG.
+- the learning rate is a pure function of s; checkpoints restore parameters, AdamW state and each process's RNG;
+- a fresh run seeds process r's generators (torch, Python, NumPy) with train.seed + r, so dropout is reproducible.
 A non-finite loss or gradient norm stops the run with a message naming the step; the last good checkpoint stays.
 """
 
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 
 from hellora.config import TrainConfig
 from hellora.data.collate import PadCollator
-from hellora.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from hellora.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, seed_rng
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_text
 
@@ -98,6 +99,15 @@ def _truncate_metrics(path: Path, after_step: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
+def _gather_rng_states(world: int) -> list[dict]:
+    """Every process's `rng_state()`, indexed by rank (a collective: all processes must call it)."""
+    if world == 1:
+        return [rng_state()]
+    from accelerate.utils import gather_object
+
+    return gather_object([rng_state()])
+
+
 def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, run_dir: Path | None = None,
                pad_token_id: int = 0, name: str = "train", progress: bool = True, extra_loss=None) -> LoopResult:
     """Train `model`'s trainable parameters on tokenized `features`; checkpoints under run_dir/checkpoints.
@@ -115,10 +125,12 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
     start, resumed = 0, None
     existing = list_checkpoints(ckpt_dir) if ckpt_dir else []
     if existing:
-        state = load_checkpoint(existing[-1], named, optimizer)
+        state = load_checkpoint(existing[-1], named, optimizer, rank=rank)
         start = resumed = int(state["step"])
         if accelerator.is_main_process and metrics_path:
             _truncate_metrics(metrics_path, start)
+    else:
+        seed_rng(cfg.seed + rank)
     if cfg.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):
@@ -182,9 +194,11 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
             if cfg.report_to:
                 accelerator.log({k: v for k, v in record.items() if k != "phase"}, step=done)
         if ckpt_dir and cfg.save_steps and done % cfg.save_steps == 0 and done < total:
+            rng_states = _gather_rng_states(world)
             if accelerator.is_main_process:
                 save_checkpoint(ckpt_dir, done, named, optimizer.optimizer if hasattr(optimizer, "optimizer")
-                                else optimizer, {"epoch": epoch, "total_steps": total}, cfg.save_total_limit)
+                                else optimizer, {"epoch": epoch, "total_steps": total}, cfg.save_total_limit,
+                                rng_states=rng_states)
             accelerator.wait_for_everyone()
     bar.close()
     wall = time.perf_counter() - start_time

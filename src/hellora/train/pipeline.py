@@ -253,6 +253,14 @@ def _check_model(config: RunConfig, model, tokenizer) -> None:
     sample_fraction([0], config.profile.fraction, 0)  # validates the fraction
 
 
+def profile_sample(config: RunConfig, features: list[dict], source: dict) -> tuple[list[dict], dict]:
+    """The seeded profile.fraction of the training features that profiling sees (warm-up or forward), in file
+    order, and the profile's `source` record naming the data, fraction, seed and sample size."""
+    sample = sample_fraction(features, config.profile.fraction, config.profile.seed)
+    return sample, {**source, "fraction": config.profile.fraction, "seed": config.profile.seed,
+                    "examples": len(sample)}
+
+
 def _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress):
     profile_path, placement_path = run / "profile.json", run / "placement.json"
     if placement_path.is_file():
@@ -262,9 +270,7 @@ def _profile_and_select(config, run, model, features, source, accelerator, pad_i
     elif profile_path.is_file():
         profile = ExpertProfile.load(profile_path)
     else:
-        chosen = sample_fraction(list(range(len(features))), config.profile.fraction, config.profile.seed)
-        sample = [features[i] for i in chosen]
-        src = {**source, "fraction": config.profile.fraction, "seed": config.profile.seed, "examples": len(sample)}
+        sample, src = profile_sample(config, features, source)
         start = time.perf_counter()
         if config.profile.mode == "warmup":
             profile = warmup_profile(model, sample, config, accelerator=accelerator, pad_token_id=pad_id, source=src,
@@ -295,11 +301,9 @@ def profile_only(config: RunConfig, out: str | Path, *, progress: bool = True) -
     features, source = build_features(config, tokenizer)
     model = load_base_model(config)
     _check_model(config, model, tokenizer)
-    chosen = sample_fraction(list(range(len(features))), config.profile.fraction, config.profile.seed)
-    src = {**source, "fraction": config.profile.fraction, "seed": config.profile.seed, "examples": len(chosen)}
+    sample, src = profile_sample(config, features, source)
     accelerator = make_accelerator(config)
-    profile = _forward_profile(model, [features[i] for i in chosen], config, _pad_id(tokenizer), src, accelerator,
-                               progress)
+    profile = _forward_profile(model, sample, config, _pad_id(tokenizer), src, accelerator, progress)
     if accelerator.is_main_process:
         profile.save(out)
     return profile

@@ -1,17 +1,21 @@
-"""Atomic file writes and JSON helpers.
+"""Atomic file and folder writes, and JSON helpers.
 
 Every result file hellora writes goes through here so that a crash or a kill mid-write never leaves a
 half-written file in place of a good one: we write to a temporary file in the same folder, flush and fsync it,
-then `os.replace` it over the target (atomic on POSIX and Windows).
+then `os.replace` it over the target (atomic on POSIX and Windows). A result made of several files (an adapter,
+a checkpoint) is written whole into a temporary sibling folder by `atomic_dir` and swapped in by `replace_dir`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
@@ -30,6 +34,62 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make renames inside `folder` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def replace_dir(new: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Move the complete folder `new` to `path`, replacing any folder there as a whole.
+
+    The old folder is renamed away, `new` renamed in, and only then is the old one removed, so `path` always names
+    either the complete old folder or the complete new one (between the two renames it briefly names nothing; a
+    crash exactly there leaves the old folder beside it as `.<name>.old-*`). If the second rename fails the old
+    folder is put back. `new` must be on the same filesystem as `path` (a sibling).
+    """
+    new, path = Path(new), Path(path)
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:12]}")
+        os.rename(path, old)
+    try:
+        os.rename(new, path)
+    except BaseException:
+        if old is not None:
+            os.rename(old, path)
+        raise
+    _fsync_dir(path.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary sibling of `path` to write into; on success it replaces `path` (`replace_dir`).
+
+    If the body raises, the temporary folder is removed and `path` is left exactly as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
