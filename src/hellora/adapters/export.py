@@ -21,9 +21,6 @@ Both are built in a temporary folder beside `out` and moved into place whole; an
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -38,7 +35,7 @@ from hellora.adapters.linear import LoRALinear
 from hellora.adapters.router import RouterLoRA
 from hellora.models.loading import model_from_config
 from hellora.utils.errors import HelloraError
-from hellora.utils.io import atomic_write_json
+from hellora.utils.io import atomic_dir, atomic_write_json
 
 
 # PEFT (0.21) rewrites `target_modules` entries ending in these names into fused-expert `target_parameters` for
@@ -48,19 +45,9 @@ from hellora.utils.io import atomic_write_json
 _PEFT_REMAPPED_NAMES = {"gate_proj", "up_proj", "down_proj", "w1", "w2", "w3", "gate"}
 
 
-def _fresh_dir(out: Path):
-    """A temporary sibling folder that `_commit_dir` moves to `out`; refuses an existing non-empty `out`."""
+def _refuse_nonempty(out: Path) -> None:
     if out.exists() and any(out.iterdir()):
         raise HelloraError(f"output folder {out} already exists and is not empty; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-
-
-def _commit_dir(tmp: Path, out: Path) -> Path:
-    if out.exists():
-        out.rmdir()  # empty, checked in _fresh_dir
-    os.replace(tmp, out)
-    return out
 
 
 def _peft_config(model: nn.Module, base_model: str | None):
@@ -167,18 +154,15 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
         saved[f"{name}.lora_A.weight"] = a.contiguous()
         saved[f"{name}.lora_B.weight"] = b.contiguous()
 
-    tmp = _fresh_dir(out)
-    try:
+    _refuse_nonempty(out)
+    with atomic_dir(out) as tmp:
         config.save_pretrained(str(tmp))
         save_file(saved, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
         atomic_write_json(tmp / "hellora_placement.json", {
             "format": "hellora.peft-sidecar/1", "fingerprint": state.fingerprint, "adapter": state.config.to_dict(),
             "experts": {str(k): v for k, v in state.experts.items()}, "base_model": config.base_model_name_or_path,
         })
-        return _commit_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return out
 
 
 def export_merged(model: nn.Module, out_dir: str | Path, *, safe_serialization: bool = True) -> Path:
@@ -186,11 +170,8 @@ def export_merged(model: nn.Module, out_dir: str | Path, *, safe_serialization: 
     out = Path(out_dir)
     adapter_state(model)
     check_mergeable(model)  # before anything is written
-    tmp = _fresh_dir(out)
-    try:
+    _refuse_nonempty(out)
+    with atomic_dir(out) as tmp:
         merge_adapters(model)
         model.save_pretrained(str(tmp), safe_serialization=safe_serialization)
-        return _commit_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return out

@@ -14,9 +14,6 @@ Pretrained MoE weights cannot be downloaded here, so the paper's accuracy tables
 from __future__ import annotations
 
 import copy
-import os
-import shutil
-import tempfile
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -32,7 +29,7 @@ from hellora.profiling import ExpertProfile, profile_experts
 from hellora.report.heatmap import plot_activation_heatmaps
 from hellora.study.toy import accuracy, build_skill_moe, skill_features, train_steps
 from hellora.utils.errors import HelloraError
-from hellora.utils.io import atomic_write_json, atomic_write_text, read_json
+from hellora.utils.io import atomic_dir, atomic_write_json, atomic_write_text, read_json
 from hellora.utils.meta import run_metadata
 
 # method -> (adapter method, variant, selection strategy or None)
@@ -108,12 +105,9 @@ def _pretrained(cfg: ProxyConfig, out: Path, tokenizer, accelerator, progress: b
     result = train_steps(model, data, cfg.pretrain_steps, cfg.pretrain_lr, cfg.batch_size, accelerator, "pretrain",
                          seed=cfg.seed, progress=progress)
     model.config.output_router_logits = False
-    tmp = Path(tempfile.mkdtemp(prefix=".pretrained.", dir=out))
-    model.save_pretrained(tmp)
-    atomic_write_json(tmp / "study_pretrain.json", recipe)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp)
+        atomic_write_json(tmp / "study_pretrain.json", recipe)
     return model, result
 
 
