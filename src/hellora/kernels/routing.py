@@ -65,8 +65,10 @@ def sort_by_expert(top_k_index: torch.Tensor, num_experts: int) -> ExpertRouting
     num_tokens, top_k = top_k_index.shape
     flat = top_k_index.reshape(-1)
     expert_ids, perm = torch.sort(flat)
-    counts = torch.bincount(expert_ids, minlength=num_experts)[:num_experts]
-    ends = torch.cumsum(counts, dim=0, dtype=torch.int32)
+    # one past each expert's last row; searchsorted keeps it on the device (bincount would sync on CUDA to size
+    # its output)
+    bounds = torch.arange(num_experts, device=flat.device, dtype=expert_ids.dtype)
+    ends = torch.searchsorted(expert_ids, bounds, right=True).to(torch.int32)
     return ExpertRouting(
         perm=perm,
         token_idx=perm // top_k,
