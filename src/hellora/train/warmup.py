@@ -25,11 +25,13 @@ from hellora.utils.meta import run_metadata
 log = logging.getLogger(__name__)
 
 
-def warmup_batch_size(requested: int, num_examples: int, micro: int, world: int) -> int:
-    """The largest multiple of micro x world not above `requested` that still gives one step on the sample."""
+def warmup_batch_shape(requested: int, num_examples: int, micro: int, world: int) -> tuple[int, int]:
+    """(global batch, micro-batch) of the warm-up: the largest multiple of micro x world not above `requested`
+    that still gives one step on the sample, the micro-batch first shrunk to fit a sample smaller than it."""
+    micro = max(1, min(micro, num_examples // max(1, world)))
     unit = micro * world
     fit = (num_examples // unit) * unit
-    return max(unit, min(requested, fit))
+    return max(unit, min(requested, fit)), micro
 
 
 def warmup_profile(model, features: list[dict], config: RunConfig, *, accelerator, pad_token_id: int,
@@ -37,11 +39,12 @@ def warmup_profile(model, features: list[dict], config: RunConfig, *, accelerato
     spec = describe_moe_model(model)
     world = accelerator.num_processes
     cfg = config.train
-    batch = warmup_batch_size(cfg.batch_size, len(features), cfg.micro_batch_size, world)
+    batch, micro = warmup_batch_shape(cfg.batch_size, len(features), cfg.micro_batch_size, world)
     if batch != cfg.batch_size:
-        log.info("warm-up: global batch %d (the %d-example sample is smaller than train.batch_size %d)",
-                 batch, len(features), cfg.batch_size)
-    warm_cfg = dataclasses.replace(cfg, epochs=1.0, max_steps=None, batch_size=batch, save_steps=0, report_to=[])
+        log.info("warm-up: global batch %d, micro-batch %d (the %d-example sample is smaller than train.batch_size "
+                 "%d)", batch, micro, len(features), cfg.batch_size)
+    warm_cfg = dataclasses.replace(cfg, epochs=1.0, max_steps=None, batch_size=batch, micro_batch_size=micro,
+                                   save_steps=0, report_to=[])
     lora = AdapterConfig(method="lora", r=config.adapter.r, alpha=config.adapter.alpha, placement="all",
                          seed=config.adapter.seed)
     attach_adapters(model, lora, None, spec)
