@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from hellora.eval.humaneval import build_program
-from hellora.eval.sandbox import PROTECTION_NAMES, Sandbox, SandboxLimits, _check_platform
+from hellora.eval.sandbox import PROTECTION_NAMES, Sandbox, SandboxLimits
+from hellora.eval.sandbox.runner import _check_platform
 from hellora.utils.errors import HelloraError
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the sandbox refuses to run on non-POSIX systems")
@@ -128,6 +129,23 @@ def test_good_and_wrong_samples_are_told_apart():
 def test_windows_and_unknown_platforms_are_refused():
     with pytest.raises(HelloraError, match="not supported"):
         _check_platform("nt")
+
+
+def test_zero_cpu_seconds_is_refused():
+    with pytest.raises(HelloraError, match="cpu_seconds"):
+        SandboxLimits(cpu_seconds=0)
+
+
+def test_a_failure_before_launch_leaves_no_temp_dir(tmp_path, monkeypatch):
+    import hellora.eval.sandbox.runner as runner
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runner, "write_program", broken)
+    with pytest.raises(OSError, match="disk full"):
+        Sandbox(tmp_root=str(tmp_path)).run(GOOD)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unknown_required_protection_is_an_error():

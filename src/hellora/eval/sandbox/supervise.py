@@ -1,0 +1,98 @@
+"""Watching a running sample: its three pipes read with byte caps, the wall-clock deadline, and the kill
+sweep once it is done. Every stream is read continuously, so a sample printing gigabytes never blocks and
+never fills the harness's memory."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import subprocess
+import time
+
+from hellora.eval.sandbox.processes import has_exited, kill_sample
+
+
+class CappedBuffer:
+    """Keep the first `cap` bytes of a stream, count the rest and throw it away."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.cap - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.data)
+
+    def text(self) -> str:
+        return bytes(self.data).decode("utf-8", "replace")
+
+
+def collect(
+    proc: "subprocess.Popen[bytes]",
+    read_fd: int,
+    out: CappedBuffer,
+    err: CappedBuffer,
+    res: CappedBuffer,
+    *,
+    deadline: float,
+    uid: int | None,
+    marker: bytes,
+) -> tuple[bool, int, int]:
+    """Read stdout, stderr and the result pipe (`read_fd`) into their buffers until the sample is done (or
+    `deadline`, a time.monotonic() value), then destroy its process tree.
+
+    Returns (timed out, leftover processes killed, processes that survived).
+    """
+    sel = selectors.DefaultSelector()
+    buffers = {proc.stdout.fileno(): out, proc.stderr.fileno(): err, read_fd: res}
+    for fd in buffers:
+        sel.register(fd, selectors.EVENT_READ)
+    timed_out = False
+    swept = False
+    killed = 0
+    drain_until = None
+    try:
+        while sel.get_map():
+            now = time.monotonic()
+            if not swept and now >= deadline:
+                timed_out = True
+                break
+            if drain_until is not None and now >= drain_until:
+                break  # a straggler we could not kill holds a pipe: stop waiting for EOF
+            limit = (drain_until if swept else deadline) - now
+            for key, _ in sel.select(timeout=max(0.0, min(limit, 0.05))):
+                try:
+                    chunk = os.read(key.fd, 1 << 16)
+                except OSError:
+                    chunk = b""
+                if chunk:
+                    buffers[key.fd].add(chunk)
+                else:
+                    sel.unregister(key.fd)
+            if not swept and has_exited(proc):
+                # The sample's main process is done: nothing it started may outlive it.
+                extra, _ = kill_sample(proc.pid, uid, marker)
+                killed += extra
+                swept = True
+                drain_until = time.monotonic() + 2.0
+    finally:
+        sel.close()
+    # All pipes closed: the launcher itself is a moment from exiting. Let it (its exit status is the
+    # sample's), but never past the deadline.
+    while not timed_out and not has_exited(proc):
+        if time.monotonic() >= deadline:
+            timed_out = True
+        else:
+            time.sleep(0.002)
+    extra, surviving = kill_sample(proc.pid, uid, marker)
+    proc.wait()
+    # The launcher is reaped, so its pid may be reused: sweep by uid and marker only.
+    extra2, surviving = kill_sample(None, uid, marker)
+    return timed_out, killed + extra + extra2, surviving
