@@ -184,3 +184,27 @@ def test_console_script_prints_one_line_and_exit_2(write_recipe):
 
 def test_override_into_a_scalar_field(write_recipe, capsys):
     _fails(capsys, _train(write_recipe(), "train.epochs=1", "train.epochs.x=2"), "train.epochs is not a mapping")
+
+
+def test_a_run_folder_in_use_by_another_process(write_recipe, capsys, tmp_path):
+    from hellora.utils.io import folder_lock
+
+    run = tmp_path / "busy"
+    with folder_lock(run):  # another `hellora train` holding this output_dir
+        _fails(capsys, _train(write_recipe(), f"output_dir={run}"), str(run), "in use by another hellora process",
+               f"pid {__import__('os').getpid()}")
+    assert not run.exists()
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    from hellora.utils.io import folder_lock
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from hellora.utils.io import folder_lock\n"
+                               f"with folder_lock({str(run)!r}):\n print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait()
+    with folder_lock(run):  # taken at once: the kernel released the dead holder's lock
+        pass

@@ -16,6 +16,7 @@ is refused rather than overwritten.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from hellora.profiling import ExpertProfile, profile_experts
 from hellora.train.loop import learning_rate, resolve_steps, train_loop
 from hellora.train.warmup import warmup_profile
 from hellora.utils.errors import HelloraError
-from hellora.utils.io import atomic_write_json, atomic_write_text, read_json
+from hellora.utils.io import atomic_write_json, atomic_write_text, folder_lock, read_json
 from hellora.utils.meta import run_metadata
 
 log = logging.getLogger(__name__)
@@ -138,9 +139,17 @@ def run_training(config: RunConfig, *, progress: bool = True) -> dict:
     """Run the whole pipeline for `config`; returns run.json's content.
 
     Everything that can be wrong with the inputs (data, tokenizer, model, k) is checked before the run folder is
-    touched, so a failed start leaves no half-made run behind.
+    touched, so a failed start leaves no half-made run behind. The first process (RANK 0, or the only one) holds
+    the run folder's lock throughout, so a second launch into the same folder is refused instead of interleaving.
     """
     config = config.resolved()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _run_training(config, progress=progress)
+    with folder_lock(config.output_dir):
+        return _run_training(config, progress=progress)
+
+
+def _run_training(config: RunConfig, *, progress: bool) -> dict:
     run = Path(config.output_dir)
     config_text = dump_config(config)
     resuming = check_run_folder(run, config_text)

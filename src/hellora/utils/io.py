@@ -92,6 +92,40 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `folder` while the body runs, or fail at once naming the holder.
+
+    Two processes writing one run folder (a double launch, two sweeps over one output_dir) would interleave their
+    files without either noticing. The lock is `flock` on a sibling `.<name>.lock` file, so the kernel releases it
+    when the holder exits, even by SIGKILL: there is no stale lock to clean up. The file itself is left in place
+    (removing it while others may have it open would let two processes lock two different files). Where `fcntl`
+    does not exist (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    from hellora.utils.errors import HelloraError
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder.parent / f".{folder.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise HelloraError(f"{folder} is in use by another hellora process (pid {holder}); wait for it to "
+                               "finish or choose another output_dir (nothing was changed)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     def _write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
