@@ -11,6 +11,8 @@ def test_method_labels():
     assert method_label({"method": "hellora", "placement": "pure"}, {"strategy": "model", "k": 4}) == \
         "HELLoRA (model) k=4 [pure]"
     assert method_label({"method": "fft"}, {}) == "FFT"
+    assert method_label({"method": "hellora"}, {"k": 8}, {"mode": "forward", "fraction": 0.1}) == \
+        "HELLoRA k=8 (forward profile)"
 
 
 def test_report_from_runs(write_recipe, tmp_path, capsys):

@@ -43,6 +43,9 @@ def method_label(adapter: dict, selection: dict, profile: dict | None = None) ->
         fraction = (profile or {}).get("fraction", 0.1)
         if fraction != 0.1:
             label += f" p={100 * fraction:g}%"
+        mode = (profile or {}).get("mode", "warmup")
+        if mode != "warmup":  # the paper profiles with a LoRA warm-up; other modes are their own rows
+            label += f" ({mode} profile)"
     if adapter.get("placement", "all") != "all":
         label += f" [{adapter['placement']}]"
     return label
