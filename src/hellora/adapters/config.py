@@ -41,6 +41,9 @@ class AdapterConfig:
     loramoe_experts: LoRA experts N per adapted Linear (LoRAMoE's default 6).
     loramoe_balance, loramoe_delta: weight and delta of LoRAMoE's localized balancing loss (0 = off, the default;
                see `hellora.adapters.loramoe.loramoe_balance_loss`).
+    fuse_shared_inputs: attention projections called on one input (q/k/v; MLA's q_a/q and kv_a) compute their
+               LoRA A products as one x @ cat(A)^T (plain LoRA / LoRI without dropout; a runtime optimisation:
+               weights and their names are unchanged, see `hellora.adapters.shared_input`). False = one per projection.
     """
 
     method: str = "hellora"
@@ -59,6 +62,7 @@ class AdapterConfig:
     loramoe_experts: int = 6
     loramoe_balance: float = 0.0
     loramoe_delta: float = 0.1
+    fuse_shared_inputs: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -92,6 +96,8 @@ class AdapterConfig:
             raise HelloraError(f"adapter.loramoe_balance: must be >= 0, got {self.loramoe_balance!r}")
         if not (isinstance(self.loramoe_delta, (int, float)) and 0.0 <= self.loramoe_delta < 1.0):
             raise HelloraError(f"adapter.loramoe_delta: must be in [0, 1), got {self.loramoe_delta!r}")
+        if not isinstance(self.fuse_shared_inputs, bool):
+            raise HelloraError(f"adapter.fuse_shared_inputs: must be true or false, got {self.fuse_shared_inputs!r}")
         if self.method == "loramoe" and self.router:
             raise HelloraError("adapter.router: method 'loramoe' adapts expert FFNs only, not the router")
 

@@ -8,7 +8,8 @@ Which modules are wrapped, per `AdapterConfig.placement`:
                                "loramoe"), every Linear of shared experts and of dense MLP layers
     router  ("gate", "all"):   the router weight of each MoE layer (never for "loramoe")
     attention ("all"):         every Linear inside each attention module (q/k/v/o, MLA's q_a/q_b/kv_a/kv_b;
-                               never for "loramoe")
+                               never for "loramoe"); plain LoRA projections that read one input share one
+                               A product (`AdapterConfig.fuse_shared_inputs`, shared_input.py)
 
 With which layer, per method and variant:
     plain LoRA / LoRI-D / LoRI-S  LoRALinear, RouterLoRA, HotExpertsLoRA (LoRI freezes A and masks B: lori.py)
@@ -34,6 +35,7 @@ from hellora.adapters.linear import LoRALinear
 from hellora.adapters.lori import apply_lori, init_lori_s
 from hellora.adapters.loramoe import ExpertLoRAMoEWeights, LoRAMoELinear
 from hellora.adapters.router import RouterLoRA
+from hellora.adapters.shared_input import group_shared_inputs
 from hellora.models.families import MoEModelSpec, describe_moe_model
 from hellora.models.fingerprint import config_fingerprint, model_name
 from hellora.placement import HotExpertPlacement
@@ -158,6 +160,8 @@ def attach_adapters(
     for layer in spec.layers:
         if config.adapts_attention and layer.attention_path:
             _wrap_linears(model, layer.attention_path, "attention", linear)
+            if config.fuse_shared_inputs:
+                group_shared_inputs(model.get_submodule(layer.attention_path))
         if layer.dense_mlp_path:
             _wrap_linears(model, layer.dense_mlp_path, "dense", linear)
         moe = layer.moe

@@ -3,6 +3,7 @@
     y = x W^T (+ b)  +  (alpha / r) * dropout(x) A^T B^T        A: (r, in), B: (out, r)
 
 B is read through `effective_b` (B * lora_B_mask under LoRI-S). The DoRA variant is `dora.DoRALinear`.
+Projections called on one input (q/k/v) may take x A^T from their `shared_input` group (shared_input.py).
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ class LoRALinear(AdapterLayer):
             device=base_layer.weight.device, dtype=dtype, init=init, generator=generator,
         )
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.shared_input = None  # a shared_input.SharedInputGroup (plain LoRALinear without dropout only)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)
         if not self.adapter_enabled:
             return y
-        a, b = self.lora_A.to(x.dtype), effective_b(self).to(x.dtype)
-        return y + F.linear(F.linear(self.dropout(x), a), b) * self.scale
+        if self.shared_input is not None:
+            xa = self.shared_input.lora_input(self, x)  # (.., r)
+        else:
+            xa = F.linear(self.dropout(x), self.lora_A.to(x.dtype))
+        return y + F.linear(xa, effective_b(self).to(x.dtype)) * self.scale
 
     def delta_weight(self) -> torch.Tensor:
         """(out, in) = scale * B @ A, in float32."""
