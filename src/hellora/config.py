@@ -120,7 +120,7 @@ class RunConfig:
             self.train,
             learning_rate=self.train.learning_rate if self.train.learning_rate is not None
             else (lr_fft if self.is_full_finetune else lr_peft),
-            epochs=self.train.epochs if self.train.epochs is not None else epochs,
+            epochs=float(self.train.epochs if self.train.epochs is not None else epochs),
             batch_size=self.train.batch_size if self.train.batch_size is not None
             else PAPER_BATCH["fft" if self.is_full_finetune else "peft"],
         )

@@ -64,7 +64,7 @@ def test_subset_lora_matches_float64_at_real_shapes(tokens, hidden, inter, dtype
     idx, x, w, hot, blocks, pairs, ref, grad, ref_grads = _case(tokens, hidden, inter)
     e_count = w.shape[0]
     cuda_routing = sort_by_expert(idx.cuda(), e_count)
-    ours_in = [x.to("cuda", dtype).requires_grad_()] + [t.cuda().requires_grad_() for p in pairs for t in p]
+    ours_in = [x.to("cuda", dtype).requires_grad_()] + [t.cuda().clone().requires_grad_() for p in pairs for t in p]
     out = grouped_linear_subset_lora(ours_in[0], w.to("cuda", dtype), cuda_routing, None, False, hot,
                                      torch.tensor(hot, device="cuda"), blocks, list(zip(ours_in[1::2], ours_in[2::2])),
                                      2.0, backend=TorchSubsetLoRA if backend == "torch" else None)

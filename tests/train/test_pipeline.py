@@ -231,3 +231,24 @@ def test_two_process_resume_with_dropout_gives_the_bitwise_same_adapter(tmp_path
     assert json.loads((run / "run.json").read_text())["steps"]["train"]["resumed_from"] == 2
     resumed = _adapter(run)
     assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_an_unfinished_run_from_an_older_version_resumes(write_recipe, tmp_path):
+    """config.yaml written before a field existed: the field takes its default, the run resumes; a real
+    difference is still refused, and named."""
+    import pytest
+
+    from hellora.config import dump_config, load_run_config
+    from hellora.train.pipeline import check_run_folder
+    from hellora.utils.errors import HelloraError
+
+    config = load_run_config(write_recipe()).resolved()
+    text = dump_config(config)
+    run = tmp_path / "old-run"
+    run.mkdir()
+    assert "fuse_shared_inputs" in text
+    (run / "config.yaml").write_text("".join(l for l in text.splitlines(True) if "fuse_shared_inputs" not in l))
+    assert check_run_folder(run, text) is True
+    (run / "config.yaml").write_text(text.replace(f"r: {config.adapter.r}", f"r: {config.adapter.r + 1}"))
+    with pytest.raises(HelloraError, match="first difference: adapter.r"):
+        check_run_folder(run, text)

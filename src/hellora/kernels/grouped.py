@@ -17,6 +17,8 @@ _grouped_mm = getattr(torch.nn.functional, "grouped_mm", None) or getattr(torch,
 def _grouped_mm_usable(x: torch.Tensor, weight_t: torch.Tensor) -> bool:
     if _grouped_mm is None or x.dtype != weight_t.dtype:
         return False
+    if x.dtype not in (torch.float32, torch.bfloat16, torch.float16):  # e.g. float64 checks: the loop
+        return False
     if x.device.type == "cuda":
         return x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device) >= (8, 0)
     if x.device.type != "cpu":

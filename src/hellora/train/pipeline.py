@@ -64,14 +64,26 @@ def _pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
+def _reresolved(saved: Path) -> str | None:
+    """A saved config.yaml as this version resolves it: fields added since it was written take their defaults,
+    so an unfinished run from an older hellora still resumes when nothing it set has changed."""
+    from hellora.config import load_run_config
+
+    try:
+        return dump_config(load_run_config(saved).resolved())
+    except HelloraError:
+        return None
+
+
 def check_run_folder(run: Path, config_text: str) -> bool:
     """True when `run` holds an unfinished run of the same config (resume); raises for anything else there."""
     if run_finished(run):
         raise HelloraError(f"{run} already holds a finished run; choose another output_dir (nothing was changed)")
     saved = run / "config.yaml"
     if saved.is_file():
-        if saved.read_text() != config_text:
-            old, new = yaml.safe_load(saved.read_text()), yaml.safe_load(config_text)
+        current = _reresolved(saved)
+        if saved.read_text() != config_text and current != config_text:
+            old, new = yaml.safe_load(current or saved.read_text()), yaml.safe_load(config_text)
             diff = next((f"{s}.{k}" for s in new for k in (new[s] or {}) if isinstance(new[s], dict)
                          and (old.get(s) or {}).get(k) != new[s][k]), "output_dir")
             raise HelloraError(f"{run} holds a run with another config (first difference: {diff}); "
