@@ -79,18 +79,22 @@ def triton_usable(x: torch.Tensor) -> bool:
     return x.device.type == "cuda" and triton_subset_lora.available()
 
 
+def _hot_segments(routing: ExpertRouting, hot: list[int]):
+    """(slot, first row, end row) of each hot expert that received rows (host-side bounds)."""
+    bounds = routing.segment_bounds()
+    for slot, e in enumerate(hot):
+        if bounds[e + 1] > bounds[e]:
+            yield slot, bounds[e], bounds[e + 1]
+
+
 class TorchSubsetLoRA:
     """Hot-row work as plain PyTorch matmuls per hot expert segment (any device)."""
 
     @staticmethod
     def forward_(out, x, routing: ExpertRouting, hot: list[int], hot_ids, blocks, pairs, scale) -> list[torch.Tensor]:
         """Add each pair's update into its block of `out` (S, out) on hot rows, in place; returns xa (S, r) per pair."""
-        bounds = routing.segment_bounds()
         xa = [x.new_empty(x.shape[0], a.shape[1]) for a, _ in pairs]  # (S, r) per pair, hot rows filled
-        for slot, e in enumerate(hot):
-            lo, hi = bounds[e], bounds[e + 1]
-            if hi == lo:
-                continue
+        for slot, lo, hi in _hot_segments(routing, hot):
             xs = x[lo:hi]
             for p, (block, (a, b)) in enumerate(zip(blocks, pairs)):
                 xa[p][lo:hi] = xs @ a[slot].t()
@@ -101,13 +105,9 @@ class TorchSubsetLoRA:
     @staticmethod
     def backward_(dx, g, x, routing: ExpertRouting, hot, hot_ids, blocks, pairs, xa, scale, need_a, need_b):
         """Add the adapters' input gradient into `dx` (S, in) on hot rows; returns (dA, dB) per pair (None if unneeded)."""
-        bounds = routing.segment_bounds()
         grads = [(torch.zeros_like(a) if need_a else None, torch.zeros_like(b) if need_b else None)
                  for a, b in pairs]
-        for slot, e in enumerate(hot):
-            lo, hi = bounds[e], bounds[e + 1]
-            if hi == lo:
-                continue
+        for slot, lo, hi in _hot_segments(routing, hot):
             xs = x[lo:hi]
             for p, (block, (a, b)) in enumerate(zip(blocks, pairs)):
                 gs = block.of(g)[lo:hi]  # (n, cols)

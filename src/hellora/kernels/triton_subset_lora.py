@@ -37,12 +37,19 @@ def _jit(fn):
 
 
 @_jit
-def lora_fwd(X, A, B, OUT, XA, ENDS, HOT, scale, n_in, n_cols, r, sx, sa, sb, so, out_off, out_step, sxa,
-             BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, RP: tl.constexpr, PREC: tl.constexpr):
-    j = tl.program_id(0)
+def _segment(HOT, ENDS, j):
+    """Rows [start, end) of hot slot j's expert in the sorted batch, read on the device."""
     e = tl.load(HOT + j)
     end = tl.load(ENDS + e).to(tl.int64)
     start = tl.load(ENDS + e - 1, mask=e > 0, other=0).to(tl.int64)
+    return start, end
+
+
+@_jit
+def lora_fwd(X, A, B, OUT, XA, ENDS, HOT, scale, n_in, n_cols, r, sx, sa, sb, so, out_off, out_step, sxa,
+             BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, RP: tl.constexpr, PREC: tl.constexpr):
+    j = tl.program_id(0)
+    start, end = _segment(HOT, ENDS, j)
     lo = start + tl.program_id(1) * BM
     if lo >= end:
         return
@@ -76,9 +83,7 @@ def lora_bwd_dx(G, A, B, DX, DXA, ENDS, HOT, scale, n_in, n_cols, r, sg, sa, sb,
                 HAS_DX: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
                 RP: tl.constexpr, PREC: tl.constexpr):
     j = tl.program_id(0)
-    e = tl.load(HOT + j)
-    end = tl.load(ENDS + e).to(tl.int64)
-    start = tl.load(ENDS + e - 1, mask=e > 0, other=0).to(tl.int64)
+    start, end = _segment(HOT, ENDS, j)
     lo = start + tl.program_id(1) * BM
     if lo >= end:
         return
@@ -114,9 +119,7 @@ def lora_bwd_dx(G, A, B, DX, DXA, ENDS, HOT, scale, n_in, n_cols, r, sg, sa, sb,
 def segment_tn(L, R, W, ENDS, HOT, mult, n_feat, r, sl, l_off, l_step, sr, sw, sw_n, sw_c,
                BM: tl.constexpr, BN: tl.constexpr, RP: tl.constexpr, PREC: tl.constexpr):
     j = tl.program_id(0)
-    e = tl.load(HOT + j)
-    end = tl.load(ENDS + e).to(tl.int64)
-    start = tl.load(ENDS + e - 1, mask=e > 0, other=0).to(tl.int64)
+    start, end = _segment(HOT, ENDS, j)
     nn = tl.program_id(1) * BN + tl.arange(0, BN)
     nm = nn < n_feat
     rr = tl.arange(0, RP)
