@@ -25,7 +25,7 @@ print("torch", torch.__version__, "| transformers", transformers.__version__, "|
       "| triton", triton.__version__, "|", torch.cuda.get_device_name() if torch.cuda.is_available() else "NO CUDA")
 PY
 
-SETUPS=frozen,hellora@reference,hellora@torch,hellora,lora@reference,lora,peft-lora,peft-attn
+SETUPS=frozen,hellora@reference@unfused,hellora@reference,hellora@torch,hellora@unfused,hellora,lora@reference,lora,peft-lora,peft-attn
 pack() {  # pack NAME DIR: run folders without weights, as one file
     tar czf "$OUT/$1.tgz" --exclude='*.safetensors' --exclude='*.bin' -C "$(dirname "$2")" "$(basename "$2")"
 }

@@ -348,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--setups", default=None, help="comma-separated subset of frozen,hellora,lora,peft-lora,peft-attn; "
-                   "hellora and lora take a kernel suffix @reference, @torch or @triton to compare expert paths")
+                   "hellora and lora take suffixes to compare paths: a kernel @reference, @torch or @triton, and @unfused "
+                   "(no shared q/k/v A product), e.g. hellora@reference@unfused")
     p.add_argument("--override", action="append", help="model config field, e.g. hidden_size=256 (repeatable)")
     p.add_argument("--out", help="write the JSON result here")
     p.add_argument("--json", action="store_true")

@@ -50,13 +50,16 @@ def test_bench_cli_json(tmp_path, capsys):
 
 def test_bench_compares_expert_kernels_side_by_side(tmp_path, capsys):
     args = ["bench", "--layers", "1", "--batch", "1", "--seq", "16", "--dtype", "float32", "--steps", "1",
-            "--warmup", "0", "--setups", "frozen,hellora@reference,hellora@torch,hellora@triton,lora@torch",
+            "--warmup", "0", "--setups",
+            "frozen,hellora@reference,hellora@torch,hellora@triton,lora@torch,hellora@reference@unfused",
             "--out", str(tmp_path / "b.json")]
     args += [x for key, value in TOY.items() for x in ("--override", f"{key}={value}")]
     assert main(args) == 0
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
-    assert list(rows) == ["frozen", "hellora@reference", "hellora@torch", "hellora@triton", "lora@torch"]
+    assert list(rows) == ["frozen", "hellora@reference", "hellora@torch", "hellora@triton", "lora@torch",
+                          "hellora@reference@unfused"]
     assert rows["hellora@reference"]["trainable"] == rows["hellora@triton"]["trainable"] > 0
-    for bad, why in (("hellora@turbo", "kernel suffix"), ("peft-lora@torch", "kernel suffix")):
+    assert rows["hellora@reference@unfused"]["trainable"] == rows["hellora@torch"]["trainable"]
+    for bad in ("hellora@turbo", "peft-lora@torch", "hellora@torch@triton", "hellora@unfused@unfused"):
         assert main(args[:9] + ["--setups", bad]) == 2
-        assert why in capsys.readouterr().err
+        assert "take suffixes" in capsys.readouterr().err

@@ -8,9 +8,10 @@ Setups, all on the same model and the same inputs, one after another:
     lora        attention + router + every expert (hellora's own kernels)
     peft-lora   stock PEFT: q/k/v/o, router weight and all experts through `target_parameters`
     peft-attn   stock PEFT: q/k/v/o only
-`hellora` and `lora` take a kernel suffix to measure one expert path against another in the same run:
-`hellora@reference` (in-place adds under plain autograd, what the one-node op replaced), `hellora@torch` (the
-op with per-expert matmuls), `hellora@triton` (the op's Triton kernels; CUDA). Without a suffix: the default.
+`hellora` and `lora` take suffixes to measure one optimisation against its absence in the same run: a kernel,
+`@reference` (in-place adds under plain autograd, what the one-node op replaced), `@torch` (the op with
+per-expert matmuls) or `@triton` (the op's Triton kernels; CUDA), and `@unfused` (q/k/v LoRA without the shared A
+product). `hellora@reference@unfused` is the first version. Without suffixes: the defaults.
 One step = forward + backward + AdamW on the trainable parameters; the median of `steps` timed steps after
 `warmup` steps is reported, with peak CUDA memory (not measured on CPU) and ratios to `frozen`.
 
@@ -37,18 +38,22 @@ from hellora.placement import HotExpertPlacement
 from hellora.profiling import ExpertActivationCounter
 
 SETUPS = ("frozen", "hellora", "lora", "peft-lora", "peft-attn")
-KERNEL_SETUPS = ("hellora", "lora")  # the setups that take an @kernel suffix
+KERNEL_SETUPS = ("hellora", "lora")  # the setups that take @suffixes
+SUFFIXES = (*KERNEL_CHOICES, "unfused")
 
 
-def check_setup(name: str) -> str:
-    """`name` if it is a known setup (with an optional @kernel suffix on hellora/lora), else ValueError."""
-    base, sep, kernel = name.partition("@")
+def check_setup(name: str) -> tuple[str, str, bool]:
+    """(method, expert kernel or "", fuse shared inputs) of a setup name such as `hellora@torch@unfused`;
+    ValueError naming what is wrong."""
+    base, *suffixes = name.split("@")
     if base not in SETUPS:
         raise ValueError(f"unknown setup {name!r}; choose from {', '.join(SETUPS)}")
-    if sep and (base not in KERNEL_SETUPS or kernel not in KERNEL_CHOICES):
-        raise ValueError(f"setup {name!r}: only {' and '.join(KERNEL_SETUPS)} take a kernel suffix, one of "
-                         f"@{', @'.join(KERNEL_CHOICES)}")
-    return name
+    bad = [s for s in suffixes if s not in SUFFIXES]
+    kernels = [s for s in suffixes if s in KERNEL_CHOICES]
+    if suffixes and (base not in KERNEL_SETUPS or bad or len(kernels) > 1 or len(set(suffixes)) < len(suffixes)):
+        raise ValueError(f"setup {name!r}: only {' and '.join(KERNEL_SETUPS)} take suffixes: one kernel of "
+                         f"@{', @'.join(KERNEL_CHOICES)}, and @unfused")
+    return base, (kernels[0] if kernels else ""), "unfused" not in suffixes
 
 
 @contextmanager
@@ -186,9 +191,9 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
         if progress:
             print(f"bench: {name} ...", flush=True)
         net = model
-        method, _, kernel = check_setup(name).partition("@")
+        method, kernel, fuse = check_setup(name)
         if method in ("hellora", "lora"):
-            attach_adapters(model, AdapterConfig(method=method, r=cfg.r, alpha=cfg.alpha),
+            attach_adapters(model, AdapterConfig(method=method, r=cfg.r, alpha=cfg.alpha, fuse_shared_inputs=fuse),
                             hot if method == "hellora" else None, spec)
         elif method in ("peft-lora", "peft-attn"):
             net = _peft(model, spec, method == "peft-attn", cfg.r, cfg.alpha)
