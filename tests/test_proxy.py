@@ -42,3 +42,12 @@ def test_shipped_study_configs_load():
 
     for path in Path(__file__).resolve().parents[1].joinpath("recipes", "proxy").glob("*.yaml"):
         assert ProxyConfig.from_yaml(path).methods == list(METHODS)
+
+
+def test_toy_proxy_study_with_real_text(tmp_path):
+    from tests.conftest import GSM8K
+
+    assert main(["proxy", *TOY, f"text_files=[{GSM8K}]", "text_examples=16", "seeds=[0]", "methods=[hellora]",
+                 "--out", str(tmp_path), "--no-progress"]) == 0
+    record = json.loads((tmp_path / "pretrained" / "study_pretrain.json").read_text())
+    assert record["text_examples"] == 16 and record["text_files"] == [str(GSM8K)]

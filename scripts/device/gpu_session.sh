@@ -6,8 +6,8 @@
 #   bash scripts/device/gpu_session.sh smoke methods        # issue 4's smoke run, issue 6's every-method sweep
 #   bash scripts/device/gpu_session.sh proxy                # issue 7's proxy study
 #
-# Before the call, here:  mkdir -p .data && cp -r ../shared/datasets/gsm8k .data/   (and add /.data/ to
-# .git/info/exclude), then call the device tool with carry=[".data"]. Every part writes one file under $OUT
+# Before the call, here:  mkdir -p .data && cp -r ../shared/datasets/{gsm8k,codealpaca} .data/   (and add /.data/
+# to .git/info/exclude), then call the device tool with carry=[".data"]. Every part writes one file under $OUT
 # (the tool returns at most 8): a JSON, a log, or a .tgz of the run folders without weights. A part that fails
 # is logged and the next part still runs; the exit status is the number of failed parts.
 set -uo pipefail
@@ -53,7 +53,8 @@ part_methods() {
     pack methods runs/smoke/methods-olmoe-reduced; return "$rc"
 }
 part_proxy() {
-    hellora proxy --config recipes/proxy/study.yaml --out "$RUNS/proxy" 2>&1 | tee "$RUNS/proxy.log" | tail -30
+    hellora proxy --config recipes/proxy/study.yaml --out "$RUNS/proxy" --no-progress \
+        "text_files=[$DATA/gsm8k/train.jsonl, $DATA/codealpaca/code_alpaca_2k.json]" 2>&1 | tee "$RUNS/proxy.log" | tail -30
     local rc=${PIPESTATUS[0]}
     cp "$RUNS/proxy.log" "$RUNS/proxy/" 2>/dev/null; pack proxy "$RUNS/proxy"; return "$rc"
 }

@@ -25,6 +25,7 @@ from hellora.accounting import count_parameters
 from hellora.adapters import AdapterConfig, attach_adapters
 from hellora.data import PadCollator, build_tiny_tokenizer
 from hellora.data.skills import generate_skill_examples
+from hellora.data.text_snippets import text_snippets
 from hellora.profiling import ExpertProfile, profile_experts
 from hellora.report.heatmap import plot_activation_heatmaps
 from hellora.study.toy import accuracy, build_skill_moe, skill_features, train_steps
@@ -42,8 +43,9 @@ METHODS = {
     "lori-d": ("lora", "lori_d", None),
     "hellori-d": ("hellora", "lori_d", "layer"),
 }
-PRETRAIN_FIELDS = ("seed", "skills", "target", "target_pretrain", "pretrain_per_skill", "hidden_size",
-                   "intermediate_size", "layers", "experts", "top_k", "pretrain_steps", "pretrain_lr", "batch_size")
+PRETRAIN_FIELDS = ("seed", "skills", "target", "target_pretrain", "pretrain_per_skill", "text_files", "text_examples",
+                   "hidden_size", "intermediate_size", "layers", "experts", "top_k", "pretrain_steps", "pretrain_lr",
+                   "batch_size")
 PAPER_ORDER = ["hellora", "model-hot", "random", "lora", "cold"]  # Table 4, best first
 
 
@@ -54,6 +56,8 @@ class ProxyConfig:
     target: str = "word"                 # held out of pretraining: GSM8K-style two-step word problems
     target_pretrain: int = 0             # examples of the target in pretraining (0: held out)
     pretrain_per_skill: int = 4000
+    text_files: list = field(default_factory=list)  # real text mixed into pretraining (JSON/JSONL/CSV by path)
+    text_examples: int = 0               # snippets of that text (data/text_snippets.py); 0: skills only
     finetune_examples: int = 512         # limited target data
     eval_examples: int = 200
     hidden_size: int = 512
@@ -92,6 +96,8 @@ def _pretrained(cfg: ProxyConfig, out: Path, tokenizer, accelerator, progress: b
 
     folder = out / "pretrained"
     recipe = {k: v for k, v in asdict(cfg).items() if k in PRETRAIN_FIELDS}
+    if not cfg.text_examples:  # skills only: the record of studies from before real text could be mixed in
+        recipe = {k: v for k, v in recipe.items() if k not in ("text_files", "text_examples")}
     if (folder / "study_pretrain.json").is_file():  # written last: the folder is complete
         if read_json(folder / "study_pretrain.json", "pretrain record") != recipe:
             raise HelloraError(f"{folder} holds a model pretrained with another config; choose another --out")
@@ -102,6 +108,8 @@ def _pretrained(cfg: ProxyConfig, out: Path, tokenizer, accelerator, progress: b
     for skill in cfg.skills + ([cfg.target] if cfg.target_pretrain else []):
         n = cfg.target_pretrain if skill == cfg.target else cfg.pretrain_per_skill
         data += skill_features(tokenizer, generate_skill_examples(skill, n, seed=cfg.seed, split="train"))
+    if cfg.text_examples:
+        data += skill_features(tokenizer, text_snippets(cfg.text_files, cfg.text_examples, seed=cfg.seed))
     result = train_steps(model, data, cfg.pretrain_steps, cfg.pretrain_lr, cfg.batch_size, accelerator, "pretrain",
                          seed=cfg.seed, progress=progress)
     model.config.output_router_logits = False
