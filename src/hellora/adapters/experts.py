@@ -167,6 +167,11 @@ class HotExpertsLoRA(AdapterLayer):
             and not any(p.requires_grad for n, p in base.named_parameters() if n.endswith("_bias"))
         )
 
+    def _lora_pair(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A (K, r, in), B (K, out, r)) of `part`, B through its LoRI-S mask."""
+        weights = self.part_weights(part)
+        return weights.lora_A, effective_b(weights)
+
     def forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor):
         """hidden_states (T, H), top_k_index (T, k), top_k_weights (T, k) -> (T, H)."""
         base, layout = self.base_layer, self.layout
@@ -176,8 +181,7 @@ class HotExpertsLoRA(AdapterLayer):
         down_bias = getattr(base, "down_proj_bias", None) if layout.has_bias else None
         active = self.adapter_enabled and self.hot_experts
         if active and self._fused_op_applies():
-            pair = lambda p: (self.part_weights(p).lora_A, effective_b(self.part_weights(p)))  # noqa: E731
-            ids = self.hot_expert_ids
+            ids, pair = self.hot_expert_ids, self._lora_pair
             gate_up = grouped_linear_subset_lora(
                 x, base.gate_up_proj, routing, gu_bias, layout.transposed, self.hot_experts, ids,
                 [gate_up_block(layout, "gate"), gate_up_block(layout, "up")], [pair("gate"), pair("up")], self.scale)
