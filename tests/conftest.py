@@ -11,6 +11,15 @@ if not torch.cuda.is_available():
     # suite checks the same Triton kernels a GPU compiles (tests/kernels). Nothing else here uses triton.
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+try:
+    import triton  # noqa: F401
+
+    HAS_TRITON = True
+except ImportError:  # e.g. macOS: the torch backend serves everything
+    HAS_TRITON = False
+# Triton kernels can run on CPU tensors here (its interpreter); on a GPU machine tests/gpu runs them compiled
+TRITON_ON_CPU = HAS_TRITON and os.environ.get("TRITON_INTERPRET") == "1"
+
 from hellora.data import build_tiny_tokenizer
 from hellora.models.tiny import tiny_model
 

@@ -10,10 +10,10 @@ import torch
 from hellora.kernels.routing import sort_by_expert
 from hellora.kernels.subset_lora import ColumnBlock, TorchSubsetLoRA, grouped_linear_subset_lora
 
-triton_subset_lora = pytest.importorskip("hellora.kernels.triton_subset_lora")
-BACKENDS = [TorchSubsetLoRA]
-if triton_subset_lora.available():
-    BACKENDS.append(triton_subset_lora.TritonSubsetLoRA)
+from hellora.kernels.triton_subset_lora import TritonSubsetLoRA
+from tests.conftest import TRITON_ON_CPU
+
+BACKENDS = [TorchSubsetLoRA] + ([TritonSubsetLoRA] if TRITON_ON_CPU else [])
 
 E, IN = 6, 40
 
