@@ -30,9 +30,14 @@ pack() {  # pack NAME DIR: run folders without weights, as one file
     tar czf "$OUT/$1.tgz" --exclude='*.safetensors' --exclude='*.bin' -C "$(dirname "$2")" "$(basename "$2")"
 }
 
-part_tests() { python3 -m pytest tests/gpu tests/kernels -q -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -5; }
+part_tests() {
+    python3 -m pytest tests/gpu tests/kernels -q -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -5
+    return "${PIPESTATUS[0]}"
+}
 part_bench() {
-    hellora bench --model olmoe-1b-7b --layers 0 --setups "$SETUPS" --out "$OUT/bench_olmoe.json" | tee "$OUT/bench_olmoe.txt"
+    hellora bench --model olmoe-1b-7b --layers 0 --setups "$SETUPS" --out "$OUT/bench_olmoe.json" 2>&1 |
+        tee "$OUT/bench_olmoe.txt" | grep -v Warning
+    return "${PIPESTATUS[0]}"
 }
 part_bench-more() {
     hellora bench --model mixtral-8x7b --layers 4 --setups "$SETUPS" --out "$OUT/bench_mixtral.json" &&
