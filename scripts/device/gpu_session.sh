@@ -18,7 +18,10 @@ RUNS=${HELLORA_RUNS:-/tmp/hellora-runs}
 mkdir -p "$OUT" "$RUNS"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 1; }
-hellora() { python3 -m hellora.cli "$@"; }
+# Each command stops at PART_TIMEOUT seconds (the device tool allows 600 per call), so that what a long part
+# finished is still packed into $OUT.
+PART_TIMEOUT=${PART_TIMEOUT:-540}
+hellora() { timeout "$PART_TIMEOUT" python3 -m hellora.cli "$@"; }
 python3 - <<'PY'
 import torch, transformers, peft, triton
 print("torch", torch.__version__, "| transformers", transformers.__version__, "| peft", peft.__version__,
