@@ -665,3 +665,27 @@ def test_all_attacks_in_one_parallel_batch(open_dir, protections):
     for path, data in canary.items():
         assert path.read_bytes() == data
     assert elapsed < 60
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts Linux tasks")
+def test_process_limit_counts_threads_as_the_kernel_does():
+    """Without root or a user namespace, RLIMIT_NPROC is set above what the user already runs, and the kernel
+    counts threads there, not processes: a harness with many threads must not leave a sample unable to fork."""
+    import importlib.util
+
+    from hellora.eval.sandbox.runner import LAUNCHER
+
+    spec = importlib.util.spec_from_file_location("sandbox_launcher", LAUNCHER)
+    launcher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launcher)
+    stop = threading.Event()
+    before = launcher.user_tasks(os.getuid())
+    workers = [threading.Thread(target=stop.wait) for _ in range(5)]
+    for w in workers:
+        w.start()
+    try:
+        assert launcher.user_tasks(os.getuid()) >= before + 5
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()

@@ -32,6 +32,21 @@ PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 1, 2
 MNT_DETACH = 2
 
 
+
+def user_tasks(uid):
+    """Threads (tasks) of every process of `uid`: what Linux's RLIMIT_NPROC counts, not processes. A process
+    that exits while /proc is read is skipped, not fatal (a harness with many torch threads churns)."""
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            if os.stat("/proc/" + d).st_uid == uid:
+                total += len(os.listdir("/proc/%s/task" % d))
+        except OSError:
+            continue
+    return total
+
 class Launcher:
     """One launch: the config from the harness, the protections report `P`, and the steps in order."""
 
@@ -300,10 +315,10 @@ class Launcher:
         n = self.cfg["nproc"]
         if not self.flags & NEWUSER:
             try:
-                n += sum(1 for d in os.listdir("/proc") if d.isdigit() and os.stat("/proc/" + d).st_uid == self.uid0)
+                n += user_tasks(self.uid0)
             except OSError:
                 n = None
-                self.note("RLIMIT_NPROC not set: cannot count this user's processes")
+                self.note("RLIMIT_NPROC not set: cannot list /proc")
         if n is not None:
             try:
                 resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
