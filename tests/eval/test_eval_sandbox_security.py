@@ -15,6 +15,7 @@ import resource
 import secrets
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -689,3 +690,25 @@ def test_process_limit_counts_threads_as_the_kernel_does():
         stop.set()
         for w in workers:
             w.join()
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/self/status"), reason="reads Linux capability sets")
+def test_capability_check_reads_the_process_sets():
+    """A non-root sample without a user namespace cannot drop a capability bounding set (that needs one), but holds
+    no capabilities either: the launcher reports that from the process's own sets."""
+    import importlib.util
+
+    from hellora.eval.sandbox.runner import LAUNCHER
+
+    spec = importlib.util.spec_from_file_location("sandbox_launcher", LAUNCHER)
+    launcher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launcher)
+    with open("/proc/self/status") as f:
+        sets = [int(line.split(":")[1], 16) for line in f if line.startswith(("CapPrm", "CapEff"))]
+    assert launcher.holds_no_capabilities() == (sets == [0, 0])
+    if os.geteuid() == 0:  # a plain uid set from root loses every capability
+        code = (f"import importlib.util as u; s = u.spec_from_file_location('l', {str(LAUNCHER)!r}); "
+                "m = u.module_from_spec(s); s.loader.exec_module(m); import os; "
+                "os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534); print(m.holds_no_capabilities())")
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert child.stdout.strip() == "True", child.stderr

@@ -33,6 +33,16 @@ MNT_DETACH = 2
 
 
 
+def holds_no_capabilities():
+    """True when this process's permitted and effective capability sets are empty (a plain uid's usual state)."""
+    try:
+        with open("/proc/self/status") as f:
+            caps = dict(line.split(":", 1) for line in f if line.startswith(("CapPrm", "CapEff")))
+    except OSError:
+        return False
+    return len(caps) == 2 and all(int(v, 16) == 0 for v in caps.values())
+
+
 def user_tasks(uid):
     """Threads (tasks) of every process of `uid`: what Linux's RLIMIT_NPROC counts, not processes. A process
     that exits while /proc is read is skipped, not fatal (a harness with many torch threads churns)."""
@@ -297,6 +307,8 @@ class Launcher:
             self.note("not root: the sample runs as the harness's own uid%s"
                       % (" (mapped to root inside its user namespace, with no capabilities)"
                          if self.flags & NEWUSER else ""))
+            if not self.flags & NEWUSER and holds_no_capabilities():
+                P["capabilities_dropped"] = True  # none to drop (PR_CAPBSET_DROP itself needs one, so it failed)
         P["uid"] = os.getuid() if self.root else self.uid0
 
     def set_no_new_privs(self):
