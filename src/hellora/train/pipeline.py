@@ -81,9 +81,10 @@ def check_run_folder(run: Path, config_text: str) -> bool:
         raise HelloraError(f"{run} already holds a finished run; choose another output_dir (nothing was changed)")
     saved = run / "config.yaml"
     if saved.is_file():
-        current = _reresolved(saved)
-        if saved.read_text() != config_text and current != config_text:
-            old, new = yaml.safe_load(current or saved.read_text()), yaml.safe_load(config_text)
+        text = saved.read_text()
+        current = _reresolved(saved) if text != config_text else text  # re-parsed only when the text differs
+        if current != config_text:
+            old, new = yaml.safe_load(current or text), yaml.safe_load(config_text)
             diff = next((f"{s}.{k}" for s in new for k in (new[s] or {}) if isinstance(new[s], dict)
                          and (old.get(s) or {}).get(k) != new[s][k]), "output_dir")
             raise HelloraError(f"{run} holds a run with another config (first difference: {diff}); "
