@@ -1,0 +1,126 @@
+"""hellora's choices as one typed vocabulary: every string a recipe, a flag or an API call may choose from.
+
+Each choice is a `str` enum, so members compare equal to their plain strings and serialise to YAML/JSON as those
+strings (recipes keep `method: hellora`). Code compares members (`config.method is Method.HELLORA`, or `==` against
+a member), never string literals; edges turn user text into members with `Choice.parse`, which raises one
+`HelloraError` naming the field and the valid values.
+
+    Method.parse("lora", "adapter.method")      # -> Method.LORA
+    Method.parse("lorra", "adapter.method")     # HelloraError: adapter.method: unknown value 'lorra'; choose ...
+
+Adding a value: add a member here, then handle it where its registry lives (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from hellora.utils.errors import HelloraError
+
+
+class Choice(str, Enum):
+    """A string enum whose members are their own values (`str(Method.LORA) == "lora"`, also on Python 3.10)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        return tuple(member.value for member in cls)
+
+    @classmethod
+    def parse(cls, value, field: str):
+        """`value` as a member of this choice, or one error naming `field` and the valid values."""
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            raise HelloraError(f"{field}: unknown value {value!r}; choose one of {', '.join(cls.values())}") from None
+
+
+class Method(Choice):
+    """What is trained: hot-expert LoRA, LoRA on every expert, a LoRA mixture per expert FFN, or every weight."""
+
+    HELLORA = "hellora"
+    LORA = "lora"
+    LORAMOE = "loramoe"
+    FFT = "fft"
+
+
+class Variant(Choice):
+    """How each LoRA pair is parameterised (methods lora and hellora)."""
+
+    NONE = "none"
+    DORA = "dora"
+    LORI_D = "lori_d"
+    LORI_S = "lori_s"
+
+
+class Targets(Choice):
+    """Which modules carry adapters besides the experts: pure (experts only), gate (+ router), all (+ attention)."""
+
+    PURE = "pure"
+    GATE = "gate"
+    ALL = "all"
+
+
+class Strategy(Choice):
+    """How hot experts are chosen from a routing profile (`hellora.placement`)."""
+
+    LAYER = "layer"
+    MODEL = "model"
+    COLD = "cold"
+    RANDOM = "random"
+    COVERAGE = "coverage"
+    ENTROPY = "entropy"
+    ALL = "all"
+
+
+class ProfileMode(Choice):
+    """How routing is counted: the paper's LoRA warm-up, forward passes only, or not at all."""
+
+    WARMUP = "warmup"
+    FORWARD = "forward"
+    NONE = "none"
+
+
+class Scheduler(Choice):
+    """Learning-rate schedule after linear warm-up."""
+
+    COSINE = "cosine"
+    LINEAR = "linear"
+    CONSTANT = "constant"
+
+
+class TrainTask(Choice):
+    """Fine-tuning data formats (`hellora.data.tasks`)."""
+
+    GSM8K = "gsm8k"
+    CODEALPACA = "codealpaca"
+    SAFERPACA = "saferpaca"
+    SAFETY = "safety"
+
+
+class EvalTask(Choice):
+    """Benchmarks `hellora eval` scores (`hellora.eval`)."""
+
+    GSM8K = "gsm8k"
+    HUMANEVAL = "humaneval"
+    HEXPHI = "hexphi"
+    ADVBENCH = "advbench"
+
+
+def resolve_hot_k(k: int | None, router_top_k: int) -> int:
+    """Hot experts per layer: the requested `k`, else the router's own top-k (the paper's default).
+
+    The one place this default is decided; presets may pass the paper's per-backbone k explicitly.
+    """
+    if k is None:
+        return int(router_top_k)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise HelloraError(f"k: hot experts per layer must be a positive integer, got {k!r}")
+    return k
