@@ -16,12 +16,10 @@ is refused rather than overwritten.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from hellora.accounting import count_parameters
 from hellora.adapters import attach_adapters
@@ -33,8 +31,8 @@ from hellora.profiling import ExpertProfile, profile_experts
 from hellora.train.loop import learning_rate, resolve_steps, train_loop
 from hellora.train.warmup import warmup_profile
 from hellora.utils.errors import HelloraError
-from hellora.utils.io import atomic_write_json, atomic_write_text, folder_lock, read_json
-from hellora.utils.meta import run_metadata
+from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_folder, run_finished  # noqa: F401
+from hellora.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -54,45 +52,8 @@ def make_accelerator(config: RunConfig):
                        log_with=config.train.report_to or None, project_dir=str(run))
 
 
-def run_finished(run: str | Path) -> bool:
-    """Whether `run` holds a run whose run.json says it finished."""
-    status = Path(run) / "run.json"
-    return status.is_file() and read_json(status, "run status").get("status") == "finished"
-
-
 def _pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-
-
-def _reresolved(saved: Path) -> str | None:
-    """A saved config.yaml as this version resolves it: fields added since it was written take their defaults,
-    so an unfinished run from an older hellora still resumes when nothing it set has changed."""
-    from hellora.config import load_run_config
-
-    try:
-        return dump_config(load_run_config(saved).resolved())
-    except HelloraError:
-        return None
-
-
-def check_run_folder(run: Path, config_text: str) -> bool:
-    """True when `run` holds an unfinished run of the same config (resume); raises for anything else there."""
-    if run_finished(run):
-        raise HelloraError(f"{run} already holds a finished run; choose another output_dir (nothing was changed)")
-    saved = run / "config.yaml"
-    if saved.is_file():
-        text = saved.read_text()
-        current = _reresolved(saved) if text != config_text else text  # re-parsed only when the text differs
-        if current != config_text:
-            old, new = yaml.safe_load(current or text), yaml.safe_load(config_text)
-            diff = next((f"{s}.{k}" for s in new for k in (new[s] or {}) if isinstance(new[s], dict)
-                         and (old.get(s) or {}).get(k) != new[s][k]), "output_dir")
-            raise HelloraError(f"{run} holds a run with another config (first difference: {diff}); "
-                               f"choose another output_dir (nothing was changed)")
-        return True
-    if run.is_dir() and any(run.iterdir()):
-        raise HelloraError(f"{run} is not empty and holds no hellora run; choose another output_dir")
-    return False
 
 
 def load_tokenizer_for(config: RunConfig):
@@ -129,25 +90,6 @@ def build_features(config: RunConfig, tokenizer) -> tuple[list[dict], dict]:
     return features, source
 
 
-class RunRecorder:
-    """run.json: written atomically after every step, by the main process only."""
-
-    def __init__(self, run: Path, config: RunConfig, accelerator) -> None:
-        self.path = run / "run.json"
-        self.main = accelerator.is_main_process
-        previous = read_json(self.path, "run status") if self.path.is_file() else {}
-        self.data = {"status": "running", "method": config.adapter.method, "processes": accelerator.num_processes,
-                     "meta": run_metadata(config.train.seed), "steps": previous.get("steps", {})}
-
-    def step(self, name: str, **values) -> None:
-        self.data["steps"][name] = values
-        self.save()
-
-    def save(self) -> None:
-        if self.main:
-            atomic_write_json(self.path, self.data)
-
-
 def run_training(config: RunConfig, *, progress: bool = True) -> dict:
     """Run the whole pipeline for `config`; returns run.json's content.
 
@@ -156,9 +98,7 @@ def run_training(config: RunConfig, *, progress: bool = True) -> dict:
     the run folder's lock throughout, so a second launch into the same folder is refused instead of interleaving.
     """
     config = config.resolved()
-    if int(os.environ.get("RANK", "0")) != 0:
-        return _run_training(config, progress=progress)
-    with folder_lock(config.output_dir):
+    with hold_run_folder(config.output_dir):
         return _run_training(config, progress=progress)
 
 
