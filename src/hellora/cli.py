@@ -214,7 +214,7 @@ def cmd_train(args) -> None:
     from hellora.train.pipeline import run_training
 
     config = load_run_config(args.recipe, args.overrides)
-    result = run_training(config, progress=not args.no_progress)
+    result = run_training(config, progress=not args.no_progress, restart_from_checkpoint=args.restart_from_checkpoint)
     train = result["steps"].get("train", {})
     print(f"finished: {config.output_dir}  steps={train.get('steps')}  final loss={train.get('final_loss')}  "
           f"samples/s={train.get('samples_per_s')}")
@@ -379,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="YAML recipe (see recipes/)")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.epochs=1 adapter.r=16")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--restart-from-checkpoint", action="store_true", help="continue an unfinished run from its last "
+                   "checkpoint with a changed train.learning_rate, max_grad_norm or warmup_ratio (recorded in run.json)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate on GSM8K / HumanEval / HEx-PHI / AdvBench, or score HumanEval samples")

@@ -7,12 +7,18 @@ Determinism is by construction, so that a killed run resumes to the same result:
   rank r of W taking every W-th one: the same global batch whatever the number of processes;
 - the learning rate is a pure function of s; checkpoints restore parameters, AdamW state and each process's RNG;
 - a fresh run seeds process r's generators (torch, Python, NumPy) with train.seed + r, so dropout is reproducible.
-A non-finite loss or gradient norm stops the run with a message naming the step; the last good checkpoint stays.
+A non-finite loss, gradient norm or parameter stops the run with a message naming the step and the last good
+checkpoint (only finite parameters are ever checkpointed). A resume starts from the newest intact checkpoint
+(`usable_checkpoint`), cuts metrics.jsonl back to it (or to nothing, before the first one) so that each step is
+logged exactly once, and carries the run's statistics (examples, tokens, step times, wall time) across segments.
+A gradient norm of exactly 0, or a loss that does not move, for `STALL_STEPS` steps in a row gives a warning in
+the log and in the result.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import statistics
 import time
@@ -25,13 +31,23 @@ from tqdm.auto import tqdm
 
 from hellora.config import TrainConfig
 from hellora.data.collate import PadCollator
-from hellora.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, seed_rng
+from hellora.train.checkpoint import (list_checkpoints, load_checkpoint, rng_state, save_checkpoint, seed_rng,
+                                      usable_checkpoint)
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_text
 
 
+log = logging.getLogger(__name__)
+
+STALL_STEPS = 20  # steps in a row with a zero gradient norm or an unmoving loss before a warning
+
+
 class TrainingDiverged(HelloraError):
-    """The loss or gradient norm became NaN/inf."""
+    """The loss, gradient norm or parameters became NaN/inf at optimizer step `step` (1-based)."""
+
+    def __init__(self, message: str, step: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 @dataclass
@@ -44,6 +60,7 @@ class LoopResult:
     samples_per_s: float | None
     tokens_per_s: float | None
     resumed_from: int | None = None
+    warnings: list = field(default_factory=list)
     losses: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -85,18 +102,90 @@ def resolve_steps(cfg: TrainConfig, num_examples: int, world: int) -> tuple[int,
     return accum, steps_per_epoch, total
 
 
-def _truncate_metrics(path: Path, after_step: int) -> None:
-    """Keep the metric lines up to the resumed step; a line half-written by a kill is dropped."""
+def _truncate_metrics(path: Path, after_step: int, phase: str | None = None) -> None:
+    """Keep `phase`'s metric lines up to the resumed step (all of them when `phase` is None) and every other phase's;
+    a line half-written by a kill or a full disk is dropped."""
     if not path.is_file():
         return
     keep = []
     for line in path.read_text().splitlines():
         try:
-            if json.loads(line).get("step", 0) <= after_step:
-                keep.append(line)
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if not isinstance(row, dict):
+            continue
+        if (phase is not None and row.get("phase", phase) != phase) or row.get("step", 0) <= after_step:
+            keep.append(line)
     atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
+def _resume(ckpt_dir: Path | None, named: dict, optimizer, accelerator, metrics_path: Path | None, name: str,
+            seed: int) -> tuple[int, dict]:
+    """Restore the newest intact checkpoint (the main process sets damaged ones aside first) and cut the metrics
+    back to it; a fresh start seeds this process's generators and drops metric lines of an earlier attempt.
+    Returns (first step to run, the run's statistics so far)."""
+    rank = accelerator.process_index
+    if ckpt_dir is not None:
+        if accelerator.is_main_process:
+            usable_checkpoint(ckpt_dir)
+        accelerator.wait_for_everyone()
+    existing = list_checkpoints(ckpt_dir) if ckpt_dir else []
+    start, stats = 0, {}
+    if existing:
+        state = load_checkpoint(existing[-1], named, optimizer, rank=rank)
+        start, stats = int(state["step"]), state.get("stats", {})
+    else:
+        seed_rng(seed + rank)
+    if accelerator.is_main_process and metrics_path:
+        _truncate_metrics(metrics_path, start, name)
+    return start, stats
+
+
+def _check_parameters(named: dict, step: int, ckpt_dir: Path | None, accelerator) -> None:
+    """Raise `TrainingDiverged` on every process when an optimizer step left a parameter non-finite on any (so no
+    checkpoint ever holds one). One flag per parameter, one reduction: a sharded model agrees on the outcome."""
+    flags = torch.stack([~torch.isfinite(p.detach()).all() for p in named.values()]).float()
+    flags = accelerator.reduce(flags.to(accelerator.device), reduction="sum")
+    if bool(flags.sum() > 0):
+        bad = list(named)[int(torch.nonzero(flags)[0])]
+        raise TrainingDiverged(f"training diverged at step {step}: parameter {bad} is not finite after the optimizer "
+                               f"step; {_last_good(ckpt_dir)}", step=step)
+
+
+def _last_good(ckpt_dir: Path | None) -> str:
+    last = list_checkpoints(ckpt_dir)[-1].name if ckpt_dir and list_checkpoints(ckpt_dir) else "none"
+    return (f"nothing was saved after the last good checkpoint ({last}); lower train.learning_rate (or "
+            f"train.max_grad_norm) and rerun with --restart-from-checkpoint to continue from it, or choose another "
+            f"output_dir to start over")
+
+
+class StallWatch:
+    """Counts optimizer steps in a row whose gradient norm is exactly 0, or whose loss equals the previous step's
+    to 1e-7 relative; each condition warns once when it reaches `STALL_STEPS` (a frozen model, a masked-out loss,
+    a learning rate of 0)."""
+
+    def __init__(self, state: dict | None = None) -> None:
+        state = state or {}
+        self.zero, self.flat = state.get("zero", 0), state.get("flat", 0)
+        self.previous = state.get("previous")
+        self.warnings = list(state.get("warnings", []))
+
+    def update(self, step: int, loss: float, grad_norm: float) -> None:
+        self.zero = self.zero + 1 if grad_norm == 0.0 else 0
+        same = self.previous is not None and abs(loss - self.previous) <= 1e-7 * max(1.0, abs(loss))
+        self.flat = self.flat + 1 if same else 0
+        self.previous = loss
+        for count, what in ((self.zero, "the gradient norm has been 0"), (self.flat, "the loss has not moved")):
+            if count == STALL_STEPS:
+                message = (f"{what} for {STALL_STEPS} steps in a row (steps {step - STALL_STEPS + 1}-{step}): check "
+                           f"that the adapters are trainable, the labels are not all masked and the learning rate "
+                           f"is not 0")
+                log.warning(message)
+                self.warnings.append(message)
+
+    def state(self) -> dict:
+        return {"zero": self.zero, "flat": self.flat, "previous": self.previous, "warnings": self.warnings}
 
 
 def _gather_rng_states(world: int) -> list[dict]:
@@ -122,15 +211,8 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
     optimizer = torch.optim.AdamW(named.values(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     ckpt_dir = run_dir / "checkpoints" if run_dir else None
     metrics_path = run_dir / "metrics.jsonl" if run_dir else None
-    start, resumed = 0, None
-    existing = list_checkpoints(ckpt_dir) if ckpt_dir else []
-    if existing:
-        state = load_checkpoint(existing[-1], named, optimizer, rank=rank)
-        start = resumed = int(state["step"])
-        if accelerator.is_main_process and metrics_path:
-            _truncate_metrics(metrics_path, start)
-    else:
-        seed_rng(cfg.seed + rank)
+    start, stats = _resume(ckpt_dir, named, optimizer, accelerator, metrics_path, name, cfg.seed)
+    resumed = start or None
     if cfg.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):
@@ -142,7 +224,9 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
     model, optimizer = accelerator.prepare(model, optimizer)
     collate = PadCollator(pad_token_id)
     device = accelerator.device
-    step_times, losses, examples, tokens = [], [], 0, 0
+    step_times, losses = list(stats.get("step_times", [])), []
+    examples, tokens, earlier_wall = stats.get("examples", 0), stats.get("tokens", 0), stats.get("wall_time_s", 0.0)
+    stall = StallWatch(stats.get("stall"))
     bar = tqdm(total=total, initial=start, desc=name, disable=not (progress and accelerator.is_main_process),
                unit="step", dynamic_ncols=True)
     loss_value = None
@@ -172,17 +256,17 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
         loss_mean = accelerator.reduce(loss_sum, reduction="mean")
         bad = (~torch.isfinite(loss_mean)) | (~torch.isfinite(torch.as_tensor(grad_norm, device=device)))
         if bool(accelerator.reduce(bad.float(), reduction="sum") > 0):
-            last = list_checkpoints(ckpt_dir)[-1].name if ckpt_dir and list_checkpoints(ckpt_dir) else "none"
             raise TrainingDiverged(f"training diverged at step {step + 1}: loss {loss_mean.item()}, grad norm "
-                                   f"{float(grad_norm)}; nothing was saved after the last good checkpoint ({last}); "
-                                   f"lower train.learning_rate or check the data")
+                                   f"{float(grad_norm)}; {_last_good(ckpt_dir)}", step=step + 1)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        _check_parameters(named, step + 1, ckpt_dir, accelerator)
         if device.type == "cuda":
             torch.cuda.synchronize()
         step_times.append(time.perf_counter() - t0)
         loss_value = loss_mean.item()
         losses.append(loss_value)
+        stall.update(step + 1, loss_value, float(grad_norm))
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
         done = step + 1
@@ -197,14 +281,16 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
             rng_states = _gather_rng_states(world)
             if accelerator.is_main_process:
                 save_checkpoint(ckpt_dir, done, named, optimizer.optimizer if hasattr(optimizer, "optimizer")
-                                else optimizer, {"epoch": epoch, "total_steps": total}, cfg.save_total_limit,
-                                rng_states=rng_states)
+                                else optimizer, {"epoch": epoch, "total_steps": total, "stats": {
+                                    "examples": examples, "tokens": tokens, "step_times": step_times,
+                                    "wall_time_s": earlier_wall + time.perf_counter() - start_time,
+                                    "stall": stall.state()}}, cfg.save_total_limit, rng_states=rng_states)
             accelerator.wait_for_everyone()
     bar.close()
-    wall = time.perf_counter() - start_time
+    wall = earlier_wall + time.perf_counter() - start_time
     timed = step_times[1:] or step_times
     return LoopResult(steps=total, examples=examples, final_loss=loss_value, wall_time_s=round(wall, 3),
                       median_step_s=round(statistics.median(timed), 4) if timed else None,
                       samples_per_s=round(examples / wall, 3) if wall and examples else None,
                       tokens_per_s=round(tokens / wall, 1) if wall and tokens else None, resumed_from=resumed,
-                      losses=losses)
+                      warnings=stall.warnings, losses=losses)

@@ -90,7 +90,7 @@ def build_features(config: RunConfig, tokenizer) -> tuple[list[dict], dict]:
     return features, source
 
 
-def run_training(config: RunConfig, *, progress: bool = True) -> dict:
+def run_training(config: RunConfig, *, progress: bool = True, restart_from_checkpoint: bool = False) -> dict:
     """Run the whole pipeline for `config`; returns run.json's content.
 
     Everything that can be wrong with the inputs (data, tokenizer, model, k) is checked before the run folder is
@@ -99,13 +99,13 @@ def run_training(config: RunConfig, *, progress: bool = True) -> dict:
     """
     config = config.resolved()
     with hold_run_folder(config.output_dir):
-        return _run_training(config, progress=progress)
+        return _run_training(config, progress=progress, restart=restart_from_checkpoint)
 
 
-def _run_training(config: RunConfig, *, progress: bool) -> dict:
+def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -> dict:
     run = Path(config.output_dir)
     config_text = dump_config(config)
-    resuming = check_run_folder(run, config_text)
+    resuming = check_run_folder(run, config_text, restart=restart)
     tokenizer = load_tokenizer_for(config)
     features, source = build_features(config, tokenizer)
     model = load_base_model(config)

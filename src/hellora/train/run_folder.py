@@ -1,15 +1,27 @@
 """The run folder of `hellora train`: who may write it, whether it can be resumed, and its run.json.
 
-    runs/x/                 one run; its lock is the sibling file runs/.x.lock (`hellora.utils.io.folder_lock`)
+    runs/x/                 one run; its lock is runs/.x.lock beside the folder's real path (`folder_lock`)
     runs/x/config.yaml      the resolved config; a rerun with the same config resumes, another config is refused
     runs/x/run.json         status, versions, device, processes, seed, each pipeline step's timing and results
 
-The pipeline (`hellora.train.pipeline`) decides what to compute; this module only guards and records the folder.
+run.json's `status` is `running` while a process works on the run (its `pid` names it), `finished` at the end, and
+otherwise says how the last attempt ended: `diverged` (a NaN/inf loss, gradient or parameter), `interrupted`
+(Ctrl-C or SIGTERM) or `failed` (anything else), with the reason, the training step reached and the checkpoint a
+rerun resumes from. Rerunning the same command resumes; a different config is refused, except the fields of
+`RESTARTABLE`, which `--restart-from-checkpoint` lets change (each change is recorded in run.json's
+`config_changes`). The pipeline (`hellora.train.pipeline`) decides what to compute; this module guards and records
+the folder.
 """
 
 from __future__ import annotations
 
+import errno
+import json
+import logging
 import os
+import signal
+import threading
+import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
@@ -21,13 +33,117 @@ from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, folder_lock, read_json
 from hellora.utils.meta import run_metadata
 
+log = logging.getLogger(__name__)
+
+RESTARTABLE = ("train.learning_rate", "train.max_grad_norm", "train.warmup_ratio")
+_RECORDERS: dict[str, "RunRecorder"] = {}  # real path of a run folder -> the recorder writing its run.json
+_WRITE_ERRORS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
+                 errno.EROFS: "choose an output_dir on a writable file system",
+                 errno.EACCES: "choose an output_dir you can write", errno.EPERM: "choose an output_dir you can write"}
+
+
+def _key(run: str | Path) -> str:
+    return os.path.realpath(run)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM (a scheduler's stop, `kill`) into KeyboardInterrupt, so it ends a run as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def check_output_dir(run: Path) -> None:
+    """Refuse an output_dir that is a file, or lies under one, before anything is written."""
+    for path in (run, *run.parents):
+        if path.exists() and not path.is_dir():
+            raise HelloraError(f"output_dir {run}: {path} is a file, not a folder; choose another output_dir "
+                               f"(nothing was changed)")
+        if path.exists():
+            return
+
 
 @contextmanager
 def hold_run_folder(output_dir: str | Path) -> Iterator[None]:
-    """Hold `output_dir`'s lock while the body runs: the first process (RANK 0, or the only one) takes it, so a
-    second launch into the same folder is refused instead of interleaving; other ranks of one launch do not."""
-    with nullcontext() if int(os.environ.get("RANK", "0")) != 0 else folder_lock(output_dir):
-        yield
+    """Hold `output_dir`'s lock while the body runs, and record in run.json how the body ended if it did not finish.
+
+    The first process (RANK 0, or the only one) takes the lock, so a second launch into the same folder (by any
+    path) is refused instead of interleaving; other ranks of one launch do not. A failure to write (disk full,
+    read-only, no permission) becomes one `HelloraError` line naming the file; an interruption is logged with how
+    to resume and re-raised as KeyboardInterrupt.
+    """
+    from hellora.train.loop import TrainingDiverged
+
+    run = Path(output_dir)
+    check_output_dir(run)
+    try:
+        with nullcontext() if int(os.environ.get("RANK", "0")) != 0 else folder_lock(run), _sigterm_interrupts():
+            try:
+                yield
+            except TrainingDiverged as e:
+                _end(run, "diverged", str(e), e.step)
+                raise
+            except KeyboardInterrupt as e:
+                reached = _end(run, "interrupted", str(e) or "KeyboardInterrupt")
+                log.error("interrupted (%s)%s; rerun the same command to resume%s, or choose another output_dir to "
+                          "start over", str(e) or "Ctrl-C", f" at step {reached['step']}" if reached.get("step")
+                          else "", f" from {reached['resume_from']}" if reached.get("resume_from") else "")
+                raise
+            except BaseException as e:
+                _end(run, "failed", f"{type(e).__name__}: {e}")
+                raise
+            finally:
+                _RECORDERS.pop(_key(run), None)
+    except OSError as e:
+        if e.errno not in _WRITE_ERRORS:
+            raise
+        raise HelloraError(f"{e.filename or run}: {e.strerror or _WRITE_ERRORS[e.errno]}; {_WRITE_ERRORS[e.errno]}, "
+                           f"then rerun the same command to resume (what was written before is kept)") from None
+
+
+def _reached(run: Path) -> dict:
+    """The last training step metrics.jsonl holds, and the newest checkpoint (what a rerun starts from)."""
+    from hellora.train.checkpoint import list_checkpoints
+
+    step = None
+    try:
+        for line in (run / "metrics.jsonl").read_text().splitlines():
+            try:
+                step = json.loads(line).get("step", step)
+            except (json.JSONDecodeError, AttributeError):
+                continue
+    except OSError:
+        pass
+    checkpoints = list_checkpoints(run / "checkpoints")
+    return {"step": step, "resume_from": checkpoints[-1].name if checkpoints else None}
+
+
+def _end(run: Path, status: str, reason: str, step: int | None = None) -> dict:
+    """Write how this process's attempt on `run` ended into run.json (only when this process is recording it);
+    a failure to write is logged, never raised over the original error."""
+    reached = _reached(run)
+    if step is not None:
+        reached["step"] = step
+    recorder = _RECORDERS.get(_key(run))
+    if recorder is None or not recorder.main:
+        return reached
+    recorder.data.update(status=status, reason=reason.splitlines()[0] if reason else reason, **reached,
+                         ended=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    try:
+        recorder.save()
+    except OSError as e:
+        log.error("could not record status %r in %s: %s", status, recorder.path, e)
+    return reached
 
 
 def run_finished(run: str | Path) -> bool:
@@ -47,8 +163,25 @@ def _reresolved(saved: Path) -> str | None:
         return None
 
 
-def check_run_folder(run: Path, config_text: str) -> bool:
-    """True when `run` holds an unfinished run of the same config (resume); raises for anything else there."""
+def _differences(old: dict, new: dict) -> dict[str, tuple]:
+    """{"section.key": (old, new)} for every field whose value differs (top-level scalars as "key")."""
+    found = {}
+    for section in new:
+        if isinstance(new[section], dict):
+            for key, value in new[section].items():
+                if (old.get(section) or {}).get(key) != value:
+                    found[f"{section}.{key}"] = ((old.get(section) or {}).get(key), value)
+        elif old.get(section) != new[section]:
+            found[section] = (old.get(section), new[section])
+    return found
+
+
+def check_run_folder(run: Path, config_text: str, *, restart: bool = False) -> bool:
+    """True when `run` holds an unfinished run of the same config (resume); raises for anything else there.
+
+    With `restart` (`--restart-from-checkpoint`) the config may differ from the saved one in the `RESTARTABLE`
+    fields only; the run then continues from its newest intact checkpoint with the new values."""
+    check_output_dir(run)
     if run_finished(run):
         raise HelloraError(f"{run} already holds a finished run; choose another output_dir (nothing was changed)")
     saved = run / "config.yaml"
@@ -57,9 +190,15 @@ def check_run_folder(run: Path, config_text: str) -> bool:
         current = _reresolved(saved) if text != config_text else text  # re-parsed only when the text differs
         if current != config_text:
             old, new = yaml.safe_load(current or text), yaml.safe_load(config_text)
-            diff = next((f"{s}.{k}" for s in new for k in (new[s] or {}) if isinstance(new[s], dict)
-                         and (old.get(s) or {}).get(k) != new[s][k]), "output_dir")
-            raise HelloraError(f"{run} holds a run with another config (first difference: {diff}); "
+            diffs = _differences(old, new) or {"output_dir": (None, None)}
+            fixed = [name for name in diffs if name not in RESTARTABLE]
+            if restart and not fixed:
+                return True
+            first = (fixed or list(diffs))[0]
+            hint = ("only " + ", ".join(RESTARTABLE) + " may change with --restart-from-checkpoint" if restart or
+                    not set(diffs) <= set(RESTARTABLE) else "to continue from the last checkpoint with the new value, "
+                    "rerun with --restart-from-checkpoint")
+            raise HelloraError(f"{run} holds a run with another config (first difference: {first}); {hint}, or "
                                f"choose another output_dir (nothing was changed)")
         return True
     if run.is_dir() and any(run.iterdir()):
@@ -67,15 +206,41 @@ def check_run_folder(run: Path, config_text: str) -> bool:
     return False
 
 
+def _restartable(config: RunConfig) -> dict:
+    return {name: getattr(getattr(config, name.split(".")[0]), name.split(".")[1]) for name in RESTARTABLE}
+
+
 class RunRecorder:
-    """run.json: written atomically after every step, by the main process only."""
+    """run.json: written atomically after every step, by the main process only.
+
+    A rerun keeps the earlier attempts' steps, their endings (`attempts`) and `config_changes`; a change of a
+    `RESTARTABLE` field since the last attempt is appended to `config_changes` with the checkpoint it applies from.
+    """
 
     def __init__(self, run: Path, config: RunConfig, accelerator) -> None:
+        from hellora.train.checkpoint import list_checkpoints
+
         self.path = run / "run.json"
         self.main = accelerator.is_main_process
         previous = read_json(self.path, "run status") if self.path.is_file() else {}
-        self.data = {"status": "running", "method": config.adapter.method, "processes": accelerator.num_processes,
-                     "meta": run_metadata(config.train.seed), "steps": previous.get("steps", {})}
+        values = _restartable(config)
+        changes = list(previous.get("config_changes", []))
+        changed = {k: {"old": previous["restartable"].get(k), "new": v} for k, v in values.items()
+                   if "restartable" in previous and previous["restartable"].get(k) != v}
+        if changed:
+            newest = list_checkpoints(run / "checkpoints")
+            changes.append({"changes": changed, "from_checkpoint": newest[-1].name if newest else None,
+                            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            log.warning("continuing %s with %s", run, ", ".join(f"{k} {c['old']} -> {c['new']}"
+                                                                 for k, c in changed.items()))
+        attempts = list(previous.get("attempts", []))
+        if previous.get("status") not in (None, "running", "finished"):
+            attempts.append({k: previous.get(k) for k in ("status", "reason", "step", "resume_from", "ended")})
+        self.data = {"status": "running", "pid": os.getpid(), "method": config.adapter.method,
+                     "processes": accelerator.num_processes, "meta": run_metadata(config.train.seed),
+                     "restartable": values, "config_changes": changes, "attempts": attempts,
+                     "steps": previous.get("steps", {})}
+        _RECORDERS[_key(run)] = self
 
     def step(self, name: str, **values) -> None:
         self.data["steps"][name] = values

@@ -8,7 +8,9 @@ a checkpoint) is written whole into a temporary sibling folder by `atomic_dir` a
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -75,21 +77,59 @@ def replace_dir(new: str | os.PathLike, path: str | os.PathLike) -> Path:
     return path
 
 
+def fsync_tree(folder: str | os.PathLike) -> None:
+    """Flush every file under `folder`, then every folder (deepest first), to disk.
+
+    A rename is atomic but not durable by itself: after a host crash the new name can point at files whose data
+    never reached the disk (empty or truncated). Syncing the contents before the rename closes that window.
+    """
+    folder = Path(folder)
+    for root, dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(root))
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary sibling of `path` to write into; on success it replaces `path` (`replace_dir`).
 
-    If the body raises, the temporary folder is removed and `path` is left exactly as it was.
+    The files are fsynced before the rename (`fsync_tree`). If the body raises, the temporary folder is removed
+    and `path` is left exactly as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        fsync_tree(tmp)
         replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
 
 
 @contextmanager
@@ -97,8 +137,11 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive advisory lock on `folder` while the body runs, or fail at once naming the holder.
 
     Two processes writing one run folder (a double launch, two sweeps over one output_dir) would interleave their
-    files without either noticing. The lock is `flock` on a sibling `.<name>.lock` file, so the kernel releases it
-    when the holder exits, even by SIGKILL: there is no stale lock to clean up. The file itself is left in place
+    files without either noticing. The lock is `flock` on the sibling `.<name>.lock` of the folder's real path
+    (symlinks resolved), so every way of reaching one folder takes the same lock. The kernel releases an flock
+    when its holder exits, even by SIGKILL; what such a death leaves is only the holder's pid written in the
+    file. That stale record is what "reclaiming" means here: the next holder finds the pid dead, logs that it
+    takes the lock over, and writes its own. A clean exit empties the file. The file itself is left in place
     (removing it while others may have it open would let two processes lock two different files). Where `fcntl`
     does not exist (Windows) nothing is locked.
     """
@@ -109,7 +152,8 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
         return
     from hellora.utils.errors import HelloraError
 
-    folder = Path(folder)
+    given = Path(folder)
+    folder = Path(os.path.realpath(given))
     folder.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder.parent / f".{folder.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -117,11 +161,22 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise HelloraError(f"{folder} is in use by another hellora process (pid {holder}); wait for it to "
+            shown = given if given == folder else f"{given} (= {folder})"
+            raise HelloraError(f"{shown} is in use by another hellora process (pid {holder}); wait for it to "
                                "finish or choose another output_dir (nothing was changed)") from None
+        previous = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if previous.isdigit() and int(previous) != os.getpid() and not _pid_alive(int(previous)):
+            logging.getLogger(__name__).warning("reclaimed the lock of %s left by pid %s, which is no longer running",
+                                                folder, previous)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
+        try:
+            yield
+        finally:
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
     finally:
         os.close(fd)  # releases the lock
 
