@@ -499,14 +499,14 @@ def test_sigterm_ignored_still_killed():
 
 
 DETACHED = """
-import os, sys
+import os, sys, time
 r, w = os.pipe()
-os.set_inheritable(w, True)
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
-        os.execv(sys.executable, [sys.executable, "-c",
-                 "import os, sys, time; os.write(int(sys.argv[1]), b'up'); time.sleep(120)", str(w), MARKER])
+        os.environ["HELLORA_TEST_MARKER"] = MARKER  # (execve is blocked: the grandchild stays this interpreter)
+        os.write(w, b'up')
+        time.sleep(120)
     os._exit(0)
 os.close(w)
 print("grandchild", os.read(r, 2).decode(), flush=True)
@@ -517,8 +517,8 @@ def test_detached_child_does_not_outlive_the_sample():
     marker = "hellora-detached-" + secrets.token_hex(8)
     completion = at_module_level(DETACHED.replace("MARKER", repr(marker)))
     res = run_then_good(completion)
-    assert "grandchild up" in res.stdout  # it really started (double fork + setsid + exec)
-    assert processes_with(marker) == []
+    assert "grandchild up" in res.stdout  # it really started (double fork + setsid)
+    assert processes_with(res.workdir) == []
 
 
 def test_detached_child_killed_even_without_namespaces():
@@ -529,7 +529,7 @@ def test_detached_child_killed_even_without_namespaces():
     res = run_then_good(completion, sandbox=sb)
     assert res.protections["pid_namespace"] is False
     assert "grandchild up" in res.stdout
-    assert processes_with(marker) == []
+    assert processes_with(res.workdir) == []
     assert res.leftovers_killed >= 1  # the sweep, not the kernel, got it
 
 
@@ -662,7 +662,6 @@ def test_all_attacks_in_one_parallel_batch(open_dir, protections):
     assert all(r.leftovers_surviving == 0 for r in results)
     for r in results:
         assert processes_with(r.workdir) == []
-    assert processes_with(marker) == []
     for path, data in canary.items():
         assert path.read_bytes() == data
     assert elapsed < 60
@@ -712,3 +711,244 @@ def test_capability_check_reads_the_process_sets():
                 "os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534); print(m.holds_no_capabilities())")
         child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert child.stdout.strip() == "True", child.stderr
+
+
+# --------------------------------------------------------------------------------------------------------
+# Cheats on the score itself: nine families; at most the two no sandbox can tell from honest code pass,
+# and those are flagged suspect
+# --------------------------------------------------------------------------------------------------------
+
+MEAN = {  # a check that calls a builtin (abs), as many HumanEval checks do
+    "task_id": "toy/mean",
+    "prompt": "def mean(xs):\n",
+    "canonical_solution": "    return sum(xs) / len(xs)\n",
+    "test": "def check(candidate):\n    assert abs(candidate([1, 2, 3]) - 2.0) < 1e-6\n"
+            "    assert abs(candidate([4.0]) - 4.0) < 1e-6\n",
+    "entry_point": "mean",
+}
+
+CHEATS = {
+    "always_equal": in_function(
+        """
+        class Anything:
+            def __eq__(self, other):
+                return True
+            def __ne__(self, other):
+                return False
+        return Anything()
+        """),
+    "patch_builtins": at_module_level(
+        """
+        import builtins
+        builtins.abs = lambda x: 0
+        """),
+    "nonce_from_file": at_module_level(
+        """
+        import os, re
+        text = open(__file__).read()
+        for token in set(re.findall(r"[0-9a-f]{16,64}", text)) | set(text.splitlines()):
+            try:
+                os.write(3, token.encode() + b"\\n")
+            except OSError:
+                pass
+        os._exit(0)
+        """),
+    "nonce_from_co_consts": at_module_level(
+        """
+        import gc, os, sys, types
+        def constants(code):
+            for c in code.co_consts:
+                if isinstance(c, types.CodeType):
+                    yield from constants(c)
+                elif isinstance(c, (str, bytes)):
+                    yield c if isinstance(c, bytes) else c.encode()
+        codes = [o for o in gc.get_objects() if isinstance(o, types.FunctionType)]
+        frame = sys._getframe()
+        seen = set()
+        while frame is not None:
+            seen.update(constants(frame.f_code))
+            frame = frame.f_back
+        for f in codes:
+            seen.update(constants(f.__code__))
+        for c in seen:
+            try:
+                os.write(3, c.strip() + b"\\n")
+            except OSError:
+                pass
+        os._exit(0)
+        """),
+    "reexec_without_asserts": at_module_level(
+        """
+        import os, sys
+        if not sys.flags.optimize:
+            os.execv(sys.executable, [sys.executable, "-O"] + sys.argv)
+        """, returns="0"),
+    "sys_exit": at_module_level("import sys\nsys.exit(0)"),
+    "os_exit": at_module_level("import os\nos._exit(0)"),
+    "systemexit_in_check": in_function("raise SystemExit(0)"),
+    "atexit": at_module_level("import atexit, os\natexit.register(os._exit, 0)"),
+}
+
+HONEST = [  # (problem, completion): correct, ordinary solutions
+    (ADD, "    return a + b\n"),
+    (ADD, "    total = a\n    total += b\n    return total\n"),
+    (ADD, "    return sum([a, b])\n"),
+    (ADD, "    import operator\n    return operator.add(a, b)\n"),
+    (ADD, "    return (lambda x, y: x + y)(a, b)\n"),
+    (ADD, "    if b == 0:\n        return a\n    return a + b\n"),
+    (ADD, "    result = 0\n    for x in (a, b):\n        result += x\n    return result\n"),
+    (ADD, "    from functools import reduce\n    return reduce(lambda x, y: x + y, [a, b])\n"),
+    (ADD, "    return int(a) + int(b)\n"),
+    (ADD, "    values = {'a': a, 'b': b}\n    return values['a'] + values['b']\n"),
+    (MEAN, "    return sum(xs) / len(xs)\n"),
+    (MEAN, "    import statistics\n    return statistics.mean(xs)\n"),
+    (MEAN, "    total = 0.0\n    for x in xs:\n        total += x\n    return total / len(xs)\n"),
+    (MEAN, "    import math\n    return math.fsum(xs) / len(xs)\n"),
+    (MEAN, "    n = len(xs)\n    assert n > 0\n    return sum(xs) / n\n"),
+    (MEAN, "    class Acc:\n        def __init__(self):\n            self.t = 0\n    acc = Acc()\n"
+           "    for x in xs:\n        acc.t += x\n    return acc.t / len(xs)\n"),
+    (MEAN, "    return float(sum(xs)) / float(len(xs))\n"),
+    (MEAN, "    xs = sorted(xs)\n    return sum(xs) / len(xs)\n"),
+    (MEAN, "    try:\n        return sum(xs) / len(xs)\n    except ZeroDivisionError:\n        return 0.0\n"),
+    (MEAN, "    import sys\n    print('mean of', len(xs), file=sys.stderr)\n    return sum(xs) / len(xs)\n"),
+]
+
+
+@pytest.fixture(scope="module")
+def cheat_results():
+    names = list(CHEATS)
+    problems = [MEAN if name == "patch_builtins" else ADD for name in names]
+    sb = Sandbox(SandboxLimits(timeout=10))
+    results = sb.run_many([build_program(p, CHEATS[n]) for n, p in zip(names, problems)], workers=4,
+                          progress=False, untrusted=[CHEATS[n] for n in names])
+    return dict(zip(names, results))
+
+
+def test_cheats_counted_as_passes_are_at_most_two_and_flagged(cheat_results):
+    passed = sorted(name for name, r in cheat_results.items() if r.passed)
+    assert set(passed) <= {"always_equal", "patch_builtins"} and len(passed) <= 2, passed
+    assert all(cheat_results[name].suspect for name in passed)
+    from hellora.eval.sandbox import suspect_passes
+
+    assert suspect_passes(cheat_results.values()) == len(passed)
+
+
+def test_every_cheat_is_flagged_suspect(cheat_results):
+    reasons = {name: r.suspect_reasons for name, r in cheat_results.items()}
+    assert all(reasons.values()), reasons
+    assert "__eq__/__ne__ override" in reasons["always_equal"] and "builtins" in reasons["patch_builtins"]
+    assert "sys.flags" in reasons["reexec_without_asserts"] and "os.exec*" in reasons["reexec_without_asserts"]
+    assert "frame/code introspection" in reasons["nonce_from_co_consts"]
+
+
+@pytest.mark.parametrize("name", ["nonce_from_file", "nonce_from_co_consts", "reexec_without_asserts", "sys_exit",
+                                  "os_exit", "systemexit_in_check", "atexit"])
+def test_cheats_the_sandbox_blocks_fail(cheat_results, name):
+    res = cheat_results[name]
+    assert res.status == "failed", (res.status, res.error, res.stderr[-300:])
+    if name == "reexec_without_asserts":
+        assert "PermissionError" in res.stderr  # execve refused by the seccomp filter, not run under -O
+
+
+def test_twenty_honest_correct_samples_pass_unflagged():
+    sb = Sandbox(SandboxLimits(timeout=10))
+    results = sb.run_many([build_program(p, c) for p, c in HONEST], workers=4, progress=False,
+                          untrusted=[c for _, c in HONEST])
+    assert [r.summary() for r in results] == ["passed"] * 20
+    assert [r.suspect_reasons for r in results] == [[]] * 20
+
+
+def test_the_nonce_is_in_no_file_argument_or_environment_the_sample_can_read():
+    completion = in_function(
+        """
+        import os
+        seen = open(__file__).read() + repr(os.environ) + open("/proc/self/cmdline").read()
+        for pid in os.listdir("/proc"):
+            try:
+                seen += open("/proc/%s/cmdline" % pid).read() + open("/proc/%s/environ" % pid).read()
+            except OSError:
+                pass
+        print(len(seen), flush=True)
+        open("seen.txt", "w").write(seen)
+        return a + b
+        """)
+    sb = Sandbox(SandboxLimits(timeout=10))
+    nonces = []
+    real = secrets.token_hex
+
+    def recording(n=None):
+        value = real(n)
+        nonces.append(value)
+        return value
+
+    import hellora.eval.sandbox.runner as runner
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(runner.secrets, "token_hex", recording)
+    try:
+        res = sb.run(build_program(ADD, completion))
+    finally:
+        mp.undo()
+    assert res.passed and int(res.stdout.split()[0]) > 0
+    assert all(n not in res.stdout + res.stderr for n in nonces)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="seccomp is Linux only")
+def test_execve_is_blocked_for_the_sample_and_its_children(protections):
+    need(protections, "exec_blocked")
+    completion = in_function(
+        """
+        import os, subprocess, sys
+        for attempt in (lambda: os.execv("/bin/true", ["/bin/true"]),
+                        lambda: subprocess.run([sys.executable, "-c", "pass"]),
+                        lambda: os.posix_spawn("/bin/true", ["/bin/true"], {})):
+            try:
+                attempt()
+                print("ran", flush=True)
+            except PermissionError:
+                print("refused", flush=True)
+        if os.fork() == 0:
+            try:
+                os.execv("/bin/true", ["/bin/true"])
+            except PermissionError:
+                os._exit(7)
+            os._exit(0)
+        print("child", os.waitstatus_to_exitcode(os.wait()[1]), flush=True)
+        return a + b
+        """)
+    res = Sandbox(SandboxLimits(timeout=10)).run(build_program(ADD, completion))
+    assert res.passed and res.stdout.split()[:5] == ["refused", "refused", "refused", "child", "7"], res.stdout
+    assert res.suspect and "os.exec*" in res.suspect_reasons
+
+
+def test_the_exec_filter_is_what_the_kernel_is_given():
+    """The BPF rows, read independently of how they are built: a denied execve, execveat and foreign ABI."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("driver", Path(__file__).parents[2] / "src" / "hellora" / "eval" /
+                                                  "sandbox" / "driver.py")
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+
+    def verdict(rows, arch, nr):  # a tiny classic-BPF interpreter for the four opcodes the filter uses
+        pc, acc = 0, 0
+        while True:
+            code, jt, jf, k = rows[pc]
+            if code == 0x20:
+                acc = arch if k == 4 else nr
+                pc += 1
+            elif code == 0x15:
+                pc += 1 + (jt if acc == k else jf)
+            elif code == 0x35:
+                pc += 1 + (jt if acc >= k else jf)
+            else:
+                return "allow" if k == 0x7FFF0000 else ("errno", k & 0xFFFF)
+
+    rows = driver.exec_filter("x86_64")
+    x86 = 0xC000003E
+    assert verdict(rows, x86, 59) == verdict(rows, x86, 322) == ("errno", 1)
+    assert verdict(rows, x86, 0) == verdict(rows, x86, 57) == verdict(rows, x86, 1) == "allow"  # read, fork, write
+    assert verdict(rows, x86, 0x40000000 + 59) == ("errno", 1) and verdict(rows, 0x40000003, 11) == ("errno", 1)
+    rows = driver.exec_filter("aarch64")
+    assert verdict(rows, 0xC00000B7, 221) == ("errno", 1) and verdict(rows, 0xC00000B7, 220) == "allow"
+    assert driver.exec_filter("sparc") is None

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from hellora.eval.passk import mean_pass_at_k, pass_at_k_per_problem
-from hellora.eval.sandbox import Sandbox, SandboxLimits, default_workers, summarize_protections
+from hellora.eval.sandbox import Sandbox, SandboxLimits, default_workers, summarize_protections, suspect_passes
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import iter_jsonl
 from hellora.utils.io import atomic_write_text
@@ -101,7 +101,8 @@ def evaluate_humaneval_samples(
     if sandbox is None:
         sandbox = Sandbox(SandboxLimits(timeout=timeout))
     programs = [build_program(problems[s["task_id"]], s["completion"]) for s in samples]
-    results = sandbox.run_many(programs, workers=workers or default_workers(), progress=progress, desc="humaneval")
+    results = sandbox.run_many(programs, workers=workers or default_workers(), progress=progress, desc="humaneval",
+                               untrusted=[s["completion"] for s in samples])
 
     counts: OrderedDict[str, list[int]] = OrderedDict()
     lines = []
@@ -116,6 +117,8 @@ def evaluate_humaneval_samples(
             status=res.status,
             exit_code=res.exit_code,
             duration=round(res.duration, 4),
+            suspect=res.suspect,
+            suspect_reasons=res.suspect_reasons,
         )
         lines.append(json.dumps(row, ensure_ascii=False))
     out_path = Path(results_path) if results_path is not None else Path(f"{samples_path}_results.jsonl")
@@ -130,6 +133,7 @@ def evaluate_humaneval_samples(
         n_problems_total=len(problems),
         skipped_ks=[k for k in ks if f"pass@{k}" not in summary],
         status_counts=dict(Counter(r.status for r in results)),
+        suspect_passes=suspect_passes(results),
         protections=summarize_protections(results),
         results_path=str(out_path),
         per_task=[{"task_id": tid, "n": n, "correct": c, **per_task_k[tid]} for tid, (n, c) in per_problem.items()],

@@ -37,9 +37,11 @@ log = logging.getLogger(__name__)
 
 RESTARTABLE = ("train.learning_rate", "train.max_grad_norm", "train.warmup_ratio")
 _RECORDERS: dict[str, "RunRecorder"] = {}  # real path of a run folder -> the recorder writing its run.json
-_WRITE_ERRORS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
-                 errno.EROFS: "choose an output_dir on a writable file system",
-                 errno.EACCES: "choose an output_dir you can write", errno.EPERM: "choose an output_dir you can write"}
+_RESUME = "then rerun the same command to resume (what was written before is kept)"
+_WRITE_ERRORS = {errno.ENOSPC: f"free some space, {_RESUME}", errno.EDQUOT: f"free some space, {_RESUME}",
+                 errno.EROFS: "choose an output_dir on a writable file system (nothing written before was changed)",
+                 errno.EACCES: "choose an output_dir you can write (nothing written before was changed)",
+                 errno.EPERM: "choose an output_dir you can write (nothing written before was changed)"}
 
 
 def _key(run: str | Path) -> str:
@@ -107,8 +109,8 @@ def hold_run_folder(output_dir: str | Path) -> Iterator[None]:
     except OSError as e:
         if e.errno not in _WRITE_ERRORS:
             raise
-        raise HelloraError(f"{e.filename or run}: {e.strerror or _WRITE_ERRORS[e.errno]}; {_WRITE_ERRORS[e.errno]}, "
-                           f"then rerun the same command to resume (what was written before is kept)") from None
+        raise HelloraError(f"{e.filename or run}: {e.strerror or os.strerror(e.errno)}; {_WRITE_ERRORS[e.errno]}") \
+            from None
 
 
 def _reached(run: Path) -> dict:

@@ -18,9 +18,12 @@ the score, so a sample never runs in the harness's own process. Each sample gets
   buffered), and, once the sample ends or times out, SIGKILL to its whole session, its pid namespace and
   every leftover process found in /proc (by session, process group, uid or environment marker) --
   `supervise.py`, `processes.py`;
-* a pass only if the program exits 0 *and* writes a per-run random nonce to a private result pipe from
-  code appended after the test call, so `sys.exit(0)`, `os._exit(0)` or an `atexit` hook before or
-  instead of the checks cannot fake a pass -- `protocol.py`.
+* a pass only if the program exits 0 *and* the trusted driver that runs it writes a per-run random nonce to a
+  private result pipe after it returned; the nonce reaches the driver through a pipe it reads once, so it is in
+  no file or code object the program can read, and execve is forbidden (a seccomp filter) so the program
+  cannot re-run itself under `python -O` -- `driver.py`, `protocol.py`;
+* a `suspect` flag on each result whose model-written code reaches for builtins, `__eq__`, `sys.flags`, exec
+  or frame/code introspection, for cheats no sandbox can tell from honest code -- `suspect.py`.
 
 Protections are best effort by platform and privilege; which ones were active is recorded for every run
 (`SandboxResult.protections`, `result.py`) and can be required (`Sandbox(require=...)`, `runner.py`). As
@@ -29,7 +32,7 @@ docs/sandbox.md.
 """
 
 from hellora.eval.sandbox.limits import SandboxLimits
-from hellora.eval.sandbox.result import PROTECTION_NAMES, SandboxResult, summarize_protections
+from hellora.eval.sandbox.result import PROTECTION_NAMES, SandboxResult, summarize_protections, suspect_passes
 from hellora.eval.sandbox.runner import Sandbox, default_workers, run_program, run_programs
 
 __all__ = [
@@ -41,4 +44,5 @@ __all__ = [
     "run_program",
     "run_programs",
     "summarize_protections",
+    "suspect_passes",
 ]

@@ -7,7 +7,8 @@ Never imported by the harness. `runner.py` starts it by path as
 already in its own session, with rlimits set by preexec_fn, a scrubbed environment and the sample's empty
 temp directory as cwd. It builds the namespaces and mounts, drops privileges, reports what it achieved on
 the private result pipe ("P <json>" or "E <json>", see `protocol.py`) and then exec()s the sample's
-interpreter. Everything here is best effort except what the config's `require` names.
+interpreter on the trusted driver (`driver.py`), which gets the per-run nonce on fd `NONCE`, blocks execve
+and runs the program. Everything here is best effort except what the config's `require` names.
 
 It runs outside any package, possibly in another interpreter than the harness's (`Sandbox(python=...)`),
 and `-I` keeps its own folder off sys.path: standard library only, never an import from hellora.
@@ -20,7 +21,8 @@ import signal
 import stat
 import sys
 
-RES = 3  # where the private result pipe ends up; protocol.RESULT_FD, which the sample's trailer writes to
+RES = 3  # where the private result pipe ends up; protocol.RESULT_FD, which the driver writes the nonce to
+NONCE = 4  # where the pipe holding the nonce ends up; protocol.NONCE_FD, read once by the driver
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 1024, 2048, 4096, 16384
@@ -163,7 +165,7 @@ class Launcher:
         init = os.fork()
         if init:  # the supervisor, outside the namespace: relay the sample's fate to the harness
             os.close(status_w)
-            for fd in (0, 1, 2, RES):
+            for fd in (0, 1, 2, RES, NONCE):
                 os.close(fd)
             while True:
                 try:
@@ -183,7 +185,7 @@ class Launcher:
         it) and reaps until the sample exits, then reports its wait status and exits."""
         sample = os.fork()
         if sample:
-            for fd in (0, 1, 2, RES):
+            for fd in (0, 1, 2, RES, NONCE):
                 os.close(fd)
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGUSR1, signal.SIGUSR2):
                 signal.signal(sig, signal.SIG_IGN)
@@ -370,13 +372,15 @@ class Launcher:
         except OSError as e:
             self.fail("the sample cannot enter its directory %s (%s): put tmp_root somewhere an unprivileged uid "
                       "can reach" % (self.work, e))
-        missing = [name for name in cfg["require"] if not self.P.get(name)]
+        missing = [name for name in cfg["require"] if not self.P.get(name) and name != "exec_blocked"]
         if missing:
             self.fail("required sandbox protections not active: %s (%s)" % (", ".join(missing),
                                                                             "; ".join(self.P["notes"])))
         self.send("P", self.P)
         try:
-            os.execve(cfg["python"], [cfg["python"], "-I", "-S", "-B", cfg["program"]], cfg["env"])
+            strict = ["--require-exec-blocked"] if "exec_blocked" in cfg["require"] else []  # the driver checks it
+            os.execve(cfg["python"], [cfg["python"], "-I", "-S", "-B", cfg["driver"], cfg["program"]] + strict,
+                      cfg["env"])
         except OSError as e:
             self.fail("cannot start the sample's interpreter %s: %s" % (cfg["python"], e))
 
@@ -432,9 +436,16 @@ def reachable_by_others(path):
 
 def main():
     cfg = json.loads(sys.argv[1])
-    if cfg["result_fd"] != RES:
-        os.dup2(cfg["result_fd"], RES)
-        os.close(cfg["result_fd"])
+    import fcntl
+
+    # parked above both targets first, whatever numbers the two pipes arrived on
+    parked = [fcntl.fcntl(cfg["result_fd"], fcntl.F_DUPFD, NONCE + 1), fcntl.fcntl(cfg["nonce_fd"], fcntl.F_DUPFD,
+                                                                                   NONCE + 1)]
+    os.close(cfg["result_fd"])
+    os.close(cfg["nonce_fd"])
+    for fd, target in zip(parked, (RES, NONCE)):
+        os.dup2(fd, target)
+        os.close(fd)
     Launcher(cfg).run()
 
 

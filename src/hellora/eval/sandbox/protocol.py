@@ -1,10 +1,13 @@
 """What travels on a sample's private result pipe, and how a pass is recognised.
 
 The pipe is inherited by the launcher, which moves it to fd `RESULT_FD` and writes one report before the
-sample starts: "P <json protections>" or, if it refuses to run the sample, "E <json error and protections>".
-The sample's program ends with a trailer that writes a per-run random nonce to the same fd. The trailer
-runs only if everything above it ran to completion, so a pass needs the nonce *and* exit status 0:
-`sys.exit(0)`, `os._exit(0)` or an `atexit` hook before or instead of the checks cannot fake one.
+sample's interpreter starts: "P <json protections>" or, if it refuses to run the sample, "E <json error and
+protections>". The trusted driver (`driver.py`) that starts in the sample's interpreter then writes "S <json>"
+(whether execve is blocked) and runs the program. The per-run nonce reaches the driver through a second pipe
+(`NONCE_FD`) that it reads once and closes, so it is in no file, argv, environment or code object the program
+could read. The driver writes the nonce to `RESULT_FD` only after the program returned, so a pass needs the nonce
+*and* exit status 0: `sys.exit(0)`, `os._exit(0)`, `SystemExit` in the checks or an `atexit` hook cannot fake one.
+Only the first "P"/"E" and the first "S" report count: they are written before the program runs.
 """
 
 from __future__ import annotations
@@ -13,16 +16,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-RESULT_FD = 3  # the launcher moves the private result pipe here (launcher.RES); the trailer writes the nonce to it
-
-
-def with_trailer(program: str, nonce: str) -> str:
-    """`program` followed by the code that proves it ran to the end."""
-    trailer = (
-        "\n\n# hellora sandbox: reached only if everything above ran to completion\n"
-        f'__import__("os").write({RESULT_FD}, b"{nonce}\\n")\n'
-    )
-    return program + trailer
+RESULT_FD = 3  # the launcher moves the private result pipe here (launcher.RES); the driver writes the nonce to it
+NONCE_FD = 4  # the launcher moves the nonce pipe here (launcher.NONCE); the driver reads it once
 
 
 @dataclass
@@ -37,6 +32,7 @@ class Report:
 def read_report(text: str, nonce: str) -> Report:
     """Parse everything read from the result pipe."""
     report = Report()
+    driver: dict[str, Any] | None = None
     for line in text.splitlines():
         if line == nonce:
             report.nonce_seen = True
@@ -51,4 +47,14 @@ def read_report(text: str, nonce: str) -> Report:
             else:
                 report.error = str(payload.get("error"))
                 report.protections = payload.get("protections", {})
+        elif line.startswith("S ") and driver is None and report.protections:
+            try:
+                driver = json.loads(line[2:])
+            except ValueError:
+                driver = {}
+    if driver is not None and isinstance(driver, dict) and report.protections:
+        report.protections["exec_blocked"] = driver.get("exec_blocked") is True
+        notes = driver.get("notes")
+        if isinstance(notes, list):
+            report.protections.setdefault("notes", []).extend(str(n) for n in notes)
     return report

@@ -22,6 +22,7 @@ PROTECTION_NAMES = (
     "uid_dropped",
     "capabilities_dropped",
     "no_new_privs",
+    "exec_blocked",
 )
 
 
@@ -44,6 +45,8 @@ class SandboxResult:
     leftovers_killed: int = 0  # processes of the sample still alive after it ended (all SIGKILLed)
     leftovers_surviving: int = 0  # must be 0: processes we failed to kill
     workdir: str = ""  # the (already deleted) temp directory, e.g. to search /proc for stragglers in tests
+    suspect: bool = False  # the model-written part reaches for something a cheat needs (`suspect.py`)
+    suspect_reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +63,11 @@ class SandboxResult:
         if not last:
             last = f"exit code {self.exit_code}" + ("" if self.exit_code else " without reaching the end of the checks")
         return f"failed: {last[:300]}"
+
+
+def suspect_passes(results: Iterable[SandboxResult]) -> int:
+    """How many passes came from samples flagged `suspect`: the part of pass@k to inspect by hand."""
+    return sum(1 for r in results if r.passed and r.suspect)
 
 
 def summarize_protections(results: Iterable[SandboxResult]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 Per sample: a private temp dir and scrubbed env (`workdir.py`), rlimits set in `preexec_fn` (`limits.py`),
 the trusted launcher (`launcher.py`, run by path with `python -I -S -B`) that builds namespaces and drops
 privileges before exec()ing the sample, capped reading of its pipes and the final kill sweep
-(`supervise.py`, `processes.py`), and the nonce that proves it ran to the end (`protocol.py`).
+(`supervise.py`, `processes.py`), the trusted driver that runs the program with execve forbidden and proves it ran
+to the end with a nonce the program cannot read (`driver.py`, `protocol.py`), and the scan that flags completions
+reaching for the harness's internals (`suspect.py`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Sequence
 
 from hellora.eval.sandbox.limits import SandboxLimits, make_preexec, rlimits_for
-from hellora.eval.sandbox.protocol import read_report, with_trailer
+from hellora.eval.sandbox.protocol import read_report
 from hellora.eval.sandbox.result import PROTECTION_NAMES, SandboxResult
+from hellora.eval.sandbox.suspect import suspect_reasons
 from hellora.eval.sandbox.supervise import CappedBuffer, collect
 from hellora.eval.sandbox.uids import FALLBACK_UID, MAX_SLOTS, SLOTS, sample_uid
 from hellora.eval.sandbox.workdir import (
@@ -37,6 +40,7 @@ from hellora.utils.errors import HelloraError
 
 #: The launcher runs by path: a plain .py file of this package, so it ships with every install.
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher.py")
+DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "driver.py")
 
 
 def _check_platform(os_name: str | None = None) -> None:
@@ -85,19 +89,27 @@ class Sandbox:
         self.hide_paths = list(hide_paths) if hide_paths is not None else None
 
     # -- one sample --------------------------------------------------------------------------------------
-    def run(self, program: str) -> SandboxResult:
-        """Run `program` (Python source) to completion or timeout and report what happened."""
+    def run(self, program: str, untrusted: str | None = None) -> SandboxResult:
+        """Run `program` (Python source) to completion or timeout and report what happened.
+
+        `untrusted`: the part a model wrote (e.g. a HumanEval completion), scanned for `suspect` constructs;
+        by default the whole program."""
         slot = SLOTS.acquire()  # its own uid while it runs (as root), shared with no concurrent sample
         try:
-            return self._run(program, slot)
+            result = self._run(program, slot)
         finally:
             SLOTS.release(slot)
+        result.suspect_reasons = suspect_reasons(program if untrusted is None else untrusted)
+        result.suspect = bool(result.suspect_reasons)
+        return result
 
     def run_many(
-        self, programs: Sequence[str], *, workers: int | None = None, progress: bool = True, desc: str = "sandbox"
+        self, programs: Sequence[str], *, workers: int | None = None, progress: bool = True, desc: str = "sandbox",
+        untrusted: Sequence[str] | None = None,
     ) -> list[SandboxResult]:
         """Run many programs on a small thread pool (each thread waits on its own subprocess); results keep
-        the input order. One sample's failure, crash or timeout never stops the others."""
+        the input order. One sample's failure, crash or timeout never stops the others. `untrusted[i]` is what
+        `run` scans for program i (default: the whole program)."""
         from tqdm.auto import tqdm
 
         workers = max(1, min(int(workers or default_workers()), MAX_SLOTS, max(1, len(programs))))
@@ -106,7 +118,7 @@ class Sandbox:
             lock = threading.Lock()
 
             def one(i: int) -> None:
-                results[i] = self.run(programs[i])
+                results[i] = self.run(programs[i], None if untrusted is None else untrusted[i])
                 with lock:
                     bar.update(1)
 
@@ -127,13 +139,14 @@ class Sandbox:
         uid = sample_uid(slot) if self.root else None
         workdir = make_workdir(self.tmp_root)
         try:  # until the pipe exists, nothing below removes the workdir: do it here on failure
-            program_path = write_program(workdir, with_trailer(program, nonce))
+            program_path = write_program(workdir, program)
             env = sample_env(workdir, marker)
             hide = self.hide_paths if self.hide_paths is not None else default_hide_paths(self.tmp_root)
             rlimits = rlimits_for(lim, self.root)
             cfg = {
                 "workdir": workdir,
                 "program": program_path,
+                "driver": DRIVER,
                 "python": self.python,
                 "env": env,
                 "namespaces": self.namespaces,
@@ -146,10 +159,14 @@ class Sandbox:
                 "require": list(self.require),
                 "names": list(PROTECTION_NAMES),
                 "result_fd": -1,
+                "nonce_fd": -1,
             }
             preexec = make_preexec(rlimits)
+            nonce_r, nonce_w = os.pipe()  # the nonce waits in a pipe: never in a file, argv or the environment
+            os.write(nonce_w, nonce.encode())
+            os.close(nonce_w)
             read_fd, write_fd = os.pipe()
-            cfg["result_fd"] = write_fd
+            cfg["result_fd"], cfg["nonce_fd"] = write_fd, nonce_r
         except BaseException:
             remove_workdir(workdir)
             raise
@@ -169,7 +186,7 @@ class Sandbox:
                     stderr=subprocess.PIPE,
                     cwd=workdir,
                     env=env,
-                    pass_fds=(write_fd,),
+                    pass_fds=(write_fd, nonce_r),
                     start_new_session=True,
                     preexec_fn=preexec,
                 )
@@ -177,6 +194,7 @@ class Sandbox:
                 return self._error_result(f"cannot start sandbox process: {e}", start, workdir)
             finally:
                 os.close(write_fd)
+                os.close(nonce_r)
             timed_out, killed, surviving = collect(
                 proc, read_fd, out, err, res, deadline=start + lim.timeout, uid=uid, marker=marker.encode()
             )
@@ -208,6 +226,8 @@ class Sandbox:
             protections["output_cap_bytes"] = self.limits.max_output_bytes
         if error is None and not protections and not timed_out:
             error = f"sandbox launcher failed before starting the sample (exit code {code}): {err.text()[-500:]}"
+        if error is None and "exec_blocked" in self.require and not protections.get("exec_blocked"):
+            error = "required sandbox protection not active: exec_blocked (%s)" % "; ".join(protections.get("notes", []))
         if error is not None:
             status = "error"
         elif timed_out:
