@@ -11,15 +11,21 @@ interpreter on the trusted driver (`driver.py`), which gets the per-run nonce on
 and runs the program. Everything here is best effort except what the config's `require` names.
 
 It runs outside any package, possibly in another interpreter than the harness's (`Sandbox(python=...)`),
-and `-I` keeps its own folder off sys.path: standard library only, never an import from hellora.
+and `-I` keeps its own folder off sys.path: standard library only (and its sibling `launcher_os.py`, loaded by
+path), never an import from hellora.
 """
 
 import json
 import os
 import resource
 import signal
-import stat
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for the sibling below only (`-I` leaves it off)
+from launcher_os import (b, exit_like, holds_no_capabilities, inside, mountinfo,  # noqa: E402,F401
+                         reachable_by_others, user_tasks)
+
+del sys.path[0]
 
 RES = 3  # where the private result pipe ends up; protocol.RESULT_FD, which the driver writes the nonce to
 NONCE = 4  # where the pipe holding the nonce ends up; protocol.NONCE_FD, read once by the driver
@@ -33,31 +39,6 @@ NEWNS, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET = 0x20000, 0x4000000, 0x8000000, 
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 1, 24, 28, 38
 MNT_DETACH = 2
 
-
-
-def holds_no_capabilities():
-    """True when this process's permitted and effective capability sets are empty (a plain uid's usual state)."""
-    try:
-        with open("/proc/self/status") as f:
-            caps = dict(line.split(":", 1) for line in f if line.startswith(("CapPrm", "CapEff")))
-    except OSError:
-        return False
-    return len(caps) == 2 and all(int(v, 16) == 0 for v in caps.values())
-
-
-def user_tasks(uid):
-    """Threads (tasks) of every process of `uid`: what Linux's RLIMIT_NPROC counts, not processes. A process
-    that exits while /proc is read is skipped, not fatal (a harness with many torch threads churns)."""
-    total = 0
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            if os.stat("/proc/" + d).st_uid == uid:
-                total += len(os.listdir("/proc/%s/task" % d))
-        except OSError:
-            continue
-    return total
 
 class Launcher:
     """One launch: the config from the harness, the protections report `P`, and the steps in order."""
@@ -383,55 +364,6 @@ class Launcher:
                       cfg["env"])
         except OSError as e:
             self.fail("cannot start the sample's interpreter %s: %s" % (cfg["python"], e))
-
-
-def b(s):
-    return None if s is None else s.encode()
-
-
-def exit_like(status):
-    """Exit the way a child with wait status `status` did: same code, or killed by the same signal."""
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            signal.signal(sig, signal.SIG_DFL)
-        except (OSError, ValueError, RuntimeError):
-            pass
-        os.kill(os.getpid(), sig)
-        os._exit(128 + sig)
-    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
-
-
-def mountinfo():
-    """(mount point, mount options) of every mount this process sees."""
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split(" ")
-            mp = parts[4]
-            for esc, ch in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-                mp = mp.replace(esc, ch)
-            out.append((mp, parts[5].split(",")))
-    return out
-
-
-def inside(path, top):
-    return path == top or path.startswith(top.rstrip("/") + "/")
-
-
-def reachable_by_others(path):
-    """Can a uid that is neither owner nor group read and run the interpreter at `path`?"""
-    while True:
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            return False
-        if not mode & stat.S_IXOTH:
-            return False
-        parent = os.path.dirname(path)
-        if parent == path:
-            return True
-        path = parent
 
 
 def main():

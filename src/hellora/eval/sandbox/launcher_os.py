@@ -1,0 +1,83 @@
+"""Plain OS helpers of the sandbox launcher (`launcher.py`): /proc, mounts, permissions, exit statuses.
+
+Loaded by the launcher from its own folder, before any sample code exists; standard library only, like the
+launcher itself, and never imported by the harness except in tests.
+"""
+
+import os
+import signal
+import stat
+
+
+def holds_no_capabilities():
+    """True when this process's permitted and effective capability sets are empty (a plain uid's usual state)."""
+    try:
+        with open("/proc/self/status") as f:
+            caps = dict(line.split(":", 1) for line in f if line.startswith(("CapPrm", "CapEff")))
+    except OSError:
+        return False
+    return len(caps) == 2 and all(int(v, 16) == 0 for v in caps.values())
+
+
+def user_tasks(uid):
+    """Threads (tasks) of every process of `uid`: what Linux's RLIMIT_NPROC counts, not processes. A process
+    that exits while /proc is read is skipped, not fatal (a harness with many torch threads churns)."""
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            if os.stat("/proc/" + d).st_uid == uid:
+                total += len(os.listdir("/proc/%s/task" % d))
+        except OSError:
+            continue
+    return total
+
+
+def b(s):
+    return None if s is None else s.encode()
+
+
+def exit_like(status):
+    """Exit the way a child with wait status `status` did: same code, or killed by the same signal."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError, RuntimeError):
+            pass
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+
+def mountinfo():
+    """(mount point, mount options) of every mount this process sees."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split(" ")
+            mp = parts[4]
+            for esc, ch in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+                mp = mp.replace(esc, ch)
+            out.append((mp, parts[5].split(",")))
+    return out
+
+
+def inside(path, top):
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def reachable_by_others(path):
+    """Can a uid that is neither owner nor group read and run the interpreter at `path`?"""
+    while True:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return False
+        if not mode & stat.S_IXOTH:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
