@@ -215,7 +215,8 @@ def _restartable(config: RunConfig) -> dict:
 class RunRecorder:
     """run.json: written atomically after every step, by the main process only.
 
-    A rerun keeps the earlier attempts' steps, their endings (`attempts`) and `config_changes`; a change of a
+    A rerun keeps the earlier attempts' steps, their endings (`attempts`; one left `running` was killed) and
+    `config_changes`; a change of a
     `RESTARTABLE` field since the last attempt is appended to `config_changes` with the checkpoint it applies from.
     """
 
@@ -238,6 +239,9 @@ class RunRecorder:
         attempts = list(previous.get("attempts", []))
         if previous.get("status") not in (None, "running", "finished"):
             attempts.append({k: previous.get(k) for k in ("status", "reason", "step", "resume_from", "ended")})
+        elif previous.get("status") == "running":  # we hold the lock, so that process is gone: killed (-9, power)
+            attempts.append({"status": "killed", "reason": f"process {previous.get('pid', '?')} ended without "
+                             f"recording why (SIGKILL, out of memory, power loss)", **_reached(run)})
         self.data = {"status": "running", "pid": os.getpid(), "method": config.adapter.method,
                      "processes": accelerator.num_processes, "meta": run_metadata(config.train.seed),
                      "restartable": values, "config_changes": changes, "attempts": attempts,
