@@ -952,3 +952,23 @@ def test_the_exec_filter_is_what_the_kernel_is_given():
     rows = driver.exec_filter("aarch64")
     assert verdict(rows, 0xC00000B7, 221) == ("errno", 1) and verdict(rows, 0xC00000B7, 220) == "allow"
     assert driver.exec_filter("sparc") is None
+
+
+def test_humaneval_scoring_counts_suspect_passes(tmp_path):
+    import gzip
+    import json
+
+    from hellora.eval.humaneval import evaluate_humaneval_samples
+
+    problems = tmp_path / "problems.jsonl.gz"
+    with gzip.open(problems, "wt") as f:
+        f.write(json.dumps(ADD) + "\n")
+    samples = tmp_path / "samples.jsonl"
+    rows = [{"task_id": "toy/add", "completion": c} for c in (ADD["canonical_solution"], CHEATS["always_equal"],
+                                                              CHEATS["sys_exit"])]
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = evaluate_humaneval_samples(samples, problems, ks=(1,), progress=False)
+    assert summary["pass@1"] == pytest.approx(2 / 3) and summary["suspect_passes"] == 1
+    results = [json.loads(line) for line in Path(summary["results_path"]).read_text().splitlines()]
+    assert [(r["passed"], r["suspect"]) for r in results] == [(True, False), (True, True), (False, True)]
+    assert results[1]["suspect_reasons"] == ["__eq__/__ne__ override"]

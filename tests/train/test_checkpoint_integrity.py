@@ -122,3 +122,11 @@ def test_disk_full_while_saving_tensors_is_an_oserror_and_leaves_no_checkpoint(t
     with pytest.raises(OSError) as info:
         save_checkpoint(tmp_path, 2, params, optimizer, {}, keep=1)
     assert info.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
+
+
+def test_a_save_cut_short_leaves_a_temp_folder_that_the_next_resume_removes(tmp_path):
+    _save(tmp_path, 2)
+    cut = tmp_path / ".step-000004.abc123.tmp"
+    cut.mkdir()
+    (cut / "trainable.safetensors").write_bytes(b"partial")
+    assert usable_checkpoint(tmp_path) == tmp_path / "step-000002" and not cut.exists()

@@ -243,7 +243,12 @@ def set_aside(path: Path) -> Path:
 def usable_checkpoint(folder: Path) -> Path | None:
     """The newest intact checkpoint under `folder` (None when there is none), after moving every damaged one newer
     than it aside with one warning line. Older checkpoints are not read: the newest intact one is all a resume
-    needs. Call it on one process only (it renames folders), then let every process load the result."""
+    needs. Temporary folders of saves a kill cut short are removed. Call it on one process only (it renames
+    folders), then let every process load the result."""
+    if folder.is_dir():  # saves a kill cut short: incomplete by construction, nothing to inspect
+        for tmp in folder.glob(f".{PREFIX}*.tmp"):
+            log.info("removing the incomplete checkpoint save %s", tmp.name)
+            shutil.rmtree(tmp, ignore_errors=True)
     damaged = []
     found = None
     for path in reversed(list_checkpoints(folder)):
