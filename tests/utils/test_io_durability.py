@@ -12,6 +12,7 @@ from hellora.utils import io as hio
 from hellora.utils.errors import HelloraError
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names synced fds through /proc (Linux)")
 def test_atomic_dir_fsyncs_every_file_and_folder_before_the_rename(tmp_path, monkeypatch):
     synced, renamed = [], []
     real_fsync, real_rename = os.fsync, os.rename
