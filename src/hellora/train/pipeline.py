@@ -29,9 +29,9 @@ from hellora.data import encode_pairs, get_task, sample_fraction
 from hellora.placement import HotExpertPlacement
 from hellora.profiling import ExpertProfile, profile_experts
 from hellora.train.loop import learning_rate, resolve_steps, train_loop
+from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_folder, run_finished  # noqa: F401
 from hellora.train.warmup import warmup_profile
 from hellora.utils.errors import HelloraError
-from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_folder, run_finished  # noqa: F401
 from hellora.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
