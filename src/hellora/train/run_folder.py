@@ -28,7 +28,9 @@ from typing import Iterator
 
 import yaml
 
-from hellora.config import RunConfig, dump_config
+from hellora.config import RunConfig, dump_config, load_run_config
+from hellora.train.checkpoint import list_checkpoints
+from hellora.train.loop import TrainingDiverged
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, folder_lock, read_json
 from hellora.utils.meta import run_metadata
@@ -84,8 +86,6 @@ def hold_run_folder(output_dir: str | Path) -> Iterator[None]:
     read-only, no permission) becomes one `HelloraError` line naming the file; an interruption is logged with how
     to resume and re-raised as KeyboardInterrupt.
     """
-    from hellora.train.loop import TrainingDiverged
-
     run = Path(output_dir)
     check_output_dir(run)
     try:
@@ -115,8 +115,6 @@ def hold_run_folder(output_dir: str | Path) -> Iterator[None]:
 
 def _reached(run: Path) -> dict:
     """The last training step metrics.jsonl holds, and the newest checkpoint (what a rerun starts from)."""
-    from hellora.train.checkpoint import list_checkpoints
-
     step = None
     try:
         for line in (run / "metrics.jsonl").read_text().splitlines():
@@ -157,8 +155,6 @@ def run_finished(run: str | Path) -> bool:
 def _reresolved(saved: Path) -> str | None:
     """A saved config.yaml as this version resolves it: fields added since it was written take their defaults,
     so an unfinished run from an older hellora still resumes when nothing it set has changed."""
-    from hellora.config import load_run_config
-
     try:
         return dump_config(load_run_config(saved).resolved())
     except HelloraError:
@@ -221,8 +217,6 @@ class RunRecorder:
     """
 
     def __init__(self, run: Path, config: RunConfig, accelerator) -> None:
-        from hellora.train.checkpoint import list_checkpoints
-
         self.path = run / "run.json"
         self.main = accelerator.is_main_process
         previous = read_json(self.path, "run status") if self.path.is_file() else {}
