@@ -1,4 +1,4 @@
-"""GSM8K answer extraction and scoring (pure functions; generation happens elsewhere).
+r"""GSM8K answer extraction and scoring (pure functions; generation happens elsewhere).
 
 Published GSM8K numbers depend heavily on how the answer is pulled out of free text, so every scorer is a named
 column computed on the same generations (see docs/evaluation.md for the side-by-side table):
@@ -9,10 +9,10 @@ column computed on the same generations (see docs/evaluation.md for the side-by-
   occurrence is the answer, else (or if that stretch has no number) the last number of the whole text, else
   ``inf``. The gold is the same extraction on the training target (``answer.replace("####", ...)``). Comparison is
   float equality. Known flaws, kept on purpose and pinned by tests: a completion without numbers is scored by the
-  last number of the *question*; ``"3.5.2"`` reads as 3.5; ``"the final answer is: 7"`` (lower case) falls back
-  to the last number.
+  last number of the *question*; a hyphen is a minus sign (``"16-3-4"`` gives -4); ``"the final answer is: 7"``
+  (lower case) falls back to the last number.
 * ``robust`` -- hellora's own: completion only; the first number after "The final answer is" in any case, colon
-  optional, ``$``/``**``/``\\boxed{`` tolerated; else the last number. Exact Decimal comparison.
+  optional, ``$``/``**``/``\boxed{`` tolerated; else the last number. Exact Decimal comparison.
 * ``lm-eval-strict`` / ``lm-eval-flexible`` -- lm-evaluation-harness's `gsm8k` filters on the completion:
   strict is the first ``#### (-?[0-9.,]+)``, flexible the last match of ``(-?[$0-9.,]{2,})|(-?[0-9]+)``; then
   both prediction and gold lose ``,``, ``$``, everything up to ``#### `` and one trailing ``.``, are lower-cased
