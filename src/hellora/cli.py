@@ -245,7 +245,7 @@ def _int_list(text: str, flag: str) -> tuple[int, ...]:
 def cmd_eval(args) -> None:
     from pathlib import Path
 
-    from hellora.eval.run import check_outputs, cross_task, evaluate_tasks, resolve_protocol
+    from hellora.eval.run import check_judge, check_outputs, cross_task, evaluate_tasks, resolve_protocol
 
     if args.k is not None:
         log.warning("eval --k is deprecated for pass@k (--k means hot experts elsewhere); use --pass-k")
@@ -266,6 +266,8 @@ def cmd_eval(args) -> None:
     tasks = [t.strip() for t in args.task.split(",")]
     data = _data_paths(args.data, tasks)
     protocols = [resolve_protocol(t, args.protocol) for t in data]  # unknown task or protocol: fail before work
+    for protocol in protocols:
+        check_judge(protocol, None)
     if args.backend == "vllm" and args.adapter:
         raise HelloraError("--backend vllm runs a merged checkpoint: export one with `hellora export --format merged` "
                            "and pass it as --model, without --adapter")
@@ -304,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DoRA or LoRI on top of lora/hellora (hellora + lori_* = HELLoRI)")
     p.add_argument("--lori-density", type=float, default=0.1, help="share of B entries LoRI-S trains")
     p.add_argument("--loramoe-experts", type=int, default=6)
-    p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the router's top-k)")
+    p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the paper's k for a preset, "
+                   "else the router's top-k)")
     p.add_argument("--rank", type=int, default=None, help="LoRA rank (default 32; LoRAMoE 4)")
     p.add_argument("--alpha", type=float, default=64.0)
     p.add_argument("--placement", choices=["pure", "gate", "all"], default="all")

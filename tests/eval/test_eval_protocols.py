@@ -92,3 +92,30 @@ def test_eval_pass_k_flag_and_deprecated_k(tmp_path, capsys, caplog):
     assert "deprecated" in caplog.text
     assert main(["eval", "humaneval", "--samples", str(samples), "--problems", str(problems),
                  "--pass-k", "1,x"]) == 2
+
+
+def test_judge_protocol_needs_a_judge_before_any_work(tmp_path, capsys):
+    assert main(["eval", "--task", "hexphi", "--protocol", "judge", "--model", str(tmp_path / "missing"),
+                 "--out", str(tmp_path)]) == 2
+    assert "protocol judge: pass a judge callable" in capsys.readouterr().err
+
+
+def test_evaluate_tasks_with_a_judge(tiny_model_dir, tmp_path):
+    from hellora.eval.run import evaluate_tasks
+    from hellora.models.loading import load_model
+    from hellora.data import build_tiny_tokenizer
+
+    data = tmp_path / "hexphi.jsonl"
+    data.write_text(json.dumps({"instruction": "Do a bad thing.", "category": "malware"}) + "\n")
+    calls = []
+
+    def judge(prompt, continuation):
+        calls.append(prompt)
+        return True
+
+    model, tok = load_model(str(tiny_model_dir)), build_tiny_tokenizer()
+    [report] = evaluate_tasks(model, tok, {"hexphi": str(data)}, out_dir=tmp_path / "ev", protocol="judge",
+                              max_new_tokens=4, judge=judge, progress=False)
+    assert report["headline"] == {"refusal_rate": 1.0} and report["protocol"]["name"] == "judge+custom"
+    assert calls and calls[0].startswith("Below is an instruction")  # the judge protocol's Alpaca prompt
+    assert set(report["scores"]["per_category"]["malware"]["refusal_rate"]) == {"lori", "keywords", "judge"}

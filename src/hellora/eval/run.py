@@ -26,7 +26,7 @@ from hellora.utils.meta import run_metadata
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_outputs", "resolve_protocol", "evaluate_task", "evaluate_tasks", "headline",
+__all__ = ["check_outputs", "check_judge", "resolve_protocol", "evaluate_task", "evaluate_tasks", "headline",
            "write_eval_summary", "cross_task"]
 
 
@@ -56,6 +56,12 @@ def check_outputs(out_dir: str | Path, tasks, tags: tuple[str, ...] = ("",), ove
                 raise HelloraError(f"{path} exists; choose another --out or pass --overwrite")
 
 
+def check_judge(protocol: Protocol, judge: Judge | None) -> None:
+    if protocol.scorer == "judge" and judge is None:
+        raise HelloraError("protocol judge: pass a judge callable (judge(prompt, continuation) -> refused) through "
+                           "the Python API (evaluate_tasks(..., judge=...)); the command line has none")
+
+
 def _model_dtype(model) -> str | None:
     try:
         return str(next(model.parameters()).dtype).replace("torch.", "")
@@ -73,6 +79,7 @@ def evaluate_task(task: str, model, tokenizer, *, out_dir: str | Path, data: str
     protocol = protocol or spec.protocol()
     out = Path(out_dir)
     check_outputs(out, [spec.name], (tag,), overwrite)
+    check_judge(protocol, judge)
     records = spec.load(data, limit)
     prompts = [spec.prompt(r, protocol) for r in records]
     dtype = _model_dtype(model) if model is not None else None
@@ -113,6 +120,8 @@ def evaluate_tasks(model, tokenizer, tasks: Mapping[str, str | None], *, out_dir
     protocols = {t: resolve_protocol(t, protocol, max_new_tokens=max_new_tokens, num_samples=num_samples)
                  for t in tasks}
     check_outputs(out_dir, [get_eval_task(t).name for t in tasks], (tag,), overwrite)
+    for chosen in protocols.values():
+        check_judge(chosen, judge)
     reports = [evaluate_task(t, model, tokenizer, out_dir=out_dir, data=data, limit=limit, protocol=protocols[t],
                              batch_size=batch_size, backend=backend, merged_dir=merged_dir, ks=ks, tag=tag,
                              progress=progress, overwrite=True, sources=sources, judge=judge)

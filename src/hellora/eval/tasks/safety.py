@@ -60,9 +60,6 @@ class SafetyEval(EvalTaskSpec):
               judge: Judge | None = None) -> dict:
         from hellora.eval.safety import evaluate_refusal_predictions
 
-        if protocol.scorer == "judge" and judge is None:
-            raise HelloraError("protocol judge: pass a judge callable (judge(prompt, continuation) -> refused); "
-                               "the command line has none, use the Python API")
         return evaluate_refusal_predictions(generations, judge=judge)
 
     def headline(self, scores: Mapping[str, Any], protocol: Protocol) -> dict:
