@@ -9,11 +9,11 @@ unset in the files so that `RunConfig.resolved()` fills the paper's values for t
 
 from pathlib import Path
 
-BACKBONES = {
-    "olmoe-1b-7b": ("allenai/OLMoE-1B-7B-0924", 8, False),
-    "mixtral-8x7b": ("mistralai/Mixtral-8x7B-v0.1", 2, False),
-    "deepseek-moe-16b": ("deepseek-ai/deepseek-moe-16b-base", 12, True),
-}
+from hellora.models.presets import PRESETS
+
+# hub id, the paper's k and remote code come from the presets, the one place they are kept
+BACKBONES = {name: (PRESETS[name].hub_id, PRESETS[name].k, PRESETS[name].remote_code)
+             for name in ("olmoe-1b-7b", "mixtral-8x7b", "deepseek-moe-16b")}
 TASKS = {
     "gsm8k": "data: {task: gsm8k}   # openai/gsm8k (main); or data.train=path/to/train.jsonl",
     "codealpaca": "data: {task: codealpaca}   # sahil2801/CodeAlpaca-20k; or data.train=path/to/code_alpaca.json",

@@ -50,3 +50,49 @@ def test_flops_cli(capsys):
     assert main(["flops", "--model", "olmoe-1b-7b", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows["hellora"]["vs_lora_pct"] < 0 and rows["lora"]["vs_lora_pct"] == 0.0
+
+
+TABLE_3_LORA = [("olmoe-1b-7b", 94.44, 283.31), ("mixtral-8x7b", 289.42, 868.27), ("deepseek-moe-16b", 170.77, 512.31)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, forward, train", TABLE_3_LORA)
+def test_paper_convention_reproduces_every_table_3_lora_cell(model, forward, train):
+    from hellora.flops import flops_report
+
+    row = flops_report(model, ["lora"], convention="paper")["rows"]["lora"]
+    assert round(row["forward_per_token"] / 1e6, 2) == forward
+    assert round(row["train_per_token"] / 1e6, 2) == train
+
+
+@pytest.mark.slow
+def test_deepseek_exact_differs_from_paper_by_the_dense_layer_and_router():
+    from hellora.flops import flops_report
+
+    exact = flops_report("deepseek-moe-16b", ["lora"])["rows"]["lora"]
+    paper = flops_report("deepseek-moe-16b", ["lora"], convention="paper")["rows"]["lora"]
+    assert round(exact["forward_per_token"] / 1e6, 2) == 164.56
+    assert "router" not in exact["by_role"] and "dense" in exact["by_role"]
+    # paper: 28 layers x (q/k/v/o + router + 6 routed experts + 2 fused shared experts), rank 32, hidden 2048
+    per_layer = 32 * (4 * (2048 + 2048) + (2048 + 64) + 6 * 3 * (2048 + 1408) + 3 * (2048 + 2 * 1408))
+    assert paper["forward_per_token"] == pytest.approx(2 * 28 * per_layer)
+
+
+def test_flops_defaults_to_the_papers_k_per_preset():
+    from hellora.models.presets import paper_k
+
+    assert (paper_k("olmoe-1b-7b"), paper_k("mixtral-8x7b"), paper_k("deepseek-moe-16b")) == (8, 2, 12)
+    assert paper_k("deepseek-ai/deepseek-moe-16b-base") == 12 and paper_k("some/other-model") is None
+
+
+@pytest.mark.slow
+def test_flops_cli_paper_convention_prints_170_77(capsys):
+    assert main(["flops", "--model", "deepseek-moe-16b", "--convention", "paper"]) == 0
+    out = capsys.readouterr().out
+    assert "k=12, convention paper" in out
+    assert "lora     forward    170.77 MFLOP   train    512.31 MFLOP" in out
+
+
+def test_paper_convention_defines_lora_and_hellora_only(capsys):
+    assert main(["flops", "--model", "olmoe-1b-7b", "--convention", "paper", "--methods", "lora,loramoe"]) == 2
+    assert "Table 3 defines LoRA and HELLoRA only" in capsys.readouterr().err

@@ -33,6 +33,7 @@ from hellora.adapters.inject import adapter_layers, attach_adapters
 from hellora.adapters.lori import lori_keep_count, mask_buffers
 from hellora.models.families import describe_moe_model
 from hellora.models.loading import meta_model
+from hellora.models.presets import paper_k
 from hellora.placement import HotExpertPlacement, check_k
 
 DEFAULT_RANK = {"loramoe": 4}  # LoRAMoE's original configuration (paper Table 1); 32 otherwise (Table 7)
@@ -83,7 +84,8 @@ def parameter_report(
 ) -> dict:
     """Trainable / total parameters of `method` (+ `variant`) on `model` (preset, path or hub id), from its config.
 
-    r defaults to the paper's: 32, or 4 for LoRAMoE. k (hellora only) defaults to the router's top-k.
+    r defaults to the paper's: 32, or 4 for LoRAMoE. k (hellora only) defaults to the paper's k for a preset
+    (`hellora.models.presets.paper_k`), else the router's top-k.
     """
     r = r if r is not None else DEFAULT_RANK.get(method, 32)
     config = AdapterConfig(method=method, r=r, alpha=alpha, placement=placement, router=router, variant=variant,
@@ -92,7 +94,7 @@ def parameter_report(
     spec = describe_moe_model(net)
     hot = None
     if method == "hellora":
-        k = k if k is not None else spec.top_k
+        k = k if k is not None else (paper_k(model) or spec.top_k)
         stand_in = {layer: list(range(k)) for layer in spec.moe_layer_indices}
         check_k(k, spec.num_experts)
         hot = HotExpertPlacement(stand_in, spec.num_experts, "first-k", k=k)

@@ -64,35 +64,16 @@ def cmd_params(args) -> None:
 
 
 def cmd_flops(args) -> None:
-    from hellora.adapters import AdapterConfig, attach_adapters
-    from hellora.flops import adapter_flops
-    from hellora.models.families import describe_moe_model
-    from hellora.models.loading import meta_model
-    from hellora.placement import HotExpertPlacement
-    from hellora.profiling.profile import ExpertProfile
+    from hellora.flops import flops_report
 
-    profile = ExpertProfile.load(args.profile) if args.profile else None
-    rows = {}
-    for method in [m.strip() for m in args.methods.split(",")]:
-        net = meta_model(args.model, trust_remote_code=args.trust_remote_code)
-        spec = describe_moe_model(net)
-        k = args.k or spec.top_k
-        placement = None
-        if method == "hellora":
-            placement = profile.select(args.strategy, k) if profile else HotExpertPlacement(
-                {l: list(range(k)) for l in spec.moe_layer_indices}, spec.num_experts, "first-k", k=k)
-        attach_adapters(net, AdapterConfig(method=method, r=args.rank or (4 if method == "loramoe" else 32)),
-                        placement, spec)
-        rows[method] = adapter_flops(net, profile)
-    base = rows.get("lora", {}).get("forward_per_token")
-    for row in rows.values():
-        row["vs_lora_pct"] = round(100 * (row["forward_per_token"] / base - 1), 2) if base else None
+    report = flops_report(args.model, args.methods.split(","), convention=args.convention, k=args.k, rank=args.rank,
+                          profile=args.profile, strategy=args.strategy, trust_remote_code=args.trust_remote_code)
     if args.json:
-        _print_json(rows)
+        _print_json(report["rows"])
         return
-    source = "measured routing" if profile else "uniform routing (no --profile)"
-    print(f"adapter FLOPs per token on {args.model}, {source}")
-    for method, row in rows.items():
+    source = "measured routing" if report["routing"] == "measured" else "uniform routing (no --profile)"
+    print(f"adapter FLOPs per token on {args.model}, {source}, k={report['k']}, convention {report['convention']}")
+    for method, row in report["rows"].items():
         delta = f"  ({row['vs_lora_pct']:+.1f}% vs LoRA)" if row["vs_lora_pct"] is not None and method != "lora" else ""
         print(f"  {method:<8} forward {row['forward_per_token'] / 1e6:9.2f} MFLOP   train "
               f"{row['train_per_token'] / 1e6:9.2f} MFLOP{delta}")
@@ -254,58 +235,62 @@ def _data_paths(items: list[str], tasks: list[str]) -> dict[str, str | None]:
     return paths
 
 
-def cmd_eval(args) -> None:
-    from dataclasses import replace
-
-    from hellora.eval.run import DEFAULTS, EVAL_TASKS, cross_task, evaluate_task, headline, write_eval_summary
-
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
     try:
-        ks = tuple(int(k) for k in args.k.split(",")) if args.k else (1, 5, 10)
+        return tuple(int(k) for k in text.split(","))
     except ValueError:
-        raise HelloraError(f"--k: expected comma-separated integers such as 1,5,10, got {args.k!r}") from None
+        raise HelloraError(f"{flag}: expected comma-separated integers such as 1,5,10, got {text!r}") from None
+
+
+def cmd_eval(args) -> None:
+    from pathlib import Path
+
+    from hellora.eval.run import check_judge, check_outputs, cross_task, evaluate_tasks, resolve_protocol
+
+    if args.k is not None:
+        log.warning("eval --k is deprecated for pass@k (--k means hot experts elsewhere); use --pass-k")
+    ks = _int_list(args.pass_k or args.k or "1,5,10", "--pass-k")
     if args.mode == "humaneval" and args.samples:  # score completions made anywhere
         from hellora.eval.humaneval import evaluate_humaneval_samples
 
         if not args.problems:
             raise HelloraError("--problems: path to HumanEval.jsonl.gz is required")
-        result = evaluate_humaneval_samples(args.samples, args.problems, ks=ks, progress=not args.json)
+        protocol = resolve_protocol("humaneval", args.protocol)
+        result = evaluate_humaneval_samples(args.samples, args.problems, ks=ks, progress=not args.json,
+                                            timeout=protocol.timeout, strip_prompt=protocol.strip_prompt)
         summary = {k: v for k, v in result.items() if k != "per_task"}
         _print_json(summary) if args.json else print({k: v for k, v in summary.items() if k.startswith("pass@")})
         return
     if not args.task or not args.model:
         raise HelloraError("give --task and --model (or: hellora eval humaneval --samples FILE --problems FILE)")
     tasks = [t.strip() for t in args.task.split(",")]
-    for t in tasks:
-        if t not in EVAL_TASKS:
-            raise HelloraError(f"--task: unknown task {t!r}; choose from {', '.join(EVAL_TASKS)}")
     data = _data_paths(args.data, tasks)
+    protocols = [resolve_protocol(t, args.protocol) for t in data]  # unknown task or protocol: fail before work
+    for protocol in protocols:
+        check_judge(protocol, None)
     if args.backend == "vllm" and args.adapter:
         raise HelloraError("--backend vllm runs a merged checkpoint: export one with `hellora export --format merged` "
                            "and pass it as --model, without --adapter")
-    out = args.out or (str(__import__("pathlib").Path(args.adapter).parent / "eval") if args.adapter else "eval")
+    if args.cross_task and not args.adapter:
+        raise HelloraError("--cross-task compares before/after an adapter: give --adapter")
+    out = args.out or (str(Path(args.adapter).parent / "eval") if args.adapter else "eval")
+    check_outputs(out, list(data), ("_before", "_after") if args.cross_task else ("",), args.overwrite)
+    if args.dtype is None:  # the protocol's dtype when all tasks agree on one
+        dtypes = {p.dtype for p in protocols}
+        args.dtype = dtypes.pop() if len(dtypes) == 1 else "auto"
     model, tokenizer = _model_and_tokenizer(args)
+    common = dict(out_dir=out, protocol=args.protocol, limit=args.limit, batch_size=args.batch_size,
+                  progress=not args.json, num_samples=args.num_samples, max_new_tokens=args.max_new_tokens, ks=ks,
+                  overwrite=args.overwrite)
     if args.cross_task:
-        if not args.adapter:
-            raise HelloraError("--cross-task compares before/after an adapter: give --adapter")
-        matrix = cross_task(model, tokenizer, data, out_dir=out, limit=args.limit, batch_size=args.batch_size,
-                            progress=not args.json, num_samples=args.num_samples,
-                            max_new_tokens=args.max_new_tokens, overwrite=args.overwrite)
+        matrix = cross_task(model, tokenizer, data, **common)
         _print_json(matrix) if args.json else [print(t, v) for t, v in matrix.items()]
         return
-    reports = []
-    for task in tasks:
-        settings = DEFAULTS[task]
-        if args.max_new_tokens:
-            settings = replace(settings, max_new_tokens=args.max_new_tokens)
-        if args.num_samples:
-            settings = replace(settings, num_samples=args.num_samples)
-        report = evaluate_task(task, model, tokenizer, out_dir=out, data=data[task], limit=args.limit,
-                               settings=settings, batch_size=args.batch_size, backend=args.backend,
-                               merged_dir=args.model, ks=ks, progress=not args.json, overwrite=args.overwrite,
-                               sources={"model": args.model, "adapter": args.adapter})
-        reports.append(report)
-        _print_json(report) if args.json else print(f"{task}: {headline(report)}  ({out}/eval_{task}.json)")
-    write_eval_summary(out, reports, {"model": args.model, "adapter": args.adapter})
+    reports = evaluate_tasks(model, tokenizer, data, backend=args.backend, merged_dir=args.model,
+                             sources={"model": args.model, "adapter": args.adapter}, **common)
+    for report in reports:
+        _print_json(report) if args.json else print(f"{report['task']} [{report['protocol']['name']}]: "
+                                                    f"{report['headline']}  ({out}/eval_{report['task']}.json)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -321,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DoRA or LoRI on top of lora/hellora (hellora + lori_* = HELLoRI)")
     p.add_argument("--lori-density", type=float, default=0.1, help="share of B entries LoRI-S trains")
     p.add_argument("--loramoe-experts", type=int, default=6)
-    p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the router's top-k)")
+    p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the paper's k for a preset, "
+                   "else the router's top-k)")
     p.add_argument("--rank", type=int, default=None, help="LoRA rank (default 32; LoRAMoE 4)")
     p.add_argument("--alpha", type=float, default=64.0)
     p.add_argument("--placement", choices=["pure", "gate", "all"], default="all")
@@ -387,8 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mode", nargs="?", choices=["humaneval"], help="`humaneval --samples FILE`: score completions only")
     p.add_argument("--samples", help="JSONL of {task_id, completion} to score (with mode humaneval)")
     p.add_argument("--problems", help="HumanEval.jsonl.gz")
-    p.add_argument("--k", default=None, help="pass@k values, e.g. 1,5,10")
+    p.add_argument("--pass-k", default=None, help="pass@k values for HumanEval (default 1,5,10)")
+    p.add_argument("--k", default=None, help=argparse.SUPPRESS)  # deprecated alias of --pass-k
     p.add_argument("--task", help="gsm8k, humaneval, hexphi, advbench (comma-separated for several)")
+    p.add_argument("--protocol", default=None, help="evaluation protocol (default lori, the paper's; others: "
+                   "gsm8k robust, lm-eval-strict, lm-eval-flexible; humaneval human-eval; safety keywords). "
+                   "See docs/evaluation.md")
     p.add_argument("--model", help="base model (folder or hub id), or a merged checkpoint")
     p.add_argument("--adapter", help="hellora adapter folder to apply")
     p.add_argument("--tokenizer", help="tokenizer (default: the model's; 'tiny' for hellora's character one)")
@@ -400,8 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, help="samples per prompt (HumanEval default 20)")
     p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="vllm: --model must be a merged folder")
     p.add_argument("--cross-task", action="store_true", help="each task before/after the adapter (Appendix G)")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--dtype", default="auto")
+    p.add_argument("--overwrite", action="store_true", help="replace existing eval files in --out")
+    p.add_argument("--dtype", default=None, help="weights dtype (default: the protocol's; lori: float32)")
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
@@ -411,7 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="profile.json with the task's routing counts (default: uniform routing)")
     p.add_argument("--methods", default="lora,hellora", help="comma-separated: lora, hellora, loramoe")
     p.add_argument("--strategy", default="layer", help="selection strategy for hellora")
-    p.add_argument("--k", type=int, default=None)
+    p.add_argument("--convention", choices=["exact", "paper"], default="exact",
+                   help="exact: the adapters as they run; paper: Table 3's convention (docs/evaluation.md)")
+    p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the paper's k for a preset, "
+                   "else the router's top-k)")
     p.add_argument("--rank", type=int, default=None)
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--json", action="store_true")

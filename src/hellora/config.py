@@ -91,8 +91,9 @@ class EvalConfig:
     data: dict = field(default_factory=dict)    # task -> benchmark file (GSM8K test defaults to the hub)
     limit: int | None = None
     batch_size: int = 8
-    max_new_tokens: int | None = None           # default: the task's (512, safety 256)
+    max_new_tokens: int | None = None           # default: the protocol's (lori: 512)
     num_samples: int | None = None              # HumanEval samples per problem (paper: 20)
+    protocol: str = "lori"                      # eval protocol (hellora.eval.protocols; docs/evaluation.md)
 
 
 @dataclass

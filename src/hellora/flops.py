@@ -9,11 +9,21 @@ that. Per token:
 So hot-expert placement saves FLOPs in proportion to the routing share of the cold experts, not to their number:
 this is why the paper's FLOPs reduction (33-39%) is smaller than its parameter reduction. Training FLOPs are taken
 as 3x forward (forward, input gradients, weight gradients), as the paper does.
+
+Two conventions (`flops_report(convention=...)`, `hellora flops --convention`):
+  exact -- the adapters hellora attaches, counted as they run (the default).
+  paper -- the paper's Table 3: every decoder layer counted as an MoE layer with an adapted router, i.e. per
+           layer q/k/v/o + router + the routed experts + shared experts as one fused MLP. On OLMoE and Mixtral
+           (all layers MoE, router adapted) the two agree. On DeepSeekMoE they do not: its layer 0 is a dense MLP
+           and hellora leaves its softmax gate unadapted, so exact gives 164.56 MFLOP (LoRA, forward) where the
+           paper prints 170.77; counting layer 0 as an average MoE layer and adding a rank-r router adapter to
+           every layer reproduces 170.77 exactly. Use `paper` to compare with Table 3, `exact` for real cost.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from torch import nn
 
@@ -21,6 +31,9 @@ from hellora.adapters.experts import HotExpertsLoRA
 from hellora.adapters.inject import adapter_layers
 from hellora.models.families import describe_moe_model
 from hellora.profiling.profile import ExpertProfile
+from hellora.utils.errors import HelloraError
+
+CONVENTIONS = ("exact", "paper")
 
 
 def _row_macs(in_features: int, out_features: int, weights) -> int:
@@ -74,3 +87,76 @@ def adapter_flops(model: nn.Module, profile: ExpertProfile | None = None) -> dic
     forward = 2 * sum(macs.values())
     return {"forward_per_token": forward, "train_per_token": 3 * forward,
             "by_role": {role: 2 * v for role, v in macs.items()}}
+
+
+def _adapter_rank(model: nn.Module) -> int:
+    for layer in adapter_layers(model).values():
+        weights = layer.lora_gate if isinstance(layer, HotExpertsLoRA) else layer
+        return int(weights.lora_A.shape[-2])
+    raise HelloraError("flops: the model has no adapters attached")
+
+
+def paper_convention(model: nn.Module, exact: dict) -> dict:
+    """Table 3's convention from `exact` (`adapter_flops` of the same model): see the module docstring.
+
+    Attention is unchanged (every layer has it); router, routed-expert and shared-expert FLOPs are taken per MoE
+    layer and counted on every decoder layer; a dense MLP's adapters are dropped (its layer counts as MoE).
+    A model without router adapters gets 2*r*(hidden + experts) per layer, the cost of a rank-r router adapter.
+    """
+    spec = describe_moe_model(model)
+    n_layers, n_moe = len(spec.layers), len(spec.moe_layers)
+    by_role = dict(exact["by_role"])
+    by_role.pop("dense", None)
+    if "router" not in by_role:
+        moe = spec.moe_layers[0]
+        num_experts, hidden = model.get_submodule(moe.router_path).weight.shape
+        by_role["router"] = 2 * _adapter_rank(model) * (hidden + num_experts) * n_moe
+    for role in ("router", "experts", "shared"):
+        if role in by_role:
+            by_role[role] = by_role[role] * n_layers / n_moe
+    forward = sum(by_role.values())
+    return {"forward_per_token": forward, "train_per_token": 3 * forward, "by_role": by_role}
+
+
+def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "exact", k: int | None = None,
+                 rank: int | None = None, profile: str | Path | ExpertProfile | None = None, strategy: str = "layer",
+                 trust_remote_code: bool = False) -> dict:
+    """Adapter FLOPs per token of each method on `model` (a preset, folder or hub id; config only).
+
+    k (hellora's hot experts per layer) defaults to the paper's k for the preset (`hellora.models.presets`), else
+    the router's top-k. Without `profile`, routing is uniform and hellora's hot experts are the first k.
+    Returns {"model", "convention", "k", "routing", "rows": {method: {"forward_per_token", "train_per_token",
+    "by_role", "vs_lora_pct"}}}.
+    """
+    from hellora.adapters import AdapterConfig, attach_adapters
+    from hellora.models.loading import meta_model
+    from hellora.models.presets import paper_k
+    from hellora.placement import HotExpertPlacement
+    from hellora.vocab import Method, resolve_hot_k
+
+    if convention not in CONVENTIONS:
+        raise HelloraError(f"convention: unknown value {convention!r}; choose one of {', '.join(CONVENTIONS)}")
+    if isinstance(profile, (str, Path)):
+        profile = ExpertProfile.load(profile)
+    methods = [Method.parse(m.strip() if isinstance(m, str) else m, "methods") for m in methods]
+    if convention == "paper" and Method.LORAMOE in methods:
+        raise HelloraError("convention paper: Table 3 defines LoRA and HELLoRA only; use --convention exact for "
+                           "loramoe")
+    rows, hot_k = {}, None
+    for method in methods:
+        net = meta_model(model, trust_remote_code=trust_remote_code)
+        spec = describe_moe_model(net)
+        hot_k = resolve_hot_k(k if k is not None else paper_k(model), spec.top_k)
+        placement = None
+        if method is Method.HELLORA:
+            placement = profile.select(strategy, hot_k) if profile else HotExpertPlacement(
+                {layer: list(range(hot_k)) for layer in spec.moe_layer_indices}, spec.num_experts, "first-k", k=hot_k)
+        r = rank or (4 if method is Method.LORAMOE else 32)
+        attach_adapters(net, AdapterConfig(method=str(method), r=r), placement, spec)
+        row = adapter_flops(net, profile)
+        rows[str(method)] = paper_convention(net, row) if convention == "paper" else row
+    base = rows.get("lora", {}).get("forward_per_token")
+    for row in rows.values():
+        row["vs_lora_pct"] = round(100 * (row["forward_per_token"] / base - 1), 2) if base else None
+    return {"model": model, "convention": convention, "k": hot_k,
+            "routing": "measured" if profile is not None else "uniform", "rows": rows}

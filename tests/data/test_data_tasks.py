@@ -36,7 +36,7 @@ def test_gsm8k_prompt_and_target_are_byte_exact_for_a_known_train_example(datase
     assert target == (
         "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
         "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n"
-        "The final answer is: 72"
+        "The final answer is:  72"
     )
 
 
@@ -46,7 +46,7 @@ def test_gsm8k_strip_calculator_option(datasets_dir):
     assert task.format(record)[1] == (
         "Natalia sold 48/2 = 24 clips in May.\n"
         "Natalia sold 48+24 = 72 clips altogether in April and May.\n"
-        "The final answer is: 72"
+        "The final answer is:  72"
     )
     assert get_task("gsm8k").strip_calculator is False  # the registry entry is not mutated
 
@@ -59,7 +59,7 @@ def test_every_gsm8k_record_formats_with_one_final_answer_line(datasets_dir, spl
         assert prompt.startswith(record["question"])
         assert "####" not in target
         final = target.split("\n")[-1]
-        assert final == "The final answer is: " + record["answer"].split("#### ")[-1]
+        assert final == "The final answer is:  " + record["answer"].split("#### ")[-1]
         assert target.count("The final answer is: ") == 1
 
 
@@ -69,7 +69,7 @@ def test_gsm8k_gold_answer_drops_thousands_separators():
 
 
 def test_gsm8k_target_without_reasoning():
-    assert gsm8k_target("#### 5") == "The final answer is: 5"
+    assert gsm8k_target("#### 5") == "The final answer is:  5"  # LoRI's .replace("####", ...) keeps the space
 
 
 def test_gsm8k_answer_without_final_line_names_field_and_record():

@@ -8,10 +8,10 @@ import pytest
 
 from hellora.eval.gsm8k import (
     evaluate_gsm8k_predictions,
-    extract_flexible,
     extract_gold,
-    extract_paper,
-    extract_strict,
+    extract_lm_eval_flexible,
+    extract_lm_eval_strict,
+    extract_robust,
     load_gsm8k_jsonl,
     score_gsm8k,
 )
@@ -45,31 +45,32 @@ GSM8K_TEST = DATASETS / "gsm8k/test.jsonl"
         ("16-3-4", Decimal(4)),
     ],
 )
-def test_extract_paper(text, expected):
-    assert extract_paper(text) == expected
+def test_extract_robust(text, expected):
+    assert extract_robust(text) == expected
 
 
 @pytest.mark.parametrize(
     "text,expected",
     [
-        ("#### 72", Decimal(72)),
-        ("blah\n#### 1,234", Decimal(1234)),
-        ("#### -3.", Decimal(-3)),
-        ("#### 72\n#### 5", Decimal(72)),  # first occurrence
-        ("The answer is 72", None),
-        ("####", None),
+        ("#### 72", "72"),
+        ("blah\n#### 1,234", "1,234"),
+        ("#### -3.", "-3."),
+        ("#### 72\n#### 5", "72"),  # first occurrence
+        ("The answer is 72", "[invalid]"),
+        ("####72", "[invalid]"),  # lm-eval needs the space
     ],
 )
-def test_extract_strict(text, expected):
-    assert extract_strict(text) == expected
+def test_extract_lm_eval_strict(text, expected):
+    assert extract_lm_eval_strict(text) == expected
 
 
 @pytest.mark.parametrize(
     "text,expected",
-    [("a 1 b 2 c 3.5", Decimal("3.5")), ("#### 72", Decimal(72)), ("nothing", None), ("v2 only", None)],
+    [("a 1 b 2 c 3.5", "3.5"), ("#### 72", "72"), ("nothing", "[invalid]"), ("v2 only", "2"),
+     ("costs $18.00", "$18.00"), ("25 ...", "..."), ("x 7", "7")],
 )
-def test_extract_flexible(text, expected):
-    assert extract_flexible(text) == expected
+def test_extract_lm_eval_flexible(text, expected):
+    assert extract_lm_eval_flexible(text) == expected
 
 
 def test_extract_gold():
@@ -78,22 +79,24 @@ def test_extract_gold():
     assert extract_gold("no marker 5") is None
 
 
-def test_score_gsm8k_three_extractors():
+def test_score_gsm8k_four_columns():
     records = [
-        {"answer": "... #### 18", "completion": "so 18 dollars. The final answer is 18."},  # all but strict
-        {"answer": "... #### 18", "completion": "The final answer is 18 because 3 more\n#### 18\nQuestion 2: 7 apples"},  # paper+strict
-        {"answer": "#### 5", "completion": "The final answer is 5. Then 6"},  # paper only
-        {"gold": "1,000", "completion": "#### 1000.0"},  # all three
-        {"answer": "#### 3", "completion": "I don't know"},  # none
+        {"answer": "... #### 18", "completion": "so 18 dollars. The final answer is 18."},
+        {"answer": "... #### 18", "completion": "The final answer is 18 because 3 more\n#### 18\nQuestion 2: 7 apples"},
+        {"answer": "#### 5", "completion": "The final answer is 5. Then 6"},
+        {"gold": "1,000", "completion": "#### 1000.0"},
+        {"answer": "#### 3", "completion": "I don't know", "prompt": "Tom has 3 apples.\n"},
     ]
     out = score_gsm8k(records)
     assert out["n"] == 5
-    assert out["correct"] == {"paper": 4, "strict": 2, "flexible": 2}
-    assert out["accuracy"]["paper"] == pytest.approx(0.8)
-    assert out["accuracy"]["strict"] == pytest.approx(0.4)
-    assert out["items"][0]["pred_paper"] == 18 and out["items"][0]["pred_strict"] is None
-    assert out["items"][2]["pred_flexible"] == 6 and out["items"][2]["correct_paper"] is True
-    assert out["items"][4]["pred_paper"] is None and out["items"][4]["correct_paper"] is False
+    # lori: float of the last number unless "The final answer is: " (with colon) occurs -> 18, 7, 6, 1000.0, and
+    # record 4's number-free completion is scored by the prompt's last number (3): correct
+    assert out["correct"] == {"lori": 3, "robust": 4, "lm-eval-strict": 1, "lm-eval-flexible": 1}
+    assert out["accuracy"]["robust"] == pytest.approx(0.8)
+    assert out["items"][0]["pred_robust"] == 18 and out["items"][0]["pred_lm-eval-strict"] == "[invalid]"
+    assert out["items"][2]["pred_lm-eval-flexible"] == "6" and out["items"][2]["correct_robust"] is True
+    assert out["items"][3]["correct_lm-eval-strict"] is False  # "1000.0" != "1000" as strings
+    assert out["items"][4]["pred_robust"] is None and out["items"][4]["correct_lori"] is True
 
 
 def test_score_gsm8k_errors_name_the_record():
@@ -135,9 +138,9 @@ def test_evaluate_predictions_file_joins_dataset_by_question(tmp_path):
         + "\n"
     )
     out = evaluate_gsm8k_predictions(preds, data)
-    assert out["n"] == 2 and out["correct"]["paper"] == 1
+    assert out["n"] == 2 and out["correct"]["robust"] == 1
     rows = [json.loads(x) for x in Path(out["results_path"]).read_text().splitlines()]
-    assert [r["correct_paper"] for r in rows] == [True, False]
+    assert [r["correct_robust"] for r in rows] == [True, False]
     preds.write_text(json.dumps({"question": "unknown", "completion": "1"}) + "\n")
     with pytest.raises(HelloraError, match="line 1"):
         evaluate_gsm8k_predictions(preds, data)

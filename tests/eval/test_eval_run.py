@@ -42,6 +42,12 @@ def test_eval_cli_writes_generations_and_scores(tiny_model_dir, tmp_path, capsys
         assert report["examples"] == 2 and (out / f"{task}_generations.jsonl").is_file()
     he = json.loads((out / "eval_humaneval.json").read_text())
     assert he["scores"]["n_samples"] == 4 and "pass@1" in he["scores"]
+    assert he["protocol"]["name"] == "lori+custom" and he["protocol"]["timeout"] == 3.0
+    assert he["protocol"]["sampling"]["top_k"] == 0 and he["protocol"]["strip_prompt"] is True
+    gsm = json.loads((out / "eval_gsm8k.json").read_text())
+    assert gsm["protocol"]["dtype"] == "float32" and gsm["model_dtype"] == "float32"  # lori's dtype by default
+    assert set(gsm["scores"]["accuracy"]) == {"lori", "robust", "lm-eval-strict", "lm-eval-flexible"}
+    assert gsm["headline"] == {"accuracy": gsm["scores"]["accuracy"]["lori"]}
     summary = json.loads((out / "eval.json").read_text())
     assert set(summary["tasks"]) == {"gsm8k", "humaneval", "advbench"} and summary["model"] == str(tiny_model_dir)
     assert main(args) == 2 and "exists" in capsys.readouterr().err  # nothing overwritten
@@ -65,4 +71,5 @@ def test_cross_task_before_and_after(write_recipe, tmp_path):
                  "--data", f"gsm8k={GSM8K_TEST}", "--data", f"advbench={ADVBENCH}", "--limit", "2",
                  "--max-new-tokens", "6", "--out", str(out)]) == 0
     matrix = json.loads((out / "cross_task.json").read_text())["matrix"]
-    assert set(matrix) == {"gsm8k", "advbench"} and set(matrix["gsm8k"]) == {"before", "after"}
+    assert set(matrix) == {"gsm8k", "advbench"} and set(matrix["gsm8k"]) == {"before", "after", "protocol"}
+    assert matrix["gsm8k"]["protocol"] == "lori+custom"  # --max-new-tokens changed the protocol's budget

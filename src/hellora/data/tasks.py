@@ -7,8 +7,9 @@ holds the only copy of each template and a registry, `TASKS`, that training, eva
 Formats (the paper text does not print its templates; these follow the project's specification):
   * GSM8K (zero-shot chain of thought). Prompt: the question, then
     "\\nAnswer the above question. First think step by step and then answer the final number.\\n".
-    Target: the reference solution with its final "#### N" line rewritten to "The final answer is: N", so the
-    model learns a fixed, easily parsed answer phrase. GSM8K's "<<48/2=24>>" calculator annotations are kept by
+    Target: the reference solution with "####" replaced by "The final answer is: " exactly as LoRI does
+    (`answer.replace("####", ...)`, so the final line reads "The final answer is:  N" with two spaces), so the
+    model learns the answer phrase LoRI's scorer looks for. GSM8K's "<<48/2=24>>" calculator annotations are kept by
     default (nothing in the paper says they were removed); `get_task("gsm8k", strip_calculator=True)` drops them.
   * CodeAlpaca, Saferpaca, safety-only: the Alpaca instruction template, with an "### Input:" block only when
     the record's `input` is non-blank. Target: `output`.
@@ -56,20 +57,19 @@ def gsm8k_prompt(question: str) -> str:
 
 
 def gsm8k_target(answer: str, *, strip_calculator: bool = False) -> str:
-    """Rewrite a GSM8K reference solution's final `#### N` line as `The final answer is: N`.
+    """A GSM8K reference solution with "####" replaced by "The final answer is: " (LoRI's exact format).
 
-    The reasoning lines before it are kept verbatim. Raises `HelloraError` naming field 'answer' when the last
-    non-blank line is not a `####` line, since such a record cannot be scored either.
+    "...\n#### 72" becomes "...\nThe final answer is:  72" (GSM8K's own space after "####" is kept). Raises
+    `HelloraError` naming field 'answer' when the last non-blank line is not a `####` line, since such a record
+    cannot be scored either.
     """
     lines = answer.rstrip().split("\n")
     match = _FINAL_LINE.match(lines[-1]) if lines else None
     if match is None or not match.group("answer"):
         raise HelloraError("field 'answer' does not end with a '#### <number>' line (is this GSM8K data?)")
-    reasoning = "\n".join(lines[:-1])
     if strip_calculator:
-        reasoning = _CALCULATOR.sub("", reasoning)
-    final = f"{GSM8K_ANSWER_PREFIX}{match.group('answer')}"
-    return f"{reasoning}\n{final}" if reasoning else final
+        answer = _CALCULATOR.sub("", answer)
+    return answer.replace("####", GSM8K_ANSWER_PREFIX)
 
 
 def gsm8k_gold_answer(answer: str) -> str:

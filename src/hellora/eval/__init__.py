@@ -1,12 +1,17 @@
-"""Evaluation harness: scoring only (model generation lives elsewhere).
+"""Evaluation: generation, named protocols, benchmark tasks, scoring.
 
-* `gsm8k`     -- answer extraction (paper protocol + lm-eval strict/flexible) and accuracy.
-* `passk`     -- the unbiased pass@k estimator.
-* `sandbox`   -- runs untrusted model-written Python in a fresh, limited, namespaced process per sample.
-* `humaneval` -- HumanEval functional correctness through the sandbox, pass@k, `_results.jsonl`.
-* `safety`    -- refusal rate on HEx-PHI / AdvBench (keyword list or a pluggable judge).
+* `run`        -- `evaluate_tasks`: generate, save, score, write eval JSON (CLI, pipeline and cross-task alike).
+* `protocols`  -- `Protocol`: everything that changes a score, under one name (`lori` is the paper's setup).
+* `tasks`      -- one object per benchmark (load, prompt per protocol, score, headline) and the registry.
+* `generation` -- batched HF / vLLM generation with a protocol's sampling settings.
+* `gsm8k`      -- answer extraction in four columns (lori, robust, lm-eval strict / flexible) and accuracy.
+* `passk`      -- the unbiased pass@k estimator.
+* `sandbox`    -- runs untrusted model-written Python in a fresh, limited, namespaced process per sample.
+* `humaneval`  -- HumanEval functional correctness through the sandbox, pass@k, `_results.jsonl`.
+* `safety`     -- refusal rate on HEx-PHI / AdvBench (LoRI's phrases, hellora's keywords, or a judge).
+* `lori_safety` -- LoRI's HEx-PHI prompt and refusal-phrase rule.
 
-Submodules are imported lazily by name so that e.g. GSM8K scoring never imports the sandbox.
+Submodules are imported lazily by name so that e.g. GSM8K scoring never imports the sandbox or torch.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from importlib import import_module
 from typing import Any
 
 __all__ = [
+    "evaluate_tasks",
+    "get_eval_task",
+    "Protocol",
     "evaluate_humaneval_samples",
     "build_program",
     "load_humaneval_problems",
@@ -33,6 +41,9 @@ __all__ = [
 ]
 
 _WHERE = {
+    "evaluate_tasks": "run",
+    "get_eval_task": "tasks",
+    "Protocol": "protocols",
     "evaluate_humaneval_samples": "humaneval",
     "build_program": "humaneval",
     "load_humaneval_problems": "humaneval",

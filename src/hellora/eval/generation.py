@@ -21,7 +21,13 @@ from hellora.utils.io import atomic_write_text
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """Paper settings: greedy for GSM8K and safety; HumanEval n=20 at temperature 0.2, top-p 0.95."""
+    """Everything about generation that changes a score (each eval protocol fixes one of these).
+
+    `top_k`: None leaves the model's generation config in charge (HF's default is 50); 0 turns it off (the
+    bigcode harness). `add_special_tokens`: False encodes the prompt without BOS (LoRI, lm-eval). `max_length`:
+    a budget for prompt + generation in tokens (the bigcode harness's `max_length_generation`); when set, each
+    batch holds one prompt's samples and gets `max_length - prompt tokens` new tokens instead of `max_new_tokens`.
+    """
 
     max_new_tokens: int = 512
     do_sample: bool = False
@@ -30,6 +36,20 @@ class SamplingSettings:
     num_samples: int = 1
     seed: int = 0
     stop: tuple = ()
+    top_k: int | None = None
+    add_special_tokens: bool = True
+    max_length: int | None = None
+
+    def __post_init__(self):
+        for name in ("max_new_tokens", "num_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise HelloraError(f"sampling.{name}: expected a positive integer, got {value!r}")
+        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int)
+                                       or self.top_k < 0):
+            raise HelloraError(f"sampling.top_k: expected None or an integer >= 0, got {self.top_k!r}")
+        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
+            raise HelloraError(f"sampling.max_length: expected None or a positive integer, got {self.max_length!r}")
 
 
 def truncate_at_stop(text: str, stop: tuple | list) -> str:
@@ -53,16 +73,24 @@ def generate_hf(model, tokenizer, prompts: list[str], settings: SamplingSettings
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     torch.manual_seed(settings.seed)
     outputs: list[list[str]] = [[] for _ in prompts]
-    jobs = [(i, prompt) for i, prompt in enumerate(prompts) for _ in range(settings.num_samples)]
     try:
-        for start in tqdm(range(0, len(jobs), batch_size), desc=desc, disable=not progress, unit="batch"):
-            chunk = jobs[start:start + batch_size]
-            enc = tokenizer([p for _, p in chunk], return_tensors="pt", padding=True, add_special_tokens=True)
+        for chunk in tqdm(_batches(prompts, settings, batch_size), desc=desc, disable=not progress, unit="batch"):
+            enc = tokenizer([p for _, p in chunk], return_tensors="pt", padding=True,
+                            add_special_tokens=settings.add_special_tokens)
             enc = {k: v.to(device) for k, v in enc.items()}
-            kwargs = dict(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample, pad_token_id=pad_id,
+            new_tokens = settings.max_new_tokens
+            if settings.max_length is not None:
+                new_tokens = settings.max_length - enc["input_ids"].shape[1]
+                if new_tokens < 1:  # the prompt alone fills the budget: nothing is generated
+                    for i, _ in chunk:
+                        outputs[i].append("")
+                    continue
+            kwargs = dict(max_new_tokens=new_tokens, do_sample=settings.do_sample, pad_token_id=pad_id,
                           eos_token_id=tokenizer.eos_token_id)
             if settings.do_sample:
                 kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+                if settings.top_k is not None:
+                    kwargs.update(top_k=settings.top_k)
             if settings.stop:
                 kwargs.update(stop_strings=list(settings.stop), tokenizer=tokenizer)
             out = model.generate(**enc, **kwargs)
@@ -74,17 +102,34 @@ def generate_hf(model, tokenizer, prompts: list[str], settings: SamplingSettings
     return outputs
 
 
+def _batches(prompts: list[str], settings: SamplingSettings, batch_size: int) -> list[list[tuple[int, str]]]:
+    """(prompt index, prompt) jobs in batches; with a prompt + generation budget a batch never mixes prompts."""
+    jobs = [(i, prompt) for i, prompt in enumerate(prompts) for _ in range(settings.num_samples)]
+    if settings.max_length is None:
+        return [jobs[s:s + batch_size] for s in range(0, len(jobs), batch_size)]
+    per_prompt = [jobs[i * settings.num_samples:(i + 1) * settings.num_samples] for i in range(len(prompts))]
+    return [group[s:s + batch_size] for group in per_prompt for s in range(0, len(group), batch_size)]
+
+
 def generate_vllm(model_dir: str, prompts: list[str], settings: SamplingSettings) -> list[list[str]]:
     """The same through vLLM on a merged checkpoint folder (`hellora export --format merged`)."""
     try:
         from vllm import LLM, SamplingParams
     except ImportError:
         raise HelloraError("backend vllm: vLLM is not installed (pip install vllm), or use --backend hf") from None
+    if settings.max_length is not None:
+        raise HelloraError("backend vllm: this protocol budgets prompt + generation (max_length); use --backend hf")
     llm = LLM(model=model_dir)
+    top_k = settings.top_k if settings.do_sample and settings.top_k else -1
     params = SamplingParams(n=settings.num_samples, max_tokens=settings.max_new_tokens, seed=settings.seed,
                             temperature=settings.temperature if settings.do_sample else 0.0,
-                            top_p=settings.top_p if settings.do_sample else 1.0, stop=list(settings.stop) or None)
-    return [[o.text for o in result.outputs] for result in llm.generate(prompts, params)]
+                            top_p=settings.top_p if settings.do_sample else 1.0, top_k=top_k,
+                            stop=list(settings.stop) or None)
+    inputs = prompts
+    if not settings.add_special_tokens:  # vLLM adds BOS to text prompts: hand it token ids instead
+        tok = llm.get_tokenizer()
+        inputs = [{"prompt_token_ids": tok(p, add_special_tokens=False)["input_ids"]} for p in prompts]
+    return [[o.text for o in result.outputs] for result in llm.generate(inputs, params)]
 
 
 def write_generations(path: str | Path, records: list[dict], prompts: list[str], completions: list[list[str]],

@@ -1,20 +1,24 @@
-"""GSM8K answer extraction and scoring (pure functions; generation happens elsewhere).
+r"""GSM8K answer extraction and scoring (pure functions; generation happens elsewhere).
 
-Why three extractors: published GSM8K numbers depend heavily on how the answer is pulled out of free text.
-We report them side by side on the same completions:
+Published GSM8K numbers depend heavily on how the answer is pulled out of free text, so every scorer is a named
+column computed on the same generations (see docs/evaluation.md for the side-by-side table):
 
-* ``paper`` -- the HELLoRA zero-shot protocol: the first number after "The final answer is" (any case,
-  optional colon, with ``$``, ``**``, ``\\boxed{`` and a trailing period tolerated); if the phrase is absent
-  or has no number after it, the last number in the completion.
-* ``strict`` -- lm-evaluation-harness style "strict-match": the number right after ``#### `` (the format of
-  GSM8K's own reference answers, which few-shot prompts teach).
-* ``flexible`` -- lm-evaluation-harness style "flexible-extract": the last number anywhere in the text.
+* ``lori`` -- LoRI's `eval_model.py` (the setup the HELLoRA paper follows), reproduced behaviour for behaviour:
+  the text scored is the decoded *prompt + completion*; commas are deleted; numbers are ``-?\d+\.?\d*``; if the
+  exact, case-sensitive ``"The final answer is: "`` occurs, the first number between its first and second
+  occurrence is the answer, else (or if that stretch has no number) the last number of the whole text, else
+  ``inf``. The gold is the same extraction on the training target (``answer.replace("####", ...)``). Comparison is
+  float equality. Known flaws, kept on purpose and pinned by tests: a completion without numbers is scored by the
+  last number of the *question*; a hyphen is a minus sign (``"16-3-4"`` gives -4); ``"the final answer is: 7"``
+  (lower case) falls back to the last number.
+* ``robust`` -- hellora's own: completion only; the first number after "The final answer is" in any case, colon
+  optional, ``$``/``**``/``\boxed{`` tolerated; else the last number. Exact Decimal comparison.
+* ``lm-eval-strict`` / ``lm-eval-flexible`` -- lm-evaluation-harness's `gsm8k` filters on the completion:
+  strict is the first ``#### (-?[0-9.,]+)``, flexible the last match of ``(-?[$0-9.,]{2,})|(-?[0-9]+)``; then
+  both prediction and gold lose ``,``, ``$``, everything up to ``#### `` and one trailing ``.``, are lower-cased
+  and compared as strings (so ``$18.00`` and ``18.0`` are wrong against 18, as in lm-eval).
 
-These follow those protocols' behaviour but are our own regexes, so a few corner cases can differ from
-lm-eval's exact output. Numbers: an optional minus sign, thousands separators (``1,000``) removed, an
-optional decimal part; a number glued to letters on its left ("x2", "COVID19", "mp3") is not a number,
-one with a unit on its right ("10km") is. Comparison is numeric and exact (Decimal): "18.0" == "18".
-The gold answer is the number after ``####`` in GSM8K's ``answer`` field.
+The gold answer for ``robust`` is the number after ``####`` in GSM8K's ``answer`` field.
 """
 
 from __future__ import annotations
@@ -32,9 +36,13 @@ from hellora.utils.io import atomic_write_text
 
 __all__ = [
     "EXTRACTORS",
-    "extract_paper",
-    "extract_strict",
-    "extract_flexible",
+    "LORI_ANSWER_PROMPT",
+    "extract_lori",
+    "lori_target",
+    "extract_robust",
+    "extract_lm_eval_strict",
+    "extract_lm_eval_flexible",
+    "lm_eval_normalise",
     "extract_gold",
     "parse_number",
     "numbers_equal",
@@ -43,13 +51,21 @@ __all__ = [
     "evaluate_gsm8k_predictions",
 ]
 
-EXTRACTORS = ("paper", "strict", "flexible")
+#: Scorer columns, in report order; the first is the headline.
+EXTRACTORS = ("lori", "robust", "lm-eval-strict", "lm-eval-flexible")
+
+#: LoRI's answer phrase: its training targets end "The final answer is:  N" (GSM8K's "####" replaced).
+LORI_ANSWER_PROMPT = "The final answer is: "
 
 # A number: not glued to a letter/digit/underscore/dot on its left; optional sign (ASCII or U+2212);
 # digits with optional ",ddd" groups and an optional fraction, or a bare ".5".
 _NUMBER = re.compile(r"(?<![\w.])([-\u2212]?)((?:\d+(?:,\d{3})*)(?:\.\d+)?|\.\d+)")
 _FINAL = re.compile(r"the\s+final\s+answer\s+is", re.IGNORECASE)
-_STRICT = re.compile(r"####\s*([-\u2212]?[0-9.,]+)")
+_LORI_NUMBER = re.compile(r"-?\d+\.?\d*")
+_LM_EVAL_STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
+_LM_EVAL_FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+_LM_EVAL_IGNORE = (re.compile(","), re.compile(r"\$"), re.compile(r"(?s).*#### "), re.compile(r"\.$"))
+LM_EVAL_INVALID = "[invalid]"
 
 
 def parse_number(text: str) -> Decimal | None:
@@ -77,23 +93,26 @@ def _all_numbers(text: str) -> list[Decimal]:
     return out
 
 
-def extract_flexible(completion: str) -> Decimal | None:
-    """The last number in the text (lm-eval "flexible-extract" behaviour)."""
-    numbers = _all_numbers(completion)
-    return numbers[-1] if numbers else None
+def extract_lori(text: str) -> float:
+    """LoRI's GSM8K extraction on `text` (its decoded prompt + completion); ``inf`` when there is no number."""
+    text = text.replace(",", "")
+    numbers = _LORI_NUMBER.findall(text)
+    if not numbers:
+        return float("inf")
+    pieces = text.split(LORI_ANSWER_PROMPT)
+    if len(pieces) > 1:
+        after = _LORI_NUMBER.findall(pieces[1])  # only up to a second occurrence of the phrase
+        if after:
+            return float(after[0])
+    return float(numbers[-1])
 
 
-def extract_strict(completion: str) -> Decimal | None:
-    """The number right after the first '#### ' (lm-eval "strict-match" behaviour); None if absent."""
-    m = _STRICT.search(completion)
-    if m is None:
-        return None
-    raw = m.group(1).rstrip(".,")  # "#### 72." -> 72
-    sign = "-" if raw[:1] in ("-", "\u2212") else ""
-    return _to_decimal(sign, raw.lstrip("-\u2212")) if raw.lstrip("-\u2212") else None
+def lori_target(answer: str) -> str:
+    """LoRI's GSM8K training target and gold text: every '####' replaced by its answer phrase."""
+    return answer.replace("####", LORI_ANSWER_PROMPT)
 
 
-def extract_paper(completion: str) -> Decimal | None:
+def extract_robust(completion: str) -> Decimal | None:
     """First number after 'The final answer is' (any case, ':', '$', '**', trailing '.' tolerated);
     else the last number in the completion."""
     m = _FINAL.search(completion)
@@ -101,10 +120,30 @@ def extract_paper(completion: str) -> Decimal | None:
         value = parse_number(completion[m.end() :])
         if value is not None:
             return value
-    return extract_flexible(completion)
+    numbers = _all_numbers(completion)
+    return numbers[-1] if numbers else None
 
 
-_EXTRACT = {"paper": extract_paper, "strict": extract_strict, "flexible": extract_flexible}
+def lm_eval_normalise(text: str) -> str:
+    """lm-eval gsm8k's exact_match preprocessing: drop ',', '$', up to '#### ', one trailing '.'; lower-case."""
+    for pattern in _LM_EVAL_IGNORE:
+        text = pattern.sub("", text)
+    return text.lower()
+
+
+def extract_lm_eval_strict(completion: str) -> str:
+    """lm-eval's strict-match filter: the first '#### N' capture, else '[invalid]'."""
+    found = _LM_EVAL_STRICT.findall(completion)
+    return found[0].strip() if found else LM_EVAL_INVALID
+
+
+def extract_lm_eval_flexible(completion: str) -> str:
+    """lm-eval's flexible-extract filter: the last match of either alternative, else '[invalid]'."""
+    found = _LM_EVAL_FLEXIBLE.findall(completion)
+    if not found:
+        return LM_EVAL_INVALID
+    groups = [g for g in found[-1] if g]
+    return groups[0].strip() if groups else LM_EVAL_INVALID
 
 
 def extract_gold(answer: str) -> Decimal | None:
@@ -120,16 +159,41 @@ def numbers_equal(a: Decimal | None, b: Decimal | None) -> bool:
     return a is not None and b is not None and a == b
 
 
-def _json_number(value: Decimal | None) -> int | float | None:
+def _json_number(value: Decimal | float | None) -> int | float | str | None:
     if value is None:
         return None
+    if isinstance(value, float):
+        return "inf" if value == float("inf") else (int(value) if value.is_integer() else value)
     return int(value) if value == value.to_integral_value() else float(value)
 
 
+def score_one(prompt: str, completion: str, answer: str | None, gold: Decimal | None) -> dict[str, Any]:
+    """{"pred_<column>", "correct_<column>"} for every column of `EXTRACTORS` on one sample.
+
+    `answer` is GSM8K's answer field (needed by the lori and lm-eval columns); with only a `gold` number those
+    columns compare against ``"#### <gold>"``.
+    """
+    answer = answer if answer is not None else f"#### {gold}"
+    item: dict[str, Any] = {}
+    lori_pred, lori_gold = extract_lori(prompt + completion), extract_lori(lori_target(answer))
+    item.update(pred_lori=_json_number(lori_pred), correct_lori=lori_pred == lori_gold)
+    robust = extract_robust(completion)
+    item.update(pred_robust=_json_number(robust), correct_robust=numbers_equal(robust, gold))
+    lm_gold = lm_eval_normalise(answer)
+    for name, extract in (("lm-eval-strict", extract_lm_eval_strict), ("lm-eval-flexible", extract_lm_eval_flexible)):
+        pred = extract(completion)
+        item.update({f"pred_{name}": pred, f"correct_{name}": lm_eval_normalise(pred) == lm_gold})
+    return item
+
+
 def score_gsm8k(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Score completions. Each record needs "completion" and either "answer" (GSM8K's answer field, ending
-    in '#### N') or "gold" (the number itself). Returns {"n", "accuracy": {extractor: fraction},
-    "correct": {extractor: count}, "items": [per-record predictions and correctness]}."""
+    """Score completions under every column of `EXTRACTORS`.
+
+    Each record needs "completion", either "answer" (GSM8K's answer field, ending in '#### N') or "gold" (the
+    number itself), and, for the lori column, the "prompt" it was generated from (LoRI scores prompt +
+    completion; without a prompt the completion alone is scored). Returns {"n", "accuracy": {column: fraction},
+    "correct": {column: count}, "items": [per-record predictions and correctness]}.
+    """
     items = []
     correct = {name: 0 for name in EXTRACTORS}
     for i, rec in enumerate(records):
@@ -139,10 +203,14 @@ def score_gsm8k(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         completion = rec.get("completion")
         if not isinstance(completion, str):
             raise HelloraError(f"gsm8k {where}: missing string field 'completion'")
+        prompt = rec.get("prompt", "")
+        if not isinstance(prompt, str):
+            raise HelloraError(f"gsm8k {where}: field 'prompt' must be a string")
+        answer = rec.get("answer") if isinstance(rec.get("answer"), str) else None
         if "gold" in rec and rec["gold"] is not None:
             gold = parse_number(str(rec["gold"]))
-        elif isinstance(rec.get("answer"), str):
-            gold = extract_gold(rec["answer"])
+        elif answer is not None:
+            gold = extract_gold(answer)
         else:
             raise HelloraError(f"gsm8k {where}: needs 'answer' (with '#### N') or 'gold'")
         if gold is None:
@@ -151,12 +219,9 @@ def score_gsm8k(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         for key in ("id", "question"):
             if key in rec:
                 item[key] = rec[key]
+        item.update(score_one(prompt, completion, answer, gold))
         for name in EXTRACTORS:
-            pred = _EXTRACT[name](completion)
-            ok = numbers_equal(pred, gold)
-            correct[name] += ok
-            item[f"pred_{name}"] = _json_number(pred)
-            item[f"correct_{name}"] = ok
+            correct[name] += item[f"correct_{name}"]
         items.append(item)
     n = len(items)
     return {

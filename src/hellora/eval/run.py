@@ -1,151 +1,170 @@
-"""`hellora eval`: generate on a benchmark, save the generations, score them, write eval JSON.
+"""`hellora eval`, the pipeline's eval step and the cross-task matrix: generate, save, score, write eval JSON.
 
-    evaluate_task("gsm8k", model, tokenizer, data="test.jsonl", out_dir="runs/x/eval")
+    evaluate_tasks(model, tokenizer, {"gsm8k": "test.jsonl"}, out_dir="runs/x/eval")          # protocol lori
 
-Protocols (the paper's): GSM8K test, zero-shot prompt, greedy, accuracy by three extractors; HumanEval, n=20
-samples at temperature 0.2 / top-p 0.95, pass@1/5/10 through the sandbox; HEx-PHI or AdvBench, the instruction in
-the Alpaca template, greedy, refusal rate of the continuation only. `cross_task` evaluates an adapter on several
-tasks with and without its adapters (the paper's Appendix G).
+One function, `evaluate_tasks`, serves all three callers. Per task (`hellora.eval.tasks`) it builds the chosen
+protocol's prompts (`hellora.eval.protocols`), generates with its sampling settings, writes
+`<task><tag>_generations.jsonl`, scores every column on them and writes `eval_<task><tag>.json` with the protocol's
+name and settings; `eval.json` collects the headlines. Existing outputs are refused before any work starts.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import Mapping
 
-from hellora.adapters import disable_adapters
-from hellora.data import alpaca_prompt, gsm8k_prompt
-from hellora.eval.generation import SamplingSettings, generate_hf, generate_vllm, write_generations
+from hellora.eval.generation import generate_hf, generate_vllm, write_generations
+from hellora.eval.protocols import Protocol
+from hellora.eval.tasks import get_eval_task
+from hellora.eval.tasks.base import Judge
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, read_json
 from hellora.utils.meta import run_metadata
 
-EVAL_TASKS = ("gsm8k", "humaneval", "hexphi", "advbench")
-HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
-DEFAULTS = {
-    "gsm8k": SamplingSettings(max_new_tokens=512),
-    "humaneval": SamplingSettings(max_new_tokens=512, do_sample=True, temperature=0.2, top_p=0.95, num_samples=20,
-                                  stop=HUMANEVAL_STOP),
-    "hexphi": SamplingSettings(max_new_tokens=256),
-    "advbench": SamplingSettings(max_new_tokens=256),
-}
+log = logging.getLogger(__name__)
+
+__all__ = ["check_outputs", "check_judge", "resolve_protocol", "evaluate_task", "evaluate_tasks", "headline",
+           "write_eval_summary", "cross_task"]
 
 
-def _load(task: str, data: str | None, limit: int | None) -> tuple[list[dict], list[str]]:
-    """(records, prompts) of a benchmark."""
-    if task == "gsm8k":
-        from hellora.data import get_task
+def resolve_protocol(task: str, protocol: str | None = None, *, max_new_tokens: int | None = None,
+                     num_samples: int | None = None) -> Protocol:
+    """`task`'s protocol `protocol` (default lori), with the budget / sample count overridden when given.
 
-        records = get_task("gsm8k").load(data, split="test")
-        records = [{"question": r["question"], "answer": r["answer"]} for r in records]
-        prompts = [gsm8k_prompt(r["question"]) for r in records[:limit]]
-    elif task == "humaneval":
-        if not data:
-            raise HelloraError("--data: HumanEval needs the problems file (HumanEval.jsonl.gz)")
-        from hellora.eval.humaneval import load_humaneval_problems
-
-        records = [{"task_id": t} for t in load_humaneval_problems(data)]
-        prompts = [p["prompt"] for p in load_humaneval_problems(data).values()][:limit]
-    elif task in ("hexphi", "advbench"):
-        if not data:
-            raise HelloraError(f"--data: {task} needs its prompts file (HEx-PHI is gated: download it yourself; "
-                               f"AdvBench: harmful_behaviors.csv)")
-        from hellora.eval.safety import load_advbench, load_hexphi
-
-        rows = (load_hexphi if task == "hexphi" else load_advbench)(data)
-        records = [{"instruction": r["prompt"], "category": r.get("category")} for r in rows]
-        prompts = [alpaca_prompt(r["instruction"]) for r in records[:limit]]
-    else:
-        raise HelloraError(f"--task: unknown task {task!r}; choose one of {', '.join(EVAL_TASKS)}")
-    return records[:limit], prompts
+    An override keeps the protocol's name with a "+custom" suffix, so a report never passes it off as the original.
+    """
+    chosen = get_eval_task(task).protocol(protocol)
+    changes = {k: v for k, v in (("max_new_tokens", max_new_tokens), ("num_samples", num_samples)) if v}
+    if "max_new_tokens" in changes and chosen.sampling.max_length is not None:
+        changes["max_length"] = None  # an explicit new-token budget replaces the prompt + generation one
+    if not changes:
+        return chosen
+    return replace(chosen, name=f"{chosen.name}+custom", sampling=replace(chosen.sampling, **changes))
 
 
-def _score(task: str, generations: Path, data: str | None, ks: tuple, progress: bool) -> dict:
-    if task == "gsm8k":
-        from hellora.eval.gsm8k import evaluate_gsm8k_predictions
+def check_outputs(out_dir: str | Path, tasks, tags: tuple[str, ...] = ("",), overwrite: bool = False) -> None:
+    """Refuse (one error) if any `eval_<task><tag>.json` already exists in `out_dir`, unless `overwrite`."""
+    if overwrite:
+        return
+    for task in tasks:
+        for tag in tags:
+            path = Path(out_dir) / f"eval_{task}{tag}.json"
+            if path.exists():
+                raise HelloraError(f"{path} exists; choose another --out or pass --overwrite")
 
-        return evaluate_gsm8k_predictions(generations)
-    if task == "humaneval":
-        from hellora.eval.humaneval import evaluate_humaneval_samples
 
-        return evaluate_humaneval_samples(generations, data, ks=ks, progress=progress)
-    from hellora.eval.safety import evaluate_refusal_predictions
+def check_judge(protocol: Protocol, judge: Judge | None) -> None:
+    if protocol.scorer == "judge" and judge is None:
+        raise HelloraError("protocol judge: pass a judge callable (judge(prompt, continuation) -> refused) through "
+                           "the Python API (evaluate_tasks(..., judge=...)); the command line has none")
 
-    return evaluate_refusal_predictions(generations)
+
+def _model_dtype(model) -> str | None:
+    try:
+        return str(next(model.parameters()).dtype).replace("torch.", "")
+    except (StopIteration, AttributeError):
+        return None
 
 
 def evaluate_task(task: str, model, tokenizer, *, out_dir: str | Path, data: str | None = None,
-                  limit: int | None = None, settings: SamplingSettings | None = None, batch_size: int = 8,
+                  limit: int | None = None, protocol: Protocol | None = None, batch_size: int = 8,
                   backend: str = "hf", merged_dir: str | None = None, ks: tuple = (1, 5, 10), tag: str = "",
-                  progress: bool = True, overwrite: bool = False, sources: dict | None = None) -> dict:
-    """Generate, save `<task><tag>_generations.jsonl`, score, save `eval_<task><tag>.json`; returns the latter."""
+                  progress: bool = True, overwrite: bool = False, sources: dict | None = None,
+                  judge: Judge | None = None) -> dict:
+    """One task under one protocol: generations, scores, `eval_<task><tag>.json`; returns the report."""
+    spec = get_eval_task(task)
+    protocol = protocol or spec.protocol()
     out = Path(out_dir)
-    result_path = out / f"eval_{task}{tag}.json"
-    if result_path.exists() and not overwrite:
-        raise HelloraError(f"{result_path} exists; choose another --out or pass --overwrite")
-    settings = settings or DEFAULTS[task]
-    records, prompts = _load(task, data, limit)
+    check_outputs(out, [spec.name], (tag,), overwrite)
+    check_judge(protocol, judge)
+    records = spec.load(data, limit)
+    prompts = [spec.prompt(r, protocol) for r in records]
+    dtype = _model_dtype(model) if model is not None else None
+    if protocol.dtype != "auto" and dtype is not None and dtype != protocol.dtype:
+        log.warning("%s: protocol %s evaluates in %s but the model is in %s; the report records both", task,
+                    protocol.name, protocol.dtype, dtype)
     start = time.perf_counter()
     if backend == "vllm":
-        completions = generate_vllm(merged_dir, prompts, settings)
+        completions = generate_vllm(merged_dir, prompts, protocol.sampling)
     elif backend == "hf":
-        completions = generate_hf(model, tokenizer, prompts, settings, batch_size=batch_size, progress=progress,
-                                  desc=f"{task}{tag}")
+        completions = generate_hf(model, tokenizer, prompts, protocol.sampling, batch_size=batch_size,
+                                  progress=progress, desc=f"{task}{tag}")
     else:
         raise HelloraError(f"--backend: choose hf or vllm, got {backend!r}")
     generation_s = time.perf_counter() - start
-    generations = write_generations(out / f"{task}{tag}_generations.jsonl", records, prompts, completions, settings)
-    scores = _score(task, generations, data, ks, progress)
-    report = {"task": task, "scores": {k: v for k, v in scores.items() if k != "per_task"},
-              "settings": asdict(settings), "examples": len(prompts), "generation_s": round(generation_s, 2),
+    saved = [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
+    generations = write_generations(out / f"{spec.name}{tag}_generations.jsonl", saved, prompts, completions,
+                                    protocol.sampling)
+    scores = spec.score(generations, data=data, protocol=protocol, ks=ks, progress=progress, judge=judge)
+    report = {"task": str(spec.name), "protocol": protocol.to_dict(), "headline": spec.headline(scores, protocol),
+              "scores": {k: v for k, v in scores.items() if k != "per_task"}, "settings": protocol.to_dict()["sampling"],
+              "model_dtype": dtype, "examples": len(prompts), "generation_s": round(generation_s, 2),
               "files": {"data": data, "generations": str(generations), **(sources or {})}, "meta": run_metadata()}
-    atomic_write_json(result_path, report)
+    atomic_write_json(out / f"eval_{spec.name}{tag}.json", report)
     return report
 
 
+def evaluate_tasks(model, tokenizer, tasks: Mapping[str, str | None], *, out_dir: str | Path,
+                   protocol: str | None = None, limit: int | None = None, batch_size: int = 8,
+                   max_new_tokens: int | None = None, num_samples: int | None = None, backend: str = "hf",
+                   merged_dir: str | None = None, ks: tuple = (1, 5, 10), tag: str = "", progress: bool = True,
+                   overwrite: bool = False, sources: dict | None = None, judge: Judge | None = None,
+                   summary: bool = True) -> list[dict]:
+    """Every task of `tasks` ({task: data file or None}) under `protocol`; `eval.json` updated when `summary`.
+
+    All protocols are resolved and all outputs checked before the first generation.
+    """
+    protocols = {t: resolve_protocol(t, protocol, max_new_tokens=max_new_tokens, num_samples=num_samples)
+                 for t in tasks}
+    check_outputs(out_dir, [get_eval_task(t).name for t in tasks], (tag,), overwrite)
+    for chosen in protocols.values():
+        check_judge(chosen, judge)
+    reports = [evaluate_task(t, model, tokenizer, out_dir=out_dir, data=data, limit=limit, protocol=protocols[t],
+                             batch_size=batch_size, backend=backend, merged_dir=merged_dir, ks=ks, tag=tag,
+                             progress=progress, overwrite=True, sources=sources, judge=judge)
+               for t, data in tasks.items()]
+    if summary:
+        write_eval_summary(out_dir, reports, sources)
+    return reports
+
+
 def headline(report: dict) -> dict:
-    """The number(s) the paper reports for a task."""
-    s = report["scores"]
-    if report["task"] == "gsm8k":
-        return {"accuracy": s["accuracy"]["paper"]}
-    if report["task"] == "humaneval":
-        return {k: v for k, v in s.items() if k.startswith("pass@")}
-    return {"refusal_rate": s["refusal_rate"]}
+    """The number(s) the paper reports for a task, under the report's protocol."""
+    return report["headline"]
 
 
 def write_eval_summary(out_dir: str | Path, reports: list[dict], sources: dict | None = None) -> Path:
-    """`eval.json`: the headline scores, settings and files of every task evaluated in `out_dir`.
+    """`eval.json`: the headline scores, protocol, settings and files of every task evaluated in `out_dir`.
 
     Tasks already recorded there and not re-evaluated now are kept.
     """
     path = Path(out_dir) / "eval.json"
     summary = read_json(path, "eval summary") if path.is_file() else {"tasks": {}}
     for report in reports:
-        summary["tasks"][report["task"]] = {"scores": headline(report), "settings": report["settings"],
-                                            "files": report["files"], "examples": report["examples"]}
+        summary["tasks"][report["task"]] = {"scores": report["headline"], "protocol": report["protocol"]["name"],
+                                            "settings": report["settings"], "files": report["files"],
+                                            "examples": report["examples"]}
     summary.update(sources or {})
     summary["meta"] = run_metadata()
     return atomic_write_json(path, summary)
 
 
-def cross_task(model, tokenizer, tasks: dict[str, str | None], *, out_dir: str | Path, limit: int | None = None,
-               batch_size: int = 8, progress: bool = True, num_samples: int | None = None,
-               max_new_tokens: int | None = None, overwrite: bool = False) -> dict:
+def cross_task(model, tokenizer, tasks: Mapping[str, str | None], *, out_dir: str | Path, protocol: str | None = None,
+               limit: int | None = None, batch_size: int = 8, progress: bool = True, num_samples: int | None = None,
+               max_new_tokens: int | None = None, ks: tuple = (1, 5, 10), overwrite: bool = False) -> dict:
     """Each task before (adapters off) and after (adapters on): the paper's Appendix G matrix."""
-    matrix = {}
-    for task, data in tasks.items():
-        settings = DEFAULTS[task]
-        if num_samples is not None:
-            settings = replace(settings, num_samples=num_samples)
-        if max_new_tokens is not None:
-            settings = replace(settings, max_new_tokens=max_new_tokens)
-        with disable_adapters(model):
-            before = evaluate_task(task, model, tokenizer, out_dir=out_dir, data=data, limit=limit, settings=settings,
-                                   batch_size=batch_size, tag="_before", progress=progress,
-                                   overwrite=overwrite)
-        after = evaluate_task(task, model, tokenizer, out_dir=out_dir, data=data, limit=limit, settings=settings,
-                              batch_size=batch_size, tag="_after", progress=progress, overwrite=overwrite)
-        matrix[task] = {"before": headline(before), "after": headline(after)}
+    from hellora.adapters import disable_adapters
+
+    check_outputs(out_dir, [get_eval_task(t).name for t in tasks], ("_before", "_after"), overwrite)
+    common = dict(out_dir=out_dir, protocol=protocol, limit=limit, batch_size=batch_size, progress=progress,
+                  num_samples=num_samples, max_new_tokens=max_new_tokens, ks=ks, overwrite=True, summary=False)
+    with disable_adapters(model):
+        before = evaluate_tasks(model, tokenizer, tasks, tag="_before", **common)
+    after = evaluate_tasks(model, tokenizer, tasks, tag="_after", **common)
+    matrix = {b["task"]: {"before": b["headline"], "after": a["headline"], "protocol": a["protocol"]["name"]}
+              for b, a in zip(before, after)}
     atomic_write_json(Path(out_dir) / "cross_task.json", {"matrix": matrix, "meta": run_metadata()})
     return matrix

@@ -1,7 +1,9 @@
 """Offline architecture presets: the public config values of the paper's three backbones (and Qwen3-MoE), so
 parameter accounting, benchmarks and recipes run without network access.
 
-Each preset also names the hub id users load real weights from and the paper's default k.
+Each preset also names the hub id users load real weights from and the paper's k: OLMoE 8, Mixtral 2, DeepSeekMoE
+12 (the paper's hot experts per layer, used as the default k by `hellora flops`, `hellora params` and the recipes;
+for DeepSeekMoE it is twice the router's top-k of 6).
 """
 
 from __future__ import annotations
@@ -52,6 +54,14 @@ PRESETS: dict[str, Preset] = {
              max_position_embeddings=40960, rms_norm_eps=1e-6, tie_word_embeddings=False),
     ),
 }
+
+
+def paper_k(model: str) -> int | None:
+    """The paper's hot k for a preset name or its hub id; None for any other model (then the router's top-k)."""
+    for preset in PRESETS.values():
+        if model in (preset.name, preset.hub_id):
+            return preset.k
+    return None
 
 
 def get_preset(name: str) -> Preset:

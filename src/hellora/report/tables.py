@@ -60,6 +60,8 @@ def load_run(path: Path) -> dict:
         s = report["scores"]
         if report["task"] == "proxy":  # the proxy study's exact-match accuracies
             scores.update({("proxy", k): 100 * v for k, v in s.items()})
+        elif "headline" in report:  # hellora.eval.run: the protocol's headline numbers
+            scores.update({(report["task"], k): 100 * v for k, v in report["headline"].items()})
         elif report["task"] == "gsm8k":
             scores[("gsm8k", "accuracy")] = 100 * s["accuracy"]["paper"]
         elif report["task"] == "humaneval":

@@ -168,24 +168,14 @@ def _finish(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecorde
 
 def _evaluate(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecorder, progress: bool) -> None:
     """The pipeline's last step: each configured benchmark, written to run/eval/."""
-    from dataclasses import replace
+    from hellora.eval.run import evaluate_tasks
 
-    from hellora.eval.run import DEFAULTS, evaluate_task, headline, write_eval_summary
-
-    scores, reports = {}, []
-    for task in config.eval.tasks:
-        settings = DEFAULTS[task]
-        if config.eval.max_new_tokens:
-            settings = replace(settings, max_new_tokens=config.eval.max_new_tokens)
-        if config.eval.num_samples:
-            settings = replace(settings, num_samples=config.eval.num_samples)
-        report = evaluate_task(task, model, tokenizer, out_dir=run / "eval", data=config.eval.data.get(task),
-                               limit=config.eval.limit, settings=settings, batch_size=config.eval.batch_size,
-                               progress=progress, overwrite=True, sources={"model": config.model.name})
-        scores[task] = headline(report)
-        reports.append(report)
-    write_eval_summary(run / "eval", reports, {"model": config.model.name, "adapter": str(run / "adapter")})
-    recorder.step("eval", **scores)
+    reports = evaluate_tasks(model, tokenizer, {t: config.eval.data.get(t) for t in config.eval.tasks},
+                             out_dir=run / "eval", protocol=config.eval.protocol, limit=config.eval.limit,
+                             batch_size=config.eval.batch_size, max_new_tokens=config.eval.max_new_tokens,
+                             num_samples=config.eval.num_samples, progress=progress, overwrite=True,
+                             sources={"model": config.model.name, "adapter": str(run / "adapter")})
+    recorder.step("eval", **{r["task"]: r["headline"] for r in reports})
 
 
 def _balance_loss(config: RunConfig, accelerator):

@@ -1,0 +1,46 @@
+"""The interface every evaluation task implements (`hellora.eval.tasks` holds the registry)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from hellora.eval.protocols import HEADLINE_PROTOCOL, Protocol
+from hellora.utils.errors import HelloraError
+
+Judge = Callable[[str, str], bool]
+
+
+class EvalTaskSpec:
+    """One benchmark: how to load it, the prompt each protocol builds, how to score, what to headline.
+
+    Subclasses set `name` and `protocols` and implement `load`, `prompt`, `score` and `headline`.
+    """
+
+    name: str = ""
+    protocols: Mapping[str, Protocol] = {}
+
+    def protocol(self, name: str | None = None) -> Protocol:
+        """The named protocol (default: the headline one), or one error naming the valid names."""
+        name = name or HEADLINE_PROTOCOL
+        try:
+            return self.protocols[name]
+        except KeyError:
+            raise HelloraError(f"protocol: {self.name} has no protocol {name!r}; choose one of "
+                               f"{', '.join(self.protocols)}") from None
+
+    def load(self, data: str | None, limit: int | None) -> list[dict]:
+        """The benchmark's records (the first `limit`), each a dict saved alongside its generations."""
+        raise NotImplementedError
+
+    def prompt(self, record: Mapping[str, Any], protocol: Protocol) -> str:
+        raise NotImplementedError
+
+    def score(self, generations: Path, *, data: str | None, protocol: Protocol, ks: tuple, progress: bool,
+              judge: Judge | None = None) -> dict:
+        """Every column of this task on a generations JSONL (`hellora.eval.generation.write_generations`)."""
+        raise NotImplementedError
+
+    def headline(self, scores: Mapping[str, Any], protocol: Protocol) -> dict:
+        """The number(s) the paper reports for this task, under `protocol`'s scorer."""
+        raise NotImplementedError
