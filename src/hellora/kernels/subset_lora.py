@@ -18,9 +18,11 @@ Here the backward is written out, still touching only hot rows:
 so cold experts' rows are never read or written by adapter code, forward or backward, and their adapters cost
 zero FLOPs. W and its bias are frozen (no gradient); callers with a trainable W use the reference path.
 
-Two backends compute the hot-row work: `torch` (a loop over hot experts with per-segment matmuls; the segment
-bounds are read to the host once per call, free on CPU) and `triton` (`triton_subset_lora.py`, CUDA: no host
-sync, one launch per step and pair). Both are checked against the explicit per-expert loop in the tests.
+Three backends compute the hot-row work: `torch` (a loop over hot experts with per-segment matmuls; the segment
+bounds are read to the host once per call, free on CPU), its batched form when every expert is hot
+(`grouped_lora.py`: one grouped product per LoRA factor instead of E small ones) and `triton`
+(`triton_subset_lora.py`, CUDA: no host sync, one launch per step and pair). All are checked against the
+explicit per-expert loop in the tests.
 """
 
 from __future__ import annotations
@@ -30,14 +32,17 @@ from dataclasses import dataclass
 
 import torch
 
+from hellora.kernels import grouped_lora
 from hellora.kernels.grouped import grouped_linear
 from hellora.kernels.routing import ExpertRouting
 from hellora.utils.errors import HelloraError
 
 BACKEND_ENV = "HELLORA_EXPERT_KERNEL"
-KERNEL_CHOICES = ("auto", "reference", "torch", "triton")
-# auto: triton on CUDA when importable, else torch.  reference: the in-place per-expert path of
-# `reference.py` under plain autograd (what this op replaces; kept to measure against).
+KERNEL_CHOICES = ("auto", "reference", "torch", "loop", "triton")
+# auto: triton on CUDA when importable (and its first-call check passes, `selfcheck.py`), else torch.
+# torch: grouped products when every expert is hot and `grouped_mm` serves the dtype (`grouped_lora.py`), else
+# the per-expert loop.  loop: always the per-expert loop (to measure the batching against).  reference: the
+# in-place per-expert path of `reference.py` under plain autograd (what this op replaces; kept to measure against).
 
 
 def expert_kernel_choice() -> str:
@@ -65,7 +70,7 @@ def triton_usable(x: torch.Tensor) -> bool:
     """Whether the Triton backend serves `x`: CUDA (or Triton's CPU interpreter when asked for by name), Triton
     importable, and not turned off by the environment."""
     choice = expert_kernel_choice()
-    if choice in ("torch", "reference"):
+    if choice in ("torch", "loop", "reference"):
         return False
     from hellora.kernels import triton_subset_lora
 
@@ -121,11 +126,18 @@ class TorchSubsetLoRA:
         return grads
 
 
-def _backend(x: torch.Tensor):
+def _backend(x: torch.Tensor, routing: ExpertRouting, hot: list[int], pairs):
     if triton_usable(x):
         from hellora.kernels.triton_subset_lora import TritonSubsetLoRA
 
         return TritonSubsetLoRA
+    return _torch_backend(x, routing, hot, pairs)
+
+
+def _torch_backend(x: torch.Tensor, routing: ExpertRouting, hot: list[int], pairs):
+    """The batched every-expert backend where it serves the call (and the loop is not asked for), else the loop."""
+    if expert_kernel_choice() != "loop" and grouped_lora.usable(x, routing, hot, pairs):
+        return grouped_lora.GroupedSubsetLoRA
     return TorchSubsetLoRA
 
 
@@ -166,10 +178,12 @@ def grouped_linear_subset_lora(
     weight (E, out, in), or (E, in, out) when `transposed`, frozen; hot: sorted expert ids (K), hot_ids the same
     as a device tensor; pairs: (A (K, r, in), B (K, |block|, r)) per block, cast to x's dtype by the caller's
     autograd (so their gradients flow back in the adapter's own dtype). `backend`: `TorchSubsetLoRA`,
-    `TritonSubsetLoRA` (on CPU tensors it runs in Triton's interpreter: tests), or None to choose by device.
+    `TritonSubsetLoRA` (on CPU tensors it runs in Triton's interpreter: tests), `grouped_lora.GroupedSubsetLoRA`
+    (every expert hot), or None to choose by device and hot set.
     """
     if weight.requires_grad or (bias is not None and bias.requires_grad):
         raise ValueError("grouped_linear_subset_lora needs a frozen expert weight (use the reference path)")
     lora = [t.to(x.dtype) for pair in pairs for t in pair]
+    cast = list(zip(lora[0::2], lora[1::2]))
     return _GroupedSubsetLoRA.apply(x, weight, bias, routing, transposed, hot, hot_ids, blocks, scale,
-                                    backend or _backend(x), *lora)
+                                    backend or _backend(x, routing, hot, cast), *lora)
