@@ -55,3 +55,14 @@ def test_bench_measures_costs_and_agrees_with_hellora_flops():
         flops = rows[name]["adapter_flops"]
         assert flops["analytic_experts_per_token"] > 0
         assert abs(flops["experts_measured_over_analytic"] - 1) < 0.02, name
+
+
+def test_interleaved_bench_times_every_setup_round_robin():
+    result = run_bench(BenchConfig(layers=1, batch=1, seq=16, dtype="float32", warmup=1, steps=2, overrides=TOY,
+                                   setups=("frozen", "hellora", "lora@loop", "lora"), interleave=True),
+                       progress=False)
+    rows = result["rows"]
+    assert list(rows) == ["frozen", "hellora", "lora@loop", "lora"]
+    assert all(len(r["step_times_s"]) == 2 for r in rows.values())
+    assert rows["lora@loop"]["costs"]["step_flops"] == rows["lora"]["costs"]["step_flops"]
+    assert rows["hellora"]["trainable"] < rows["lora"]["trainable"]

@@ -91,6 +91,7 @@ class BenchConfig:
     setups: tuple = SETUPS
     seed: int = 0
     overrides: dict | None = None
+    interleave: bool = False  # time setups round-robin on model copies (`interleaved.py`): for shared machines
 
 
 def skewed_routing(spec, k: int, hot_share: float, tokens: int, seed: int) -> dict[int, tuple]:
@@ -204,7 +205,11 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     rows = {}
     for name in cfg.setups:
         check_setup(name)
-    for name in cfg.setups:
+    if cfg.interleave:
+        from hellora.bench.interleaved import time_interleaved
+
+        rows = time_interleaved(model, cfg, spec, hot, routing, batch, device, profile, progress)
+    for name in () if cfg.interleave else cfg.setups:
         if progress:
             print(f"bench: {name} ...", flush=True)
         net = model

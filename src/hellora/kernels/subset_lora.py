@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hellora.kernels import grouped_lora
+from hellora.kernels import grouped_lora, selfcheck
 from hellora.kernels.grouped import grouped_linear
 from hellora.kernels.routing import ExpertRouting
 from hellora.utils.errors import HelloraError
@@ -81,7 +81,8 @@ def triton_usable(x: torch.Tensor) -> bool:
             raise HelloraError(f"{BACKEND_ENV}=triton on {x.device.type} tensors needs TRITON_INTERPRET=1 "
                                "(Triton's interpreter) set before triton is imported")
         return True
-    return x.device.type == "cuda" and triton_subset_lora.available()
+    on_device = x.device.type == "cuda" or selfcheck.cpu_interpreter_allowed()
+    return on_device and triton_subset_lora.available()
 
 
 def _hot_segments(routing: ExpertRouting, hot: list[int]):
@@ -185,5 +186,24 @@ def grouped_linear_subset_lora(
         raise ValueError("grouped_linear_subset_lora needs a frozen expert weight (use the reference path)")
     lora = [t.to(x.dtype) for pair in pairs for t in pair]
     cast = list(zip(lora[0::2], lora[1::2]))
-    return _GroupedSubsetLoRA.apply(x, weight, bias, routing, transposed, hot, hot_ids, blocks, scale,
-                                    backend or _backend(x, routing, hot, cast), *lora)
+
+    def apply(xs, ls, chosen):
+        return _GroupedSubsetLoRA.apply(xs, weight, bias, routing, transposed, hot, hot_ids, blocks, scale, chosen,
+                                        *ls)
+
+    if backend is None:
+        backend = _backend(x, routing, hot, cast)
+        if _needs_selfcheck(backend):  # `auto` picked Triton: it must first match torch on this shape class
+            fallback = _torch_backend(x, routing, hot, cast)
+            if not selfcheck.triton_passes(selfcheck.shape_key(x, blocks, cast), apply, backend, fallback, x, lora,
+                                           routing):
+                backend = fallback
+    return apply(x, lora, backend)
+
+
+def _needs_selfcheck(backend) -> bool:
+    if expert_kernel_choice() != "auto" or selfcheck.mode() == "off":
+        return False
+    from hellora.kernels.triton_subset_lora import TritonSubsetLoRA
+
+    return backend is TritonSubsetLoRA
