@@ -180,6 +180,13 @@ def cmd_bench(args) -> None:
     _print_json(result) if args.json else print(format_table(result))
 
 
+def cmd_doctor(args) -> None:
+    from hellora.bench.doctor import doctor, format_doctor
+
+    report = doctor(bench=not args.no_bench)
+    _print_json(report) if args.json else print(format_doctor(report))
+
+
 def cmd_report(args) -> None:
     from hellora.report.tables import write_report
 
@@ -356,6 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the JSON result here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("doctor", help="versions, device, which expert path runs and why, the Triton self-check, "
+                       "a few-second micro-bench")
+    p.add_argument("--no-bench", action="store_true", help="skip the micro-bench")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("sweep", help="run a paper table: base recipe x override sets x seeds (recipes/paper/)")
     p.add_argument("sweep", help="sweep YAML (see recipes/paper/)")
