@@ -66,7 +66,7 @@ class StabilityTracker:
     def record(self, planned: int, fraction: float, wall_s: float) -> dict:
         """What profile.json keeps: batches used of those planned, the data fraction used, the wall time."""
         used = self.stable_at or self.batches
-        return {"window": self.window, "jaccard": self.threshold, "k": self.k, "stopped_early": self.stable_at is not None,
-                "batches_used": used, "batches_planned": planned,
+        return {"window": self.window, "jaccard": self.threshold, "k": self.k,
+                "stopped_early": self.stable_at is not None, "batches_used": used, "batches_planned": planned,
                 "fraction_used": round(fraction * used / planned, 6) if planned else 0.0,
                 "wall_time_s": round(wall_s, 3)}
