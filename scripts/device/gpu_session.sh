@@ -7,7 +7,8 @@
 #   bash scripts/device/gpu_session.sh proxy                # issue 7's proxy study
 #
 # Before the call, here:  mkdir -p .data && cp -r ../shared/datasets/{gsm8k,codealpaca} .data/   (and add /.data/
-# to .git/info/exclude), then call the device tool with carry=[".data"]. Every part writes one file under $OUT
+# to .git/info/exclude), then call the device tool with carry=[".data"]. `hellora doctor` runs first, before any part
+# (doctor.json). Every part writes one file under $OUT
 # (the tool returns at most 8): a JSON, a log, or a .tgz of the run folders without weights. A part that fails
 # is logged and the next part still runs; the exit status is the number of failed parts.
 set -uo pipefail
@@ -27,6 +28,11 @@ import torch, transformers, peft, triton
 print("torch", torch.__version__, "| transformers", transformers.__version__, "| peft", peft.__version__,
       "| triton", triton.__version__, "|", torch.cuda.get_device_name() if torch.cuda.is_available() else "NO CUDA")
 PY
+# First of all: what this GPU will run and whether the Triton expert kernels pass their self-check here
+# (versions, device, expert path and why, the check, a few-second micro-bench); one file, doctor.json.
+hellora doctor --json 2>&1 >"$OUT/doctor.json" | tail -3; echo "doctor: exit ${PIPESTATUS[0]}"
+python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r['expert_path'], r['selfcheck'])" \
+    "$OUT/doctor.json" 2>/dev/null
 
 SETUPS=frozen,hellora@reference@unfused,hellora@reference,hellora@torch,hellora@unfused,hellora,lora@reference,lora,peft-lora,peft-attn
 pack() {  # pack NAME DIR: run folders without weights, as one file

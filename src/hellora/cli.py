@@ -154,11 +154,18 @@ def cmd_bench(args) -> None:
             raise HelloraError(f"--setups: {err}") from None
     cfg = BenchConfig(model=args.model, layers=args.layers, batch=args.batch, seq=args.seq, dtype=args.dtype,
                       k=args.k, r=args.rank, hot_share=args.hot_share or None, warmup=args.warmup, steps=args.steps,
-                      setups=setups, overrides=overrides)
+                      setups=setups, overrides=overrides, interleave=args.interleave)
     result = run_bench(cfg, progress=not args.json)
     if args.out:
         atomic_write_json(args.out, result)
     _print_json(result) if args.json else print(format_table(result))
+
+
+def cmd_doctor(args) -> None:
+    from hellora.bench.doctor import doctor, format_doctor
+
+    report = doctor(bench=not args.no_bench)
+    _print_json(report) if args.json else print(format_doctor(report))
 
 
 def cmd_report(args) -> None:
@@ -334,12 +341,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--setups", default=None, help="comma-separated subset of frozen,hellora,lora,peft-lora,peft-attn; "
-                   "hellora and lora take suffixes to compare paths: a kernel @reference, @torch or @triton, and @unfused "
-                   "(no shared q/k/v A product), e.g. hellora@reference@unfused")
+                   "hellora and lora take suffixes to compare paths: a kernel @reference, @torch, @loop or @triton, and "
+                   "@unfused (no shared q/k/v A product), e.g. hellora@reference@unfused")
+    p.add_argument("--interleave", action="store_true", help="time the setups round-robin, each on its own model "
+                   "copy, so a shared machine's changing load hits them alike")
     p.add_argument("--override", action="append", help="model config field, e.g. hidden_size=256 (repeatable)")
     p.add_argument("--out", help="write the JSON result here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("doctor", help="versions, device, which expert path runs and why, the Triton self-check, "
+                       "a few-second micro-bench")
+    p.add_argument("--no-bench", action="store_true", help="skip the micro-bench")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("sweep", help="run a paper table: base recipe x override sets x seeds (recipes/paper/)")
     p.add_argument("sweep", help="sweep YAML (see recipes/paper/)")

@@ -54,6 +54,9 @@ class ProfileConfig:
     seed: int = 0
     batch_size: int = 8                # forward mode
     path: str | None = None            # reuse an existing profile.json instead of profiling
+    until_stable: bool = False         # stop once every layer's hot set is stable (fraction: the upper bound)
+    stable_window: int = 4             # ... unchanged over this many batches (warm-up: optimizer steps)
+    stable_jaccard: float = 1.0        # ... "unchanged": Jaccard of hot sets at least this
 
 
 @dataclass

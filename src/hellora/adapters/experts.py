@@ -12,7 +12,7 @@ Forward, for S = T*k (token, expert) rows sorted by expert:
     gate_up[rows(e), up]   += s * x A_u[e]^T B_u[e]^T
     h = act(gate) * up                                  (S, I)    the experts module's own gating
     y = grouped(h, W_down) ; y[rows(e)] += s * h A_d[e]^T B_d[e]^T
-    out[t] = sum over t's k rows of weight * y          (T, H)
+    out[t] = sum over t's k rows of weight * y          (T, H)    in the routing weights' dtype, one cast
 
 Rows routed to cold experts are never touched by adapter code, so a token whose k experts are all cold gets
 bitwise the frozen module's output, and cold experts cost no adapter FLOPs. PEFT's `target_parameters` instead
@@ -201,7 +201,10 @@ class HotExpertsLoRA(AdapterLayer):
             if active:
                 rows += self._add_("down", y, h, routing)
             self.last_adapter_rows = rows
-        y = y * top_k_weights.reshape(-1)[routing.perm].unsqueeze(-1).to(y.dtype)
+        # As transformers combines: y (S, H) times the routing weights in their own dtype (float32 from most
+        # routers, so the product promotes to float32), k rows summed in that dtype, one cast at the end. Casting
+        # the weights to y's bf16 first would differ from the frozen model by an ulp.
+        y = y * top_k_weights.reshape(-1)[routing.perm].unsqueeze(-1)
         return routing.unsort_and_combine(y).to(hidden_states.dtype)
 
     def expert_deltas(self, slot: int) -> dict[str, torch.Tensor]:

@@ -13,7 +13,9 @@ Setups, all on the same model and the same inputs, one after another:
 per-expert matmuls) or `@triton` (the op's Triton kernels; CUDA), and `@unfused` (q/k/v LoRA without the shared A
 product). `hellora@reference@unfused` is the first version. Without suffixes: the defaults.
 One step = forward + backward + AdamW on the trainable parameters; the median of `steps` timed steps after
-`warmup` steps is reported, with peak CUDA memory (not measured on CPU) and ratios to `frozen`.
+`warmup` steps is reported, with peak CUDA memory (CPU reports none: "n/a") and ratios to `frozen`. One more
+step per setup, after the timed ones, measures its device-independent costs (`costs.py`: FLOPs, bytes saved for
+backward, parameter / gradient / optimizer-state bytes); `report.py` derives the FLOP floor from them.
 
 Routing skew: real data sends about half of a layer's assignments to its top-k experts (the paper's Figure 1),
 random weights do not. `hot_share` rewrites each layer's routing once, for the whole benchmark, so that k fixed
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 import torch
 
 from hellora.adapters import AdapterConfig, attach_adapters, remove_adapters
+from hellora.bench.costs import analytic_adapter_flops, measure_step_costs, routing_profile
+from hellora.bench.report import add_ratios, format_table
 from hellora.kernels.subset_lora import BACKEND_ENV, KERNEL_CHOICES
 from hellora.models.families import describe_moe_model
 from hellora.placement import HotExpertPlacement
@@ -87,6 +91,7 @@ class BenchConfig:
     setups: tuple = SETUPS
     seed: int = 0
     overrides: dict | None = None
+    interleave: bool = False  # time setups round-robin on model copies (`interleaved.py`): for shared machines
 
 
 def skewed_routing(spec, k: int, hot_share: float, tokens: int, seed: int) -> dict[int, tuple]:
@@ -134,21 +139,31 @@ def _peft(model, spec, attention_only: bool, r: int, alpha: float):
     return get_peft_model(model, config)
 
 
-def _time_steps(model, batch, warmup: int, steps: int, device) -> tuple[float, float | None, int]:
+def _stepper(model, batch):
+    """(forward returning the loss, AdamW over the trainable parameters or None when frozen)."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5) if params else None
     embeds = model.get_input_embeddings()
+
+    def forward():
+        if optimizer is None:  # frozen: backward to the input embeddings only
+            inputs = embeds(batch["input_ids"]).detach().requires_grad_()
+            return model(inputs_embeds=inputs, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        return model(**batch).loss
+
+    return forward, optimizer
+
+
+def _time_steps(model, batch, warmup: int, steps: int, device) -> tuple[float, float | None, int, dict]:
+    """Median step time, peak CUDA GiB (None elsewhere), trainable count, and one extra step's measured costs."""
+    forward, optimizer = _stepper(model, batch)
     times = []
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     for i in range(warmup + steps):
         start = time.perf_counter()
-        if optimizer is None:  # frozen: backward to the input embeddings only
-            inputs = embeds(batch["input_ids"]).detach().requires_grad_()
-            loss = model(inputs_embeds=inputs, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
-        else:
-            loss = model(**batch).loss
+        loss = forward()
         loss.backward()
         if optimizer is not None:
             optimizer.step()
@@ -158,7 +173,9 @@ def _time_steps(model, batch, warmup: int, steps: int, device) -> tuple[float, f
         if i >= warmup:
             times.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated() / 2 ** 30 if device.type == "cuda" else None
-    return statistics.median(times), peak, sum(p.numel() for p in params)
+    costs = measure_step_costs(model, forward, optimizer)  # after the timed steps: the hooks cost time
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return statistics.median(times), peak, trainable, costs
 
 
 def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
@@ -184,10 +201,15 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     routing = skewed_routing(spec, k, cfg.hot_share, tokens, cfg.seed) if cfg.hot_share else None
     hot = HotExpertPlacement({l: r[0] for l, r in routing.items()} if routing else
                              {l: list(range(k)) for l in spec.moe_layer_indices}, spec.num_experts, "bench", k=k)
+    profile = routing_profile(spec, routing) if routing else None  # `hellora flops`' input for the same routing
     rows = {}
     for name in cfg.setups:
         check_setup(name)
-    for name in cfg.setups:
+    if cfg.interleave:
+        from hellora.bench.interleaved import time_interleaved
+
+        rows = time_interleaved(model, cfg, spec, hot, routing, batch, device, profile, progress)
+    for name in () if cfg.interleave else cfg.setups:
         if progress:
             print(f"bench: {name} ...", flush=True)
         net = model
@@ -200,7 +222,8 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
         handles = _install_routing(net, spec, routing) if routing else []
         try:
             with _expert_kernel(kernel):
-                step_s, peak, trainable = _time_steps(net, batch, cfg.warmup, cfg.steps, device)
+                step_s, peak, trainable, costs = _time_steps(net, batch, cfg.warmup, cfg.steps, device)
+                analytic = analytic_adapter_flops(net, profile) if method in KERNEL_SETUPS else None
         finally:
             for h in handles:
                 h.remove()
@@ -212,10 +235,9 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
         rows[name] = {"step_s": round(step_s, 5), "peak_gib": round(peak, 2) if peak is not None else None,
-                      "trainable": trainable, "tokens_per_s": round(tokens / step_s, 1)}
-    base = rows.get("frozen", {}).get("step_s")
-    for row in rows.values():
-        row["x_frozen"] = round(row["step_s"] / base, 3) if base else None
+                      "trainable": trainable, "tokens_per_s": round(tokens / step_s, 1), "costs": costs,
+                      "adapter_flops_analytic": analytic}
+    add_ratios(rows, spec, tokens)
     result = {"config": {k_: v for k_, v in cfg.__dict__.items()}, "rows": rows, "meta": run_metadata(cfg.seed),
               "model_shape": {"layers": len(spec.layers), "experts": spec.num_experts, "top_k": spec.top_k, "k": k}}
     result["routing"] = _measured_share(model, spec, batch, routing, hot) if routing else None
@@ -265,17 +287,3 @@ def _profiling_cost(model, spec, batch, routing, train_row) -> dict | None:
     forward = _forward_s(model, spec, batch, routing)
     return {"forward_s": round(forward, 5), "train_step_s": train_row["step_s"],
             "fraction_of_epoch_at_10pct": round(0.1 * forward / train_row["step_s"], 4)}
-
-
-def format_table(result: dict) -> str:
-    lines = [f"{'setup':<18}{'s/step':>10}{'x frozen':>10}{'peak GiB':>10}{'tokens/s':>12}{'trainable':>14}"]
-    for name, row in result["rows"].items():
-        peak = f"{row['peak_gib']:.2f}" if row["peak_gib"] is not None else "-"
-        lines.append(f"{name:<18}{row['step_s']:>10.4f}{row['x_frozen'] or 0:>10.2f}{peak:>10}"
-                     f"{row['tokens_per_s']:>12,.0f}{row['trainable']:>14,}")
-    if result.get("routing"):
-        lines.append(f"hot experts' share of assignments: {result['routing']['hot_share_mean']:.3f}")
-    if result.get("profiling"):
-        lines.append(f"forward-only profiling of 10% of an epoch = "
-                     f"{100 * result['profiling']['fraction_of_epoch_at_10pct']:.2f}% of a training epoch")
-    return "\n".join(lines)

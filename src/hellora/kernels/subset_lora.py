@@ -18,9 +18,11 @@ Here the backward is written out, still touching only hot rows:
 so cold experts' rows are never read or written by adapter code, forward or backward, and their adapters cost
 zero FLOPs. W and its bias are frozen (no gradient); callers with a trainable W use the reference path.
 
-Two backends compute the hot-row work: `torch` (a loop over hot experts with per-segment matmuls; the segment
-bounds are read to the host once per call, free on CPU) and `triton` (`triton_subset_lora.py`, CUDA: no host
-sync, one launch per step and pair). Both are checked against the explicit per-expert loop in the tests.
+Three backends compute the hot-row work: `torch` (a loop over hot experts with per-segment matmuls; the segment
+bounds are read to the host once per call, free on CPU), its batched form when every expert is hot
+(`grouped_lora.py`: one grouped product per LoRA factor instead of E small ones) and `triton`
+(`triton_subset_lora.py`, CUDA: no host sync, one launch per step and pair). All are checked against the
+explicit per-expert loop in the tests.
 """
 
 from __future__ import annotations
@@ -30,14 +32,17 @@ from dataclasses import dataclass
 
 import torch
 
+from hellora.kernels import grouped_lora, selfcheck
 from hellora.kernels.grouped import grouped_linear
 from hellora.kernels.routing import ExpertRouting
 from hellora.utils.errors import HelloraError
 
 BACKEND_ENV = "HELLORA_EXPERT_KERNEL"
-KERNEL_CHOICES = ("auto", "reference", "torch", "triton")
-# auto: triton on CUDA when importable, else torch.  reference: the in-place per-expert path of
-# `reference.py` under plain autograd (what this op replaces; kept to measure against).
+KERNEL_CHOICES = ("auto", "reference", "torch", "loop", "triton")
+# auto: triton on CUDA when importable (and its first-call check passes, `selfcheck.py`), else torch.
+# torch: grouped products when every expert is hot and `grouped_mm` serves the dtype (`grouped_lora.py`), else
+# the per-expert loop.  loop: always the per-expert loop (to measure the batching against).  reference: the
+# in-place per-expert path of `reference.py` under plain autograd (what this op replaces; kept to measure against).
 
 
 def expert_kernel_choice() -> str:
@@ -65,7 +70,7 @@ def triton_usable(x: torch.Tensor) -> bool:
     """Whether the Triton backend serves `x`: CUDA (or Triton's CPU interpreter when asked for by name), Triton
     importable, and not turned off by the environment."""
     choice = expert_kernel_choice()
-    if choice in ("torch", "reference"):
+    if choice in ("torch", "loop", "reference"):
         return False
     from hellora.kernels import triton_subset_lora
 
@@ -76,7 +81,8 @@ def triton_usable(x: torch.Tensor) -> bool:
             raise HelloraError(f"{BACKEND_ENV}=triton on {x.device.type} tensors needs TRITON_INTERPRET=1 "
                                "(Triton's interpreter) set before triton is imported")
         return True
-    return x.device.type == "cuda" and triton_subset_lora.available()
+    on_device = x.device.type == "cuda" or selfcheck.cpu_interpreter_allowed()
+    return on_device and triton_subset_lora.available()
 
 
 def _hot_segments(routing: ExpertRouting, hot: list[int]):
@@ -121,11 +127,18 @@ class TorchSubsetLoRA:
         return grads
 
 
-def _backend(x: torch.Tensor):
+def _backend(x: torch.Tensor, routing: ExpertRouting, hot: list[int], pairs):
     if triton_usable(x):
         from hellora.kernels.triton_subset_lora import TritonSubsetLoRA
 
         return TritonSubsetLoRA
+    return _torch_backend(x, routing, hot, pairs)
+
+
+def _torch_backend(x: torch.Tensor, routing: ExpertRouting, hot: list[int], pairs):
+    """The batched every-expert backend where it serves the call (and the loop is not asked for), else the loop."""
+    if expert_kernel_choice() != "loop" and grouped_lora.usable(x, routing, hot, pairs):
+        return grouped_lora.GroupedSubsetLoRA
     return TorchSubsetLoRA
 
 
@@ -166,10 +179,31 @@ def grouped_linear_subset_lora(
     weight (E, out, in), or (E, in, out) when `transposed`, frozen; hot: sorted expert ids (K), hot_ids the same
     as a device tensor; pairs: (A (K, r, in), B (K, |block|, r)) per block, cast to x's dtype by the caller's
     autograd (so their gradients flow back in the adapter's own dtype). `backend`: `TorchSubsetLoRA`,
-    `TritonSubsetLoRA` (on CPU tensors it runs in Triton's interpreter: tests), or None to choose by device.
+    `TritonSubsetLoRA` (on CPU tensors it runs in Triton's interpreter: tests), `grouped_lora.GroupedSubsetLoRA`
+    (every expert hot), or None to choose by device and hot set.
     """
     if weight.requires_grad or (bias is not None and bias.requires_grad):
         raise ValueError("grouped_linear_subset_lora needs a frozen expert weight (use the reference path)")
     lora = [t.to(x.dtype) for pair in pairs for t in pair]
-    return _GroupedSubsetLoRA.apply(x, weight, bias, routing, transposed, hot, hot_ids, blocks, scale,
-                                    backend or _backend(x), *lora)
+    cast = list(zip(lora[0::2], lora[1::2]))
+
+    def apply(xs, ls, chosen):
+        return _GroupedSubsetLoRA.apply(xs, weight, bias, routing, transposed, hot, hot_ids, blocks, scale, chosen,
+                                        *ls)
+
+    if backend is None:
+        backend = _backend(x, routing, hot, cast)
+        if _needs_selfcheck(backend):  # `auto` picked Triton: it must first match torch on this shape class
+            fallback = _torch_backend(x, routing, hot, cast)
+            if not selfcheck.triton_passes(selfcheck.shape_key(x, blocks, cast), apply, backend, fallback, x, lora,
+                                           routing):
+                backend = fallback
+    return apply(x, lora, backend)
+
+
+def _needs_selfcheck(backend) -> bool:
+    if expert_kernel_choice() != "auto" or selfcheck.mode() == "off":
+        return False
+    from hellora.kernels.triton_subset_lora import TritonSubsetLoRA
+
+    return backend is TritonSubsetLoRA

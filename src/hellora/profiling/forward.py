@@ -8,7 +8,7 @@ warm-up's through `compare_profiles`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -27,10 +27,13 @@ _MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "inputs_embeds")
 def profile_experts(
     model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], *, source: dict | None = None,
     model_id: str | None = None, progress: bool = True, total: int | None = None,
+    should_stop: Callable[[ExpertActivationCounter], bool] | None = None,
 ) -> ExpertProfile:
     """Run `model` over `batches` (dicts with input_ids and attention_mask) and count routing per layer.
 
-    Labels and other keys are ignored; batches are moved to the model's device.
+    Labels and other keys are ignored; batches are moved to the model's device. `should_stop(counter)`, called
+    after each batch, ends the pass early (stop-when-stable profiling, `stable.py`); a None batch runs nothing
+    but still calls it (a process with one batch fewer than the others keeps step with their reductions).
     """
     spec = describe_moe_model(model)
     device = next(model.parameters()).device
@@ -40,8 +43,11 @@ def profile_experts(
     try:
         with ExpertActivationCounter(model, spec) as counter:
             for batch in tqdm(batches, desc="profiling experts", disable=not progress, total=total, unit="batch"):
-                inputs = {k: v.to(device) for k, v in batch.items() if k in _MODEL_INPUTS}
-                model(**inputs, use_cache=False)
+                if batch is not None:
+                    inputs = {k: v.to(device) for k, v in batch.items() if k in _MODEL_INPUTS}
+                    model(**inputs, use_cache=False)
+                if should_stop is not None and should_stop(counter):
+                    break
     finally:
         model.train(was_training)
     meta = run_metadata()

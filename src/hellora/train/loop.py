@@ -198,10 +198,13 @@ def _gather_rng_states(world: int) -> list[dict]:
 
 
 def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, run_dir: Path | None = None,
-               pad_token_id: int = 0, name: str = "train", progress: bool = True, extra_loss=None) -> LoopResult:
+               pad_token_id: int = 0, name: str = "train", progress: bool = True, extra_loss=None,
+               should_stop=None) -> LoopResult:
     """Train `model`'s trainable parameters on tokenized `features`; checkpoints under run_dir/checkpoints.
 
     `extra_loss(model) -> tensor`, when given, is added to each micro-batch's loss (e.g. LoRAMoE's balancing loss).
+    `should_stop(steps_done) -> bool`, when given, is asked after each optimizer step (the same answer on every
+    process) and ends the loop early (stop-when-stable profiling during the warm-up).
     """
     world, rank = accelerator.num_processes, accelerator.process_index
     accum, steps_per_epoch, total = resolve_steps(cfg, len(features), world)
@@ -286,6 +289,9 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
                                     "wall_time_s": earlier_wall + time.perf_counter() - start_time,
                                     "stall": stall.state()}}, cfg.save_total_limit, rng_states=rng_states)
             accelerator.wait_for_everyone()
+        if should_stop is not None and should_stop(done):
+            total = done
+            break
     bar.close()
     wall = earlier_wall + time.perf_counter() - start_time
     timed = step_times[1:] or step_times

@@ -16,7 +16,6 @@ is refused rather than overwritten.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import torch
@@ -27,10 +26,9 @@ from hellora.adapters.io import save_adapter
 from hellora.config import RunConfig, dump_config
 from hellora.data import encode_pairs, get_task, sample_fraction
 from hellora.placement import HotExpertPlacement
-from hellora.profiling import ExpertProfile, profile_experts
+from hellora.profiling.stage import profile_only, profile_sample, profile_stage  # noqa: F401  (re-exported)
 from hellora.train.loop import learning_rate, resolve_steps, train_loop
 from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_folder, run_finished  # noqa: F401
-from hellora.train.warmup import warmup_profile
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_text
 
@@ -205,37 +203,11 @@ def _check_model(config: RunConfig, model, tokenizer) -> None:
     sample_fraction([0], config.profile.fraction, 0)  # validates the fraction
 
 
-def profile_sample(config: RunConfig, features: list[dict], source: dict) -> tuple[list[dict], dict]:
-    """The seeded profile.fraction of the training features that profiling sees (warm-up or forward), in file
-    order, and the profile's `source` record naming the data, fraction, seed and sample size."""
-    sample = sample_fraction(features, config.profile.fraction, config.profile.seed)
-    return sample, {**source, "fraction": config.profile.fraction, "seed": config.profile.seed,
-                    "examples": len(sample)}
-
-
 def _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress):
-    profile_path, placement_path = run / "profile.json", run / "placement.json"
+    placement_path = run / "placement.json"
     if placement_path.is_file():
         return HotExpertPlacement.load(placement_path)
-    if config.profile.path:
-        profile = ExpertProfile.load(config.profile.path)
-    elif profile_path.is_file():
-        profile = ExpertProfile.load(profile_path)
-    else:
-        sample, src = profile_sample(config, features, source)
-        start = time.perf_counter()
-        if config.profile.mode == "warmup":
-            profile = warmup_profile(model, sample, config, accelerator=accelerator, pad_token_id=pad_id, source=src,
-                                     progress=progress)
-        elif config.profile.mode == "forward":
-            profile = _forward_profile(model, sample, config, pad_id, src, accelerator, progress)
-        else:
-            raise HelloraError(f"profile.mode: method 'hellora' needs a profile: use warmup or forward, or set "
-                               f"profile.path (got {config.profile.mode!r})")
-        recorder.step("profile", mode=config.profile.mode, wall_time_s=round(time.perf_counter() - start, 3),
-                      examples=len(sample))
-        if accelerator.is_main_process:
-            profile.save(profile_path)
+    profile = profile_stage(config, run, model, features, source, accelerator, pad_id, recorder, progress)
     placement = profile.select(config.selection.strategy, config.selection.k, seed=config.selection.seed,
                                p=config.selection.p)
     if accelerator.is_main_process:
@@ -243,37 +215,3 @@ def _profile_and_select(config, run, model, features, source, accelerator, pad_i
     recorder.step("select", strategy=placement.strategy, k=placement.k, experts=placement.total_experts)
     accelerator.wait_for_everyone()
     return placement
-
-
-def profile_only(config: RunConfig, out: str | Path, *, progress: bool = True) -> ExpertProfile:
-    """`hellora profile`: forward-only routing counts of the recipe's model on profile.fraction of its data."""
-    if Path(out).exists():
-        raise HelloraError(f"{out} exists; choose another --out (nothing was changed)")
-    tokenizer = load_tokenizer_for(config)
-    features, source = build_features(config, tokenizer)
-    model = load_base_model(config)
-    _check_model(config, model, tokenizer)
-    sample, src = profile_sample(config, features, source)
-    accelerator = make_accelerator(config)
-    profile = _forward_profile(model, sample, config, _pad_id(tokenizer), src, accelerator, progress)
-    if accelerator.is_main_process:
-        profile.save(out)
-    return profile
-
-
-def _forward_profile(model, sample, config, pad_id, source, accelerator, progress):
-    from hellora.data import PadCollator
-
-    collate = PadCollator(pad_id)
-    size = config.profile.batch_size
-    rank, world = accelerator.process_index, accelerator.num_processes
-    mine = [sample[i:i + size] for i in range(0, len(sample), size)][rank::world]
-    model.to(accelerator.device)
-    profile = profile_experts(model, (collate(b) for b in mine), source=source, model_id=config.model.name,
-                              progress=progress and accelerator.is_main_process, total=len(mine))
-    if world > 1:
-        device = accelerator.device
-        for field, dtype in (("counts", torch.int64), ("tokens", torch.int64), ("mass", torch.float64)):
-            value = torch.tensor(getattr(profile, field), dtype=dtype, device=device)
-            setattr(profile, field, accelerator.reduce(value, reduction="sum").cpu().tolist())
-    return profile

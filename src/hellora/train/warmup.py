@@ -3,7 +3,9 @@
 LoRA (all experts, attention and router, the run's rank and alpha) trains for one epoch over the sample while
 `ExpertActivationCounter` counts every training forward pass (gradient-checkpoint re-runs are not counted twice).
 The warm-up adapter is then discarded (`remove_adapters`) and the main run starts from the base model. Counts
-from all processes are summed; the wall time is recorded as the method's overhead.
+from all processes are summed (`profiling.stage.reduce_counts`); the wall time is recorded as the method's
+overhead. With profile.until_stable the warm-up ends at the first optimizer step after which every layer's hot
+set has been stable for profile.stable_window steps (`profiling/stable.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from hellora.config import RunConfig
 from hellora.models.families import describe_moe_model
 from hellora.models.fingerprint import config_fingerprint
 from hellora.profiling import ExpertActivationCounter, ExpertProfile
-from hellora.train.loop import train_loop
+from hellora.profiling.stage import counts_stop, reduce_counts, stability_tracker
+from hellora.train.loop import resolve_steps, train_loop
 from hellora.utils.meta import run_metadata
 
 log = logging.getLogger(__name__)
@@ -48,22 +51,26 @@ def warmup_profile(model, features: list[dict], config: RunConfig, *, accelerato
     lora = AdapterConfig(method="lora", r=config.adapter.r, alpha=config.adapter.alpha, placement="all",
                          seed=config.adapter.seed)
     attach_adapters(model, lora, None, spec)
+    tracker = stability_tracker(config, spec.top_k)
+    planned = resolve_steps(warm_cfg, len(features), world)[2]
     start = time.perf_counter()
     try:
         with ExpertActivationCounter(model, spec) as counter:
+            stop = counts_stop(tracker, accelerator) if tracker else None
             result = train_loop(model, features, warm_cfg, accelerator=accelerator, run_dir=None,
-                                pad_token_id=pad_token_id, name="warm-up", progress=progress)
+                                pad_token_id=pad_token_id, name="warm-up", progress=progress,
+                                should_stop=(lambda done: stop(counter)) if stop else None)
     finally:
         remove_adapters(model)
         accelerator.free_memory()
     wall = time.perf_counter() - start
-    device = accelerator.device
-    counts = accelerator.reduce(counter.counts.to(device), reduction="sum").cpu()
-    mass = accelerator.reduce(counter.mass.to(device), reduction="sum").cpu()
-    tokens = accelerator.reduce(counter.tokens.to(device), reduction="sum").cpu()
+    counts, mass, tokens = reduce_counts(accelerator, counter.counts, counter.mass, counter.tokens)
     meta = run_metadata(cfg.seed)
     meta.update(wall_time_s=round(wall, 3), warmup_steps=result.steps, warmup_loss=result.final_loss,
                 processes=world)
+    if tracker is not None:
+        meta["until_stable"] = tracker.record(planned, config.profile.fraction, wall)
+        source = {**source, "fraction_used": meta["until_stable"]["fraction_used"]}
     return ExpertProfile(
         layers=[m.layer_index for m in spec.moe_layers], counts=counts.tolist(), mass=mass.to(torch.float64).tolist(),
         tokens=tokens.tolist(), num_experts=spec.num_experts, top_k=spec.top_k, model_id=config.model.name,

@@ -1,0 +1,75 @@
+"""`hellora bench --interleave`: every setup on its own copy of the model, timed round-robin, step by step.
+
+Why: on a shared machine the load changes over minutes, so setups timed one after another (the default) see
+different machines and their ratios mean little. Here step i of every setup runs before step i+1 of any, in
+alternating order (forward on even steps, reversed on odd ones), so every setup samples the same load over the
+same minutes and the ratios of their medians compare like with like. It costs one model copy per setup in
+memory, which is why it is an option (fine at reduced CPU shapes, not at full GPU shapes).
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+
+import torch
+
+from hellora.adapters import AdapterConfig, attach_adapters
+from hellora.bench.costs import analytic_adapter_flops, measure_step_costs
+
+
+def _prepare(model, name: str, cfg, spec, hot):
+    """A copy of `model` set up as `name` (adapters attached, or wrapped by PEFT)."""
+    from hellora.bench.throughput import _peft, check_setup
+
+    net = copy.deepcopy(model)
+    method, kernel, fuse = check_setup(name)
+    if method in ("hellora", "lora"):
+        attach_adapters(net, AdapterConfig(method=method, r=cfg.r, alpha=cfg.alpha, fuse_shared_inputs=fuse),
+                        hot if method == "hellora" else None, spec)
+    elif method in ("peft-lora", "peft-attn"):
+        net = _peft(net, spec, method == "peft-attn", cfg.r, cfg.alpha)
+    return net, method, kernel
+
+
+def time_interleaved(model, cfg, spec, hot, routing, batch, device, profile, progress: bool) -> dict[str, dict]:
+    """Rows like `run_bench`'s, every setup timed round-robin (see the module doc)."""
+    from hellora.bench.throughput import KERNEL_SETUPS, _expert_kernel, _install_routing, _stepper
+
+    tokens = cfg.batch * cfg.seq
+    setups = {}
+    for name in cfg.setups:
+        net, method, kernel = _prepare(model, name, cfg, spec, hot)
+        handles = _install_routing(net, spec, routing) if routing else []
+        forward, optimizer = _stepper(net, batch)
+        setups[name] = dict(net=net, method=method, kernel=kernel, handles=handles, forward=forward,
+                            optimizer=optimizer, times=[])
+    names = list(setups)
+    for i in range(cfg.warmup + cfg.steps):
+        if progress:
+            print(f"bench: round {i + 1}/{cfg.warmup + cfg.steps}", flush=True)
+        for name in names if i % 2 == 0 else names[::-1]:
+            s = setups[name]
+            with _expert_kernel(s["kernel"]):
+                start = time.perf_counter()
+                s["forward"]().backward()
+                if s["optimizer"] is not None:
+                    s["optimizer"].step()
+                    s["optimizer"].zero_grad(set_to_none=True)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                if i >= cfg.warmup:
+                    s["times"].append(time.perf_counter() - start)
+    rows = {}
+    for name, s in setups.items():
+        with _expert_kernel(s["kernel"]):
+            costs = measure_step_costs(s["net"], s["forward"], s["optimizer"])
+            analytic = analytic_adapter_flops(s["net"], profile) if s["method"] in KERNEL_SETUPS else None
+        for h in s["handles"]:
+            h.remove()
+        step_s = statistics.median(s["times"])
+        rows[name] = {"step_s": round(step_s, 5), "peak_gib": None, "step_times_s": [round(t, 4) for t in s["times"]],
+                      "trainable": sum(p.numel() for p in s["net"].parameters() if p.requires_grad),
+                      "tokens_per_s": round(tokens / step_s, 1), "costs": costs, "adapter_flops_analytic": analytic}
+    return rows

@@ -1,0 +1,141 @@
+"""The pipeline's profiling stage: which sample is profiled, how (warm-up or forward), the one multi-process
+reduction of the counts, stop-when-stable, and `hellora profile` (profiling alone).
+
+    sample, source = profile_sample(config, features, source)       # the seeded profile.fraction
+    profile = forward_profile(model, sample, config, pad_id, source, accelerator, progress)
+    profile = profile_stage(config, run, model, features, source, accelerator, pad_id, recorder, progress)
+
+Every process counts its own batches; `reduce_counts` sums counts, mass and tokens over processes, the only
+place profiling talks across processes (the warm-up's `train.warmup` uses it too). With `profile.until_stable`
+the running sums are reduced after every batch and every process stops at the same one (`stable.py`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from hellora.profiling.counter import ExpertActivationCounter
+from hellora.profiling.forward import profile_experts
+from hellora.profiling.profile import ExpertProfile
+from hellora.profiling.stable import StabilityTracker
+from hellora.utils.errors import HelloraError
+from hellora.vocab import ProfileMode
+
+
+def reduce_counts(accelerator, counts: torch.Tensor, mass: torch.Tensor, tokens: torch.Tensor):
+    """(counts int64, mass float64, tokens int64) summed over processes, on the CPU."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return counts.clone(), mass.clone(), tokens.clone()
+    device = accelerator.device
+    return tuple(accelerator.reduce(t.to(device), reduction="sum").cpu().to(t.dtype) for t in (counts, mass, tokens))
+
+
+def profile_sample(config, features: list[dict], source: dict) -> tuple[list[dict], dict]:
+    """The seeded profile.fraction of the training features that profiling sees (warm-up or forward), in file
+    order, and the profile's `source` record naming the data, fraction, seed and sample size."""
+    from hellora.data import sample_fraction
+
+    sample = sample_fraction(features, config.profile.fraction, config.profile.seed)
+    return sample, {**source, "fraction": config.profile.fraction, "seed": config.profile.seed,
+                    "examples": len(sample)}
+
+
+def stability_tracker(config, top_k: int) -> StabilityTracker | None:
+    """The stop-when-stable tracker profile.until_stable asks for (k: selection.k, else the router's top-k)."""
+    p = config.profile
+    if not getattr(p, "until_stable", False):
+        return None
+    return StabilityTracker(config.selection.k or top_k, p.stable_window, p.stable_jaccard)
+
+
+def counts_stop(tracker: StabilityTracker, accelerator):
+    """should_stop(counter) for a counting pass: the summed counts so far, fed to `tracker`."""
+    def should_stop(counter: ExpertActivationCounter) -> bool:
+        counts, _, _ = reduce_counts(accelerator, counter.counts, counter.mass, counter.tokens)
+        return tracker.update(counts)
+
+    return should_stop
+
+
+def forward_profile(model, sample, config, pad_id, source, accelerator, progress) -> ExpertProfile:
+    """Forward-only counts of `sample`, batches dealt round-robin to the processes and summed."""
+    from hellora.data import PadCollator
+    from hellora.models.families import describe_moe_model
+
+    collate = PadCollator(pad_id)
+    size = config.profile.batch_size
+    rank, world = accelerator.process_index, accelerator.num_processes
+    batches = [sample[i:i + size] for i in range(0, len(sample), size)]
+    mine = batches[rank::world]
+    rounds = -(-len(batches) // world)
+    model.to(accelerator.device)
+    tracker = stability_tracker(config, describe_moe_model(model).top_k)
+    stop = counts_stop(tracker, accelerator) if tracker else None
+    padded = (collate(b) if b is not None else None for b in mine + [None] * (rounds - len(mine)))
+    start = time.perf_counter()
+    profile = profile_experts(model, padded, source=source, model_id=config.model.name,
+                              progress=progress and accelerator.is_main_process, total=rounds, should_stop=stop)
+    if world > 1:
+        counts, mass, tokens = reduce_counts(accelerator, *(torch.tensor(getattr(profile, f), dtype=d) for f, d in
+                                             (("counts", torch.int64), ("mass", torch.float64),
+                                              ("tokens", torch.int64))))
+        profile.counts, profile.mass, profile.tokens = counts.tolist(), mass.tolist(), tokens.tolist()
+    if tracker is not None:
+        profile.meta["until_stable"] = tracker.record(rounds, config.profile.fraction, time.perf_counter() - start)
+        profile.source["fraction_used"] = profile.meta["until_stable"]["fraction_used"]
+    return profile
+
+
+def run_profiling(config, model, sample, source, accelerator, pad_id, progress) -> ExpertProfile:
+    """Profile `sample` the configured way: the LoRA warm-up (the paper's) or forward passes."""
+    mode = config.profile.mode
+    if mode == ProfileMode.WARMUP:
+        from hellora.train.warmup import warmup_profile
+
+        return warmup_profile(model, sample, config, accelerator=accelerator, pad_token_id=pad_id, source=source,
+                              progress=progress)
+    if mode == ProfileMode.FORWARD:
+        return forward_profile(model, sample, config, pad_id, source, accelerator, progress)
+    raise HelloraError(f"profile.mode: method 'hellora' needs a profile: use warmup or forward, or set "
+                       f"profile.path (got {mode!r})")
+
+
+def profile_stage(config, run: Path, model, features, source, accelerator, pad_id, recorder, progress
+                  ) -> ExpertProfile:
+    """The run's profile: profile.path, else run/profile.json (a resumed run), else profiled now and saved."""
+    profile_path = run / "profile.json"
+    if config.profile.path:
+        return ExpertProfile.load(config.profile.path)
+    if profile_path.is_file():
+        return ExpertProfile.load(profile_path)
+    sample, src = profile_sample(config, features, source)
+    start = time.perf_counter()
+    profile = run_profiling(config, model, sample, src, accelerator, pad_id, progress)
+    step = {"mode": config.profile.mode, "wall_time_s": round(time.perf_counter() - start, 3), "examples": len(sample)}
+    if "until_stable" in profile.meta:
+        step["until_stable"] = profile.meta["until_stable"]
+    recorder.step("profile", **step)
+    if accelerator.is_main_process:
+        profile.save(profile_path)
+    return profile
+
+
+def profile_only(config, out: str | Path, *, progress: bool = True) -> ExpertProfile:
+    """`hellora profile`: forward-only routing counts of the recipe's model on profile.fraction of its data."""
+    from hellora.train import pipeline
+
+    if Path(out).exists():
+        raise HelloraError(f"{out} exists; choose another --out (nothing was changed)")
+    tokenizer = pipeline.load_tokenizer_for(config)
+    features, source = pipeline.build_features(config, tokenizer)
+    model = pipeline.load_base_model(config)
+    pipeline._check_model(config, model, tokenizer)
+    sample, src = profile_sample(config, features, source)
+    accelerator = pipeline.make_accelerator(config)
+    profile = forward_profile(model, sample, config, pipeline._pad_id(tokenizer), src, accelerator, progress)
+    if accelerator.is_main_process:
+        profile.save(out)
+    return profile
