@@ -119,7 +119,10 @@ def _attach_cases(tmp: Path) -> dict:
 
 
 def _param_reports() -> dict:
-    from hellora.accounting import parameter_report
+    try:
+        from hellora.adapters.accounting import parameter_report
+    except ImportError:  # the layout before parameter accounting moved into adapters/
+        from hellora.accounting import parameter_report
 
     out = {}
     for method, variant in [("hellora", "none"), ("lora", "none"), ("loramoe", "none"), ("fft", "none"),
