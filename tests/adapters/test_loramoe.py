@@ -13,8 +13,7 @@ from hellora.adapters.loramoe import ExpertLoRAMoEWeights, LoRAMoELinear, loramo
 from hellora.models.families import describe_moe_model
 from hellora.models.tiny import tiny_model
 from hellora.utils.errors import HelloraError
-from tests.adapters.reference import base_weight, loop_experts, mixture
-from tests.helpers import tiny_deepseek_layout
+from tests.helpers import base_weight, loop_experts, mixture, tiny_deepseek_layout
 
 IDS = torch.randint(3, 128, (2, 12), generator=torch.Generator().manual_seed(0))
 CFG = dict(method="loramoe", r=4, alpha=8, loramoe_experts=3)
