@@ -121,8 +121,11 @@ def test_adapter_saved_before_the_variant_fields_still_loads(tmp_path):
     record = json.loads(path.read_text())
     new_fields = ("variant", "lori_from", "lori_density", "loramoe_experts", "loramoe_balance", "loramoe_delta")
     record["adapter"] = {k: v for k, v in record["adapter"].items() if k not in new_fields}
+    record["adapter"]["placement"] = record["adapter"].pop("targets")  # the older key names, and a dead field
+    record["adapter"]["extra"] = {}
     path.write_text(json.dumps(record))
-    loaded = load_adapter(tiny_model("olmoe"), tmp_path / "adapter")
+    with pytest.warns(FutureWarning, match="key 'placement' is deprecated"):
+        loaded = load_adapter(tiny_model("olmoe"), tmp_path / "adapter")
     assert loaded.hellora_adapter.config.variant == "none"
     with torch.no_grad():
         assert torch.equal(loaded(IDS).logits, ours)
