@@ -4,8 +4,8 @@ process on the meta device, and `count_parameters` counts what each method reall
 import pytest
 import torch
 
-from hellora.adapters.accounting import count_parameters, parameter_report
 from hellora.adapters import AdapterConfig, attach_adapters
+from hellora.adapters.accounting import count_parameters, parameter_report
 from hellora.models.tiny import tiny_model
 from tests.helpers import first_k_placement
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hellora.adapters.accounting import count_parameters
 from hellora.adapters import AdapterConfig, adapter_layers, attach_adapters, disable_adapters, merge_adapters
+from hellora.adapters.accounting import count_parameters
 from hellora.adapters.experts import HotExpertsLoRA
 from hellora.adapters.router import RouterLoRA
 from hellora.models.tiny import tiny_model

@@ -4,8 +4,8 @@ balancing loss, save/load, and the refusals to merge or export to PEFT."""
 import pytest
 import torch
 
-from hellora.adapters.accounting import count_parameters
 from hellora.adapters import AdapterConfig, adapter_layers, attach_adapters, merge_adapters
+from hellora.adapters.accounting import count_parameters
 from hellora.adapters.experts import HotExpertsLoRA
 from hellora.adapters.export import export_merged, export_peft
 from hellora.adapters.io import load_adapter, save_adapter

@@ -7,8 +7,8 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from hellora.adapters.accounting import count_parameters
 from hellora.adapters import AdapterConfig, adapter_layers, attach_adapters
+from hellora.adapters.accounting import count_parameters
 from hellora.adapters.experts import HotExpertsLoRA
 from hellora.adapters.export import export_merged, export_peft
 from hellora.adapters.io import load_adapter, lori_mask_from_adapter, read_lori_d, save_adapter

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from hellora.adapters.accounting import count_parameters
 from hellora.adapters import attach_adapters
+from hellora.adapters.accounting import count_parameters
 from hellora.adapters.io import read_lori_d, save_adapter
 from hellora.config import RunConfig, dump_config
 from hellora.data import encode_pairs, get_task, sample_fraction
