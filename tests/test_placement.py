@@ -77,6 +77,8 @@ def test_manual_placements_are_written_not_selected(tmp_path):
     path.write_text('{"format": "hellora.placement/1", "num_experts": 8, "experts": {"0": [2, 1]}}')
     placement = HotExpertPlacement.load(path)
     assert placement.strategy is Strategy.MANUAL and placement.experts == {0: [1, 2]}
+    path.write_text('{"format": "hellora.placement/1", "num_experts": 8, "strategy": "saved", "experts": {"0": [1]}}')
+    assert HotExpertPlacement.load(path).strategy is Strategy.MANUAL  # a hand-made alias some files hold
     path.write_text('{"format": "hellora.placement/1", "num_experts": 8, "strategy": "hot", "experts": {"0": [1]}}')
     with pytest.raises(HelloraError, match="placement.strategy: unknown value 'hot'"):
         HotExpertPlacement.load(path)

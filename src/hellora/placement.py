@@ -32,6 +32,17 @@ from hellora.utils.io import atomic_write_json, read_json
 from hellora.vocab import Strategy
 
 
+# Names that hand-made or inherited placements carry in existing placement and adapter files: read as MANUAL.
+MANUAL_ALIASES = ("?", "saved", "lori_d", "bench")
+
+
+def saved_strategy(value: str | None) -> Strategy:
+    """The strategy a placement or adapter file records (MANUAL when it records none or a hand-made alias)."""
+    if value is None or value in MANUAL_ALIASES:
+        return Strategy.MANUAL
+    return Strategy.parse(value, "placement.strategy")
+
+
 @dataclass
 class HotExpertPlacement:
     """layer index -> sorted expert ids, with where it came from."""
@@ -77,7 +88,7 @@ class HotExpertPlacement:
             experts = {int(l): ids for l, ids in data["experts"].items()}
         except (KeyError, ValueError, AttributeError) as e:
             raise HelloraError(f"{where}: field 'experts' must map layer index -> expert ids ({e})") from None
-        return cls(experts=experts, num_experts=int(data["num_experts"]), strategy=data.get("strategy", Strategy.MANUAL),
+        return cls(experts=experts, num_experts=int(data["num_experts"]), strategy=saved_strategy(data.get("strategy")),
                    k=data.get("k"), model_id=data.get("model_id"), fingerprint=data.get("fingerprint"),
                    source=data.get("source") or {})
 

@@ -38,7 +38,7 @@ from hellora.adapters.router import RouterLoRA
 from hellora.adapters.shared_input import group_shared_inputs
 from hellora.models.families import MoEModelSpec, describe_moe_model
 from hellora.models.fingerprint import config_fingerprint, model_name
-from hellora.placement import HotExpertPlacement
+from hellora.placement import HotExpertPlacement, saved_strategy
 from hellora.utils.dtypes import DTYPES
 from hellora.utils.errors import HelloraError
 from hellora.vocab import Method, Strategy, Variant
@@ -111,7 +111,7 @@ def _lori_s_placement(lori_d: LoRIDAdapter, spec: MoEModelSpec) -> HotExpertPlac
     """The placement of the LoRI-D adapter a LoRI-S run continues from."""
     record = lori_d.record
     return HotExpertPlacement(lori_d.experts, spec.num_experts,
-                              record.get("placement", {}).get("strategy", Strategy.MANUAL),
+                              saved_strategy(record.get("placement", {}).get("strategy")),
                               fingerprint=record.get("fingerprint"), model_id=record.get("base_model"))
 
 

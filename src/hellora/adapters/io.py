@@ -23,11 +23,11 @@ from hellora.adapters.inject import AdapterState, adapter_parameters, attach_ada
 from hellora.adapters.lori import LoRIDAdapter, lori_s_masks, mask_buffers, mask_name
 from hellora.models.families import describe_moe_model
 from hellora.models.fingerprint import config_fingerprint
-from hellora.placement import HotExpertPlacement
+from hellora.placement import HotExpertPlacement, saved_strategy
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write, atomic_write_json, read_json
 from hellora.utils.meta import run_metadata
-from hellora.vocab import Method, Strategy, Variant
+from hellora.vocab import Method, Variant
 
 WEIGHTS = "hellora_adapter.safetensors"
 CONFIG = "hellora_adapter.json"
@@ -116,7 +116,7 @@ def attach_from_record(model: nn.Module, record: dict, where: str = "adapter") -
     placement = None
     if config.method is Method.HELLORA:
         placement = HotExpertPlacement(experts, describe_moe_model(model).num_experts,
-                                       record.get("placement", {}).get("strategy", Strategy.MANUAL),
+                                       saved_strategy(record.get("placement", {}).get("strategy")),
                                        fingerprint=fingerprint)
     return attach_adapters(model, config, placement, init_lori=False)
 
