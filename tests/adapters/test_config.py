@@ -34,6 +34,9 @@ def test_the_old_placement_keyword_still_works_with_a_warning():
     with pytest.warns(FutureWarning, match="placement=.*deprecated.*targets"):
         config = AdapterConfig(placement="pure")
     assert config.targets is Targets.PURE
+    with pytest.warns(FutureWarning, match="read .targets"):
+        assert config.placement is Targets.PURE
+    assert AdapterConfig(placement="gate", r=4) == AdapterConfig(targets="gate", r=4)
 
 
 def test_a_saved_record_with_the_old_keys_loads_with_a_warning_naming_it():

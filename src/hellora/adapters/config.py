@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
-from dataclasses import InitVar, asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 from hellora.utils.dtypes import DTYPES
 from hellora.utils.errors import HelloraError
@@ -64,12 +65,8 @@ class AdapterConfig:
     loramoe_balance: float = 0.0
     loramoe_delta: float = 0.1
     fuse_shared_inputs: bool = True
-    placement: InitVar[str | None] = None  # the old name of `targets`, still accepted with a warning
 
-    def __post_init__(self, placement: str | None) -> None:
-        if placement is not None:
-            warnings.warn("AdapterConfig(placement=...) is deprecated; use targets=...", FutureWarning, stacklevel=3)
-            self.targets = placement
+    def __post_init__(self) -> None:
         self.method = Method.parse(self.method, "adapter.method")
         self.targets = Targets.parse(self.targets, "adapter.targets")
         self.variant = Variant.parse(self.variant, "adapter.variant")
@@ -100,6 +97,12 @@ class AdapterConfig:
             raise HelloraError(f"adapter.fuse_shared_inputs: must be true or false, got {self.fuse_shared_inputs!r}")
         if self.method is Method.LORAMOE and self.router:
             raise HelloraError("adapter.router: method 'loramoe' adapts expert FFNs only, not the router")
+
+    @property
+    def placement(self) -> Targets:
+        """The old name of `targets` (read-only; `AdapterConfig(placement=...)` is accepted too)."""
+        warnings.warn("AdapterConfig.placement is deprecated; read .targets", FutureWarning, stacklevel=2)
+        return self.targets
 
     @property
     def scale(self) -> float:
@@ -143,3 +146,22 @@ class AdapterConfig:
         if unknown:
             raise HelloraError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
         return cls(**data)
+
+
+
+def _accept_old_keywords(init):
+    """Wrap the dataclass __init__ so the old keyword `placement=` still sets `targets`, with a warning."""
+
+    @functools.wraps(init)
+    def __init__(self, *args, placement: str | None = None, **kwargs) -> None:
+        if placement is not None:
+            if "targets" in kwargs:
+                raise HelloraError("adapter: both 'placement' and its new name 'targets' are set; keep 'targets'")
+            warnings.warn("AdapterConfig(placement=...) is deprecated; use targets=...", FutureWarning, stacklevel=2)
+            kwargs["targets"] = placement
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+AdapterConfig.__init__ = _accept_old_keywords(AdapterConfig.__init__)
