@@ -20,8 +20,8 @@ TASKS = {
     "saferpaca": "data: {task: saferpaca, train: path/to/saferpaca.json}   # Alpaca + safety instructions: supply it",
 }
 METHODS = {
-    "lora": "adapter: {method: lora, r: 32, alpha: 64, placement: all}\nprofile: {mode: none}",
-    "hellora": "adapter: {method: hellora, r: 32, alpha: 64, placement: all}\n"
+    "lora": "adapter: {method: lora, r: 32, alpha: 64, targets: all}\nprofile: {mode: none}",
+    "hellora": "adapter: {method: hellora, r: 32, alpha: 64, targets: all}\n"
                "profile: {mode: warmup, fraction: 0.1, seed: 0}\nselection: {strategy: layer, k: K}",
 }
 

@@ -4,8 +4,8 @@ process on the meta device, and `count_parameters` counts what each method reall
 import pytest
 import torch
 
-from hellora.accounting import count_parameters, parameter_report
 from hellora.adapters import AdapterConfig, attach_adapters
+from hellora.adapters.accounting import count_parameters, parameter_report
 from hellora.models.tiny import tiny_model
 from tests.helpers import first_k_placement
 
@@ -69,3 +69,14 @@ def test_full_fine_tuning_trains_everything():
     model.train()
     model(ids, labels=ids).loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.dim() >= 2)
+
+
+def test_targets_choose_what_counts_and_the_old_placement_keyword_still_works():
+    pure = parameter_report(OLMOE, "hellora", k=8, targets="pure")
+    assert pure["targets"] == "pure" and set(pure["by_role"]) == {"experts"} and pure["k"] == 8
+    with pytest.warns(FutureWarning, match="placement=.*deprecated"):
+        old = parameter_report(OLMOE, "hellora", k=8, placement="pure")
+    assert old["trainable"] == pure["trainable"]
+    default_k = parameter_report(OLMOE, "hellora")
+    assert default_k["k"] == default_k["top_k"] == 8  # k defaults to the router's top-k
+    assert parameter_report(OLMOE, "hellora", targets="all")["trainable"] > pure["trainable"]

@@ -2,9 +2,11 @@
 
 import pytest
 
-from hellora.placement import (HotExpertPlacement, cold_topk, coverage_experts, entropy_experts, layer_topk,
-                               model_topk, random_experts, select_experts)
+from hellora.placement import (SELECTORS, STRATEGIES, HotExpertPlacement, cold_entropy_experts, cold_topk,
+                               coverage_experts, entropy_experts, layer_topk, model_topk, needs_k, random_experts,
+                               select_experts)
 from hellora.utils.errors import HelloraError
+from hellora.vocab import Strategy
 
 COUNTS = {
     0: [50, 10, 10, 30, 0, 0, 5, 5],
@@ -45,6 +47,41 @@ def test_entropy_gives_flat_layers_more_experts():
     counts = {0: [100, 1, 1, 1, 1, 1, 1, 1], 1: [10] * 8}
     out = entropy_experts(counts, 3)
     assert len(out[0]) < len(out[1]) and out[0] == [0]
+
+
+def test_cold_entropy_keeps_entropys_budgets_but_takes_the_least_routed():
+    counts = {0: [100, 1, 1, 1, 1, 1, 1, 1], 1: [10] * 8, 2: [0, 40, 30, 20, 10, 5, 3, 2]}
+    hot, cold = entropy_experts(counts, 3), cold_entropy_experts(counts, 3)
+    assert {l: len(v) for l, v in cold.items()} == {l: len(v) for l, v in hot.items()}
+    assert cold[0] == [1] and hot[0] == [0]  # the peaked layer: one expert, the least used (ties to the lower id)
+    assert cold[1] == hot[1] == [0, 1, 2, 3, 4]  # a flat layer has no cold side
+    for layer, row in counts.items():  # every chosen expert is routed no more than any expert left out
+        assert max(row[e] for e in cold[layer]) <= min(row[e] for e in range(8) if e not in cold[layer])
+    assert select_experts(counts, "cold-entropy", 3) == cold == select_experts(counts, Strategy.COLD_ENTROPY, 3)
+
+
+def test_every_strategy_but_manual_has_a_selector():
+    assert set(SELECTORS) == set(Strategy) - {Strategy.MANUAL}
+    assert STRATEGIES == tuple(s.value for s in SELECTORS)
+    for strategy in SELECTORS:
+        chosen = select_experts(COUNTS, strategy, 2, seed=1, p=0.5)
+        assert set(chosen) == set(COUNTS) and all(chosen.values()), strategy
+    assert select_experts({1: [], 4: []}, "first-k", 3, num_experts=8) == {1: [0, 1, 2], 4: [0, 1, 2]}
+    assert needs_k("layer") and not needs_k("coverage") and not needs_k(Strategy.ALL)
+
+
+def test_manual_placements_are_written_not_selected(tmp_path):
+    with pytest.raises(HelloraError, match="'manual' marks a placement written by hand"):
+        select_experts(COUNTS, "manual", 2)
+    path = tmp_path / "hand.json"
+    path.write_text('{"format": "hellora.placement/1", "num_experts": 8, "experts": {"0": [2, 1]}}')
+    placement = HotExpertPlacement.load(path)
+    assert placement.strategy is Strategy.MANUAL and placement.experts == {0: [1, 2]}
+    path.write_text('{"format": "hellora.placement/1", "num_experts": 8, "strategy": "saved", "experts": {"0": [1]}}')
+    assert HotExpertPlacement.load(path).strategy is Strategy.MANUAL  # a hand-made alias some files hold
+    path.write_text('{"format": "hellora.placement/1", "num_experts": 8, "strategy": "hot", "experts": {"0": [1]}}')
+    with pytest.raises(HelloraError, match="placement.strategy: unknown value 'hot'"):
+        HotExpertPlacement.load(path)
 
 
 @pytest.mark.parametrize("k", [0, 9, -1, 2.5])

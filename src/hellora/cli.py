@@ -44,20 +44,20 @@ def _key_values(items: list[str], what: str) -> dict:
 
 
 def cmd_params(args) -> None:
-    from hellora.accounting import parameter_report
+    from hellora.adapters.accounting import parameter_report
 
     report = parameter_report(args.model, args.method, k=args.k, r=args.rank, alpha=args.alpha,
-                              placement=args.placement, trust_remote_code=args.trust_remote_code,
+                              targets=args.placement, trust_remote_code=args.trust_remote_code,
                               variant=args.variant, lori_density=args.lori_density,
                               loramoe_experts=args.loramoe_experts)
     if args.json:
         _print_json({"trainable": report["trainable"], "total": report["total"],
                      "trainable_pct": round(report["trainable_pct"], 4), **{k: report[k] for k in
-                     ("model", "method", "k", "r", "placement", "num_experts", "top_k", "moe_layers", "by_role")
+                     ("model", "method", "k", "r", "targets", "num_experts", "top_k", "moe_layers", "by_role")
                      if k in report}, "variant": args.variant, "adapter_total": report.get("adapter_total")})
         return
     print(f"{report['model']}  method={report['method']}  k={report['k']}  r={report['r']}  "
-          f"placement={report['placement']}")
+          f"targets={report['targets']}")
     print(f"trainable {report['trainable']:,} / total {report['total']:,} = {report['trainable_pct']:.3f}%")
     for role, n in report["by_role"].items():
         print(f"  {role:<10} {n:>14,}")

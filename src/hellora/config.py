@@ -17,6 +17,7 @@ import yaml
 
 from hellora.adapters.config import AdapterConfig
 from hellora.utils.errors import HelloraError
+from hellora.vocab import CHOICES
 
 # Table 7 of the paper: (PEFT learning rate, full fine-tuning learning rate, epochs) per task family.
 PAPER_SCHEDULE = {
@@ -154,7 +155,7 @@ def _check_type(value, annotation, where: str):
             return value
         if option == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        if option == "str" and isinstance(value, str):
+        if (option == "str" or option in CHOICES) and isinstance(value, str):  # a choice: __post_init__ parses it
             return value
         if option in ("list", "dict") and isinstance(value, {"list": list, "dict": dict}[option]):
             return value
@@ -167,6 +168,8 @@ def _build_section(name: str, values: dict, where: str):
     cls = _section_class(name)
     if not isinstance(values, dict):
         raise HelloraError(f"{where}: section {name!r} must be a mapping of keys to values")
+    if hasattr(cls, "upgrade_keys"):  # renamed keys read under their new names
+        values = cls.upgrade_keys(values, f"{where}: {name}")
     known = {f.name: f for f in fields(cls)}
     for key in values:
         if key not in known:

@@ -9,21 +9,38 @@ A placement maps each MoE layer (its decoder-layer index) to a sorted list of ex
 - `coverage`     per layer, the smallest set of experts whose share of the layer's assignments reaches p.
 - `entropy`      per layer, k_l proportional to the perplexity exp(H) of the layer's routing distribution,
                  scaled so the mean k over layers is the budget k: flat layers get more experts, peaked fewer.
+- `cold-entropy` `entropy`'s per-layer budgets k_l filled with each layer's least-routed experts: the cold
+                 control of `entropy` (same adapter parameters per layer, the experts the task uses least).
+- `all`          every expert (plain LoRA's coverage).
+- `first-k`      experts 0..k-1 of every layer, no profile needed: a stand-in where only the count matters.
+- `manual`       a placement written by hand (this class or a placement file); no function selects it.
 
-Ties break deterministically towards the lower expert id.
+Ties break deterministically towards the lower expert id. Adding a strategy: a member of
+`hellora.vocab.Strategy`, its function here, and its row in `SELECTORS`.
 """
 
 from __future__ import annotations
 
 import math
 import random as _random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, read_json
+from hellora.vocab import Strategy
 
-STRATEGIES = ("layer", "model", "cold", "random", "coverage", "entropy", "all")
+
+# Names that hand-made or inherited placements carry in existing placement and adapter files: read as MANUAL.
+MANUAL_ALIASES = ("?", "saved", "lori_d", "bench")
+
+
+def saved_strategy(value: str | None) -> Strategy:
+    """The strategy a placement or adapter file records (MANUAL when it records none or a hand-made alias)."""
+    if value is None or value in MANUAL_ALIASES:
+        return Strategy.MANUAL
+    return Strategy.parse(value, "placement.strategy")
 
 
 @dataclass
@@ -32,13 +49,14 @@ class HotExpertPlacement:
 
     experts: dict[int, list[int]]
     num_experts: int
-    strategy: str
+    strategy: Strategy
     k: int | None = None
     model_id: str | None = None
     fingerprint: str | None = None
     source: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.strategy = Strategy.parse(self.strategy, "placement.strategy")
         self.experts = {int(l): sorted(int(e) for e in ids) for l, ids in self.experts.items()}
         for layer, ids in self.experts.items():
             bad = [e for e in ids if not 0 <= e < self.num_experts]
@@ -50,7 +68,7 @@ class HotExpertPlacement:
     def to_dict(self) -> dict:
         return {
             "format": "hellora.placement/1",
-            "strategy": self.strategy,
+            "strategy": self.strategy.value,
             "k": self.k,
             "num_experts": self.num_experts,
             "model_id": self.model_id,
@@ -70,7 +88,7 @@ class HotExpertPlacement:
             experts = {int(l): ids for l, ids in data["experts"].items()}
         except (KeyError, ValueError, AttributeError) as e:
             raise HelloraError(f"{where}: field 'experts' must map layer index -> expert ids ({e})") from None
-        return cls(experts=experts, num_experts=int(data["num_experts"]), strategy=data.get("strategy", "?"),
+        return cls(experts=experts, num_experts=int(data["num_experts"]), strategy=saved_strategy(data.get("strategy")),
                    k=data.get("k"), model_id=data.get("model_id"), fingerprint=data.get("fingerprint"),
                    source=data.get("source") or {})
 
@@ -142,8 +160,8 @@ def coverage_experts(counts: dict[int, list[float]], p: float) -> dict[int, list
     return out
 
 
-def entropy_experts(counts: dict[int, list[float]], k: int) -> dict[int, list[int]]:
-    """Per-layer k_l proportional to exp(entropy) of the routing distribution, mean k_l ~= k, 1 <= k_l <= E."""
+def _entropy_budgets(counts: dict[int, list[float]], k: int) -> dict[int, int]:
+    """Per-layer k_l proportional to exp(entropy) of the layer's routing distribution, mean k_l ~= k, 1 <= k_l <= E."""
     num_experts = len(next(iter(counts.values())))
     check_k(k, num_experts)
     perplexity = {}
@@ -153,33 +171,65 @@ def entropy_experts(counts: dict[int, list[float]], k: int) -> dict[int, list[in
         entropy = -sum(q * math.log(q) for q in probs)
         perplexity[layer] = math.exp(entropy) if probs else float(num_experts)
     mean = sum(perplexity.values()) / len(perplexity)
-    out = {}
-    for layer, row in counts.items():
-        k_layer = min(num_experts, max(1, round(k * perplexity[layer] / mean)))
-        out[layer] = sorted(_rank(row)[:k_layer])
-    return out
+    return {layer: min(num_experts, max(1, round(k * perplexity[layer] / mean))) for layer in counts}
+
+
+def entropy_experts(counts: dict[int, list[float]], k: int) -> dict[int, list[int]]:
+    """Per layer, its entropy budget k_l (`_entropy_budgets`) of most-routed experts."""
+    budgets = _entropy_budgets(counts, k)
+    return {layer: sorted(_rank(row)[:budgets[layer]]) for layer, row in counts.items()}
+
+
+def cold_entropy_experts(counts: dict[int, list[float]], k: int) -> dict[int, list[int]]:
+    """Per layer, its entropy budget k_l of least-routed experts: `entropy`'s sizes, `cold`'s choice."""
+    budgets = _entropy_budgets(counts, k)
+    return {layer: sorted(_rank(row, descending=False)[:budgets[layer]]) for layer, row in counts.items()}
+
+
+def first_k_experts(layers: list[int], num_experts: int, k: int) -> dict[int, list[int]]:
+    """Experts 0..k-1 of every layer."""
+    check_k(k, num_experts)
+    return {layer: list(range(k)) for layer in layers}
+
+
+def all_experts(layers: list[int], num_experts: int) -> dict[int, list[int]]:
+    return {layer: list(range(num_experts)) for layer in layers}
+
+
+Selector = Callable[[dict[int, list[float]], "int | None", int, float, int], dict[int, list[int]]]
+
+# Strategy -> (needs k, selector(counts, k, seed, p, num_experts)). MANUAL has no row: nothing selects it.
+SELECTORS: dict[Strategy, tuple[bool, Selector]] = {
+    Strategy.LAYER: (True, lambda counts, k, seed, p, n: layer_topk(counts, k)),
+    Strategy.MODEL: (True, lambda counts, k, seed, p, n: model_topk(counts, k)),
+    Strategy.COLD: (True, lambda counts, k, seed, p, n: cold_topk(counts, k)),
+    Strategy.RANDOM: (True, lambda counts, k, seed, p, n: random_experts(list(counts), n, k, seed)),
+    Strategy.COVERAGE: (False, lambda counts, k, seed, p, n: coverage_experts(counts, p)),
+    Strategy.ENTROPY: (True, lambda counts, k, seed, p, n: entropy_experts(counts, k)),
+    Strategy.COLD_ENTROPY: (True, lambda counts, k, seed, p, n: cold_entropy_experts(counts, k)),
+    Strategy.ALL: (False, lambda counts, k, seed, p, n: all_experts(list(counts), n)),
+    Strategy.FIRST_K: (True, lambda counts, k, seed, p, n: first_k_experts(list(counts), n, k)),
+}
+STRATEGIES = tuple(strategy.value for strategy in SELECTORS)
+
+
+def needs_k(strategy: Strategy | str) -> bool:
+    """Whether `strategy` takes the number of hot experts k (callers default it with `vocab.resolve_hot_k`)."""
+    strategy = Strategy.parse(strategy, "selection.strategy")
+    return strategy in SELECTORS and SELECTORS[strategy][0]
 
 
 def select_experts(
-    counts: dict[int, list[float]], strategy: str = "layer", k: int | None = None, *, seed: int = 0,
+    counts: dict[int, list[float]], strategy: Strategy | str = Strategy.LAYER, k: int | None = None, *, seed: int = 0,
     p: float = 0.5, num_experts: int | None = None,
 ) -> dict[int, list[int]]:
-    """Dispatch by strategy name; `k` defaults to nothing here (callers pass the router's top-k)."""
+    """Dispatch by strategy (`SELECTORS`); `k` defaults to nothing here (callers pass `resolve_hot_k`'s)."""
+    strategy = Strategy.parse(strategy, "selection.strategy")
+    if strategy not in SELECTORS:
+        raise HelloraError(f"selection.strategy: {strategy.value!r} marks a placement written by hand; choose one of "
+                           f"{', '.join(STRATEGIES)}")
     num_experts = num_experts or len(next(iter(counts.values())))
-    if strategy == "all":
-        return {layer: list(range(num_experts)) for layer in counts}
-    if strategy == "coverage":
-        return coverage_experts(counts, p)
-    if k is None:
+    wants_k, select = SELECTORS[strategy]
+    if wants_k and k is None:
         raise HelloraError(f"k: strategy {strategy!r} needs the number of hot experts k")
-    if strategy == "layer":
-        return layer_topk(counts, k)
-    if strategy == "model":
-        return model_topk(counts, k)
-    if strategy == "cold":
-        return cold_topk(counts, k)
-    if strategy == "random":
-        return random_experts(list(counts), num_experts, k, seed)
-    if strategy == "entropy":
-        return entropy_experts(counts, k)
-    raise HelloraError(f"selection.strategy: unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    return select(counts, k, seed, p, num_experts)

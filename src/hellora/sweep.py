@@ -9,8 +9,9 @@
       lori-s:    [adapter.variant=lori_s, "adapter.lori_from=runs/t/lori-d-seed{seed}/adapter"]
     report: true                                   # hellora report over the finished runs
 
-`{seed}` in an override is replaced by the run's seed. Each run goes to <output_dir>/<name>-seed<seed> and is an ordinary `hellora train` run, so a killed sweep resumes
-run by run (finished runs are skipped) and any run can be redone alone.
+`{seed}` in an override is replaced by the run's seed. Each run goes to <output_dir>/<name>-seed<seed> and is an
+ordinary `hellora train` run, so a killed sweep resumes run by run (finished runs are skipped) and any run can be
+redone alone.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pathlib import Path
 
 import yaml
 
+from hellora.config import load_run_config
+from hellora.report.tables import write_report
+from hellora.train.pipeline import run_finished, run_training
 from hellora.utils.errors import HelloraError
 
 
@@ -52,9 +56,6 @@ def sweep_runs(sweep: dict, extra: list[str] = ()) -> list[tuple[str, list[str]]
 
 
 def run_sweep(path: str | Path, extra: list[str] = (), *, dry_run: bool = False, progress: bool = True) -> list[str]:
-    from hellora.config import load_run_config
-    from hellora.train.pipeline import run_finished, run_training
-
     sweep = load_sweep(path)
     planned = [(out, overrides, load_run_config(sweep["base"], overrides))  # every run validated before any starts
                for out, overrides in sweep_runs(sweep, list(extra))]
@@ -69,7 +70,5 @@ def run_sweep(path: str | Path, extra: list[str] = (), *, dry_run: bool = False,
         run_training(config, progress=progress)
         done.append(out)
     if done and sweep.get("report") and not dry_run:
-        from hellora.report.tables import write_report
-
         write_report(done, Path(sweep["output_dir"]) / "report")
     return done

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+import yaml
+
 from hellora.utils.errors import HelloraError
 
 
@@ -26,6 +28,9 @@ class Choice(str, Enum):
 
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
+
+    def __repr__(self) -> str:  # messages quote the value a user typed: 'lora', not <Method.LORA: 'lora'>
+        return repr(self.value)
 
     @classmethod
     def values(cls) -> tuple[str, ...]:
@@ -69,7 +74,12 @@ class Targets(Choice):
 
 
 class Strategy(Choice):
-    """How hot experts are chosen from a routing profile (`hellora.placement`)."""
+    """How hot experts are chosen (`hellora.placement.SELECTORS` holds one function per member).
+
+    Every member but MANUAL selects from a routing profile's counts; FIRST_K needs only the layer count (the
+    parameter accounting's stand-in: which experts are hot does not change how many weights train); MANUAL marks a
+    placement written by hand, which no function selects.
+    """
 
     LAYER = "layer"
     MODEL = "model"
@@ -77,7 +87,10 @@ class Strategy(Choice):
     RANDOM = "random"
     COVERAGE = "coverage"
     ENTROPY = "entropy"
+    COLD_ENTROPY = "cold-entropy"
     ALL = "all"
+    FIRST_K = "first-k"
+    MANUAL = "manual"
 
 
 class ProfileMode(Choice):
@@ -112,6 +125,19 @@ class EvalTask(Choice):
     HUMANEVAL = "humaneval"
     HEXPHI = "hexphi"
     ADVBENCH = "advbench"
+
+
+CHOICES: dict[str, type[Choice]] = {cls.__name__: cls for cls in (Method, Variant, Targets, Strategy, ProfileMode,
+                                                                  Scheduler, TrainTask, EvalTask)}
+
+
+def _represent_choice(dumper: yaml.SafeDumper, value: Choice) -> yaml.Node:
+    return dumper.represent_str(value.value)
+
+
+# YAML writes a member as its plain string (`method: hellora`), so a saved config reads back as the recipe it was.
+yaml.SafeDumper.add_multi_representer(Choice, _represent_choice)
+yaml.Dumper.add_multi_representer(Choice, _represent_choice)
 
 
 def resolve_hot_k(k: int | None, router_top_k: int) -> int:

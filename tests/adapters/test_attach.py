@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hellora.accounting import count_parameters
 from hellora.adapters import AdapterConfig, adapter_layers, attach_adapters, disable_adapters, merge_adapters
+from hellora.adapters.accounting import count_parameters
 from hellora.adapters.experts import HotExpertsLoRA
 from hellora.adapters.router import RouterLoRA
 from hellora.models.tiny import tiny_model
@@ -21,16 +21,16 @@ def _roles(model):
     return sorted({layer.role for layer in adapter_layers(model).values()})
 
 
-@pytest.mark.parametrize("placement, roles", [("pure", ["experts"]), ("gate", ["experts", "router"]),
-                                              ("all", ["attention", "experts", "router"])])
-def test_placement_configs_choose_targets(placement, roles):
-    model = attach_adapters(tiny_model("olmoe"), AdapterConfig(placement=placement), first_k_placement(tiny_model("olmoe")))
+@pytest.mark.parametrize("targets, roles", [("pure", ["experts"]), ("gate", ["experts", "router"]),
+                                            ("all", ["attention", "experts", "router"])])
+def test_targets_choose_the_adapted_modules(targets, roles):
+    model = attach_adapters(tiny_model("olmoe"), AdapterConfig(targets=targets), first_k_placement(tiny_model("olmoe")))
     assert _roles(model) == roles
 
 
-def test_shared_and_dense_mlps_are_adapted_in_every_placement():
+def test_shared_and_dense_mlps_are_adapted_for_every_target_set():
     model = tiny_model("deepseek_v3")
-    attach_adapters(model, AdapterConfig(placement="pure"), first_k_placement(model))
+    attach_adapters(model, AdapterConfig(targets="pure"), first_k_placement(model))
     assert _roles(model) == ["dense", "experts", "shared"]
 
 

@@ -16,8 +16,7 @@ from hellora.adapters.io import load_adapter, save_adapter
 from hellora.models.families import describe_moe_model
 from hellora.models.tiny import tiny_model
 from hellora.utils.errors import HelloraError
-from tests.adapters.reference import base_weight, dora_weight, loop_experts
-from tests.helpers import first_k_placement
+from tests.helpers import base_weight, dora_weight, first_k_placement, loop_experts
 
 IDS = torch.randint(3, 128, (2, 12), generator=torch.Generator().manual_seed(0))
 HOT = (1, 4, 6)

@@ -20,9 +20,9 @@ from tests.helpers import first_k_placement, tiny_deepseek_layout
 IDS = torch.randint(3, 128, (2, 10), generator=torch.Generator().manual_seed(1))
 
 
-def _adapted(family, method="hellora", placement="all"):
+def _adapted(family, method="hellora", targets="all"):
     model = tiny_model(family)
-    attach_adapters(model, AdapterConfig(method=method, init="random", r=4, alpha=8, placement=placement),
+    attach_adapters(model, AdapterConfig(method=method, init="random", r=4, alpha=8, targets=targets),
                     first_k_placement(model, (1, 5)))
     return model
 
@@ -121,8 +121,11 @@ def test_adapter_saved_before_the_variant_fields_still_loads(tmp_path):
     record = json.loads(path.read_text())
     new_fields = ("variant", "lori_from", "lori_density", "loramoe_experts", "loramoe_balance", "loramoe_delta")
     record["adapter"] = {k: v for k, v in record["adapter"].items() if k not in new_fields}
+    record["adapter"]["placement"] = record["adapter"].pop("targets")  # the older key names, and a dead field
+    record["adapter"]["extra"] = {}
     path.write_text(json.dumps(record))
-    loaded = load_adapter(tiny_model("olmoe"), tmp_path / "adapter")
+    with pytest.warns(FutureWarning, match="key 'placement' is deprecated"):
+        loaded = load_adapter(tiny_model("olmoe"), tmp_path / "adapter")
     assert loaded.hellora_adapter.config.variant == "none"
     with torch.no_grad():
         assert torch.equal(loaded(IDS).logits, ours)
@@ -143,7 +146,7 @@ def test_failed_overwrite_keeps_the_old_adapter_whole(tmp_path, monkeypatch, fai
         raise OSError("disk full")
 
     monkeypatch.setattr(adapter_io, failing, crash)  # the weights write, or the record write after it
-    new = _adapted("olmoe", placement="pure")
+    new = _adapted("olmoe", targets="pure")
     with pytest.raises(OSError, match="disk full"):
         save_adapter(new, tmp_path / "adapter", overwrite=True)
     assert _folder_bytes(tmp_path / "adapter") == before
@@ -154,7 +157,7 @@ def test_failed_overwrite_keeps_the_old_adapter_whole(tmp_path, monkeypatch, fai
 def test_overwrite_replaces_the_whole_folder(tmp_path):
     save_adapter(_adapted("olmoe"), tmp_path / "adapter")
     (tmp_path / "adapter" / ".hellora_adapter.safetensors.x.tmp").write_text("left by a kill")
-    model = _adapted("olmoe", placement="pure")
+    model = _adapted("olmoe", targets="pure")
     with torch.no_grad():
         ours = model(IDS).logits
     save_adapter(model, tmp_path / "adapter", overwrite=True)

@@ -4,8 +4,8 @@ balancing loss, save/load, and the refusals to merge or export to PEFT."""
 import pytest
 import torch
 
-from hellora.accounting import count_parameters
 from hellora.adapters import AdapterConfig, adapter_layers, attach_adapters, merge_adapters
+from hellora.adapters.accounting import count_parameters
 from hellora.adapters.experts import HotExpertsLoRA
 from hellora.adapters.export import export_merged, export_peft
 from hellora.adapters.io import load_adapter, save_adapter
@@ -13,8 +13,7 @@ from hellora.adapters.loramoe import ExpertLoRAMoEWeights, LoRAMoELinear, loramo
 from hellora.models.families import describe_moe_model
 from hellora.models.tiny import tiny_model
 from hellora.utils.errors import HelloraError
-from tests.adapters.reference import base_weight, loop_experts, mixture
-from tests.helpers import tiny_deepseek_layout
+from tests.helpers import base_weight, loop_experts, mixture, tiny_deepseek_layout
 
 IDS = torch.randint(3, 128, (2, 12), generator=torch.Generator().manual_seed(0))
 CFG = dict(method="loramoe", r=4, alpha=8, loramoe_experts=3)

@@ -7,12 +7,12 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from hellora.accounting import count_parameters
 from hellora.adapters import AdapterConfig, adapter_layers, attach_adapters
+from hellora.adapters.accounting import count_parameters
 from hellora.adapters.experts import HotExpertsLoRA
 from hellora.adapters.export import export_merged, export_peft
-from hellora.adapters.io import load_adapter, save_adapter
-from hellora.adapters.lori import global_topk_masks, lori_keep_count, lori_mask_from_adapter
+from hellora.adapters.io import load_adapter, lori_mask_from_adapter, read_lori_d, save_adapter
+from hellora.adapters.lori import global_topk_masks, lori_keep_count
 from hellora.models.tiny import tiny_model
 from hellora.utils.errors import HelloraError
 from tests.helpers import first_k_placement
@@ -117,7 +117,8 @@ def test_lori_s_trains_only_masked_b_entries_from_the_lori_d_a(method, lori_d_di
     src = lori_d_dirs[method]
     model = tiny_model("olmoe")
     # no placement: HELLoRI-S takes the hot experts of its HELLoRI-D adapter
-    attach_adapters(model, AdapterConfig(method=method, variant="lori_s", r=4, alpha=8, lori_from=str(src)))
+    attach_adapters(model, AdapterConfig(method=method, variant="lori_s", r=4, alpha=8, lori_from=str(src)),
+                    lori_d=read_lori_d(src))
     saved = load_file(str(src / "hellora_adapter.safetensors"))
     masks = lori_mask_from_adapter(src, 0.1)
     params, buffers = _params(model), dict(model.named_buffers())
@@ -147,7 +148,7 @@ def test_lori_s_trains_only_masked_b_entries_from_the_lori_d_a(method, lori_d_di
 def test_lori_s_round_trip_saves_masks_as_safetensors_and_exports(lori_d_dirs, tmp_path):
     model = tiny_model("olmoe")
     attach_adapters(model, AdapterConfig(method="lora", variant="lori_s", r=4, alpha=8, init="random",
-                                         lori_from=str(lori_d_dirs["lora"])))
+                                         lori_from=str(lori_d_dirs["lora"])), lori_d=read_lori_d(lori_d_dirs["lora"]))
     with torch.no_grad():
         ours = model(IDS).logits
     save_adapter(model, tmp_path / "s")
@@ -182,13 +183,17 @@ def test_lori_d_round_trip_keeps_a_frozen(lori_d_dirs):
 def test_lori_s_refusals(lori_d_dirs, tmp_path):
     with pytest.raises(HelloraError, match="adapter.lori_from"):
         attach_adapters(tiny_model("olmoe"), AdapterConfig(method="lora", variant="lori_s"))
+    with pytest.raises(HelloraError, match="read_lori_d"):  # attaching reads no folder: the caller hands it over
+        attach_adapters(tiny_model("olmoe"), AdapterConfig(method="lora", variant="lori_s", r=4, alpha=8,
+                                                           lori_from=str(lori_d_dirs["lora"])))
     with pytest.raises(HelloraError, match="adapter.lori_from"):
         AdapterConfig(method="lora", variant="lori_d", lori_from="x")
     with pytest.raises(HelloraError, match="adapter.lori_density"):
         AdapterConfig(variant="lori_s", lori_density=0.0)
     with pytest.raises(HelloraError, match="r=4"):
         attach_adapters(tiny_model("olmoe"), AdapterConfig(method="lora", variant="lori_s", r=8,
-                                                           lori_from=str(lori_d_dirs["lora"])))
+                                                           lori_from=str(lori_d_dirs["lora"])),
+                        lori_d=read_lori_d(lori_d_dirs["lora"]))
     plain = tiny_model("olmoe")
     attach_adapters(plain, AdapterConfig(method="lora", r=4, alpha=8))
     save_adapter(plain, tmp_path / "plain")
@@ -197,4 +202,4 @@ def test_lori_s_refusals(lori_d_dirs, tmp_path):
     other = tiny_model("olmoe")
     with pytest.raises(HelloraError, match="other experts"):
         attach_adapters(other, AdapterConfig(variant="lori_s", r=4, alpha=8, lori_from=str(lori_d_dirs["hellora"])),
-                        first_k_placement(other, (0, 2)))
+                        first_k_placement(other, (0, 2)), lori_d=read_lori_d(lori_d_dirs["hellora"]))

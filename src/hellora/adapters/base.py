@@ -16,8 +16,6 @@ import math
 import torch
 from torch import nn
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 class AdapterLayer(nn.Module):
     """Base class: `base_layer` + LoRA weights + an on/off switch."""

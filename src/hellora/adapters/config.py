@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import functools
+import warnings
+from dataclasses import asdict, dataclass, fields
 
+from hellora.utils.dtypes import DTYPES
 from hellora.utils.errors import HelloraError
+from hellora.vocab import Method, Targets, Variant
 
-METHODS = ("hellora", "lora", "loramoe", "fft")
-VARIANTS = ("none", "dora", "lori_d", "lori_s")
-PLACEMENTS = ("pure", "gate", "all")
 INITS = ("default", "random")
-DTYPES = ("float32", "bfloat16", "float16")
+RENAMED = {"placement": "targets"}  # old key -> new key, still read (with a warning) from recipes and adapter files
+DROPPED = ("extra",)  # keys older files may hold that nothing reads
 
 
 @dataclass
 class AdapterConfig:
-    """LoRA hyper-parameters and placement.
+    """LoRA hyper-parameters and the modules they target.
 
     method:    "hellora" adapts only the placement's hot experts; "lora" adapts every expert;
                "loramoe" puts a mixture of `loramoe_experts` rank-r LoRAs with a learned softmax router on every
@@ -28,8 +30,9 @@ class AdapterConfig:
                zero and trained only on the top `lori_density` share of that adapter's |B| (one global threshold).
                HELLoRI-D / HELLoRI-S are the LoRI variants with method "hellora".
     r, alpha:  rank and scaling numerator; the update is (alpha / r) * B @ A (paper: r=32, alpha=64).
-    placement: "pure" = experts only (hot routed experts, shared experts, dense MLPs);
-               "gate" = pure + router; "all" = gate + attention projections (the paper's default).
+    targets:   "pure" = experts only (hot routed experts, shared experts, dense MLPs);
+               "gate" = pure + router; "all" = gate + attention projections (the paper's default; the paper
+               calls this choice "placement", a key still read as an alias of `targets`).
                Ignored by "loramoe", which adapts expert FFNs only.
     router:    adapt the router (None = automatic: yes for fused transformers families, no for remote-code
                DeepSeekMoE whose `MoEGate` the paper's PEFT setup could not target).
@@ -46,17 +49,16 @@ class AdapterConfig:
                weights and their names are unchanged, see `hellora.adapters.shared_input`). False = one per projection.
     """
 
-    method: str = "hellora"
+    method: Method = Method.HELLORA
     r: int = 32
     alpha: float = 64.0
     dropout: float = 0.0
-    placement: str = "all"
+    targets: Targets = Targets.ALL
     router: bool | None = None
     init: str = "default"
     adapter_dtype: str = "float32"
     seed: int = 0
-    extra: dict = field(default_factory=dict)
-    variant: str = "none"
+    variant: Variant = Variant.NONE
     lori_from: str | None = None
     lori_density: float = 0.1
     loramoe_experts: int = 6
@@ -65,28 +67,23 @@ class AdapterConfig:
     fuse_shared_inputs: bool = True
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise HelloraError(f"adapter.method: unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        self.method = Method.parse(self.method, "adapter.method")
+        self.targets = Targets.parse(self.targets, "adapter.targets")
+        self.variant = Variant.parse(self.variant, "adapter.variant")
         if not isinstance(self.r, int) or self.r < 1:
             raise HelloraError(f"adapter.r: rank must be a positive integer, got {self.r!r}")
         if not (isinstance(self.alpha, (int, float)) and self.alpha > 0):
             raise HelloraError(f"adapter.alpha: must be a positive number, got {self.alpha!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise HelloraError(f"adapter.dropout: must be in [0, 1), got {self.dropout!r}")
-        if self.placement not in PLACEMENTS:
-            raise HelloraError(
-                f"adapter.placement: unknown placement {self.placement!r}; choose one of {', '.join(PLACEMENTS)}"
-            )
         if self.init not in INITS:
             raise HelloraError(f"adapter.init: unknown init {self.init!r}; choose one of {', '.join(INITS)}")
         if self.adapter_dtype not in DTYPES:
             raise HelloraError(f"adapter.adapter_dtype: choose one of {', '.join(DTYPES)}, got {self.adapter_dtype!r}")
-        if self.variant not in VARIANTS:
-            raise HelloraError(f"adapter.variant: unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
-        if self.variant != "none" and self.method not in ("hellora", "lora"):
+        if self.variant is not Variant.NONE and self.method not in (Method.HELLORA, Method.LORA):
             raise HelloraError(f"adapter.variant: {self.variant!r} applies to methods 'lora' and 'hellora', "
                                f"not {self.method!r}")
-        if self.lori_from is not None and (not isinstance(self.lori_from, str) or self.variant != "lori_s"):
+        if self.lori_from is not None and (not isinstance(self.lori_from, str) or self.variant is not Variant.LORI_S):
             raise HelloraError("adapter.lori_from: a LoRI-D adapter folder, used only with variant 'lori_s'")
         if not (isinstance(self.lori_density, (int, float)) and 0.0 < self.lori_density <= 1.0):
             raise HelloraError(f"adapter.lori_density: must be in (0, 1], got {self.lori_density!r}")
@@ -98,8 +95,14 @@ class AdapterConfig:
             raise HelloraError(f"adapter.loramoe_delta: must be in [0, 1), got {self.loramoe_delta!r}")
         if not isinstance(self.fuse_shared_inputs, bool):
             raise HelloraError(f"adapter.fuse_shared_inputs: must be true or false, got {self.fuse_shared_inputs!r}")
-        if self.method == "loramoe" and self.router:
+        if self.method is Method.LORAMOE and self.router:
             raise HelloraError("adapter.router: method 'loramoe' adapts expert FFNs only, not the router")
+
+    @property
+    def placement(self) -> Targets:
+        """The old name of `targets` (read-only; `AdapterConfig(placement=...)` is accepted too)."""
+        warnings.warn("AdapterConfig.placement is deprecated; read .targets", FutureWarning, stacklevel=2)
+        return self.targets
 
     @property
     def scale(self) -> float:
@@ -107,19 +110,58 @@ class AdapterConfig:
 
     @property
     def adapts_attention(self) -> bool:
-        return self.placement == "all" and self.method in ("hellora", "lora")
+        return self.targets is Targets.ALL and self.method in (Method.HELLORA, Method.LORA)
 
     @property
-    def adapts_router_placement(self) -> bool:
-        return self.placement in ("gate", "all") and self.method in ("hellora", "lora")
+    def adapts_router_targets(self) -> bool:
+        """The targets include the router (it is still skipped where `router` or the family says no)."""
+        return self.targets in (Targets.GATE, Targets.ALL) and self.method in (Method.HELLORA, Method.LORA)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain JSON/YAML values: choices as their strings."""
+        return {k: (v.value if isinstance(v, (Method, Targets, Variant)) else v) for k, v in asdict(self).items()}
+
+    @staticmethod
+    def upgrade_keys(data: dict, where: str = "adapter") -> dict:
+        """`data` with renamed keys under their new names and dropped keys removed, warning once per key."""
+        data = dict(data)
+        for old, new in RENAMED.items():
+            if old in data:
+                if new in data:
+                    raise HelloraError(f"{where}: both {old!r} and its new name {new!r} are set; keep {new!r}")
+                warnings.warn(f"{where}: key {old!r} is deprecated; rename it {new!r}", FutureWarning, stacklevel=3)
+                data[new] = data.pop(old)
+        for old in DROPPED:
+            if old in data:
+                warnings.warn(f"{where}: key {old!r} is ignored (nothing reads it); remove it", FutureWarning,
+                              stacklevel=3)
+                del data[old]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "adapter") -> "AdapterConfig":
+        data = cls.upgrade_keys(data, where)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise HelloraError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
         return cls(**data)
+
+
+
+def _accept_old_keywords(init):
+    """Wrap the dataclass __init__ so the old keyword `placement=` still sets `targets`, with a warning."""
+
+    @functools.wraps(init)
+    def __init__(self, *args, placement: str | None = None, **kwargs) -> None:
+        if placement is not None:
+            if "targets" in kwargs:
+                raise HelloraError("adapter: both 'placement' and its new name 'targets' are set; keep 'targets'")
+            warnings.warn("AdapterConfig(placement=...) is deprecated; use targets=...", FutureWarning, stacklevel=2)
+            kwargs["targets"] = placement
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+AdapterConfig.__init__ = _accept_old_keywords(AdapterConfig.__init__)

@@ -3,8 +3,8 @@
     spec = describe_moe_model(model)
     attach_adapters(model, AdapterConfig(method="hellora"), placement)   # model is now adapted and frozen
 
-Which modules are wrapped, per `AdapterConfig.placement`:
-    experts (every placement): the placement's experts of each MoE layer (all experts for methods "lora" and
+Which modules are wrapped, per `AdapterConfig.targets`:
+    experts (every target set): the placement's experts of each MoE layer (all experts for methods "lora" and
                                "loramoe"), every Linear of shared experts and of dense MLP layers
     router  ("gate", "all"):   the router weight of each MoE layer (never for "loramoe")
     attention ("all"):         every Linear inside each attention module (q/k/v/o, MLA's q_a/q_b/kv_a/kv_b;
@@ -27,19 +27,21 @@ from functools import partial
 import torch
 from torch import nn
 
-from hellora.adapters.base import DTYPES, AdapterLayer
+from hellora.adapters.base import AdapterLayer
 from hellora.adapters.config import AdapterConfig
 from hellora.adapters.dora import DoRALinear, DoRARouter, ExpertDoRAWeights
 from hellora.adapters.experts import ExpertLoRAWeights, HotExpertsLoRA
 from hellora.adapters.linear import LoRALinear
-from hellora.adapters.lori import apply_lori, init_lori_s
+from hellora.adapters.lori import LoRIDAdapter, apply_lori, init_lori_s
 from hellora.adapters.loramoe import ExpertLoRAMoEWeights, LoRAMoELinear
 from hellora.adapters.router import RouterLoRA
 from hellora.adapters.shared_input import group_shared_inputs
 from hellora.models.families import MoEModelSpec, describe_moe_model
 from hellora.models.fingerprint import config_fingerprint, model_name
-from hellora.placement import HotExpertPlacement
+from hellora.placement import HotExpertPlacement, saved_strategy
+from hellora.utils.dtypes import DTYPES
 from hellora.utils.errors import HelloraError
+from hellora.vocab import Method, Strategy, Variant
 
 
 @dataclass
@@ -50,11 +52,8 @@ class AdapterState:
     experts: dict[int, list[int]]
     model_id: str | None
     fingerprint: str
+    router_adapted: bool = False
     placement: dict = field(default_factory=dict)  # the placement file's content, for provenance
-
-    @property
-    def router_adapted(self) -> bool:
-        return bool(self.placement.get("_router_adapted"))
 
 
 def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
@@ -76,7 +75,7 @@ def resolve_experts(
 ) -> dict[int, list[int]]:
     """Layer index -> expert ids to adapt; checks the placement belongs to this model."""
     layers = spec.moe_layer_indices
-    if config.method in ("lora", "loramoe"):
+    if config.method in (Method.LORA, Method.LORAMOE):
         return {layer: list(range(spec.num_experts)) for layer in layers}
     if placement is None:
         raise HelloraError("method 'hellora' needs a placement: profile the task, then select hot experts")
@@ -100,55 +99,54 @@ def resolve_experts(
 
 def _layer_classes(config: AdapterConfig) -> tuple[type, type, object]:
     """(Linear wrapper, router wrapper, fused-experts weights class) of a method and variant."""
-    if config.method == "loramoe":
+    if config.method is Method.LORAMOE:
         return (partial(LoRAMoELinear, num_experts=config.loramoe_experts), None,
                 partial(ExpertLoRAMoEWeights, num_experts=config.loramoe_experts))
-    if config.variant == "dora":
+    if config.variant is Variant.DORA:
         return DoRALinear, DoRARouter, ExpertDoRAWeights
     return LoRALinear, RouterLoRA, ExpertLoRAWeights
 
 
-def _lori_s_placement(config: AdapterConfig, spec: MoEModelSpec, model: nn.Module) -> HotExpertPlacement:
+def _lori_s_placement(lori_d: LoRIDAdapter, spec: MoEModelSpec) -> HotExpertPlacement:
     """The placement of the LoRI-D adapter a LoRI-S run continues from."""
-    from hellora.adapters.io import read_adapter_record
-
-    record = read_adapter_record(config.lori_from)
-    return HotExpertPlacement({int(k): v for k, v in record["experts"].items()}, spec.num_experts,
-                              record.get("placement", {}).get("strategy", "lori_d"),
+    record = lori_d.record
+    return HotExpertPlacement(lori_d.experts, spec.num_experts,
+                              saved_strategy(record.get("placement", {}).get("strategy")),
                               fingerprint=record.get("fingerprint"), model_id=record.get("base_model"))
 
 
 def attach_adapters(
     model: nn.Module, config: AdapterConfig | None = None, placement: HotExpertPlacement | None = None,
-    spec: MoEModelSpec | None = None, *, init_lori: bool = True,
+    spec: MoEModelSpec | None = None, *, lori_d: LoRIDAdapter | None = None, init_lori: bool = True,
 ) -> nn.Module:
     """Freeze `model` and wrap its modules with adapters as `config` and `placement` say; returns `model`.
 
-    Method "fft" wraps nothing and makes every parameter trainable (no `hellora_adapter` state: save the model
-    itself). Variant "lori_s" takes A and the mask from `config.lori_from` (and, for "hellora" without a
-    placement, that adapter's placement too); `init_lori=False` leaves the masks empty for a caller that fills
-    them (`load_adapter`, or the meta-device accounting).
+    Reads no file. Method "fft" wraps nothing and makes every parameter trainable (no `hellora_adapter` state:
+    save the model itself). Variant "lori_s" takes A and the mask from the finished LoRI-D adapter `lori_d`
+    (`hellora.adapters.io.read_lori_d(config.lori_from)`), and for "hellora" without a placement that adapter's
+    placement too; `init_lori=False` leaves the masks empty for a caller that fills them (`load_adapter`, or the
+    meta-device accounting).
     """
     config = config or AdapterConfig()
     if getattr(model, "hellora_adapter", None) is not None:
         raise HelloraError("this model already has hellora adapters attached")
-    if config.method == "fft":
+    if config.method is Method.FFT:
         for p in model.parameters():
             p.requires_grad_(True)
         return model
     spec = spec or describe_moe_model(model)
-    if (config.variant == "lori_s" and config.method == "hellora" and placement is None and config.lori_from
-            and init_lori):
-        placement = _lori_s_placement(config, spec, model)
+    lori_s = config.variant is Variant.LORI_S
+    if lori_s and config.method is Method.HELLORA and placement is None and lori_d is not None and init_lori:
+        placement = _lori_s_placement(lori_d, spec)
     experts_map = resolve_experts(spec, config, placement, model)
     dtype = DTYPES[config.adapter_dtype]
     generator = torch.Generator().manual_seed(config.seed)
     opts = dict(dtype=dtype, init=config.init, generator=generator)
     linear_cls, router_cls, weights_cls = _layer_classes(config)
     on_meta = any(p.device.type == "meta" for p in model.parameters())
-    if config.variant == "lori_s" and init_lori and not config.lori_from and not on_meta:
-        raise HelloraError("adapter.lori_from: variant 'lori_s' needs the folder of a finished LoRI-D adapter "
-                           "(its A and the mask of its largest B entries)")
+    if lori_s and init_lori and lori_d is None and not on_meta:
+        raise HelloraError("adapter.lori_from: variant 'lori_s' needs a finished LoRI-D adapter (its A and the mask "
+                           "of its largest B entries): attach with lori_d=hellora.adapters.io.read_lori_d(FOLDER)")
 
     for p in model.parameters():
         p.requires_grad_(False)
@@ -170,7 +168,7 @@ def attach_adapters(
         for shared in moe.shared_paths:
             _wrap_linears(model, shared, "shared", linear)
         adapt_router = config.router if config.router is not None else moe.kind == "fused"
-        if config.adapts_router_placement and adapt_router and moe.router_path:
+        if config.adapts_router_targets and adapt_router and moe.router_path:
             router = model.get_submodule(moe.router_path)
             weight = getattr(router, "weight", None)
             if not (isinstance(weight, torch.Tensor) and weight.dim() == 2):
@@ -189,12 +187,13 @@ def attach_adapters(
 
     model.hellora_adapter = AdapterState(
         config=config, experts=experts_map, model_id=model_name(model), fingerprint=config_fingerprint(model.config),
-        placement={**(placement.to_dict() if placement else {"strategy": "all"}), "_router_adapted": router_adapted},
+        router_adapted=router_adapted,
+        placement=placement.to_dict() if placement else {"strategy": Strategy.ALL.value},
     )
-    if config.variant in ("lori_d", "lori_s"):
+    if config.variant in (Variant.LORI_D, Variant.LORI_S):
         apply_lori(model, config.variant)
-    if config.variant == "lori_s" and init_lori and config.lori_from:
-        init_lori_s(model, config.lori_from, config.lori_density)
+    if lori_s and init_lori and lori_d is not None:
+        init_lori_s(model, lori_d, config.lori_density)
     return model
 
 

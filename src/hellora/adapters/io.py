@@ -17,15 +17,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from hellora.adapters.accounting import count_parameters
 from hellora.adapters.config import AdapterConfig
 from hellora.adapters.inject import AdapterState, adapter_parameters, attach_adapters
-from hellora.adapters.lori import mask_buffers, mask_name
+from hellora.adapters.lori import LoRIDAdapter, lori_s_masks, mask_buffers, mask_name
 from hellora.models.families import describe_moe_model
 from hellora.models.fingerprint import config_fingerprint
-from hellora.placement import HotExpertPlacement
+from hellora.placement import HotExpertPlacement, saved_strategy
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write, atomic_write_json, read_json
 from hellora.utils.meta import run_metadata
+from hellora.vocab import Method, Variant
 
 WEIGHTS = "hellora_adapter.safetensors"
 CONFIG = "hellora_adapter.json"
@@ -54,8 +56,6 @@ def save_adapter(model: nn.Module, out_dir: str | Path, *, base_model: str | Non
     A non-empty `out_dir` is refused unless `overwrite`, which replaces the whole folder (anything else in it goes
     too), so the folder is only ever the complete old adapter or the complete new one.
     """
-    from hellora.accounting import count_parameters
-
     out = Path(out_dir)
     state = adapter_state(model)
     if not overwrite and (out / CONFIG).exists():
@@ -71,7 +71,7 @@ def save_adapter(model: nn.Module, out_dir: str | Path, *, base_model: str | Non
         "adapter": state.config.to_dict(),
         "experts": {str(layer): ids for layer, ids in state.experts.items()},
         "router_adapted": state.router_adapted,
-        "placement": {k: v for k, v in state.placement.items() if not k.startswith("_")},
+        "placement": state.placement,
         "trainable_parameters": count_parameters(model)["trainable"],
         "meta": run_metadata(state.config.seed),
         **(extra or {}),
@@ -114,10 +114,28 @@ def attach_from_record(model: nn.Module, record: dict, where: str = "adapter") -
     config = AdapterConfig.from_dict(record["adapter"], where=f"{where}: adapter")
     experts = {int(layer): ids for layer, ids in record["experts"].items()}
     placement = None
-    if config.method == "hellora":
+    if config.method is Method.HELLORA:
         placement = HotExpertPlacement(experts, describe_moe_model(model).num_experts,
-                                       record.get("placement", {}).get("strategy", "saved"), fingerprint=fingerprint)
+                                       saved_strategy(record.get("placement", {}).get("strategy")),
+                                       fingerprint=fingerprint)
     return attach_adapters(model, config, placement, init_lori=False)
+
+
+def read_lori_d(adapter_dir: str | Path) -> LoRIDAdapter:
+    """The finished LoRI-D adapter in `adapter_dir` (its record and tensors), which a LoRI-S run starts from."""
+    record = read_adapter_record(adapter_dir)
+    variant = record.get("adapter", {}).get("variant", Variant.NONE)
+    if variant != Variant.LORI_D:
+        raise HelloraError(f"adapter.lori_from: {adapter_dir} is a {variant!r} adapter; LoRI-S starts from a "
+                           f"finished LoRI-D adapter (variant 'lori_d'), whose A is still its random init")
+    return LoRIDAdapter(record, read_adapter_tensors(adapter_dir), str(adapter_dir))
+
+
+def lori_mask_from_adapter(adapter_dir: str | Path, density: float = 0.1) -> dict[str, torch.Tensor]:
+    """B parameter name -> bool mask of the LoRI-D adapter in `adapter_dir` (`hellora.adapters.lori.lori_s_masks`)."""
+    if not 0.0 < density <= 1.0:
+        raise HelloraError(f"adapter.lori_density: must be in (0, 1], got {density!r}")
+    return lori_s_masks(read_lori_d(adapter_dir), density)
 
 
 def load_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:

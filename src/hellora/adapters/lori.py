@@ -17,14 +17,42 @@ attention and router), so cold experts stay exact base weights and the mask is c
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from hellora.adapters.config import AdapterConfig
+from hellora.models.fingerprint import config_fingerprint
 from hellora.utils.errors import HelloraError
+from hellora.vocab import Variant
 
 MASK = "lora_B_mask"
+
+
+@dataclass(frozen=True)
+class LoRIDAdapter:
+    """A finished LoRI-D adapter, as a LoRI-S run starts from it (`hellora.adapters.io.read_lori_d` reads one).
+
+    record:  its `hellora_adapter.json` content (config, experts per layer, fingerprint, placement)
+    tensors: full parameter name -> tensor of its safetensors file (every lora_A and lora_B)
+    source:  where it was read from, for messages
+    """
+
+    record: dict
+    tensors: dict[str, torch.Tensor]
+    source: str
+
+    @property
+    def config(self) -> AdapterConfig:
+        return AdapterConfig.from_dict(self.record["adapter"], where=f"adapter.lori_from: {self.source}")
+
+    @property
+    def experts(self) -> dict[int, list[int]]:
+        return {int(layer): list(ids) for layer, ids in self.record["experts"].items()}
+
+    def b_tensors(self) -> dict[str, torch.Tensor]:
+        return {n: t for n, t in self.tensors.items() if n.rsplit(".", 1)[-1] == "lora_B"}
 
 
 def lori_keep_count(num_entries: int, density: float) -> int:
@@ -44,11 +72,11 @@ def _key(path: str, leaf: str) -> str:
     return f"{path}.{leaf}" if path else leaf
 
 
-def apply_lori(model: nn.Module, variant: str) -> None:
+def apply_lori(model: nn.Module, variant: Variant) -> None:
     """Freeze every A; for "lori_s" also add an all-False `lora_B_mask` per B, to be filled by `set_lori_masks`."""
     for module in lora_pairs(model).values():
         module.lora_A.requires_grad_(False)
-        if variant == "lori_s" and MASK not in module._buffers:
+        if variant is Variant.LORI_S and MASK not in module._buffers:
             module.register_buffer(MASK, torch.zeros(module.lora_B.shape, dtype=torch.bool,
                                                      device=module.lora_B.device))
 
@@ -78,26 +106,14 @@ def global_topk_masks(tensors: dict[str, torch.Tensor], density: float) -> dict[
     return masks
 
 
-def _lori_d_record(adapter_dir: str | Path, where: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    from hellora.adapters.io import read_adapter_record, read_adapter_tensors
-
-    record = read_adapter_record(adapter_dir)
-    variant = record.get("adapter", {}).get("variant", "none")
-    if variant != "lori_d":
-        raise HelloraError(f"{where}: {adapter_dir} is a {variant!r} adapter; LoRI-S starts from a finished "
-                           f"LoRI-D adapter (variant 'lori_d'), whose A is still its random init")
-    return record, read_adapter_tensors(adapter_dir)
-
-
-def lori_mask_from_adapter(adapter_dir: str | Path, density: float = 0.1) -> dict[str, torch.Tensor]:
-    """B parameter name -> bool mask of the LoRI-D adapter in `adapter_dir`: its top `density` share of |B|
-    over all B matrices, one global threshold."""
+def lori_s_masks(lori_d: LoRIDAdapter, density: float = 0.1) -> dict[str, torch.Tensor]:
+    """B parameter name -> bool mask of a LoRI-D adapter: its top `density` share of |B| over all B matrices,
+    one global threshold."""
     if not 0.0 < density <= 1.0:
         raise HelloraError(f"adapter.lori_density: must be in (0, 1], got {density!r}")
-    _, tensors = _lori_d_record(adapter_dir, "adapter.lori_from")
-    b = {n: t for n, t in tensors.items() if n.rsplit(".", 1)[-1] == "lora_B"}
+    b = lori_d.b_tensors()
     if not b:
-        raise HelloraError(f"adapter.lori_from: {adapter_dir} holds no lora_B tensors")
+        raise HelloraError(f"adapter.lori_from: {lori_d.source} holds no lora_B tensors")
     return global_topk_masks(b, density)
 
 
@@ -121,35 +137,31 @@ def set_lori_masks(model: nn.Module, masks: dict[str, torch.Tensor], where: str 
 
 
 @torch.no_grad()
-def init_lori_s(model: nn.Module, adapter_dir: str | Path, density: float) -> None:
-    """Start a LoRI-S run on an adapted `model`: A from the LoRI-D adapter in `adapter_dir`, its global mask."""
-    from hellora.models.fingerprint import config_fingerprint
-
-    record, tensors = _lori_d_record(adapter_dir, "adapter.lori_from")
+def init_lori_s(model: nn.Module, lori_d: LoRIDAdapter, density: float) -> None:
+    """Start a LoRI-S run on an adapted `model`: A from the LoRI-D adapter `lori_d`, its global mask."""
     state = model.hellora_adapter
+    record, where = lori_d.record, f"adapter.lori_from: {lori_d.source}"
     if record.get("fingerprint") != config_fingerprint(model.config):
-        raise HelloraError(f"adapter.lori_from: {adapter_dir} was made for another model "
-                           f"({record.get('base_model')!r})")
-    ours, theirs = state.config.to_dict(), record["adapter"]
-    for key in ("method", "r", "placement"):
-        if ours[key] != theirs.get(key):
-            raise HelloraError(f"adapter.lori_from: the LoRI-D adapter has {key}={theirs.get(key)!r}, this run "
-                               f"{key}={ours[key]!r}; LoRI-S must reuse the LoRI-D adapter's pairs")
-    if {str(k): v for k, v in state.experts.items()} != record.get("experts"):
-        raise HelloraError("adapter.lori_from: the LoRI-D adapter adapts other experts than this placement; "
+        raise HelloraError(f"{where} was made for another model ({record.get('base_model')!r})")
+    ours, theirs = state.config, lori_d.config
+    for key in ("method", "r", "targets"):
+        if getattr(ours, key) != getattr(theirs, key):
+            raise HelloraError(f"{where}: the LoRI-D adapter has {key}={getattr(theirs, key)!r}, this run "
+                               f"{key}={getattr(ours, key)!r}; LoRI-S must reuse the LoRI-D adapter's pairs")
+    if state.experts != lori_d.experts:
+        raise HelloraError(f"{where}: the LoRI-D adapter adapts other experts than this placement; "
                            "attach LoRI-S with the LoRI-D run's placement (or none: it is then taken from there)")
     pairs = lora_pairs(model)
     a_names = {_key(path, "lora_A"): m for path, m in pairs.items()}
-    missing = sorted(set(a_names) - set(tensors))
+    missing = sorted(set(a_names) - set(lori_d.tensors))
     if missing:
-        raise HelloraError(f"adapter.lori_from: {adapter_dir} has no {missing[0]}")
+        raise HelloraError(f"{where} has no {missing[0]}")
     for name, module in a_names.items():
-        if tensors[name].shape != module.lora_A.shape:
-            raise HelloraError(f"adapter.lori_from: {name} has shape {tuple(tensors[name].shape)}, expected "
+        if lori_d.tensors[name].shape != module.lora_A.shape:
+            raise HelloraError(f"{where}: {name} has shape {tuple(lori_d.tensors[name].shape)}, expected "
                                f"{tuple(module.lora_A.shape)}")
-        module.lora_A.copy_(tensors[name])
-    b = {n: t for n, t in tensors.items() if n.rsplit(".", 1)[-1] == "lora_B"}
-    set_lori_masks(model, global_topk_masks(b, density), where="adapter.lori_from")
+        module.lora_A.copy_(lori_d.tensors[name])
+    set_lori_masks(model, lori_s_masks(lori_d, density), where="adapter.lori_from")
 
 
 def mask_name(b_name: str) -> str:

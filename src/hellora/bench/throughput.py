@@ -40,6 +40,7 @@ from hellora.kernels.subset_lora import BACKEND_ENV, KERNEL_CHOICES
 from hellora.models.families import describe_moe_model
 from hellora.placement import HotExpertPlacement
 from hellora.profiling import ExpertActivationCounter
+from hellora.vocab import Strategy, resolve_hot_k
 
 SETUPS = ("frozen", "hellora", "lora", "peft-lora", "peft-attn")
 KERNEL_SETUPS = ("hellora", "lora")  # the setups that take @suffixes
@@ -192,7 +193,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
         model = model_from_config(config, dtype=DTYPES[cfg.dtype])
     model.requires_grad_(False)
     spec = describe_moe_model(model)
-    k = cfg.k or spec.top_k
+    k = resolve_hot_k(cfg.k, spec.top_k)
     vocab = model.get_input_embeddings().weight.shape[0]
     g = torch.Generator().manual_seed(cfg.seed)
     ids = torch.randint(0, vocab, (cfg.batch, cfg.seq), generator=g).to(device)
@@ -200,7 +201,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     tokens = cfg.batch * cfg.seq
     routing = skewed_routing(spec, k, cfg.hot_share, tokens, cfg.seed) if cfg.hot_share else None
     hot = HotExpertPlacement({l: r[0] for l, r in routing.items()} if routing else
-                             {l: list(range(k)) for l in spec.moe_layer_indices}, spec.num_experts, "bench", k=k)
+                             {l: list(range(k)) for l in spec.moe_layer_indices}, spec.num_experts, Strategy.MANUAL, k=k)
     profile = routing_profile(spec, routing) if routing else None  # `hellora flops`' input for the same routing
     rows = {}
     for name in cfg.setups:

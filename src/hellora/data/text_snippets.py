@@ -1,7 +1,7 @@
 """Short windows of real text, for mixing natural language into a toy model's pretraining (the proxy study).
 
-The proxy study pretrains a small MoE on generated skills. Real MoE models are pretrained on text, and the
-study's issue asks for real text where it helps: each snippet here is a `length`-character window of a record's
+The proxy study pretrains a small MoE on generated skills. Real MoE models are pretrained on text, so real text
+is mixed in where it helps: each snippet here is a `length`-character window of a record's
 text (all its string fields joined, whitespace collapsed, non-printable characters dropped so the character
 tokenizer never sees <unk>), cut at word boundaries and split into a short prompt and its continuation, so that
 the same prompt-masked features and trainer serve it as serve the skills:

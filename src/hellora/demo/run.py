@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from hellora.accounting import count_parameters
 from hellora.adapters import AdapterConfig, attach_adapters
+from hellora.adapters.accounting import count_parameters
 from hellora.data import PadCollator, build_tiny_tokenizer
 from hellora.data.skills import generate_skill_examples
 from hellora.profiling import profile_experts

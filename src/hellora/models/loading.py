@@ -14,10 +14,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Pretra
 
 from hellora.models.deepseek_moe import DeepseekMoELayoutConfig, DeepseekMoELayoutForCausalLM
 from hellora.models.presets import PRESETS
+from hellora.utils.dtypes import MODEL_DTYPES as DTYPES
 from hellora.utils.errors import HelloraError
-
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16, "auto": "auto"}
 
 
 def _config_from_dict(values: dict) -> PretrainedConfig:

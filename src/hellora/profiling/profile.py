@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hellora.placement import HotExpertPlacement, select_experts
+from hellora.placement import HotExpertPlacement, needs_k, select_experts
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, read_json
+from hellora.vocab import resolve_hot_k
 
 FORMAT = "hellora.profile/1"
 
@@ -49,14 +50,14 @@ class ExpertProfile:
 
     def top_k_share(self, k: int | None = None) -> dict[int, float]:
         """Share of each layer's assignments held by its k most-used experts (the paper's skew measure)."""
-        k = k or self.top_k
+        k = resolve_hot_k(k, self.top_k)
         return {l: sum(sorted(row, reverse=True)[:k]) for l, row in self.shares_by_layer().items()}
 
     def select(self, strategy: str = "layer", k: int | None = None, *, seed: int = 0, p: float = 0.5
                ) -> HotExpertPlacement:
         """Hot experts from this profile; k defaults to the router's top-k."""
-        if strategy not in ("coverage", "all") and k is None:
-            k = self.top_k
+        if needs_k(strategy):
+            k = resolve_hot_k(k, self.top_k)
         experts = select_experts(self.counts_by_layer(), strategy, k, seed=seed, p=p, num_experts=self.num_experts)
         return HotExpertPlacement(
             experts=experts, num_experts=self.num_experts, strategy=strategy, k=k, model_id=self.model_id,
@@ -100,7 +101,7 @@ def compare_profiles(profile: ExpertProfile, reference: ExpertProfile, k: int | 
         raise HelloraError("compare: the two profiles describe different MoE layers or expert counts")
     if profile.fingerprint and reference.fingerprint and profile.fingerprint != reference.fingerprint:
         raise HelloraError("compare: the two profiles come from different model architectures (fingerprints differ)")
-    k = k or profile.top_k
+    k = resolve_hot_k(k, profile.top_k)
     a, b = _hot_sets(profile, k), _hot_sets(reference, k)
     jaccard = {l: len(a[l] & b[l]) / len(a[l] | b[l]) for l in a}
     coverage = {l: len(a[l] & b[l]) / len(b[l]) for l in a}

@@ -46,8 +46,9 @@ def method_label(adapter: dict, selection: dict, profile: dict | None = None) ->
         mode = (profile or {}).get("mode", "warmup")
         if mode != "warmup":  # the paper profiles with a LoRA warm-up; other modes are their own rows
             label += f" ({mode} profile)"
-    if adapter.get("placement", "all") != "all":
-        label += f" [{adapter['placement']}]"
+    targets = adapter.get("targets", adapter.get("placement", "all"))  # run folders may hold the old key
+    if targets != "all":
+        label += f" [{targets}]"
     return label
 
 

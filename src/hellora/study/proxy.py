@@ -21,8 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from hellora.accounting import count_parameters
 from hellora.adapters import AdapterConfig, attach_adapters
+from hellora.adapters.accounting import count_parameters
 from hellora.data import PadCollator, build_tiny_tokenizer
 from hellora.data.skills import generate_skill_examples
 from hellora.data.text_snippets import text_snippets

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from hellora.accounting import count_parameters
 from hellora.adapters import attach_adapters
-from hellora.adapters.io import save_adapter
+from hellora.adapters.accounting import count_parameters
+from hellora.adapters.io import read_lori_d, save_adapter
 from hellora.config import RunConfig, dump_config
 from hellora.data import encode_pairs, get_task, sample_fraction
 from hellora.placement import HotExpertPlacement
@@ -134,7 +134,8 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
     # HELLoRI-S reuses the placement of the HELLoRI-D adapter it starts from (adapter.lori_from).
     if config.adapter.method == "hellora" and config.adapter.variant != "lori_s":
         placement = _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress)
-    attach_adapters(model, config.adapter, placement)
+    lori_d = read_lori_d(config.adapter.lori_from) if config.adapter.lori_from else None
+    attach_adapters(model, config.adapter, placement, lori_d=lori_d)
     params = count_parameters(model)
     recorder.step("attach", trainable=params["trainable"], total=params["total"],
                   trainable_pct=params["trainable_pct"], by_role=params["by_role"])

@@ -48,7 +48,7 @@ def warmup_profile(model, features: list[dict], config: RunConfig, *, accelerato
                  "%d)", batch, micro, len(features), cfg.batch_size)
     warm_cfg = dataclasses.replace(cfg, epochs=1.0, max_steps=None, batch_size=batch, micro_batch_size=micro,
                                    save_steps=0, report_to=[])
-    lora = AdapterConfig(method="lora", r=config.adapter.r, alpha=config.adapter.alpha, placement="all",
+    lora = AdapterConfig(method="lora", r=config.adapter.r, alpha=config.adapter.alpha, targets="all",
                          seed=config.adapter.seed)
     attach_adapters(model, lora, None, spec)
     tracker = stability_tracker(config, spec.top_k)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 
+import peft
 import torch
+import transformers
+
+import hellora
 
 
 def run_metadata(seed: int | None = None) -> dict:
-    import peft
-    import transformers
-
-    import hellora
-
     device = "cpu"
     if torch.cuda.is_available():
         device = torch.cuda.get_device_name(0)

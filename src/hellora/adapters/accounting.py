@@ -18,7 +18,7 @@ vs 0.597% / 0.594%) and HELLoRI-D on OLMoE (0.3015% vs 0.3036%) agree. Trainable
 
 `parameter_report` computes it from the config alone on the meta device: no weights are loaded, so the 47B
 Mixtral counts in a second. The identity of hot experts does not change the count, so without a profile the
-first k experts of each layer stand in. On the meta device a LoRI-S mask does not exist yet; its size is exact
+first k experts of each layer stand in (strategy "first-k"). On the meta device a LoRI-S mask does not exist yet; its size is exact
 (the global count), its split over roles in `by_role` is proportional.
 """
 
@@ -28,15 +28,18 @@ from collections import Counter
 
 from torch import nn
 
+import warnings
+
 from hellora.adapters.config import AdapterConfig
 from hellora.adapters.inject import adapter_layers, attach_adapters
 from hellora.adapters.lori import lori_keep_count, mask_buffers
 from hellora.models.families import describe_moe_model
 from hellora.models.loading import meta_model
 from hellora.models.presets import paper_k
-from hellora.placement import HotExpertPlacement, check_k
+from hellora.placement import HotExpertPlacement, check_k, select_experts
+from hellora.vocab import Method, Strategy, Targets, Variant, resolve_hot_k
 
-DEFAULT_RANK = {"loramoe": 4}  # LoRAMoE's original configuration (paper Table 1); 32 otherwise (Table 7)
+DEFAULT_RANK = {Method.LORAMOE: 4}  # LoRAMoE's original configuration (paper Table 1); 32 otherwise (Table 7)
 
 
 def count_parameters(model: nn.Module) -> dict:
@@ -78,33 +81,40 @@ def count_parameters(model: nn.Module) -> dict:
 
 
 def parameter_report(
-    model: str, method: str = "hellora", *, k: int | None = None, r: int | None = None, alpha: float = 64.0,
-    placement: str = "all", router: bool | None = None, trust_remote_code: bool = False, variant: str = "none",
-    lori_density: float = 0.1, loramoe_experts: int = 6,
+    model: str, method: Method | str = Method.HELLORA, *, k: int | None = None, r: int | None = None,
+    alpha: float = 64.0, targets: Targets | str = Targets.ALL, router: bool | None = None,
+    trust_remote_code: bool = False, variant: Variant | str = Variant.NONE, lori_density: float = 0.1,
+    loramoe_experts: int = 6, placement: str | None = None,
 ) -> dict:
     """Trainable / total parameters of `method` (+ `variant`) on `model` (preset, path or hub id), from its config.
 
     r defaults to the paper's: 32, or 4 for LoRAMoE. k (hellora only) defaults to the paper's k for a preset
     (`hellora.models.presets.paper_k`), else the router's top-k.
+    `placement` is the old name of `targets`, still accepted with a warning.
     """
+    if placement is not None:
+        warnings.warn("parameter_report(placement=...) is deprecated; use targets=...", FutureWarning, stacklevel=2)
+        targets = placement
+    method = Method.parse(method, "method")
     r = r if r is not None else DEFAULT_RANK.get(method, 32)
-    config = AdapterConfig(method=method, r=r, alpha=alpha, placement=placement, router=router, variant=variant,
+    config = AdapterConfig(method=method, r=r, alpha=alpha, targets=targets, router=router, variant=variant,
                            lori_density=lori_density, loramoe_experts=loramoe_experts)
     net = meta_model(model, trust_remote_code=trust_remote_code)
     spec = describe_moe_model(net)
     hot = None
-    if method == "hellora":
-        k = k if k is not None else (paper_k(model) or spec.top_k)
-        stand_in = {layer: list(range(k)) for layer in spec.moe_layer_indices}
+    if method is Method.HELLORA:
+        k = resolve_hot_k(k if k is not None else paper_k(model), spec.top_k)
         check_k(k, spec.num_experts)
-        hot = HotExpertPlacement(stand_in, spec.num_experts, "first-k", k=k)
+        stand_in = select_experts({layer: [] for layer in spec.moe_layer_indices}, Strategy.FIRST_K, k,
+                                  num_experts=spec.num_experts)
+        hot = HotExpertPlacement(stand_in, spec.num_experts, Strategy.FIRST_K, k=k)
     attach_adapters(net, config, hot, spec, init_lori=False)
     report = count_parameters(net)
-    report.update(model=model, method=method, variant=variant, k=k if method == "hellora" else spec.num_experts,
-                  r=r, placement=placement, num_experts=spec.num_experts, top_k=spec.top_k,
-                  moe_layers=len(spec.moe_layers))
-    if variant == "lori_s":
+    report.update(model=model, method=config.method.value, variant=config.variant.value,
+                  k=k if method is Method.HELLORA else spec.num_experts, r=r, targets=config.targets.value,
+                  num_experts=spec.num_experts, top_k=spec.top_k, moe_layers=len(spec.moe_layers))
+    if config.variant is Variant.LORI_S:
         report["lori_density"] = lori_density
-    if method == "loramoe":
+    if method is Method.LORAMOE:
         report["loramoe_experts"] = loramoe_experts
     return report

@@ -1,0 +1,153 @@
+"""The package's shape: no import cycle (function-level imports included), small modules, choices compared as
+members rather than strings, and `py.typed` shipped.
+
+Files still being split or converted in parallel work are listed in PENDING_*: while one of them offends, its
+test reports xfail naming it; any other offender fails, and a clean tree passes.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+PACKAGE = SRC / "hellora"
+MAX_LINES = 400
+
+PENDING_LARGE = {"hellora/cli.py", "hellora/eval/sandbox/launcher.py"}
+PENDING_STRING_CHOICES = {"hellora/cli.py", "hellora/config.py", "hellora/train/pipeline.py", "hellora/eval/run.py",
+                          "hellora/demo/run.py", "hellora/bench/throughput.py", "hellora/report/tables.py",
+                          "hellora/adapters/export.py", "hellora/profiling/profile.py"}
+
+# `method == "lora"`, `task != 'gsm8k'`, `variant in ("lori_d", ...)`: a choice compared with a string literal
+STRING_CHOICE = re.compile(r"\b(method|variant|strategy|task)\s*(==|!=|(not\s+)?in\s*[(\[{])\s*[\"']")
+
+
+def module_name(path: Path, src: Path) -> str:
+    parts = list(path.relative_to(src).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(src: Path, package: str = "hellora") -> dict[str, set[str]]:
+    """Module -> the package modules it imports anywhere in its file (top level, in functions, under if)."""
+    files = {module_name(p, src): p for p in sorted((src / package).rglob("*.py"))}
+    graph: dict[str, set[str]] = {name: set() for name in files}
+    for name, path in files.items():
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the module's own package upwards
+                    anchor = name.split(".") if is_package else name.split(".")[:-1]
+                    anchor = anchor[: len(anchor) - (node.level - 1)]
+                    base = ".".join(anchor + ([base] if base else []))
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in files else base for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                while target and target not in files:  # `import hellora.a.b.C` names module hellora.a.b
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), each sorted."""
+    index, low, stack, on_stack, cycles, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_the_cycle_finder_sees_imports_hidden_in_functions(tmp_path):
+    pkg = tmp_path / "hellora"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from hellora.sub import b\n")
+    (pkg / "sub" / "b.py").write_text("def f():\n    from .c import g\n")
+    (pkg / "sub" / "c.py").write_text("import hellora.a\n")
+    (pkg / "d.py").write_text("from hellora import a\n")
+    graph = import_graph(tmp_path)
+    assert graph["hellora.sub.b"] == {"hellora.sub.c"} and graph["hellora.d"] == {"hellora.a"}
+    assert import_cycles(graph) == [["hellora.a", "hellora.sub.b", "hellora.sub.c"]]
+
+
+def test_no_import_cycle_inside_hellora():
+    graph = import_graph(SRC)
+    assert len(graph) > 50 and "hellora.adapters.io" in graph["hellora.train.pipeline"]
+    assert import_cycles(graph) == []
+
+
+def _line_counts() -> dict[str, int]:
+    return {str(p.relative_to(SRC)): len(p.read_text(encoding="utf-8").splitlines()) for p in PACKAGE.rglob("*.py")}
+
+
+def test_no_module_over_400_lines():
+    large = {name: n for name, n in _line_counts().items() if n > MAX_LINES}
+    unexpected = {name: n for name, n in large.items() if name not in PENDING_LARGE}
+    assert not unexpected, f"modules over {MAX_LINES} lines: {unexpected}"
+    if large:
+        pytest.xfail(f"still being split: {large}")
+
+
+def _string_choice_comparisons() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if STRING_CHOICE.search(code):
+                found.setdefault(str(path.relative_to(SRC)), []).append(f"{number}: {line.strip()}")
+    return found
+
+
+def test_the_choice_grep_finds_string_comparisons():
+    for line in ('if method == "lora":', "x = task != 'gsm8k'", 'if config.variant in ("lori_d", "lori_s"):'):
+        assert STRING_CHOICE.search(line), line
+    for line in ("if method is Method.LORA:", 'if variant in (Variant.DORA,):', 'part == "gate"'):
+        assert not STRING_CHOICE.search(line), line
+
+
+def test_choices_are_compared_as_members_not_strings():
+    found = _string_choice_comparisons()
+    unexpected = {name: lines for name, lines in found.items() if name not in PENDING_STRING_CHOICES}
+    assert not unexpected, f"compare hellora.vocab members, not strings: {unexpected}"
+    if found:
+        pytest.xfail(f"still comparing strings: {sorted(found)}")
+
+
+def test_py_typed_is_shipped():
+    assert (PACKAGE / "py.typed").is_file()
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")  # tomllib needs Python 3.11
+    assert re.search(r'\[tool\.setuptools\.package-data\]\s*hellora\s*=\s*\["py\.typed"\]', pyproject)
