@@ -104,6 +104,9 @@ def shard_frozen_base(model: nn.Module, accelerator, mixed_precision: str = "no"
     device = accelerator.device
     mesh = init_device_mesh(device.type, (world,))
     kwargs = {"mesh": mesh}
+    plugin = getattr(accelerator.state, "fsdp_plugin", None)  # accelerate launch with configs/accelerate/fsdp.yaml
+    if plugin is not None and getattr(plugin, "reshard_after_forward", None) is not None:
+        kwargs["reshard_after_forward"] = bool(plugin.reshard_after_forward)
     policy = mixed_precision_policy(mixed_precision, device)
     if policy is not None:
         kwargs["mp_policy"] = policy
