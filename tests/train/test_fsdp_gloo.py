@@ -48,15 +48,16 @@ def setup(tmp_path_factory):
 
 
 def recipe(setup, name: str, *, adapter="{method: hellora, r: 4, alpha: 8}", steps=4, save_steps=2,
-           fsdp=True, evaluate=False, extra="") -> Path:
+           fsdp=True, evaluate=False, checkpointing=False) -> Path:
     root = setup["root"]
     text = (f"model: {{name: {setup['model']}, dtype: float32}}\n"
             f"data: {{task: gsm8k, train: {setup['train']}, limit: 48, max_length: 96, max_prompt_length: 64}}\n"
             f"profile: {{mode: warmup, fraction: 0.34}}\n"
             f"adapter: {adapter}\n"
             f"train: {{batch_size: 8, micro_batch_size: 2, max_steps: {steps}, save_steps: {save_steps}, "
-            f"save_total_limit: 10, logging_steps: 1, learning_rate: 0.002, fsdp: {str(fsdp).lower()}}}\n"
-            f"output_dir: {root / name}\n{extra}")
+            f"save_total_limit: 10, logging_steps: 1, learning_rate: 0.002, fsdp: {str(fsdp).lower()}, "
+            f"gradient_checkpointing: {str(checkpointing).lower()}}}\n"
+            f"output_dir: {root / name}\n")
     if evaluate:
         text += (f"eval: {{enabled: true, tasks: [gsm8k], data: {{gsm8k: {setup['test']}}}, limit: 4, "
                  f"max_new_tokens: 6, batch_size: 2}}\n")
@@ -174,15 +175,17 @@ def test_kill_minus_9_of_one_rank_then_rerun_resumes_to_the_same_adapter(setup):
 
 
 def test_lori_and_loramoe_under_fsdp_equal_one_process(setup):
-    """LoRI-D, then LoRI-S from it, and LoRAMoE with its balancing loss: one torchrun for all three."""
+    """LoRI-D (with gradient checkpointing), then LoRI-S from it, and LoRAMoE with its balancing loss: one
+    torchrun for all three."""
     root = setup["root"]
     names = {"lori_d": "{method: hellora, variant: lori_d, r: 4, alpha: 8}",
              "loramoe": "{method: loramoe, r: 2, alpha: 4, loramoe_experts: 2, loramoe_balance: 0.01}"}
     for name, adapter in names.items():
-        train_here(recipe(setup, f"{name}-1", adapter=adapter))
+        train_here(recipe(setup, f"{name}-1", adapter=adapter, checkpointing=name == "lori_d"))
     lori_s = "{{method: hellora, variant: lori_s, r: 4, alpha: 8, lori_from: {}}}"
     train_here(recipe(setup, "lori_s-1", adapter=lori_s.format(root / "lori_d-1" / "adapter")))
-    paths = [recipe(setup, f"{name}-2", adapter=adapter) for name, adapter in names.items()]
+    paths = [recipe(setup, f"{name}-2", adapter=adapter, checkpointing=name == "lori_d")
+             for name, adapter in names.items()]
     paths.append(recipe(setup, "lori_s-2", adapter=lori_s.format(root / "lori_d-2" / "adapter")))
     torchrun("train", *paths, port=29645)
     for name in ("lori_d", "loramoe", "lori_s"):
@@ -265,11 +268,14 @@ def _probe(model_dir: str, out: str) -> None:
 
 if __name__ == "__main__":
     mode, *rest = sys.argv[1:]
-    if mode == "train":  # several recipes, one after the other, in the same process group
+    if mode == "train":  # several recipes, one after the other, in the same processes
+        from accelerate.state import AcceleratorState
+
         from hellora.cli import main
 
         for path in rest:
             if main(["train", path, "--no-progress"]) != 0:
                 sys.exit(2)
+            AcceleratorState._reset_state(reset_partial_state=True)  # end_training destroyed the process group
     else:
         _probe(*rest)
