@@ -97,35 +97,47 @@ def train_here(path: Path) -> None:
     assert main(["train", str(path), "--no-progress"]) == 0
 
 
-def test_two_fsdp_processes_equal_one_then_export_and_eval(setup):
-    """The hellora recipe (warm-up profile, selection, hot-expert adapters) with eval after training."""
-    one = recipe(setup, "one", fsdp=False, evaluate=True)
-    two = recipe(setup, "two", evaluate=True)
-    train_here(one)
-    torchrun("train", two, port=29641)
-    root = setup["root"]
-    status = json.loads((root / "two" / "run.json").read_text())
-    assert status["processes"] == 2 and status["status"] == "finished"
-    assert (root / "one" / "placement.json").read_text() == (root / "two" / "placement.json").read_text()
-    assert_same_adapter(adapter_of(root / "one"), adapter_of(root / "two"), 1e-5)
-    # evaluation after training, on rank 0: the same generations and scores as the one-process run
-    one_eval = json.loads((root / "one" / "run.json").read_text())["steps"]["eval"]
-    assert status["steps"]["eval"] == one_eval
-    for f in sorted((root / "one" / "eval").glob("*.jsonl")):
-        assert (root / "two" / "eval" / f.name).read_text() == f.read_text(), f.name
+HELLORA = "{method: hellora, r: 4, alpha: 8}"  # warm-up profile, selection, hot-expert adapters
 
-    # `hellora export` on the FSDP adapter, unchanged; stock PEFT gives hellora's logits
+
+@pytest.fixture(scope="module")
+def two(setup):
+    """The hellora recipe trained by two FSDP processes, evaluated after training: 8 steps, a checkpoint every 2."""
+    torchrun("train", recipe(setup, "two", steps=8, evaluate=True), port=29641)
+    return setup["root"] / "two"
+
+
+def test_two_fsdp_processes_equal_one_and_evaluate_alike(setup, two):
+    root = setup["root"]
+    train_here(recipe(setup, "one", steps=8, fsdp=False, evaluate=True))
+    status = json.loads((two / "run.json").read_text())
+    assert status["processes"] == 2 and status["status"] == "finished"
+    # the warm-up ran on the sharded base; its counts, summed over both processes, are the one-process counts
+    profiles = [json.loads((run / "profile.json").read_text()) for run in (root / "one", two)]
+    assert profiles[0]["counts"] == profiles[1]["counts"] and profiles[1]["meta"]["processes"] == 2
+    assert (root / "one" / "placement.json").read_text() == (two / "placement.json").read_text()
+    assert_same_adapter(adapter_of(root / "one"), adapter_of(two), 1e-5)
+    # evaluation after training (rank 0, base loaded whole): the same generations and scores as one process
+    assert status["steps"]["eval"] == json.loads((root / "one" / "run.json").read_text())["steps"]["eval"]
+    generations = root / "one" / "eval" / "gsm8k_generations.jsonl"
+    assert generations.read_text() == (two / "eval" / generations.name).read_text()
+    assert len(generations.read_text().splitlines()) == 4
+
+
+def test_stock_peft_loads_the_export_of_the_fsdp_adapter(setup, two):
+    """`hellora export` on the FSDP run's adapter, unchanged; stock PEFT gives hellora's logits."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from hellora.adapters.io import load_adapter
     from hellora.cli import main
 
-    assert main(["export", "--adapter", str(root / "two" / "adapter"), "--format", "peft", "--out",
-                 str(root / "peft"), "--model", str(setup["model"])]) == 0
+    out = setup["root"] / "peft"
+    assert main(["export", "--adapter", str(two / "adapter"), "--format", "peft", "--out", str(out),
+                 "--model", str(setup["model"])]) == 0
     ids = torch.randint(3, 100, (2, 12), generator=torch.Generator().manual_seed(3))
-    ours = load_adapter(AutoModelForCausalLM.from_pretrained(setup["model"]), root / "two" / "adapter")
-    theirs = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(setup["model"]), root / "peft")
+    ours = load_adapter(AutoModelForCausalLM.from_pretrained(setup["model"]), two / "adapter")
+    theirs = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(setup["model"]), out)
     base = AutoModelForCausalLM.from_pretrained(setup["model"])
     with torch.no_grad():
         expected, got, plain = ours(ids).logits, theirs(ids).logits, base(ids).logits
@@ -150,13 +162,11 @@ def _rank_pid(parent: int, rank: int) -> int | None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the worker pids in /proc")
-def test_kill_minus_9_of_one_rank_then_rerun_resumes_to_the_same_adapter(setup):
+def test_kill_minus_9_of_one_rank_then_rerun_resumes_to_the_same_adapter(setup, two):
     root = setup["root"]
-    straight = recipe(setup, "straight", adapter="{method: lora, r: 4, alpha: 8}", steps=12, save_steps=2)
-    killed = recipe(setup, "killed", adapter="{method: lora, r: 4, alpha: 8}", steps=12, save_steps=2)
-    torchrun("train", straight, port=29642)
+    killed = recipe(setup, "killed", steps=8, evaluate=True)
     proc = torchrun("train", killed, port=29643, popen=True)
-    target = root / "killed" / "checkpoints" / "step-000004"
+    target = root / "killed" / "checkpoints" / "step-000002"
     deadline = time.time() + 600
     while not target.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.005)
@@ -166,12 +176,12 @@ def test_kill_minus_9_of_one_rank_then_rerun_resumes_to_the_same_adapter(setup):
     proc.communicate(timeout=300)
     assert proc.returncode != 0
     assert not (root / "killed" / "adapter").exists(), "the run finished before one rank was killed"
-    torchrun("train", killed, port=29644)
+    torchrun("train", killed, port=29644)  # the same command again
     status = json.loads((root / "killed" / "run.json").read_text())
-    assert status["status"] == "finished" and status["steps"]["train"]["resumed_from"] >= 4
-    assert_same_adapter(adapter_of(root / "straight"), adapter_of(root / "killed"), 1e-6)
+    assert status["status"] == "finished" and status["steps"]["train"]["resumed_from"] >= 2
+    assert_same_adapter(adapter_of(two), adapter_of(root / "killed"), 1e-6)
     steps = [json.loads(line)["step"] for line in (root / "killed" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(1, 13))
+    assert steps == list(range(1, 9))
 
 
 def test_lori_and_loramoe_under_fsdp_equal_one_process(setup):
