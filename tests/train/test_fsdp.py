@@ -28,6 +28,8 @@ def test_forward_profile_from_a_file_is_allowed():
     check_fsdp_supported("lora", "lori_d", "forward")  # lora never profiles
     with pytest.raises(HelloraError, match="profile.path"):
         check_fsdp_supported("hellora", "lori_d", "forward")
+    with pytest.raises(HelloraError, match="train.mixed_precision: fp16"):
+        check_fsdp_supported("lora", "none", "none", "fp16")
 
 
 def test_clipping_replicated_gradients_is_torchs():

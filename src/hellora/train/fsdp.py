@@ -23,8 +23,9 @@ Mixed precision: on GPU with bf16 the gathered base weights are bf16 (`MixedPrec
 reduce_dtype=fp32)`), adapters stay fp32 masters cast to the activations' dtype, and their gradients are reduced
 in fp32; on CPU (gloo) everything is fp32.
 
-Not supported (refused by `check_fsdp_supported`): full fine-tuning (every base weight would train) and DoRA
-(its magnitude is initialised from the full base weights outside any forward, where they are sharded).
+Not supported (refused with a message naming the field): full fine-tuning (every base weight would train), DoRA
+(its magnitude is initialised from the full base weights outside any forward, where they are sharded), a forward
+profile inside a sharded run (processes would run different numbers of sharded forwards) and fp16.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ def fsdp_requested(train_cfg, accelerator) -> bool:
     return bool(getattr(train_cfg, "fsdp", False)) or accelerator.distributed_type.name == "FSDP"
 
 
-def check_fsdp_supported(method: str, variant: str, profile_mode: str = "none") -> None:
+def check_fsdp_supported(method: str, variant: str, profile_mode: str = "none", mixed_precision: str = "no") -> None:
     """Refuse what FSDP cannot train here, naming the field, before anything is written."""
+    if mixed_precision == "fp16":  # a loss scaler would need unscaling before the replicated-gradient clipping
+        raise HelloraError("train.mixed_precision: fp16 is not supported under FSDP; use bf16 or no")
     if method == "fft":
         raise HelloraError("train.fsdp: full fine-tuning (adapter.method fft) is not supported under FSDP "
                            "(it shards and freezes the base); use an adapter method or DDP")
@@ -74,8 +77,6 @@ def mixed_precision_policy(mixed_precision: str, device: torch.device):
 
     if mixed_precision == "bf16" and device.type != "cpu":
         return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-    if mixed_precision == "fp16":
-        raise HelloraError("train.mixed_precision: fp16 is not supported under FSDP; use bf16 or no")
     return None
 
 
@@ -129,12 +130,6 @@ def parameter_bytes(model: nn.Module) -> tuple[int, int]:
         full += p.numel() * size
         local += (p.to_local().numel() if isinstance(p, DTensor) else p.numel()) * size
     return local, full
-
-
-def set_gradient_sync(model: nn.Module, sync: bool) -> None:
-    """Sharded base: nothing to reduce (frozen); kept for FSDP units that hold trainable weights."""
-    if is_sharded(model):
-        model.set_requires_gradient_sync(sync, recurse=True)
 
 
 def average_replicated_gradients(params: Iterable[nn.Parameter], world: int) -> None:

@@ -178,7 +178,7 @@ def _run_training(config: RunConfig, *, progress: bool) -> dict:
     sharded = fsdp_requested(config.train, accelerator)
     if sharded:
         check_fsdp_supported(config.adapter.method, config.adapter.variant,
-                             "none" if config.profile.path else config.profile.mode)
+                             "none" if config.profile.path else config.profile.mode, accelerator.mixed_precision)
     if accelerator.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run / "config.yaml", config_text)
