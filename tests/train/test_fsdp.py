@@ -8,6 +8,7 @@ from torch import nn
 from hellora.cli import main
 from hellora.train.fsdp import check_fsdp_supported, clip_grad_norm_
 from hellora.utils.errors import HelloraError
+from tests.train.test_fsdp_gloo import write_data
 
 
 @pytest.mark.parametrize("override, message", [
@@ -17,7 +18,9 @@ from hellora.utils.errors import HelloraError
 ])
 def test_unsupported_settings_are_refused_before_anything_is_written(write_recipe, tmp_path, capsys, override,
                                                                      message):
-    assert main(["train", str(write_recipe()), "train.fsdp=true", override, "--no-progress"]) == 2
+    data = write_data(tmp_path / "train.jsonl", 48, 0)
+    recipe = write_recipe(data=f"{{task: gsm8k, train: {data}, limit: 48, max_length: 96, max_prompt_length: 64}}")
+    assert main(["train", str(recipe), "train.fsdp=true", override, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "train.fsdp" in err and message in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()

@@ -66,12 +66,14 @@ def recipe(setup, name: str, *, adapter="{method: hellora, r: 4, alpha: 8}", ste
     return path
 
 
-def torchrun(*args, port: int, popen=False):
+def torchrun(*args, port: int, log: Path | None = None):
+    """Run this file as a torchrun worker on two processes; with `log`, start it and return (output to `log`)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT),
                                                         os.environ.get("PYTHONPATH", "")])}
     command = ["torchrun", "--nproc-per-node", "2", "--master-port", str(port), __file__, *map(str, args)]
-    if popen:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    if log is not None:
+        with open(log, "w") as out:
+            return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-4000:]
     return done
@@ -165,15 +167,16 @@ def _rank_pid(parent: int, rank: int) -> int | None:
 def test_kill_minus_9_of_one_rank_then_rerun_resumes_to_the_same_adapter(setup, two):
     root = setup["root"]
     killed = recipe(setup, "killed", steps=8, evaluate=True)
-    proc = torchrun("train", killed, port=29643, popen=True)
+    log = root / "killed.log"
+    proc = torchrun("train", killed, port=29643, log=log)
     target = root / "killed" / "checkpoints" / "step-000002"
     deadline = time.time() + 600
     while not target.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.005)
     pid = _rank_pid(proc.pid, 1)
-    assert pid is not None and target.exists(), proc.stderr.read()[-3000:] if proc.poll() is not None else "timeout"
+    assert pid is not None and target.exists(), log.read_text()[-3000:]
     os.kill(pid, signal.SIGKILL)
-    proc.communicate(timeout=300)
+    proc.wait(timeout=300)
     assert proc.returncode != 0
     assert not (root / "killed" / "adapter").exists(), "the run finished before one rank was killed"
     torchrun("train", killed, port=29644)  # the same command again
@@ -185,8 +188,7 @@ def test_kill_minus_9_of_one_rank_then_rerun_resumes_to_the_same_adapter(setup, 
 
 
 def test_lori_and_loramoe_under_fsdp_equal_one_process(setup):
-    """LoRI-D (with gradient checkpointing), then LoRI-S from it, and LoRAMoE with its balancing loss: one
-    torchrun for all three."""
+    """LoRI-D (with gradient checkpointing), then LoRI-S from it, and LoRAMoE with its balancing loss."""
     root = setup["root"]
     names = {"lori_d": "{method: hellora, variant: lori_d, r: 4, alpha: 8}",
              "loramoe": "{method: loramoe, r: 2, alpha: 4, loramoe_experts: 2, loramoe_balance: 0.01}"}
@@ -194,16 +196,15 @@ def test_lori_and_loramoe_under_fsdp_equal_one_process(setup):
         train_here(recipe(setup, f"{name}-1", adapter=adapter, checkpointing=name == "lori_d"))
     lori_s = "{{method: hellora, variant: lori_s, r: 4, alpha: 8, lori_from: {}}}"
     train_here(recipe(setup, "lori_s-1", adapter=lori_s.format(root / "lori_d-1" / "adapter")))
-    paths = [recipe(setup, f"{name}-2", adapter=adapter, checkpointing=name == "lori_d")
-             for name, adapter in names.items()]
-    paths.append(recipe(setup, "lori_s-2", adapter=lori_s.format(root / "lori_d-2" / "adapter")))
-    torchrun("train", *paths, port=29645)
+    for port, (name, adapter) in enumerate(names.items(), start=29645):
+        torchrun("train", recipe(setup, f"{name}-2", adapter=adapter, checkpointing=name == "lori_d"), port=port)
+    torchrun("train", recipe(setup, "lori_s-2", adapter=lori_s.format(root / "lori_d-1" / "adapter")), port=29647)
     for name in ("lori_d", "loramoe", "lori_s"):
         assert_same_adapter(adapter_of(root / f"{name}-1"), adapter_of(root / f"{name}-2"), 1e-5)
 
 
 def test_parameter_bytes_halve_and_sharded_clipping_uses_the_global_norm(setup):
-    done = torchrun("probe", setup["model"], setup["root"] / "probe", port=29646)
+    done = torchrun("probe", setup["model"], setup["root"] / "probe", port=29648)
     rows = [json.loads((setup["root"] / "probe" / f"rank{r}.json").read_text()) for r in (0, 1)]
     for row in rows:
         assert row["full"] == rows[0]["full"] > 0
@@ -265,12 +266,13 @@ def _probe(model_dir: str, out: str) -> None:
                clipped=torch.cat([g.reshape(-1) for g in clipped]).tolist(),
                reference_clipped=torch.cat([p.grad.reshape(-1) for p in ref.parameters()]).tolist())
 
-    # replicated gradients: averaged, a missing gradient counting as zeros
-    params = [nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(2))]
+    # replicated gradients: averaged, a gradient missing on one process counting as zeros, none anywhere: none
+    params = [nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(1))]
     params[0].grad = torch.full((3,), float(rank + 1))
     params[1].grad = torch.full((2,), 4.0) if rank == 0 else None
     average_replicated_gradients(params, 2)
-    row.update(averaged=[p.grad.tolist() for p in params], expected_average=[[1.5] * 3, [2.0] * 2])
+    row.update(averaged=[None if p.grad is None else p.grad.tolist() for p in params],
+               expected_average=[[1.5] * 3, [2.0] * 2, None])
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / f"rank{rank}.json").write_text(json.dumps(row))
     dist.barrier()
@@ -278,14 +280,9 @@ def _probe(model_dir: str, out: str) -> None:
 
 if __name__ == "__main__":
     mode, *rest = sys.argv[1:]
-    if mode == "train":  # several recipes, one after the other, in the same processes
-        from accelerate.state import AcceleratorState
-
+    if mode == "train":
         from hellora.cli import main
 
-        for path in rest:
-            if main(["train", path, "--no-progress"]) != 0:
-                sys.exit(2)
-            AcceleratorState._reset_state(reset_partial_state=True)  # end_training destroyed the process group
+        sys.exit(main(["train", *rest, "--no-progress"]))
     else:
         _probe(*rest)

@@ -134,12 +134,19 @@ def parameter_bytes(model: nn.Module) -> tuple[int, int]:
 
 def average_replicated_gradients(params: Iterable[nn.Parameter], world: int) -> None:
     """All-reduce (mean) the gradients of replicated trainable tensors, in buckets of BUCKET_BYTES, in the
-    given order (the same on every process). A parameter without a gradient here (e.g. a hot expert that got
-    no token on this process) contributes zeros, so every process sends the same layout.
+    given order (the same on every process).
+
+    A parameter with a gradient on some processes only (e.g. a hot expert that got no token here) contributes
+    zeros where it has none; one with no gradient anywhere keeps none, so AdamW skips it as one process would.
     """
     if world == 1:
         return
     plain = [p for p in params if not _is_dtensor(p)]
+    if not plain:
+        return
+    has_grad = torch.tensor([p.grad is not None for p in plain], dtype=torch.int32, device=plain[0].device)
+    dist.all_reduce(has_grad)
+    plain = [p for p, n in zip(plain, has_grad.tolist()) if n > 0]
     for p in plain:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
