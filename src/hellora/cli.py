@@ -50,17 +50,26 @@ def cmd_params(args) -> None:
                               targets=args.placement, trust_remote_code=args.trust_remote_code,
                               variant=args.variant, lori_density=args.lori_density,
                               loramoe_experts=args.loramoe_experts)
+    plan = None
+    if args.gpus:
+        from hellora.memory_plan import format_plan, model_sizes, plan_memory
+
+        sizes = model_sizes(args.model, report["trainable"], trust_remote_code=args.trust_remote_code)
+        plan = plan_memory(sizes, gpus=args.gpus, fsdp=args.fsdp, batch=args.batch, seq=args.seq)
     if args.json:
         _print_json({"trainable": report["trainable"], "total": report["total"],
                      "trainable_pct": round(report["trainable_pct"], 4), **{k: report[k] for k in
                      ("model", "method", "k", "r", "targets", "num_experts", "top_k", "moe_layers", "by_role")
-                     if k in report}, "variant": args.variant, "adapter_total": report.get("adapter_total")})
+                     if k in report}, "variant": args.variant, "adapter_total": report.get("adapter_total"),
+                     **({"memory": plan.to_dict()} if plan else {})})
         return
     print(f"{report['model']}  method={report['method']}  k={report['k']}  r={report['r']}  "
           f"targets={report['targets']}")
     print(f"trainable {report['trainable']:,} / total {report['total']:,} = {report['trainable_pct']:.3f}%")
     for role, n in report["by_role"].items():
         print(f"  {role:<10} {n:>14,}")
+    if plan:
+        print(format_plan(plan))
 
 
 def cmd_flops(args) -> None:
@@ -319,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=64.0)
     p.add_argument("--placement", choices=["pure", "gate", "all"], default="all")
     p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--gpus", type=int, default=None, help="also estimate memory per GPU for this many GPUs")
+    p.add_argument("--fsdp", action="store_true", help="the memory estimate shards the frozen base (train.fsdp)")
+    p.add_argument("--batch", type=int, default=1, help="memory estimate: sequences per GPU at once (micro-batch)")
+    p.add_argument("--seq", type=int, default=2048, help="memory estimate: tokens per sequence")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_params)
 

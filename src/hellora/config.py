@@ -82,6 +82,7 @@ class TrainConfig:
     seed: int = 42
     mixed_precision: str = "auto"       # auto (bf16 on CUDA, none on CPU) | bf16 | fp16 | no
     gradient_checkpointing: bool = False
+    fsdp: bool = False                  # shard the frozen base over the processes (torch FSDP2, train/fsdp.py)
     logging_steps: int = 10
     save_steps: int = 50
     save_total_limit: int = 2

@@ -33,6 +33,7 @@ from hellora.config import TrainConfig
 from hellora.data.collate import PadCollator
 from hellora.train.checkpoint import (list_checkpoints, load_checkpoint, rng_state, save_checkpoint, seed_rng,
                                       usable_checkpoint)
+from hellora.train.fsdp import average_replicated_gradients, clip_grad_norm_, is_sharded
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_text
 
@@ -220,11 +221,10 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
-    if accelerator.distributed_type.name == "FSDP":
-        raise HelloraError("FSDP is not supported yet: gradient clipping and checkpoints would see only this "
-                           "process's shards; use DDP (configs/accelerate/ddp.yaml)")
     model.train()
-    model, optimizer = accelerator.prepare(model, optimizer)
+    sharded = is_sharded(model)  # FSDP: the frozen base is sharded, the adapters are replicated (train/fsdp.py)
+    if not sharded and accelerator.distributed_type.name != "FSDP":
+        model, optimizer = accelerator.prepare(model, optimizer)
     collate = PadCollator(pad_token_id)
     device = accelerator.device
     step_times, losses = list(stats.get("step_times", [])), []
@@ -245,7 +245,7 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
         loss_sum = torch.zeros((), device=device)
         for j, micro in enumerate(group[rank::world]):
             batch = {k: v.to(device) for k, v in collate([features[i] for i in micro]).items()}
-            sync = nullcontext() if j == accum - 1 else accelerator.no_sync(model)
+            sync = nullcontext() if j == accum - 1 or sharded else accelerator.no_sync(model)
             with sync, accelerator.autocast():
                 loss = model(**batch).loss
                 if extra_loss is not None:
@@ -255,7 +255,11 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
             loss_sum += loss.detach().float()
             examples += len(micro) * world
             tokens += int(batch["attention_mask"].sum()) * world
-        grad_norm = accelerator.clip_grad_norm_(list(named.values()), cfg.max_grad_norm)
+        if sharded:
+            average_replicated_gradients(named.values(), world)
+            grad_norm = clip_grad_norm_(named.values(), cfg.max_grad_norm)
+        else:
+            grad_norm = accelerator.clip_grad_norm_(list(named.values()), cfg.max_grad_norm)
         loss_mean = accelerator.reduce(loss_sum, reduction="mean")
         bad = (~torch.isfinite(loss_mean)) | (~torch.isfinite(torch.as_tensor(grad_norm, device=device)))
         if bool(accelerator.reduce(bad.float(), reduction="sum") > 0):

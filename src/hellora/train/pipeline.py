@@ -27,6 +27,7 @@ from hellora.config import RunConfig, dump_config
 from hellora.data import encode_pairs, get_task, sample_fraction
 from hellora.placement import HotExpertPlacement
 from hellora.profiling.stage import profile_only, profile_sample, profile_stage  # noqa: F401  (re-exported)
+from hellora.train.fsdp import check_fsdp_supported, fsdp_requested, is_sharded, shard_frozen_base
 from hellora.train.loop import learning_rate, resolve_steps, train_loop
 from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_folder, run_finished  # noqa: F401
 from hellora.utils.errors import HelloraError
@@ -112,6 +113,10 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
 
     accelerator = make_accelerator(config)
     resolve_steps(config.train, len(features), accelerator.num_processes)  # batch sizes fit the data
+    sharded = fsdp_requested(config.train, accelerator)
+    if sharded:
+        check_fsdp_supported(config.adapter.method, config.adapter.variant,
+                             "none" if config.profile.path else config.profile.mode, accelerator.mixed_precision)
     if accelerator.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run / "config.yaml", config_text)
@@ -130,6 +135,8 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
         load_adapter(model, run / "adapter")
         return _finish(config, model, tokenizer, run, recorder, accelerator, progress)
 
+    if sharded:  # once, before any adapter (warm-up LoRA, then the run's): see train/fsdp.py
+        shard_frozen_base(model, accelerator, accelerator.mixed_precision)
     placement = None
     # HELLoRI-S reuses the placement of the HELLoRI-D adapter it starts from (adapter.lori_from).
     if config.adapter.method == "hellora" and config.adapter.variant != "lori_s":
@@ -152,7 +159,14 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
         else:
             save_adapter(trained, run / "adapter", base_model=config.model.name, overwrite=True,
                          extra={"run": str(run)})
-    return _finish(config, accelerator.unwrap_model(model), tokenizer, run, recorder, accelerator, progress)
+    trained = accelerator.unwrap_model(model)
+    if is_sharded(trained) and config.eval.enabled and accelerator.is_main_process:
+        # evaluation needs whole weights on one process: the base as loaded, the adapter as saved
+        from hellora.adapters.io import load_adapter
+
+        model = trained = None
+        trained = load_adapter(load_base_model(config), run / "adapter")
+    return _finish(config, trained, tokenizer, run, recorder, accelerator, progress)
 
 
 def _finish(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecorder, accelerator, progress: bool):

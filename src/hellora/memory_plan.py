@@ -1,0 +1,138 @@
+"""Per-GPU memory of a training run, before buying or booking GPUs: `hellora params --model M --gpus N [--fsdp]`.
+
+An estimate from shapes alone (no weights read). Per GPU, in bytes:
+
+    frozen       base weights in bf16 (2 B each): all of them, or 1/N of them with FSDP (train/fsdp.py), plus,
+                 with FSDP, the gathered copies alive at once: the root unit (embeddings, final norm, lm_head)
+                 and two decoder layers (the one computing and the one prefetched)
+    adapters     trainable weights in fp32 (4 B), on every GPU (FSDP replicates adapters)
+    gradients    fp32 (4 B) per trainable weight
+    optimizer    AdamW's two fp32 moments (8 B) per trainable weight
+    activations  what autograd keeps for backward, in bf16 (2 B) per value, for B sequences of S tokens on this GPU:
+                 per token and decoder layer, 10 H (norm inputs, q/k/v, attention output, residuals) plus
+                 k (2 H + 3 I) for the MoE block (k routed copies of the input, gate/up output (2I), activation
+                 (I), down output (H)); plus fp32 logits and their gradient, 8 V bytes per token. With gradient
+                 checkpointing each layer keeps only its input (H) and one layer is recomputed at a time.
+
+Allocator fragmentation, CUDA context (~0.5-1 GB) and temporary buffers (the LoRA kernels' hot-row gathers,
+attention workspaces) are not counted: keep 10-15 % of the card free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from hellora.utils.errors import HelloraError
+
+GB = 1e9
+WEIGHT_BYTES = 2      # bf16 frozen base
+MASTER_BYTES = 4      # fp32 adapters
+GRAD_BYTES = 4
+ADAMW_BYTES = 8
+ACT_BYTES = 2         # bf16 activations
+LOGIT_BYTES = 8       # fp32 logits + their gradient
+
+
+@dataclass(frozen=True)
+class ModelSizes:
+    """Shapes that set memory. base: frozen parameters; largest_layer / root: parameters of the biggest decoder
+    layer and of everything outside the decoder layers; trainable: adapter parameters that train."""
+
+    base: int
+    trainable: int
+    largest_layer: int
+    root: int
+    hidden: int
+    layers: int
+    vocab: int
+    expert_intermediate: int
+    top_k: int
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    gpus: int
+    fsdp: bool
+    batch: int
+    seq: int
+    frozen: float
+    adapters: float
+    gradients: float
+    optimizer: float
+    activations: float
+    activations_checkpointed: float
+
+    @property
+    def total(self) -> float:
+        return self.frozen + self.adapters + self.gradients + self.optimizer + self.activations
+
+    @property
+    def total_checkpointed(self) -> float:
+        return self.total - self.activations + self.activations_checkpointed
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "total": self.total, "total_checkpointed": self.total_checkpointed}
+
+
+def activation_bytes(sizes: ModelSizes, tokens: int, *, checkpointed: bool) -> float:
+    """Bytes autograd keeps for `tokens` tokens (see the module docstring)."""
+    per_layer = 10 * sizes.hidden + sizes.top_k * (2 * sizes.hidden + 3 * sizes.expert_intermediate)
+    logits = LOGIT_BYTES * sizes.vocab * tokens
+    if checkpointed:
+        return ACT_BYTES * tokens * (sizes.layers * sizes.hidden + per_layer) + logits
+    return ACT_BYTES * tokens * sizes.layers * per_layer + logits
+
+
+def plan_memory(sizes: ModelSizes, *, gpus: int, fsdp: bool, batch: int = 1, seq: int = 2048) -> MemoryPlan:
+    """Bytes per GPU of each part for `batch` sequences of `seq` tokens per GPU (one micro-batch)."""
+    for name, value in (("gpus", gpus), ("batch", batch), ("seq", seq)):
+        if value < 1:
+            raise HelloraError(f"--{name} must be at least 1 (got {value})")
+    if fsdp and gpus > 1:
+        gathered = sizes.root + 2 * sizes.largest_layer
+        frozen = WEIGHT_BYTES * (sizes.base / gpus + gathered)
+    else:
+        frozen = WEIGHT_BYTES * sizes.base
+    tokens = batch * seq
+    return MemoryPlan(gpus=gpus, fsdp=fsdp, batch=batch, seq=seq, frozen=frozen,
+                      adapters=MASTER_BYTES * sizes.trainable, gradients=GRAD_BYTES * sizes.trainable,
+                      optimizer=ADAMW_BYTES * sizes.trainable,
+                      activations=activation_bytes(sizes, tokens, checkpointed=False),
+                      activations_checkpointed=activation_bytes(sizes, tokens, checkpointed=True))
+
+
+def model_sizes(model: str, trainable: int, *, trust_remote_code: bool = False) -> ModelSizes:
+    """`ModelSizes` of a preset, folder or hub id from its config (meta device: nothing is allocated)."""
+    from hellora.models.families import _find_decoder_layers, describe_moe_model
+    from hellora.models.loading import meta_model
+
+    net = meta_model(model, trust_remote_code=trust_remote_code)
+    spec = describe_moe_model(net)
+    _, stack = _find_decoder_layers(net)
+    layer_sizes = [sum(p.numel() for p in layer.parameters()) for layer in stack]
+    total = sum(p.numel() for p in net.parameters())
+    moe = spec.moe_layers[0]
+    if moe.layout is not None:
+        intermediate = moe.layout.intermediate_size
+    else:
+        config = net.config
+        intermediate = getattr(config, "moe_intermediate_size", None) or config.intermediate_size
+    base = 0 if trainable >= total else total  # full fine-tuning: every weight is a trainable one
+    return ModelSizes(base=base, trainable=trainable, largest_layer=max(layer_sizes), root=total - sum(layer_sizes),
+                      hidden=net.config.hidden_size, layers=len(stack), vocab=net.config.vocab_size,
+                      expert_intermediate=intermediate, top_k=spec.top_k)
+
+
+def format_plan(plan: MemoryPlan) -> str:
+    """The plan as lines of GB (1e9 bytes) per GPU."""
+    how = "FSDP (base sharded)" if plan.fsdp and plan.gpus > 1 else ("replicated (DDP)" if plan.gpus > 1 else
+                                                                    "one GPU")
+    rows = [f"per-GPU memory, {plan.gpus} GPU(s), {how}, micro-batch {plan.batch} x {plan.seq} tokens:",
+            f"  frozen weights   {plan.frozen / GB:8.2f} GB",
+            f"  adapters         {plan.adapters / GB:8.2f} GB",
+            f"  gradients        {plan.gradients / GB:8.2f} GB",
+            f"  optimizer state  {plan.optimizer / GB:8.2f} GB",
+            f"  activations      {plan.activations / GB:8.2f} GB  "
+            f"({plan.activations_checkpointed / GB:.2f} GB with gradient checkpointing)",
+            f"  total            {plan.total / GB:8.2f} GB  ({plan.total_checkpointed / GB:.2f} GB with checkpointing)"]
+    return "\n".join(rows)

@@ -1,0 +1,47 @@
+"""FSDP settings checked in one process: what is refused (and that nothing is written), and clipping of
+replicated gradients exactly as torch clips them."""
+
+import pytest
+import torch
+from torch import nn
+
+from hellora.cli import main
+from hellora.train.fsdp import check_fsdp_supported, clip_grad_norm_
+from hellora.utils.errors import HelloraError
+from tests.train.test_fsdp_gloo import write_data
+
+
+@pytest.mark.parametrize("override, message", [
+    ("adapter.method=fft", "full fine-tuning"),
+    ("adapter.variant=dora", "dora is not supported under FSDP"),
+    ("profile.mode=forward", "profile.mode forward is not supported under FSDP"),
+])
+def test_unsupported_settings_are_refused_before_anything_is_written(write_recipe, tmp_path, capsys, override,
+                                                                     message):
+    data = write_data(tmp_path / "train.jsonl", 48, 0)
+    recipe = write_recipe(data=f"{{task: gsm8k, train: {data}, limit: 48, max_length: 96, max_prompt_length: 64}}")
+    assert main(["train", str(recipe), "train.fsdp=true", override, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "train.fsdp" in err and message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_forward_profile_from_a_file_is_allowed():
+    check_fsdp_supported("hellora", "none", "none")
+    check_fsdp_supported("lora", "lori_d", "forward")  # lora never profiles
+    with pytest.raises(HelloraError, match="profile.path"):
+        check_fsdp_supported("hellora", "lori_d", "forward")
+    with pytest.raises(HelloraError, match="train.mixed_precision: fp16"):
+        check_fsdp_supported("lora", "none", "none", "fp16")
+
+
+def test_clipping_replicated_gradients_is_torchs():
+    torch.manual_seed(0)
+    ours, theirs = nn.Linear(5, 4), nn.Linear(5, 4)
+    theirs.load_state_dict(ours.state_dict())
+    for net in (ours, theirs):
+        net(torch.ones(3, 5)).pow(2).sum().backward()
+    norm = clip_grad_norm_(ours.parameters(), 0.1)
+    reference = torch.nn.utils.clip_grad_norm_(theirs.parameters(), 0.1)
+    assert torch.equal(norm, reference) and norm > 0.1
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours.parameters(), theirs.parameters()))
