@@ -65,3 +65,18 @@ def test_an_attempt_killed_without_a_word_is_recorded_as_killed(tmp_path):
     assert recorder.data["steps"] == {"attach": {}}
     killed = recorder.data["attempts"][0]
     assert killed["status"] == "killed" and "999999" in killed["reason"] and killed["step"] == 3
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits; the EROFS case is covered by "
+                                              "test_recovery's monkeypatched file system")
+def test_a_read_only_parent_folder_gives_one_line(write_recipe, tmp_path, capsys):
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        assert main(["train", str(write_recipe(out="ro/run")), "--no-progress"]) == 2
+    finally:
+        parent.chmod(0o755)
+    err = capsys.readouterr().err
+    assert "Permission denied; choose an output_dir you can write" in err.strip().splitlines()[-1]
+    assert "Traceback" not in err and list(parent.iterdir()) == []
