@@ -77,7 +77,12 @@ def fine_tune(ctx: TargetContext, arm_name: str, ft_seed: int, lr: float):
     arm = ARMS[arm_name]
     placement, fraction = _placement(ctx, arm, ft_seed)
     tuned = copy.deepcopy(ctx.model)
-    attach_adapters(tuned, _adapter_config(ctx, arm, ft_seed), placement)
+    config = _adapter_config(ctx, arm, ft_seed)
+    if config.lori_from and not Path(config.lori_from).is_dir():  # its LoRI-D run diverged: nothing to continue
+        log.warning("%s/%s b%d s%d: no LoRI-D adapter at %s", ctx.target, arm_name, ctx.base_seed, ft_seed,
+                    config.lori_from)
+        return tuned, None, placement, fraction
+    attach_adapters(tuned, config, placement)
     try:
         result = train_steps(tuned, ctx.data.finetune, ctx.cfg.finetune_steps, lr,
                              min(ctx.cfg.batch_size, len(ctx.data.finetune)), ctx.accelerator,
@@ -96,7 +101,10 @@ def lr_trial(ctx: TargetContext, arm_name: str, lr: float) -> dict:
     ft_seed = ctx.cfg.ft_seeds[0]
     tuned, result, _, _ = fine_tune(ctx, arm_name, ft_seed, lr)
     val = score_features(tuned, ctx.data.val) if result else {"exact_match": -1.0, "token_accuracy": -1.0}
+    # the other skills after this lr (not used to choose: it shows how forgetting moves with the lr)
+    others = [score_features(tuned, f)["exact_match"] for f in ctx.data.others.values()] if result else []
     record = {"arm": arm_name, "lr": lr, "base_seed": ctx.base_seed, "ft_seed": ft_seed, "val": val,
+              "others_mean": sum(others) / len(others) if others else None,
               "diverged": result is None, "final_loss": result.final_loss if result else None}
     atomic_write_json(path, record)
     return record

@@ -165,7 +165,8 @@ def summarise(cfg: StudyConfig, out: Path, *, timing: dict | None = None, comman
             if path.is_file():
                 saved = read_json(path, "chosen lr")
                 chosen[arm] = {"lr": saved["lr"], "val_exact_match": {f"{t['lr']:g}": t["val"]["exact_match"]
-                                                                     for t in saved["trials"]}}
+                                                                     for t in saved["trials"]},
+                               "others_after": {f"{t['lr']:g}": t.get("others_mean") for t in saved["trials"]}}
         study["targets"][target] = {
             "arms": arm_table(rows), "base": before_scores(cfg, out, target), "lr": chosen,
             "warmup": warmup_agreement(cfg, out, target), "skew": skew(cfg, out, target),
