@@ -50,6 +50,16 @@ def test_two_arm_two_seed_study_end_to_end_and_resume(tmp_path, capsys):
     assert (tmp_path / "figures" / "accuracy_vs_params.png").is_file()
     assert "hellora >= lora" in capsys.readouterr().out
 
+    from hellora.study.results_doc import MARKER, write_results
+
+    page = tmp_path / "docs" / "results.md"
+    page.parent.mkdir()
+    page.write_text("# Results\n\nhand-written conclusion\n\n" + MARKER + "\nold tables\n")
+    text = write_results(tmp_path, page, tmp_path / "docs" / "img").read_text()
+    assert "hand-written conclusion" in text and "old tables" not in text
+    assert "| hellora >= lora |" in text and "](img/accuracy_vs_params.png)" in text
+    assert (tmp_path / "docs" / "img" / "routing_entropy.png").is_file()
+
     before = _finished(tmp_path)
     assert len(before) == 4
     # a rerun redoes nothing; removing one run folder redoes exactly that run

@@ -34,9 +34,11 @@ _ADDITIVE = ("arms", "targets", "base_seeds", "ft_seeds", "workers")
 
 def _setup_worker(threads: int) -> None:
     import torch
+    from transformers.utils import logging as hf_logging
 
     torch.set_num_threads(threads)
     logging.getLogger("hellora").setLevel(logging.WARNING)
+    hf_logging.disable_progress_bar()  # per-load bars would bury the study's own progress bar
 
 
 def _accelerator():

@@ -113,12 +113,14 @@ def lr_trial(ctx: TargetContext, arm_name: str, lr: float) -> dict:
 def choose_lr(ctx: TargetContext, arm_name: str) -> float:
     """The grid value with the best validation exact match (ties: token accuracy, then the smaller lr)."""
     path = ctx.out / ctx.target / "tune" / arm_name / "chosen.json"
-    if path.is_file():
-        return read_json(path, "chosen lr")["lr"]
     grid = ctx.cfg.fft_lr_grid if ARMS[arm_name].method == "fft" else ctx.cfg.lr_grid
+    if path.is_file():
+        saved = read_json(path, "chosen lr")
+        if saved.get("grid") == grid:
+            return saved["lr"]
     trials = [lr_trial(ctx, arm_name, lr) for lr in grid]
     best = max(trials, key=lambda t: (t["val"]["exact_match"], t["val"]["token_accuracy"], -t["lr"]))
-    atomic_write_json(path, {"lr": best["lr"], "trials": trials})
+    atomic_write_json(path, {"lr": best["lr"], "grid": grid, "trials": trials})
     return best["lr"]
 
 

@@ -66,18 +66,20 @@ def arm_table(records: list[dict]) -> dict:
     return table
 
 
-def _pairs(records: list[dict], arm: str, pooled: bool) -> dict:
-    return {((r["target"],) if pooled else ()) + (r["base_seed"], r["ft_seed"]): 100 * r["test"]["exact_match"]
+def _pairs(records: list[dict], arm: str, pooled: bool, metric: str) -> dict:
+    return {((r["target"],) if pooled else ()) + (r["base_seed"], r["ft_seed"]): 100 * r["test"][metric]
             for r in records if r["arm"] == arm}
 
 
-def orderings(records: list[dict], arms: list[str], *, pooled: bool = False) -> list[dict]:
-    """Every claim of `CLAIMS` whose two arms ran, tested on matched pairs; Holm-adjusted p over the list."""
+def orderings(records: list[dict], arms: list[str], *, pooled: bool = False, metric: str = "exact_match"
+              ) -> list[dict]:
+    """Every claim of `CLAIMS` whose two arms ran, tested on matched pairs of `metric` (test exact match, or
+    token accuracy as a finer-grained check); Holm-adjusted p over the list."""
     out = []
     for a, b, strict, group in CLAIMS:
         if a not in arms or b not in arms:
             continue
-        keys, x, y = pair_up(_pairs(records, a, pooled), _pairs(records, b, pooled))
+        keys, x, y = pair_up(_pairs(records, a, pooled, metric), _pairs(records, b, pooled, metric))
         if len(keys) < 2:
             continue
         test = paired_test(x, y, strict=strict)
@@ -156,7 +158,7 @@ def summarise(cfg: StudyConfig, out: Path, *, timing: dict | None = None, comman
 
     records = load_records(cfg, out)
     study = {"format": "hellora.proxy-study/2", "config": asdict(cfg), "command": command,
-             "targets": {}, "orderings": {}, "timing": timing or {}, "meta": run_metadata()}
+             "targets": {}, "orderings": {}, "orderings_token_accuracy": {}, "timing": timing or {}, "meta": run_metadata()}
     for target in cfg.targets:
         rows = [r for r in records if r["target"] == target]
         chosen = {}
@@ -173,8 +175,11 @@ def summarise(cfg: StudyConfig, out: Path, *, timing: dict | None = None, comman
             "hot_overlap_with_skills": hot_overlap_with_skills(cfg, out, target),
         }
         study["orderings"][target] = orderings(rows, cfg.arms)
+        study["orderings_token_accuracy"][target] = orderings(rows, cfg.arms, metric="token_accuracy")
     if len(cfg.targets) > 1:
         study["orderings"]["pooled"] = orderings(records, cfg.arms, pooled=True)
+        study["orderings_token_accuracy"]["pooled"] = orderings(records, cfg.arms, pooled=True,
+                                                                metric="token_accuracy")
     study["runs_finished"] = len(records)
     study["runs_planned"] = len(cfg.targets) * len(cfg.arms) * len(cfg.base_seeds) * len(cfg.ft_seeds)
     atomic_write_json(out / "study.json", study)
