@@ -138,6 +138,9 @@ def generate(study: dict, img_prefix: str) -> str:
         parts += ["", "### Arms", ""] + arms_table(block)
         parts += ["", "### Orderings (paired over (base seed, fine-tune seed))", ""]
         parts += orderings_table(study["orderings"].get(target, []))
+        if study.get("orderings_token_accuracy", {}).get(target):
+            parts += ["", "Same claims on token accuracy (share of answer tokens right; finer-grained than exact match):",
+                      ""] + orderings_table(study["orderings_token_accuracy"][target])
         parts += ["", "### Warm-up fraction (Table 10)", ""] + warmup_table(block)
         parts += ["", "### Routing entropy of the target's test tokens (nats)", ""]
         parts += entropy_table(block, cfg["experts"])
@@ -146,6 +149,9 @@ def generate(study: dict, img_prefix: str) -> str:
     if "pooled" in study["orderings"]:
         parts += ["## Orderings pooled over targets (pairs: target x base seed x fine-tune seed)", ""]
         parts += orderings_table(study["orderings"]["pooled"]) + [""]
+        if study.get("orderings_token_accuracy", {}).get("pooled"):
+            parts += ["Pooled, on token accuracy:", ""] + orderings_table(study["orderings_token_accuracy"]["pooled"])
+            parts += [""]
     return "\n".join(parts)
 
 
