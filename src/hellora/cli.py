@@ -193,17 +193,26 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_proxy(args) -> None:
-    from hellora.study.proxy import ProxyConfig, run_proxy
+    import shlex
+    import sys
+
+    from hellora.study.proxy import StudyConfig, run_study
 
     overrides = _key_values(args.overrides, "override")
-    study = run_proxy(ProxyConfig.from_yaml(args.config, overrides), args.out, progress=not args.no_progress)
-    for method, row in study["summary"].items():
-        print(f"{method:<10} target {100 * row['accuracy_mean']:6.2f} +- {100 * row['accuracy_std']:5.2f}   "
-              f"others {100 * row['others_mean']:6.2f}   params {row['trainable_pct']:.3f}%   "
-              f"step {row['median_step_s']:.4f}s")
-    for pair in study["ordering_vs_paper_table4"]:
-        print(f"  paper order {pair['pair']}: {'holds' if pair['holds'] else 'does NOT hold'} "
-              f"({100 * pair['difference']:+.2f} points)")
+    command = "hellora " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["proxy"] else None
+    study = run_study(StudyConfig.from_yaml(args.config, overrides), args.out, progress=not args.no_progress,
+                      command=command)
+    for target, block in study["targets"].items():
+        print(f"target {target}:")
+        for arm, row in block["arms"].items():
+            ci = row["ci95"] or [row["mean"], row["mean"]]
+            print(f"  {arm:<14} exact match {row['mean']:6.2f} [{ci[0]:6.2f}, {ci[1]:6.2f}] n={row['n']:<3} "
+                  f"params {row['trainable_pct']:.3f}%  lr {row['lr']:g}")
+    for scope, rows in study["orderings"].items():
+        for r in rows:
+            print(f"  [{scope}] {r['claim']:<28} diff {r['diff']:+6.2f} [{r['ci95'][0]:+6.2f}, {r['ci95'][1]:+6.2f}] "
+                  f"p={r['p']:.4f}  {r['verdict']}")
+    print(f"study.json: {args.out}/study.json")
 
 
 def cmd_train(args) -> None:
@@ -376,9 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("proxy", help="the proxy study: pretrain a small MoE on skills, compare placements (GPU)")
+    p = sub.add_parser("proxy", help="the proxy study: pretrain small MoEs on skills, compare placements with seeds and tests")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the study config")
-    p.add_argument("--config", default=None, help="study YAML (recipes/proxy/study.yaml)")
+    p.add_argument("--config", default=None, help="study YAML (recipes/proxy/cpu.yaml)")
     p.add_argument("--out", default="runs/proxy")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_proxy)

@@ -19,6 +19,7 @@ SOLVERS = {
     "upper": [(r"upper ([a-z]+) ->", lambda w: "".join(chr(ord(ch) - 32) for ch in w))],
     "copy": [(r"copy ([a-z0-9]+) ->", lambda s: s)],
     "max": [(r"max\((\d+(?:,\d+)*)\)=", lambda s: str(max(int(x) for x in s.split(","))))],
+    "shift": [(r"shift ([a-z]+) ->", lambda w: "".join(chr((ord(ch) - 97 + 1) % 26 + 97) for ch in w))],
     "word": [
         (r"[A-Z][a-z]* had (\d+) [a-z]+, got (\d+), lost (\d+)\. Now\?", lambda a, b, c: str(int(a) + int(b) - int(c))),
         (r"[A-Z][a-z]* has (\d+) bags of (\d+) and (\d+) more\. Total\?", lambda a, b, c: str(int(a) * int(b) + int(c))),

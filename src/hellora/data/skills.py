@@ -6,7 +6,8 @@ are exactly right or wrong, and (c) everything fits a character-level tokenizer 
 Each skill here has its own surface form (an operator, a keyword, a question shape), so a router can learn to
 tell them apart; prompts are under 40 characters and answers under 12.
 
-Skills: add, sub, mul ("12+7=" -> "19"), reverse, sort, count, upper, copy, max, and `word` - two-step
+Skills: add, sub, mul ("12+7=" -> "19"), reverse, sort, count, upper, copy, max, shift (a Caesar shift by one
+letter, a string transform), and `word` - two-step
 arithmetic word problems in the style of GSM8K ("Ann had 5 pens, got 3, lost 2. Now?" -> "6").
 
 Determinism: examples depend only on (skill, n, seed, split, test_fraction), through `random.Random` seeded with
@@ -98,6 +99,11 @@ def _max(rng):
     return f"max({','.join(map(str, xs))})=", str(max(xs))
 
 
+def _shift(rng):
+    w = _word(rng, 3, 8)
+    return f"shift {w} ->", "".join(_LETTERS[(_LETTERS.index(c) + 1) % 26] for c in w)
+
+
 def _word_problem(rng):
     name = rng.choice(_NAMES)
     form = rng.randrange(3)
@@ -126,6 +132,7 @@ SKILLS: dict[str, Skill] = {
         Skill("upper", "upper-case a word: 'upper cat ->' -> 'CAT'", _upper),
         Skill("copy", "copy a short string: 'copy x7q ->' -> 'x7q'", _copy),
         Skill("max", "largest of 3-5 numbers: 'max(4,17,9)=' -> '17'", _max),
+        Skill("shift", "shift each letter one place on (Caesar, z -> a): 'shift cat ->' -> 'dbu'", _shift),
         Skill("word", "two-step word problem: 'Ann had 5 pens, got 3, lost 2. Now?' -> '6'", _word_problem),
     )
 }

@@ -5,6 +5,8 @@ DoRA, LoRI-D, HELLoRI-S, LoRAMoE, FFT; selection strategy, placement and k when 
 its params %, training throughput and evaluation scores. Runs that differ only in seed are merged into
 mean +- std. Figures: per-run expert activation heatmaps with hot experts boxed, a throughput bar chart, and
 warm-up stability (Jaccard / coverage against the largest warm-up fraction of the same model and task).
+Seed statistics (`stats_table`): per method n / mean / std / 95% CI of the main metric, and the paper's
+orderings as paired tests over runs with matching seeds (hellora.report.stats).
 """
 
 from __future__ import annotations
@@ -100,6 +102,54 @@ def results_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# the paper's orderings between method labels: (a, b, strict)
+LABEL_CLAIMS = [("HELLoRA", "HELLoRA (model)", True), ("HELLoRA (model)", "HELLoRA (random)", True),
+                ("HELLoRA (random)", "LoRA", True), ("LoRA", "HELLoRA (cold)", True), ("HELLoRA", "LoRA", False),
+                ("HELLoRI-D", "LoRI-D", False), ("HELLoRI-S", "LoRI-S", False)]
+
+
+def seed_key(run: dict) -> tuple:
+    """What pairs two runs of different methods: the study's (base seed, fine-tune seed), else the train seed."""
+    config = run["config"]
+    study = config.get("study") or {}
+    if "ft_seed" in study:
+        return (study.get("base_seed"), study["ft_seed"])
+    return (config.get("train", {}).get("seed", config.get("adapter", {}).get("seed")),)
+
+
+def stats_table(runs: list[dict]) -> str | None:
+    """Markdown: per-method n / mean / std / 95% CI of the first metric present, then each ordering of
+    `LABEL_CLAIMS` whose two methods have >= 2 runs with matching seeds (paired bootstrap CI, Wilcoxon p)."""
+    from hellora.report.stats import describe, pair_up, paired_test
+
+    metric = next((m for m in METRICS if any((m[0], m[1]) in r["scores"] for r in runs)), None)
+    if metric is None:
+        return None
+    values: dict[str, dict] = defaultdict(dict)
+    for run in runs:
+        if (metric[0], metric[1]) in run["scores"]:
+            values[run["label"]][seed_key(run)] = run["scores"][(metric[0], metric[1])]
+    lines = [f"Metric: {metric[2]} (95% CI by Student's t over seeds)", "",
+             "| Method | n | mean | std | 95% CI |", "|---|---|---|---|---|"]
+    for label, by_seed in values.items():
+        d = describe(list(by_seed.values()))
+        ci = f"[{d['ci95'][0]:.2f}, {d['ci95'][1]:.2f}]" if d["ci95"] else "-"
+        lines.append(f"| {label} | {d['n']} | {d['mean']:.2f} | {d['std']:.2f} | {ci} |")
+    claims = []
+    for a, b, strict in LABEL_CLAIMS:
+        if a in values and b in values:
+            keys, x, y = pair_up(values[a], values[b])
+            if len(keys) >= 2:
+                t = paired_test(x, y, strict=strict)
+                claims.append(f"| {a} {'>' if strict else '>='} {b} | {t['n']} | {t['diff']:+.2f} | "
+                              f"[{t['ci95'][0]:+.2f}, {t['ci95'][1]:+.2f}] | {t['p']:.4f} | {t['verdict']} |")
+    if claims:
+        lines += ["", "Paired over matching seeds (difference a - b; paired bootstrap CI; two-sided Wilcoxon "
+                      "signed-rank p):", "", "| Claim | pairs | diff | 95% CI | p | verdict |",
+                  "|---|---|---|---|---|---|"] + claims
+    return "\n".join(lines)
+
+
 def warmup_table(runs: list[dict]) -> str | None:
     """Table 10: hot-set agreement of each warm-up fraction with the largest one (same model and task)."""
     profiled = [r for r in runs if (r["path"] / "profile.json").is_file()]
@@ -157,6 +207,9 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path) -> Path:
         groups[run["group"]].append(run)
     for (model, task), group in groups.items():
         sections += [f"## {model} / {task}", "", results_table(group), ""]
+        stats = stats_table(group)
+        if stats:
+            sections += ["### Seed statistics", "", stats, ""]
         table = warmup_table(group)
         if table:
             sections += ["### Warm-up fraction (against the largest)", "", table, ""]

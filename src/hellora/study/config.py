@@ -1,0 +1,116 @@
+"""`StudyConfig`: the proxy study's shape, read from YAML (recipes/proxy/*.yaml) plus key=value overrides.
+
+The model and pretraining fields decide a base (cached per base seed); the rest decide the fine-tuning runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from hellora.data.skills import SKILLS
+from hellora.study.arms import ARMS
+from hellora.utils.errors import HelloraError
+
+# fields that decide a pretrained base (its cache key, with the base seed)
+PRETRAIN_FIELDS = ("skills", "targets", "target_pretrain", "pretrain_per_skill", "text_files", "text_examples",
+                   "hidden_size", "intermediate_size", "layers", "experts", "top_k", "aux_loss", "pretrain_steps",
+                   "pretrain_lr", "pretrain_batch")
+
+
+@dataclass
+class StudyConfig:
+    skills: list = field(default_factory=lambda: ["add", "sub", "mul", "max", "copy", "upper", "sort"])
+    targets: list = field(default_factory=lambda: ["word", "shift"])  # fine-tuning targets, one study each
+    target_pretrain: int = 0             # examples of each target in pretraining (0: held out; small: rare)
+    pretrain_per_skill: int = 800
+    text_files: list = field(default_factory=list)  # real text mixed into pretraining (JSON/JSONL/CSV by path)
+    text_examples: int = 0
+    hidden_size: int = 64
+    intermediate_size: int = 64
+    layers: int = 4
+    experts: int = 16
+    top_k: int = 2
+    aux_loss: float = 0.02
+    pretrain_steps: int = 1500
+    pretrain_lr: float = 3e-3
+    pretrain_batch: int = 64
+    base_seeds: list = field(default_factory=lambda: [0, 1])
+    ft_seeds: list = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    finetune_examples: int = 512
+    val_examples: int = 200              # drawn from the train split, disjoint from the fine-tuning examples
+    test_examples: int = 200             # the test split (never used to choose anything)
+    other_examples: int = 100            # per non-target skill, before/after fine-tuning
+    finetune_steps: int = 60
+    batch_size: int = 32
+    rank: int = 8
+    warmup_fraction: float = 0.1         # the paper's default warm-up profile
+    warmup_fractions: list = field(default_factory=lambda: [0.01, 0.05, 0.1, 1.0])
+    lr_grid: list = field(default_factory=lambda: [1e-3, 3e-3, 1e-2])
+    fft_lr_grid: list = field(default_factory=lambda: [1e-4, 3e-4, 1e-3])
+    arms: list = field(default_factory=lambda: list(ARMS))
+    workers: int = 2                     # processes (bases, then targets, in parallel)
+    threads: int = 1                     # torch threads per process
+
+    def __post_init__(self) -> None:
+        for name in ("skills", "targets", "base_seeds", "ft_seeds", "warmup_fractions", "lr_grid", "fft_lr_grid",
+                     "arms", "text_files"):
+            if not isinstance(getattr(self, name), list):
+                raise HelloraError(f"proxy config: {name} must be a list, got {getattr(self, name)!r}")
+        for skill in self.skills + self.targets:
+            if skill not in SKILLS:
+                raise HelloraError(f"proxy config: unknown skill {skill!r}; known: {', '.join(SKILLS)}")
+        if not self.targets:
+            raise HelloraError("proxy config: targets must name at least one skill")
+        overlap = set(self.skills) & set(self.targets)
+        if overlap:
+            raise HelloraError(f"proxy config: targets {sorted(overlap)} are also in skills; a target is held out "
+                               f"of pretraining or rare in it (target_pretrain)")
+        bad = [a for a in self.arms if a not in ARMS]
+        if bad:
+            raise HelloraError(f"proxy config: unknown arm {bad[0]!r}; choose from {', '.join(ARMS)}")
+        for arm in self.arms:
+            source = ARMS[arm].lori_from
+            if source and source not in self.arms:
+                raise HelloraError(f"proxy config: arm {arm!r} needs arm {source!r} in arms")
+            w = ARMS[arm].warmup
+            if w is not None and w not in self.warmup_fractions:
+                raise HelloraError(f"proxy config: arm {arm!r} needs warm-up fraction {w} in warmup_fractions")
+        if self.warmup_fraction not in self.warmup_fractions:
+            raise HelloraError("proxy config: warmup_fraction must be one of warmup_fractions")
+        if any(not 0 < f <= 1 for f in self.warmup_fractions):
+            raise HelloraError("proxy config: warmup_fractions must lie in (0, 1]")
+        if len(set(self.base_seeds)) != len(self.base_seeds) or len(set(self.ft_seeds)) != len(self.ft_seeds):
+            raise HelloraError("proxy config: base_seeds and ft_seeds must not repeat a seed")
+        if not self.base_seeds or not self.ft_seeds:
+            raise HelloraError("proxy config: base_seeds and ft_seeds need at least one seed each")
+        if not self.lr_grid or not self.fft_lr_grid or any(v <= 0 for v in self.lr_grid + self.fft_lr_grid):
+            raise HelloraError("proxy config: lr_grid and fft_lr_grid need positive learning rates")
+        for name in ("finetune_examples", "val_examples", "test_examples", "other_examples", "finetune_steps",
+                     "batch_size", "rank", "pretrain_steps", "pretrain_batch", "layers", "experts", "top_k", "workers",
+                     "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise HelloraError(f"proxy config: {name} must be a positive integer, got {value!r}")
+        if self.top_k > self.experts:
+            raise HelloraError("proxy config: top_k must not exceed experts")
+
+    def hot_k(self, factor: float) -> int:
+        """Hot experts per layer for an arm's k factor (at least 1, at most every expert)."""
+        return max(1, min(self.experts, round(factor * self.top_k)))
+
+    def pretrain_record(self, base_seed: int) -> dict:
+        record = {k: v for k, v in asdict(self).items() if k in PRETRAIN_FIELDS}
+        return {**record, "base_seed": base_seed}
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, overrides: dict | None = None) -> "StudyConfig":
+        from hellora.config import read_recipe
+
+        data = read_recipe(path) if path else {}
+        data = {**(data or {}), **(overrides or {})}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise HelloraError(f"proxy config: unknown key {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        return cls(**data)

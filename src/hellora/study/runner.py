@@ -1,0 +1,196 @@
+"""The study's driver: pretrain the bases, then per target tune each arm's learning rate and run every
+(arm, base seed, fine-tune seed), then summarise.
+
+Parallelism: `workers` processes (spawned, one torch thread each: on a small model two single-threaded
+processes on two cores beat one process with two threads, whose threads spin against each other). Bases are
+pretrained one per process; then each process takes whole targets (a target's runs depend on each other only
+through the learning-rate search and LoRI-S's LoRI-D adapter, both kept inside one process). With workers=1
+everything runs in this process.
+
+Resuming: every finished piece is a file or folder written atomically (see `runs.py`, `bases.py`); a rerun
+with the same --out skips them. A progress bar in this process counts finished runs (learning-rate trials
+included) from the files themselves, every 2 s, with an ETA.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from hellora.study.arms import ordered
+from hellora.study.config import StudyConfig
+from hellora.utils.errors import HelloraError
+from hellora.utils.io import atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+# fields that may change between a run and its resumption (they only add or remove whole runs)
+_ADDITIVE = ("arms", "targets", "base_seeds", "ft_seeds", "workers")
+
+
+def _setup_worker(threads: int) -> None:
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    torch.set_num_threads(threads)
+    logging.getLogger("hellora").setLevel(logging.WARNING)
+    hf_logging.disable_progress_bar()  # per-load bars would bury the study's own progress bar
+
+
+def _accelerator():
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=True)
+
+
+def pretrain_worker(cfg: StudyConfig, out: str, base_seed: int, threads: int = 1) -> dict:
+    """Pretrain (or load) one base and profile every skill's routing on it, for the heatmaps."""
+    from hellora.data import PadCollator, build_tiny_tokenizer
+    from hellora.data.skills import generate_skill_examples
+    from hellora.profiling import profile_experts
+    from hellora.study.bases import base_folder, pretrained_base
+    from hellora.study.toy import skill_features
+
+    _setup_worker(threads)
+    out = Path(out)
+    tokenizer = build_tiny_tokenizer()
+    model, record = pretrained_base(cfg, out, base_seed, tokenizer, _accelerator())
+    folder = base_folder(out, base_seed) / "profiles"
+    collate = PadCollator(0)
+    for skill in cfg.skills + cfg.targets:
+        path = folder / f"{skill}.json"
+        if path.is_file():
+            continue
+        feats = skill_features(tokenizer, generate_skill_examples(skill, 128, seed=3, split="test"))
+        profile_experts(model, [collate(feats[i:i + 64]) for i in range(0, len(feats), 64)],
+                        source={"skill": skill}, model_id="proxy-moe", progress=False).save(path)
+    return record
+
+
+def target_worker(cfg: StudyConfig, out: str, target: str, threads: int = 1) -> None:
+    """Every run of one target: per base, per arm (LoRI-D before LoRI-S): lr search, then all seeds."""
+    from hellora.data import build_tiny_tokenizer
+    from hellora.study.bases import before_scores, pretrained_base, study_data
+    from hellora.study.runs import TargetContext, choose_lr, final_run
+
+    _setup_worker(threads)
+    out = Path(out)
+    for stale in (out / target).glob("**/.*.tmp"):  # left by a killed run: never a finished piece
+        shutil.rmtree(stale, ignore_errors=True)
+    tokenizer = build_tiny_tokenizer()
+    accelerator = _accelerator()
+    data = study_data(cfg, target, tokenizer)
+    contexts = {}
+    for base_seed in cfg.base_seeds:
+        model, _ = pretrained_base(cfg, out, base_seed, tokenizer, accelerator)
+        contexts[base_seed] = TargetContext(cfg, out, target, base_seed, model, data,
+                                            before_scores(cfg, out, target, base_seed, model, data), accelerator)
+    tuning = contexts[cfg.base_seeds[0]]
+    for arm in ordered(cfg.arms):
+        lr = choose_lr(tuning, arm)
+        for base_seed in cfg.base_seeds:
+            for ft_seed in cfg.ft_seeds:
+                final_run(contexts[base_seed], arm, ft_seed, lr)
+
+
+def planned_units(cfg: StudyConfig) -> int:
+    """Runs the study will have finished: lr trials + final runs, over all targets."""
+    from hellora.study.arms import ARMS
+
+    trials = sum(len(cfg.fft_lr_grid if ARMS[a].method == "fft" else cfg.lr_grid) for a in cfg.arms)
+    return len(cfg.targets) * (trials + len(cfg.arms) * len(cfg.base_seeds) * len(cfg.ft_seeds))
+
+
+def finished_units(cfg: StudyConfig, out: Path) -> int:
+    n = 0
+    for target in cfg.targets:
+        for arm in cfg.arms:
+            n += len(list((out / target / "tune" / arm).glob("lr*.json")))
+            n += sum((out / target / "runs" / arm / f"b{b}-s{s}" / "study_run.json").is_file()
+                     for b in cfg.base_seeds for s in cfg.ft_seeds)
+    return n
+
+
+class _Progress:
+    """A tqdm bar over planned runs, refreshed from the output folder by a daemon thread."""
+
+    def __init__(self, cfg: StudyConfig, out: Path, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.cfg, self.out = cfg, out
+        self.bar = tqdm(total=planned_units(cfg), desc="proxy study runs", unit="run", disable=not enabled,
+                        initial=finished_units(cfg, out), smoothing=0.05)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(2.0):
+            self.refresh()
+
+    def refresh(self) -> None:
+        done = finished_units(self.cfg, self.out)
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> "_Progress":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.refresh()
+        self.bar.close()
+
+
+def _check_config(cfg: StudyConfig, out: Path) -> None:
+    """Refuse an --out folder whose finished runs come from another config (except additive fields)."""
+    path = out / "study_config.json"
+    current = {k: v for k, v in asdict(cfg).items() if k not in _ADDITIVE}
+    if path.is_file():
+        saved = read_json(path, "study config")
+        diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        if diff:
+            raise HelloraError(f"{out} holds a study run with another config (field {diff[0]!r} differs); "
+                               f"choose another --out")
+    else:
+        atomic_write_json(path, current)
+
+
+def _map(fn, jobs: list[tuple], workers: int) -> list:
+    if workers <= 1 or len(jobs) <= 1:
+        return [fn(*job) for job in jobs]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+        return list(pool.map(fn, *zip(*jobs)))
+
+
+def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool = True, command: str | None = None) -> dict:
+    """Run (or resume) the whole study into `out_dir`; returns the study.json summary."""
+    from hellora.study.summary import summarise
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_config(cfg, out)
+    start = time.perf_counter()
+    say = print if progress else (lambda *a, **k: None)
+    say(f"pretraining {len(cfg.base_seeds)} base(s) (cached in {out / 'bases'}) ...", flush=True)
+    _map(pretrain_worker, [(cfg, str(out), b, cfg.threads) for b in cfg.base_seeds], cfg.workers)
+    pretrain_s = time.perf_counter() - start
+    say(f"bases ready ({pretrain_s:.0f} s); fine-tuning {len(cfg.targets)} target(s) x {len(cfg.arms)} arms",
+        flush=True)
+    with _Progress(cfg, out, progress):
+        _map(target_worker, [(cfg, str(out), t, cfg.threads) for t in cfg.targets], cfg.workers)
+    wall = time.perf_counter() - start
+    timing = {"this_invocation_s": round(wall, 1), "pretrain_phase_s": round(pretrain_s, 1)}
+    previous = out / "study.json"
+    if previous.is_file():  # a resumed study: keep the total over invocations
+        old = read_json(previous, "study summary").get("timing", {})
+        timing["invocations"] = old.get("invocations", 1) + 1
+    return summarise(cfg, out, timing=timing, command=command, progress=progress)
