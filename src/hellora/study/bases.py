@@ -121,7 +121,7 @@ def warmup_profile(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_
     batch = min(cfg.batch_size, len(sample))
     steps = math.ceil(len(sample) / batch)
     warm = copy.deepcopy(model)
-    attach_adapters(warm, AdapterConfig(method="lora", r=cfg.rank, alpha=2 * cfg.rank, placement="all", seed=ft_seed))
+    attach_adapters(warm, AdapterConfig(method="lora", r=cfg.rank, alpha=2 * cfg.rank, targets="all", seed=ft_seed))
     lr = sorted(cfg.lr_grid)[len(cfg.lr_grid) // 2]
     with ExpertActivationCounter(warm) as counter:
         result = train_steps(warm, sample, steps, lr, batch, accelerator, "warm-up", seed=ft_seed, progress=False)

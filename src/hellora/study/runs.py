@@ -69,7 +69,7 @@ def _adapter_config(ctx: TargetContext, arm: Arm, ft_seed: int) -> AdapterConfig
     if arm.lori_from:
         lori_from = str(run_folder(ctx.out, ctx.target, arm.lori_from, ctx.base_seed, ft_seed) / "adapter")
     return AdapterConfig(method=arm.method, variant=arm.variant, r=ctx.cfg.rank, alpha=2 * ctx.cfg.rank,
-                         placement=arm.placement, seed=ft_seed, lori_from=lori_from)
+                         targets=arm.placement, seed=ft_seed, lori_from=lori_from)
 
 
 def fine_tune(ctx: TargetContext, arm_name: str, ft_seed: int, lr: float):
