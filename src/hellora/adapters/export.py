@@ -16,7 +16,10 @@ LoRA mixture at all.
 for LoRA, DoRA (W' = m (W + sBA) / ||W + sBA||_row) and LoRI (B masked); refused for LoRAMoE, whose
 input-dependent mixing cannot be folded into weights.
 
-Both are built in a temporary folder beside `out` and moved into place whole; an existing `out` is refused.
+Both are built in a temporary folder beside `out` and moved into place whole; an existing `out` is refused
+unless `overwrite`. `export_adapter` is the whole `hellora export` step: it rebuilds the base model the adapter
+records (name, config overrides, tokenizer), refuses a merged export onto a random-weight preset, and copies the
+tokenizer (with its chat template) into a merged folder so `hellora eval --model OUT` works on it alone.
 """
 
 from __future__ import annotations
@@ -45,9 +48,12 @@ from hellora.utils.io import atomic_dir, atomic_write_json
 _PEFT_REMAPPED_NAMES = {"gate_proj", "up_proj", "down_proj", "w1", "w2", "w3", "gate"}
 
 
-def _refuse_nonempty(out: Path) -> None:
-    if out.exists() and any(out.iterdir()):
-        raise HelloraError(f"output folder {out} already exists and is not empty; choose another --out")
+def _refuse_nonempty(out: Path, overwrite: bool = False) -> None:
+    if out.exists() and not out.is_dir():
+        raise HelloraError(f"--out {out} is a file; choose a folder")
+    if not overwrite and out.exists() and any(out.iterdir()):
+        raise HelloraError(f"output folder {out} already exists and is not empty; choose another --out "
+                           f"or pass --overwrite to replace it (nothing was changed)")
 
 
 def _peft_config(model: nn.Module, base_model: str | None):
@@ -109,7 +115,7 @@ def _experts_peft_pair(layer: HotExpertsLoRA, param: str, num_experts: int, tens
 
 
 def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None = None,
-                tensors: dict[str, torch.Tensor] | None = None) -> Path:
+                tensors: dict[str, torch.Tensor] | None = None, overwrite: bool = False) -> Path:
     """Write a stock-PEFT adapter folder for `model`'s hellora adapters.
 
     `tensors` (full parameter name -> tensor) overrides the model's own adapter weights, so the export can run
@@ -154,7 +160,7 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
         saved[f"{name}.lora_A.weight"] = a.contiguous()
         saved[f"{name}.lora_B.weight"] = b.contiguous()
 
-    _refuse_nonempty(out)
+    _refuse_nonempty(out, overwrite)
     with atomic_dir(out) as tmp:
         config.save_pretrained(str(tmp))
         save_file(saved, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
@@ -165,13 +171,64 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
     return out
 
 
-def export_merged(model: nn.Module, out_dir: str | Path, *, safe_serialization: bool = True) -> Path:
-    """Fold the adapters into the base weights (in place) and `save_pretrained` the plain model to `out_dir`."""
+def export_merged(model: nn.Module, out_dir: str | Path, *, safe_serialization: bool = True, tokenizer=None,
+                  overwrite: bool = False) -> Path:
+    """Fold the adapters into the base weights (in place) and `save_pretrained` the plain model to `out_dir`,
+    with `tokenizer` (and its chat template) beside it when given."""
     out = Path(out_dir)
     adapter_state(model)
     check_mergeable(model)  # before anything is written
-    _refuse_nonempty(out)
+    _refuse_nonempty(out, overwrite)
     with atomic_dir(out) as tmp:
         merge_adapters(model)
         model.save_pretrained(str(tmp), safe_serialization=safe_serialization)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
     return out
+
+
+def recorded_model(record: dict, model: str | None = None) -> dict:
+    """The base-model spec an adapter record names: {name, overrides, tokenizer, trust_remote_code}.
+
+    `model` (e.g. `--model`) replaces the recorded name; the recorded overrides then apply only to the same name.
+    """
+    spec = dict(record.get("model") or {})
+    spec.setdefault("name", record.get("base_model"))
+    if model and model != spec.get("name"):
+        spec = {"name": model}
+    if not spec.get("name"):
+        raise HelloraError("the adapter does not name its base model; pass --model")
+    return {"name": spec["name"], "overrides": spec.get("overrides") or {}, "tokenizer": spec.get("tokenizer"),
+            "trust_remote_code": bool(spec.get("trust_remote_code", False))}
+
+
+def export_adapter(adapter: str | Path, fmt: str, out: str | Path, *, model: str | None = None, dtype: str = "auto",
+                   trust_remote_code: bool = False, overwrite: bool = False) -> Path:
+    """`hellora export`: a saved hellora adapter as a stock-PEFT folder (`fmt="peft"`) or merged into its base
+    model (`fmt="merged"`), rebuilding the base model the adapter records (overrides included)."""
+    from hellora.adapters.io import attach_from_record, load_adapter, read_adapter_record, read_adapter_tensors
+    from hellora.models.loading import load_model, load_tokenizer, meta_model
+    from hellora.models.presets import PRESETS
+
+    out = Path(out)
+    _refuse_nonempty(out, overwrite)  # before any model is built
+    record = read_adapter_record(adapter)
+    spec = recorded_model(record, model)
+    trust = trust_remote_code or spec["trust_remote_code"]
+    if fmt == "peft":
+        # PEFT export needs shapes, not weights: build the model on the meta device.
+        overrides = spec["overrides"] if spec["name"] in PRESETS else None  # as training built it
+        net = meta_model(spec["name"], trust_remote_code=trust, overrides=overrides)
+        attach_from_record(net, record, where=f"adapter {adapter}")
+        return export_peft(net, out, base_model=spec["name"], tensors=read_adapter_tensors(adapter),
+                           overwrite=overwrite)
+    if fmt != "merged":
+        raise HelloraError(f"--format: unknown format {fmt!r}; choose peft or merged")
+    if spec["name"] in PRESETS:
+        raise HelloraError(f"adapter {adapter} was trained on preset {spec['name']!r}, an architecture with random "
+                           f"weights: a merged checkpoint of it means nothing; export --format peft, or pass --model "
+                           f"with the pretrained folder")
+    tokenizer = load_tokenizer(spec["tokenizer"] or spec["name"], trust_remote_code=trust)  # before the big load
+    net = load_model(spec["name"], dtype=dtype, trust_remote_code=trust)
+    load_adapter(net, adapter)
+    return export_merged(net, out, tokenizer=tokenizer, overwrite=overwrite)

@@ -30,7 +30,7 @@ from hellora.config import RunConfig, dump_config
 from hellora.data import encode_pairs, get_task, sample_fraction
 from hellora.placement import HotExpertPlacement
 from hellora.profiling import ExpertProfile, profile_experts
-from hellora.train.loop import learning_rate, resolve_steps, train_loop
+from hellora.train.loop import resolve_steps, train_loop
 from hellora.train.warmup import warmup_profile
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, atomic_write_text, folder_lock, read_json
@@ -96,28 +96,23 @@ def check_run_folder(run: Path, config_text: str) -> bool:
 
 
 def load_tokenizer_for(config: RunConfig):
-    name = config.model.tokenizer or config.model.name
-    if name == "tiny":
-        from hellora.data import build_tiny_tokenizer
-
-        return build_tiny_tokenizer()
     from hellora.models.loading import load_tokenizer
 
-    return load_tokenizer(name, trust_remote_code=config.model.trust_remote_code)
+    return load_tokenizer(config.model.tokenizer or config.model.name, trust_remote_code=config.model.trust_remote_code)
 
 
 def load_base_model(config: RunConfig):
-    from hellora.models.loading import DTYPES, load_config, load_model, model_from_config
-    from hellora.models.presets import PRESETS
+    """The recipe's model: pretrained weights, or a preset's architecture at random init (seeded by train.seed)."""
+    from hellora.models.loading import load_model
 
-    if config.model.name in PRESETS:  # architecture only: random init (smoke runs, benchmarks)
-        torch.manual_seed(config.train.seed)
-        hf_config = load_config(config.model.name, overrides=config.model.overrides)
-        if config.model.dtype not in DTYPES:
-            raise HelloraError(f"model.dtype: unknown dtype {config.model.dtype!r}; choose one of {', '.join(DTYPES)}")
-        dtype = DTYPES[config.model.dtype]
-        return model_from_config(hf_config, dtype=torch.float32 if dtype == "auto" else dtype)
-    return load_model(config.model.name, dtype=config.model.dtype, trust_remote_code=config.model.trust_remote_code)
+    return load_model(config.model.name, dtype=config.model.dtype, trust_remote_code=config.model.trust_remote_code,
+                      overrides=config.model.overrides, seed=config.train.seed)
+
+
+def model_spec(config: RunConfig) -> dict:
+    """What rebuilds the run's base model (recorded with the adapter, so export and eval need no --model)."""
+    return {"name": config.model.name, "overrides": dict(config.model.overrides), "tokenizer": config.model.tokenizer,
+            "trust_remote_code": config.model.trust_remote_code, "dtype": config.model.dtype}
 
 
 def build_features(config: RunConfig, tokenizer) -> tuple[list[dict], dict]:
@@ -212,7 +207,7 @@ def _run_training(config: RunConfig, *, progress: bool) -> dict:
             trained.save_pretrained(run / "model")
         else:
             save_adapter(trained, run / "adapter", base_model=config.model.name, overwrite=True,
-                         extra={"run": str(run)})
+                         extra={"run": str(run), "model": model_spec(config)})
     return _finish(config, accelerator.unwrap_model(model), tokenizer, run, recorder, accelerator, progress)
 
 
@@ -271,8 +266,8 @@ def _check_model(config: RunConfig, model, tokenizer) -> None:
                            f"use the model's own tokenizer")
     if config.profile.mode not in ("warmup", "forward", "none"):
         raise HelloraError(f"profile.mode: unknown mode {config.profile.mode!r}; choose warmup, forward or none")
-    learning_rate(0, 1, 1.0, 0.0, config.train.lr_scheduler)  # validates the schedule name
-    sample_fraction([0], config.profile.fraction, 0)  # validates the fraction
+    if config.selection.path:
+        HotExpertPlacement.load(config.selection.path)  # exists and is a placement, before any work
 
 
 def profile_sample(config: RunConfig, features: list[dict], source: dict) -> tuple[list[dict], dict]:
@@ -287,6 +282,14 @@ def _profile_and_select(config, run, model, features, source, accelerator, pad_i
     profile_path, placement_path = run / "profile.json", run / "placement.json"
     if placement_path.is_file():
         return HotExpertPlacement.load(placement_path)
+    if config.selection.path:  # a placement saved by `hellora select`: no profiling
+        placement = HotExpertPlacement.load(config.selection.path)
+        if accelerator.is_main_process:
+            placement.save(placement_path)
+        recorder.step("select", strategy=placement.strategy, k=placement.k, experts=placement.total_experts,
+                      path=str(config.selection.path))
+        accelerator.wait_for_everyone()
+        return placement
     if config.profile.path:
         profile = ExpertProfile.load(config.profile.path)
     elif profile_path.is_file():
