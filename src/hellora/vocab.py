@@ -103,6 +103,7 @@ class TrainTask(Choice):
     CODEALPACA = "codealpaca"
     SAFERPACA = "saferpaca"
     SAFETY = "safety"
+    SKILL = "skill"
 
 
 class EvalTask(Choice):

@@ -5,7 +5,9 @@
 pair per 3D parameter, rank R, for all E experts: A (R*E, in) expert-major, B (out, R*E) rank-major. hellora's
 separate gate and up pairs (rank r each) become one rank-2r pair on `gate_up_proj`, A = [A_gate; A_up] and
 B = blockdiag(B_gate, B_up) placed on the gate and up rows, with alpha doubled so alpha/R is unchanged; cold
-experts get zeros. PEFT then folds the (exact, zero-padded) update into every expert each step, which is fine for
+experts get zeros. Every other parameter target (down_proj, routers, 2D MLP weights) is written at that same rank
+2r, its pair zero-padded (the same update), so only `target_modules` (attention Linears, rank r) need a
+`rank_pattern`: PEFT checks pattern keys against targeted modules only and would warn about parameter keys. PEFT then folds the (exact, zero-padded) update into every expert each step, which is fine for
 inference. A `hellora_placement.json` sidecar keeps the placement.
 
 LoRI-D / LoRI-S export as plain LoRA (B times its mask; PEFT need not know A was frozen). DoRA and LoRAMoE are
@@ -66,19 +68,22 @@ def _peft_config(model: nn.Module, base_model: str | None):
             "DoRA on fused experts and routers (PEFT's target_parameters has no DoRA)"
         raise HelloraError(f"PEFT export: stock PEFT cannot express {what}; keep the hellora adapter"
                            + (" or write a merged checkpoint (--format merged)" if cfg.method != "loramoe" else ""))
+    layers = adapter_layers(model)
+    factor = 2 if any(isinstance(layer, HotExpertsLoRA) for layer in layers.values()) else 1  # gate_up: rank 2r
     modules, parameters, rank_pattern, alpha_pattern = [], [], {}, {}
-    for path, layer in adapter_layers(model).items():
+    for path, layer in layers.items():
         if isinstance(layer, LoRALinear) and path.rsplit(".", 1)[-1] in _PEFT_REMAPPED_NAMES:
             parameters.append(f"{path}.weight")
         elif isinstance(layer, LoRALinear):
             modules.append(path)
+            if factor != 1:
+                rank_pattern[path], alpha_pattern[path] = cfg.r, cfg.alpha
         elif isinstance(layer, RouterLoRA):
             parameters.append(f"{path}.weight")
         elif isinstance(layer, HotExpertsLoRA):
             parameters += [f"{path}.gate_up_proj", f"{path}.down_proj"]
-            rank_pattern[f"{path}.gate_up_proj"] = 2 * cfg.r
-            alpha_pattern[f"{path}.gate_up_proj"] = 2 * cfg.alpha
-    return LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, target_modules=modules or None, target_parameters=parameters,
+    return LoraConfig(r=factor * cfg.r, lora_alpha=factor * cfg.alpha, target_modules=modules or None,
+                      target_parameters=parameters,
                       rank_pattern=rank_pattern, alpha_pattern=alpha_pattern, lora_dropout=0.0, bias="none",
                       base_model_name_or_path=base_model or state.model_id, task_type="CAUSAL_LM")
 
@@ -88,8 +93,17 @@ def _unwrapped_path(peft_module_name: str) -> str:
     return name.replace(".base_layer", "")
 
 
+def _pad_rank(a: torch.Tensor, b: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (r, in), B (out, r) zero-padded to rank `rank`: B @ A is unchanged."""
+    extra = rank - a.shape[0]
+    if extra <= 0:
+        return a, b
+    return torch.cat([a, a.new_zeros(extra, a.shape[1])]), torch.cat([b, b.new_zeros(b.shape[0], extra)], dim=1)
+
+
 def _experts_peft_pair(layer: HotExpertsLoRA, param: str, num_experts: int, tensors) -> tuple[torch.Tensor, ...]:
-    """PEFT (A (R*E, in), B (out, R*E)) of one fused parameter from the hot experts' pairs."""
+    """PEFT (A (R*E, in), B (out, R*E)) of one fused parameter from the hot experts' pairs, R = 2r (down_proj's
+    rank-r pairs zero-padded to it)."""
     layout, r = layer.layout, layer.r
 
     def get(weights, which):
@@ -106,11 +120,11 @@ def _experts_peft_pair(layer: HotExpertsLoRA, param: str, num_experts: int, tens
             b[gate_up_columns(layout, "up"), r:, e] = b_u[slot]
     else:
         a_d, b_d = get("lora_down", "lora_A"), get("lora_down", "lora_B")
-        rank, in_f, out_f = r, layout.intermediate_size, layout.hidden_size
+        rank, in_f, out_f = 2 * r, layout.intermediate_size, layout.hidden_size
         a = torch.zeros(num_experts, rank, in_f)
         b = torch.zeros(out_f, rank, num_experts)
         for slot, e in enumerate(layer.hot_experts):
-            a[e], b[:, :, e] = a_d[slot], b_d[slot]
+            a[e, :r], b[:, :r, e] = a_d[slot], b_d[slot]
     return a.reshape(num_experts * rank, in_f), b.reshape(out_f, rank * num_experts)
 
 
@@ -151,6 +165,7 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
             a, b = _experts_peft_pair(ours, param, ours.layout.num_experts, lambda n: weight(f"{path}.{n}"))
         elif isinstance(ours, (LoRALinear, RouterLoRA)):
             a, b = weight(f"{path}.lora_A").float(), weight(f"{path}.lora_B").float()
+            a, b = _pad_rank(a, b, module.lora_A["default"].weight.shape[0])
         else:
             raise HelloraError(f"PEFT export: no hellora adapter for PEFT layer {path} ({param})")
         expect_a, expect_b = module.lora_A["default"].weight.shape, module.lora_B["default"].weight.shape
