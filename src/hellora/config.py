@@ -109,7 +109,7 @@ class TrainConfig:
     mixed_precision: str = "auto"       # auto (bf16 on CUDA, none on CPU) | bf16 | fp16 | no
     gradient_checkpointing: bool = False
     logging_steps: int = 10
-    save_steps: int = 50
+    save_steps: int = 50                # checkpoint every N optimizer steps (0: never)
     save_total_limit: int = 2
     report_to: list = field(default_factory=list)  # tensorboard, wandb (through accelerate trackers)
 
@@ -126,8 +126,8 @@ class TrainConfig:
         check(self.mixed_precision in MIXED_PRECISION, "train.mixed_precision",
                f"choose one of {', '.join(MIXED_PRECISION)}", self.mixed_precision)
         positive_int(self.logging_steps, "train.logging_steps")
-        positive_int(self.save_steps, "train.save_steps")
-        positive_int(self.save_total_limit, "train.save_total_limit")
+        positive_int(self.save_steps, "train.save_steps", minimum=0)  # 0: no checkpoints
+        positive_int(self.save_total_limit, "train.save_total_limit", minimum=0)  # 0: keep every checkpoint
 
 
 @dataclass
