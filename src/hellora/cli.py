@@ -453,10 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    # key=value overrides may come after options too (`hellora sweep S.yaml --dry-run a.b=1`), which argparse's
-    # positional `overrides` alone does not allow once an option has been seen
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     args, extra = parser.parse_known_args(argv)
     if extra:
         if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
@@ -467,6 +464,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.config:  # `hellora proxy STUDY.yaml`, like `hellora train RECIPE.yaml`
             parser.error(f"proxy: give the study config once (positional {args.overrides[0]} or --config)")
         args.config = args.overrides.pop(0)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    argv = [a for a in argv if a != "--debug"]
+    # key=value overrides may come after options too (`hellora sweep S.yaml --dry-run a.b=1`), which argparse's
+    # positional `overrides` alone does not allow once an option has been seen
+    try:  # argparse exits on a bad flag or after --help: return its status instead (main is also called in-process)
+        args = _parse(parser, argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
+    args.debug = debug
     setup_logging(args.verbose)
     where = f"hellora {args.command}"
     try:
