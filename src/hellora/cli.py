@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="step time and peak memory: frozen / hellora / lora / PEFT, side by side")
     p.add_argument("--model", default="olmoe-1b-7b", help="preset or config folder (weights are random)")
     p.add_argument("--layers", type=int, default=4, help="decoder layers to keep (0: all)")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=8, help="sequences per step")
     p.add_argument("--seq", type=int, default=512)
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the router's top-k)")

@@ -197,3 +197,11 @@ def test_peft_export_of_a_preset_run_with_overrides_rebuilds_the_same_model(prep
                  "--out", str(tmp_path / "peft")]) == 0
     config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "olmoe-1b-7b"
+
+
+def test_eval_loading_rebuilds_a_preset_run_with_its_overrides_and_tokenizer(prepared):
+    from hellora.models.loading import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer("olmoe-1b-7b", adapter=str(prepared / "preset-adapter"),
+                                                dtype="float32", device="cpu")
+    assert model.config.num_hidden_layers == 1 and len(tokenizer) == 104
