@@ -24,7 +24,7 @@ from pathlib import Path
 
 from hellora import __version__
 from hellora.cli_support import (COMMON_HELP, STRATEGY_HELP, Parser, fill_help, flags, need_file, refuse_existing,
-                                 replacing_run, resume_hint, setup_logging)
+                                 replacing_run, run)
 from hellora.utils.errors import HelloraError
 
 log = logging.getLogger("hellora")
@@ -453,57 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
-            args.overrides = [*args.overrides, *extra]
-        else:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command == "proxy" and args.overrides and "=" not in args.overrides[0]:
-        if args.config:  # `hellora proxy STUDY.yaml`, like `hellora train RECIPE.yaml`
-            parser.error(f"proxy: give the study config once (positional {args.overrides[0]} or --config)")
-        args.config = args.overrides.pop(0)
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
-    argv = [a for a in argv if a != "--debug"]
-    # key=value overrides may come after options too (`hellora sweep S.yaml --dry-run a.b=1`), which argparse's
-    # positional `overrides` alone does not allow once an option has been seen
-    try:  # argparse exits on a bad flag or after --help: return its status instead (main is also called in-process)
-        args = _parse(parser, argv)
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 2
-    args.debug = debug
-    setup_logging(args.verbose)
-    where = f"hellora {args.command}"
-    try:
-        args.func(args)
-    except HelloraError as e:
-        if args.debug:
-            raise
-        print(f"{where}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{where}: interrupted{resume_hint(args)}", file=sys.stderr)
-        return 130
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
-        if args.debug:
-            raise
-        print(f"{where}: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
-        return 2
-    except Exception as e:  # a bug, not a user error: one line, the traceback on request
-        if args.debug:
-            raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        print(f"{where}: unexpected error: {type(e).__name__}: {first}{resume_hint(args)} "
-              f"(rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
-    return 0
+    """Parse `argv`, run the command; errors become one line on stderr and an exit status (see cli_support.run)."""
+    return run(build_parser(), sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

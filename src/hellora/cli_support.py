@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from hellora.utils.errors import HelloraError
@@ -147,3 +148,58 @@ def resume_hint(args) -> str:
     return "; nothing half-written was left (outputs are written whole)"
 
 
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """argparse, plus `key=value` overrides after options (`hellora sweep S.yaml --dry-run a.b=1`, which a
+    positional `overrides` alone rejects) and `hellora proxy STUDY.yaml` (like `hellora train RECIPE.yaml`)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "proxy" and args.overrides and "=" not in args.overrides[0]:
+        if args.config:  # `hellora proxy STUDY.yaml`, like `hellora train RECIPE.yaml`
+            parser.error(f"proxy: give the study config once (positional {args.overrides[0]} or --config)")
+        args.config = args.overrides.pop(0)
+    return args
+
+
+def run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    """Parse and run one command. A user error (`HelloraError`, a missing file, a bad flag) prints one line and
+    returns 2; Ctrl-C returns 130 with how to resume; anything else is a bug: one line and status 1. `--debug`
+    (anywhere on the line) re-raises instead, with the traceback."""
+    argv = list(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:  # argparse exits on a bad flag or after --help: return its status instead (main is also called in-process)
+        args = parse(parser, argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
+    args.debug = debug
+    setup_logging(args.verbose)
+    where = f"hellora {args.command}"
+    try:
+        args.func(args)
+    except HelloraError as e:
+        if debug:
+            raise
+        print(f"{where}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted{resume_hint(args)}", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        if debug:
+            raise
+        print(f"{where}: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug, not a user error: one line, the traceback on request
+        if debug:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"{where}: unexpected error: {type(e).__name__}: {first}{resume_hint(args)} "
+              f"(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+    return 0
