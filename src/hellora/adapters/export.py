@@ -8,7 +8,8 @@ B = blockdiag(B_gate, B_up) placed on the gate and up rows, with alpha doubled s
 experts get zeros. Every other parameter target (down_proj, routers, 2D MLP weights) is written at that same rank
 2r, its pair zero-padded (the same update), so only `target_modules` (attention Linears, rank r) need a
 `rank_pattern`: PEFT checks pattern keys against targeted modules only and would warn about parameter keys.
-PEFT then folds the (exact, zero-padded) update into every expert each step, which is fine for inference. A `hellora_placement.json` sidecar keeps the placement.
+PEFT then folds the (exact, zero-padded) update into every expert each step, which is fine for inference.
+A `hellora_placement.json` sidecar keeps the placement.
 
 LoRI-D / LoRI-S export as plain LoRA (B times its mask; PEFT need not know A was frozen). DoRA and LoRAMoE are
 refused: PEFT's `target_parameters` (how fused experts and routers are reached) has no DoRA, and PEFT has no
