@@ -35,7 +35,18 @@ def _seed():
     torch.manual_seed(1234)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "full_datasets: needs the full datasets of ../shared/datasets "
+                            "(or $HELLORA_DATASETS), not the small fixtures of tests/assets")
+
+
 def pytest_collection_modifyitems(config, items):
+    if not HAS_FULL_DATASETS:
+        no_data = pytest.mark.skip(reason=f"needs the full datasets, not found at {FULL_DATASETS_DIR} "
+                                          "(set HELLORA_DATASETS); tests/assets holds only small fixtures")
+        for item in items:
+            if "full_datasets" in item.keywords:
+                item.add_marker(no_data)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
@@ -45,8 +56,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 # The real datasets live in the project's sibling shared/datasets/ folder (read in place, never copied);
-# HELLORA_DATASETS points elsewhere.
-DATASETS = Path(os.environ.get("HELLORA_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
+# HELLORA_DATASETS points elsewhere. Without them (a fresh clone) the tests read the small fixtures in
+# tests/assets/datasets/ (same layout and formats, a few dozen rows each), and tests marked `full_datasets`
+# (row counts, byte-exact known records) are skipped with the reason.
+ASSET_DATASETS = Path(__file__).resolve().parent / "assets" / "datasets"
+FULL_DATASETS_DIR = Path(os.environ.get("HELLORA_DATASETS",
+                                        Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
+HAS_FULL_DATASETS = (FULL_DATASETS_DIR / "gsm8k" / "train.jsonl").is_file()
+DATASETS = FULL_DATASETS_DIR if HAS_FULL_DATASETS else ASSET_DATASETS
 GSM8K = str(DATASETS / "gsm8k" / "train.jsonl")
 
 

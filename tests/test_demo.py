@@ -21,3 +21,24 @@ def test_demo_small_is_deterministic_and_writes_its_files(tmp_path):
     saved = json.loads((tmp_path / "a" / "demo.json").read_text())
     assert saved["target"] == "upper" and len(saved["hot_experts"]) == 2
     assert "HELLoRA" in format_demo_report(saved)
+
+
+def test_demo_saves_its_model_tokenizer_and_data_for_the_other_commands(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hellora.data.tasks import get_task
+
+    report = run_demo(tmp_path / "d", DemoConfig(**SMALL), progress=False)
+    folder = tmp_path / "d" / "base-model"
+    assert report["base_model"] == str(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert model.config.model_type == "olmoe" and len(tokenizer) == model.config.vocab_size
+    ids = torch.tensor([tokenizer("ab")["input_ids"]])
+    assert model(ids).logits.shape == (1, 2, model.config.vocab_size)
+    assert set(report["data"]) == {"upper-train", "copy-test", "upper-test"}
+    train = get_task("skill").load(report["data"]["upper-train"])
+    assert len(train) == SMALL["finetune_examples"] and {"prompt", "answer"} <= set(train[0])
+    prompt, target = get_task("skill").format(train[0])
+    assert (prompt, target) == (train[0]["prompt"], train[0]["answer"])

@@ -8,7 +8,10 @@
     hellora compare profile_10pct.json profile_full.json
     hellora export  --adapter runs/x/adapter --format peft --out runs/x/peft
 
-Errors in the user's input (`HelloraError`) print one line and exit with status 2, with no traceback.
+Each subcommand parses its flags and calls one library function. Errors in the user's input (`HelloraError`, a
+missing file, a bad flag) print one line and exit with status 2; an unexpected error prints one line and exit
+status 1; `--debug` shows the traceback. Every command that writes refuses an existing output before doing any
+work, unless `--overwrite` is given. Imports are lazy, so commands that need no torch start quickly.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
+from hellora import __version__
+from hellora.cli_support import (COMMON_HELP, STRATEGY_HELP, Parser, fill_help, flags, need_file, refuse_existing,
+                                 replacing_run, run)
 from hellora.utils.errors import HelloraError
 
 log = logging.getLogger("hellora")
-
 
 def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2))
@@ -29,17 +35,14 @@ def _print_json(obj) -> None:
 
 def _key_values(items: list[str], what: str) -> dict:
     """`key=value` strings -> dict with YAML-typed values."""
-    import yaml
+    from hellora.utils.yaml_values import parse_value
 
     values = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise HelloraError(f"{what} {item!r}: expected key=value")
-        try:
-            values[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            values[key] = value
+        values[key] = parse_value(value)
     return values
 
 
@@ -89,10 +92,20 @@ def cmd_flops(args) -> None:
 
 
 def cmd_profile(args) -> None:
+    import os
+
     from hellora.config import load_run_config
     from hellora.train.pipeline import profile_only
 
-    profile = profile_only(load_run_config(args.recipe, args.overrides), args.out, progress=not args.no_progress)
+    config = load_run_config(args.recipe, args.overrides)
+    refuse_existing(args.out, args.overwrite)
+    out = Path(args.out)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # replaced onto --out only when complete
+    try:
+        profile = profile_only(config, tmp, progress=not args.no_progress)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     shares = profile.top_k_share()
     print(f"{args.out}: {len(profile.layers)} MoE layers, {profile.tokens[0] if profile.tokens else 0} tokens; "
           f"top-{profile.top_k} experts hold {100 * sum(shares.values()) / len(shares):.1f}% of assignments per layer")
@@ -101,8 +114,9 @@ def cmd_profile(args) -> None:
 def cmd_select(args) -> None:
     from hellora.profiling.profile import ExpertProfile
 
-    profile = ExpertProfile.load(args.profile)
-    placement = profile.select(args.strategy, args.k, seed=args.seed, p=args.p)
+    need_file(args.profile, "--profile")
+    refuse_existing(args.out, args.overwrite)
+    placement = ExpertProfile.load(args.profile).select(args.strategy, args.k, seed=args.seed, p=args.p)
     placement.save(args.out)
     sizes = sorted({len(v) for v in placement.experts.values()})
     print(f"{args.out}: {placement.strategy} placement, {placement.total_experts} experts over "
@@ -112,6 +126,8 @@ def cmd_select(args) -> None:
 def cmd_compare(args) -> None:
     from hellora.profiling.profile import ExpertProfile, compare_profiles
 
+    need_file(args.profile, "profile")
+    need_file(args.reference, "reference")
     result = compare_profiles(ExpertProfile.load(args.profile), ExpertProfile.load(args.reference), k=args.k)
     if args.json:
         _print_json(result)
@@ -120,23 +136,10 @@ def cmd_compare(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from hellora.adapters.export import export_merged, export_peft
-    from hellora.adapters.io import attach_from_record, load_adapter, read_adapter_record, read_adapter_tensors
-    from hellora.models.loading import load_model, meta_model
+    from hellora.adapters.export import export_adapter
 
-    record = read_adapter_record(args.adapter)
-    model_ref = args.model or record.get("base_model")
-    if not model_ref:
-        raise HelloraError(f"adapter {args.adapter} does not name its base model; pass --model")
-    if args.format == "peft":
-        # PEFT export needs shapes, not weights: build the model on the meta device.
-        model = meta_model(model_ref, trust_remote_code=args.trust_remote_code)
-        attach_from_record(model, record, where=f"adapter {args.adapter}")
-        out = export_peft(model, args.out, base_model=model_ref, tensors=read_adapter_tensors(args.adapter))
-    else:
-        model = load_model(model_ref, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-        load_adapter(model, args.adapter)
-        out = export_merged(model, args.out)
+    out = export_adapter(args.adapter, args.format, args.out, model=args.model, dtype=args.dtype,
+                         trust_remote_code=args.trust_remote_code, overwrite=args.overwrite)
     print(f"wrote {args.format} export to {out}")
 
 
@@ -145,6 +148,7 @@ def cmd_demo(args) -> None:
 
     from hellora.demo.run import DemoConfig, run_demo
 
+    refuse_existing(args.out, args.overwrite)
     if args.threads:
         torch.set_num_threads(args.threads)
     run_demo(args.out, DemoConfig(seed=args.seed), progress=True)
@@ -180,6 +184,7 @@ def cmd_doctor(args) -> None:
 def cmd_report(args) -> None:
     from hellora.report.tables import write_report
 
+    refuse_existing(args.out, args.overwrite)
     path = write_report(args.runs, args.out)
     print(path.read_text() if not args.quiet else path)
 
@@ -220,30 +225,20 @@ def cmd_train(args) -> None:
     from hellora.train.pipeline import run_training
 
     config = load_run_config(args.recipe, args.overrides)
-    result = run_training(config, progress=not args.no_progress, restart_from_checkpoint=args.restart_from_checkpoint)
+    config.resolved()  # every default filled and checked before any work
+    with replacing_run(Path(config.output_dir), args.overwrite):
+        result = run_training(config, progress=not args.no_progress,
+                              restart_from_checkpoint=args.restart_from_checkpoint)
     train = result["steps"].get("train", {})
     print(f"finished: {config.output_dir}  steps={train.get('steps')}  final loss={train.get('final_loss')}  "
           f"samples/s={train.get('samples_per_s')}")
 
 
 def _model_and_tokenizer(args):
-    from hellora.adapters.io import load_adapter
-    from hellora.models.loading import load_model, load_tokenizer
+    from hellora.models.loading import load_model_and_tokenizer
 
-    model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-    if args.adapter:
-        load_adapter(model, args.adapter)
-    if args.tokenizer == "tiny":
-        from hellora.data import build_tiny_tokenizer
-
-        tokenizer = build_tiny_tokenizer()
-    else:
-        tokenizer = load_tokenizer(args.tokenizer or args.model, trust_remote_code=args.trust_remote_code)
-    import torch
-
-    if torch.cuda.is_available():
-        model.to("cuda")
-    return model, tokenizer
+    return load_model_and_tokenizer(args.model, tokenizer=args.tokenizer, adapter=args.adapter, dtype=args.dtype,
+                                    trust_remote_code=args.trust_remote_code)
 
 
 def _data_paths(items: list[str], tasks: list[str]) -> dict[str, str | None]:
@@ -319,41 +314,46 @@ def cmd_eval(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hellora", description="Hot-expert LoRA for Mixture-of-Experts models")
+    from hellora.vocab import Method, Strategy, Targets, Variant
+
+    parser = Parser(prog="hellora", description="Hot-expert LoRA for Mixture-of-Experts models")
+    parser.add_argument("--version", action="version", version=f"hellora {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     p = sub.add_parser("params", help="trainable / total parameters of a method on a model (offline)")
     p.add_argument("--model", required=True, help="preset (olmoe-1b-7b, mixtral-8x7b, deepseek-moe-16b, "
                    "qwen3-30b-a3b), local folder or hub id")
-    p.add_argument("--method", choices=["lora", "hellora", "loramoe", "fft"], default="hellora")
-    p.add_argument("--variant", choices=["none", "dora", "lori_d", "lori_s"], default="none",
+    p.add_argument("--method", choices=Method.values(), default="hellora", help="what is trained")
+    p.add_argument("--variant", choices=Variant.values(), default="none",
                    help="DoRA or LoRI on top of lora/hellora (hellora + lori_* = HELLoRI)")
     p.add_argument("--lori-density", type=float, default=0.1, help="share of B entries LoRI-S trains")
-    p.add_argument("--loramoe-experts", type=int, default=6)
+    p.add_argument("--loramoe-experts", type=int, default=6, help="LoRA experts per adapted Linear (LoRAMoE)")
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the paper's k for a preset, "
                    "else the router's top-k)")
     p.add_argument("--rank", type=int, default=None, help="LoRA rank (default 32; LoRAMoE 4)")
-    p.add_argument("--alpha", type=float, default=64.0)
-    p.add_argument("--placement", choices=["pure", "gate", "all"], default="all")
-    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--alpha", type=float, default=64.0, help="LoRA scaling numerator (update = alpha/r * BA)")
+    p.add_argument("--placement", choices=Targets.values(), default="all",
+                   help="pure: experts only; gate: + router; all: + attention")
     p.add_argument("--gpus", type=int, default=None, help="also estimate memory per GPU for this many GPUs")
     p.add_argument("--fsdp", action="store_true", help="the memory estimate shards the frozen base (train.fsdp)")
     p.add_argument("--batch", type=int, default=1, help="memory estimate: sequences per GPU at once (micro-batch)")
     p.add_argument("--seq", type=int, default=2048, help="memory estimate: tokens per sequence")
-    p.add_argument("--json", action="store_true")
+    flags(p, "remote", "json")
     p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("demo", help="the whole method on a tiny MoE trained in-process on CPU (no network)")
-    p.add_argument("--out", default="hellora-demo", help="where demo.json and expert_heatmap.png go")
-    p.add_argument("--seed", type=int, default=0)
+    flags(p, "out", out_help="folder for demo.json, expert_heatmap.png, base-model/ and data/")
+    p.set_defaults(out="hellora-demo")
+    p.add_argument("--seed", type=int, default=0, help="seed of data, model and training")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="step time and peak memory: frozen / hellora / lora / PEFT, side by side")
     p.add_argument("--model", default="olmoe-1b-7b", help="preset or config folder (weights are random)")
     p.add_argument("--layers", type=int, default=4, help="decoder layers to keep (0: all)")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=8, help="sequences per step")
     p.add_argument("--seq", type=int, default=512)
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the router's top-k)")
@@ -380,9 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="run a paper table: base recipe x override sets x seeds (recipes/paper/)")
     p.add_argument("sweep", help="sweep YAML (see recipes/paper/)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run")
+    p.add_argument("overrides", nargs="*", default=[], help="key=value overrides applied to every run")
     p.add_argument("--dry-run", action="store_true", help="print the runs, train nothing")
-    p.add_argument("--no-progress", action="store_true")
+    flags(p, "progress")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("proxy", help="the proxy study: pretrain small MoEs on skills, compare placements with seeds and tests")
@@ -394,16 +394,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="markdown tables and PNG figures from saved run folders")
     p.add_argument("runs", nargs="+", help="run folders written by hellora train")
-    p.add_argument("--out", default="report", help="folder for report.md and the figures")
+    flags(p, "out", out_help="folder for report.md and the figures")
+    p.set_defaults(out="report")
     p.add_argument("--quiet", action="store_true", help="print only the report's path")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("train", help="profile -> select -> attach -> train -> save, from a YAML recipe")
-    p.add_argument("recipe", help="YAML recipe (see recipes/)")
-    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.epochs=1 adapter.r=16")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("recipe", help="YAML recipe (see recipes/; recipes/cpu/ runs on the demo's model)")
+    p.add_argument("overrides", nargs="*", default=[], help="section.key=value overrides, e.g. train.epochs=1 "
+                   "train.learning_rate=2e-4")
+    p.add_argument("--overwrite", action="store_true", help="start over: replace a finished or different run in "
+                   "output_dir (an unfinished run of the same config resumes without it)")
     p.add_argument("--restart-from-checkpoint", action="store_true", help="continue an unfinished run from its last "
                    "checkpoint with a changed train.learning_rate, max_grad_norm or warmup_ratio (recorded in run.json)")
+    flags(p, "progress")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate on GSM8K / HumanEval / HEx-PHI / AdvBench, or score HumanEval samples")
@@ -437,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="preset, local folder or hub id (config only)")
     p.add_argument("--profile", help="profile.json with the task's routing counts (default: uniform routing)")
     p.add_argument("--methods", default="lora,hellora", help="comma-separated: lora, hellora, loramoe")
-    p.add_argument("--strategy", default="layer", help="selection strategy for hellora")
+    p.add_argument("--strategy", default="layer", choices=Strategy.values(), help=STRATEGY_HELP)
     p.add_argument("--convention", choices=["exact", "paper"], default="exact",
                    help="exact: the adapters as they run; paper: Table 3's convention (docs/evaluation.md)")
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the paper's k for a preset, "
@@ -449,59 +453,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profile", help="forward-only routing counts of a recipe's model on a fraction of its data")
     p.add_argument("recipe", help="YAML recipe (model, data, profile.fraction / seed)")
-    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
-    p.add_argument("--out", required=True, help="profile.json to write")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*", default=[], help="section.key=value overrides")
+    flags(p, "out", "progress", out_help="profile.json to write", out_required=True)
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("select", help="choose hot experts from a profile")
-    p.add_argument("--profile", required=True)
-    p.add_argument("--strategy", default="layer",
-                   choices=["layer", "model", "cold", "random", "coverage", "entropy", "all"])
+    p.add_argument("--profile", required=True, help="profile.json (from hellora profile or a run folder)")
+    p.add_argument("--strategy", default="layer", choices=Strategy.values(), help=STRATEGY_HELP)
     p.add_argument("--k", type=int, default=None, help="experts per layer (default: the router's top-k)")
     p.add_argument("--p", type=float, default=0.5, help="mass to reach for --strategy coverage")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0, help="seed of --strategy random")
+    flags(p, "out", out_help="placement.json to write (train on it with selection.path=FILE)", out_required=True)
     p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("compare", help="Jaccard overlap and coverage of two profiles' hot sets")
-    p.add_argument("profile")
-    p.add_argument("reference")
-    p.add_argument("--k", type=int, default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("profile", help="profile.json to compare")
+    p.add_argument("reference", help="profile.json to compare against (e.g. the full-data profile)")
+    p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the router's top-k)")
+    flags(p, "json")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("export", help="export an adapter for stock PEFT, or merged into the base weights")
-    p.add_argument("--adapter", required=True)
-    p.add_argument("--format", choices=["peft", "merged"], required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--adapter", required=True, help="adapter folder (a run's adapter/)")
+    p.add_argument("--format", choices=["peft", "merged"], required=True,
+                   help="peft: a stock-PEFT adapter folder; merged: the base model with the update folded in")
+    flags(p, "out", out_help="folder to write", out_required=True)
     p.add_argument("--model", default=None, help="base model (default: the one the adapter records)")
-    p.add_argument("--dtype", default="auto")
-    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--dtype", default="auto", help=COMMON_HELP["--dtype"] + " (merged)")
+    flags(p, "remote")
     p.set_defaults(func=cmd_export)
+    fill_help(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    # key=value overrides may come after options too (`hellora sweep S.yaml --dry-run a.b=1`), which argparse's
-    # positional `overrides` alone does not allow once an option has been seen
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
-            args.overrides = [*args.overrides, *extra]
-        else:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        args.func(args)
-    except HelloraError as e:
-        print(f"hellora {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+    """Parse `argv`, run the command; errors become one line on stderr and an exit status (see cli_support.run)."""
+    return run(build_parser(), sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

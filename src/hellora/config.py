@@ -3,8 +3,11 @@
     config = load_run_config("recipes/olmoe-1b-7b/gsm8k-hellora.yaml", ["train.epochs=1", "selection.k=4"])
 
 A recipe is YAML whose top-level sections mirror `RunConfig`. Overrides use dotted paths and YAML values
-(`train.learning_rate=2e-4`, `model.overrides={num_hidden_layers: 4}`). Unknown sections or keys, wrong types and
-bad values raise `HelloraError` naming the file, the key and, for YAML syntax errors, the line.
+(`train.learning_rate=2e-4`, `model.overrides={num_hidden_layers: 4}`); numbers are read as people type them
+(`2e-4`, `1E-3`, `.5`: see `hellora.utils.yaml_values`). Each section checks its own fields in `__post_init__`
+(choices against `hellora.vocab`, signs and ranges), so a whole config is validated before any work starts.
+Unknown sections or keys, wrong types and bad values raise `HelloraError` naming the key and where its value came
+from: the recipe file and line, or the command-line override.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from pathlib import Path
 import yaml
 
 from hellora.adapters.config import AdapterConfig
+from hellora.utils.checks import check, number, positive_int
 from hellora.utils.errors import HelloraError
-from hellora.vocab import CHOICES
+from hellora.utils.yaml_values import key_lines, load_yaml, parse_value
+from hellora.vocab import CHOICES, EvalTask, ProfileMode, Scheduler, Strategy, TrainTask
 
 # Table 7 of the paper: (PEFT learning rate, full fine-tuning learning rate, epochs) per task family.
 PAPER_SCHEDULE = {
@@ -27,6 +32,8 @@ PAPER_SCHEDULE = {
     "safety": (4e-4, 2e-5, 1),
 }
 PAPER_BATCH = {"peft": 128, "fft": 256}
+MODEL_DTYPES = ("bfloat16", "float16", "float32", "auto", "bf16", "fp16", "fp32")
+MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
 
 
 @dataclass
@@ -37,6 +44,11 @@ class ModelConfig:
     overrides: dict = field(default_factory=dict)  # config fields to change (e.g. fewer layers for a smoke run)
     tokenizer: str | None = None       # default: the model's; "tiny" = hellora's in-process character tokenizer
 
+    def __post_init__(self) -> None:
+        check(isinstance(self.name, str) and self.name.strip() != "", "model.name",
+               "give a preset, a local folder or a hub id", self.name)
+        check(self.dtype in MODEL_DTYPES, "model.dtype", f"choose one of {', '.join(MODEL_DTYPES)}", self.dtype)
+
 
 @dataclass
 class DataConfig:
@@ -46,6 +58,12 @@ class DataConfig:
     limit: int | None = None           # use only the first N training records
     max_length: int = 512
     max_prompt_length: int = 256
+
+    def __post_init__(self) -> None:
+        self.task = str(TrainTask.parse(self.task, "data.task"))
+        positive_int(self.limit, "data.limit", optional=True)
+        positive_int(self.max_length, "data.max_length", minimum=2)
+        positive_int(self.max_prompt_length, "data.max_prompt_length")
 
 
 @dataclass
@@ -59,13 +77,24 @@ class ProfileConfig:
     stable_window: int = 4             # ... unchanged over this many batches (warm-up: optimizer steps)
     stable_jaccard: float = 1.0        # ... "unchanged": Jaccard of hot sets at least this
 
+    def __post_init__(self) -> None:
+        self.mode = str(ProfileMode.parse(self.mode, "profile.mode"))
+        number(self.fraction, "profile.fraction", low=0.0, high=1.0, low_open=True)
+        positive_int(self.batch_size, "profile.batch_size")
+
 
 @dataclass
 class SelectionConfig:
-    strategy: str = "layer"            # layer | model | cold | random | coverage | entropy
+    strategy: str = "layer"            # one of hellora.vocab.Strategy (layer | model | cold | random | ...)
     k: int | None = None               # hot experts per layer (default: the router's top-k)
     seed: int = 0
     p: float = 0.5                     # coverage strategy: mass to reach
+    path: str | None = None            # train on a saved placement.json (from `hellora select`); no profiling
+
+    def __post_init__(self) -> None:
+        self.strategy = str(Strategy.parse(self.strategy, "selection.strategy"))
+        positive_int(self.k, "selection.k", optional=True)
+        number(self.p, "selection.p", low=0.0, high=1.0, low_open=True)
 
 
 @dataclass
@@ -84,9 +113,25 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     fsdp: bool = False                  # shard the frozen base over the processes (torch FSDP2, train/fsdp.py)
     logging_steps: int = 10
-    save_steps: int = 50
+    save_steps: int = 50                # checkpoint every N optimizer steps (0: never)
     save_total_limit: int = 2
     report_to: list = field(default_factory=list)  # tensorboard, wandb (through accelerate trackers)
+
+    def __post_init__(self) -> None:
+        number(self.learning_rate, "train.learning_rate", low=0.0, high=1.0, low_open=True, optional=True)
+        number(self.epochs, "train.epochs", low=0.0, low_open=True, optional=True)
+        positive_int(self.batch_size, "train.batch_size", optional=True)
+        positive_int(self.micro_batch_size, "train.micro_batch_size")
+        number(self.weight_decay, "train.weight_decay", low=0.0)
+        number(self.warmup_ratio, "train.warmup_ratio", low=0.0, high=1.0, high_open=True)
+        self.lr_scheduler = str(Scheduler.parse(self.lr_scheduler, "train.lr_scheduler"))
+        positive_int(self.max_steps, "train.max_steps", optional=True)
+        number(self.max_grad_norm, "train.max_grad_norm", low=0.0, low_open=True)
+        check(self.mixed_precision in MIXED_PRECISION, "train.mixed_precision",
+               f"choose one of {', '.join(MIXED_PRECISION)}", self.mixed_precision)
+        positive_int(self.logging_steps, "train.logging_steps")
+        positive_int(self.save_steps, "train.save_steps", minimum=0)  # 0: no checkpoints
+        positive_int(self.save_total_limit, "train.save_total_limit", minimum=0)  # 0: keep every checkpoint
 
 
 @dataclass
@@ -99,6 +144,15 @@ class EvalConfig:
     max_new_tokens: int | None = None           # default: the protocol's (lori: 512)
     num_samples: int | None = None              # HumanEval samples per problem (paper: 20)
     protocol: str = "lori"                      # eval protocol (hellora.eval.protocols; docs/evaluation.md)
+
+    def __post_init__(self) -> None:
+        self.tasks = [str(EvalTask.parse(t, "eval.tasks")) for t in self.tasks]
+        unknown = sorted(set(self.data) - set(EvalTask.values()))
+        check(not unknown, "eval.data", f"keys are eval tasks ({', '.join(EvalTask.values())})", unknown)
+        positive_int(self.limit, "eval.limit", optional=True)
+        positive_int(self.batch_size, "eval.batch_size")
+        positive_int(self.max_new_tokens, "eval.max_new_tokens", optional=True)
+        positive_int(self.num_samples, "eval.num_samples", optional=True)
 
 
 @dataclass
@@ -165,53 +219,62 @@ def _check_type(value, annotation, where: str):
     raise HelloraError(f"{where}: expected {text}, got {value!r}")
 
 
-def _build_section(name: str, values: dict, where: str):
+def _build_section(name: str, values: dict, where: str, sources: dict | None = None):
     cls = _section_class(name)
+    sources = sources or {}
     if not isinstance(values, dict):
-        raise HelloraError(f"{where}: section {name!r} must be a mapping of keys to values")
+        raise HelloraError(f"{sources.get(name, where)}: section {name!r} must be a mapping of keys to values")
     if hasattr(cls, "upgrade_keys"):  # renamed keys read under their new names
-        values = cls.upgrade_keys(values, f"{where}: {name}")
+        values = cls.upgrade_keys(values, f"{sources.get(name, where)}: {name}")
     known = {f.name: f for f in fields(cls)}
     for key in values:
         if key not in known:
-            raise HelloraError(f"{where}: unknown key {name}.{key}; known keys: {', '.join(sorted(known))}")
-    typed = {key: _check_type(value, known[key].type, f"{where}: {name}.{key}") for key, value in values.items()}
+            raise HelloraError(f"{sources.get(f'{name}.{key}', where)}: unknown key {name}.{key}; "
+                               f"known keys: {', '.join(sorted(known))}")
+    typed = {key: _check_type(value, known[key].type, f"{sources.get(f'{name}.{key}', where)}: {name}.{key}")
+             for key, value in values.items()}
     try:
         return cls(**typed)
     except HelloraError as e:
-        raise HelloraError(f"{where}: {e}") from None
+        field_name = str(e).split(":", 1)[0].strip()  # section checks start their message with the field
+        raise HelloraError(f"{sources.get(field_name, where)}: {e}") from None
 
 
-def config_from_dict(data: dict, where: str = "config") -> RunConfig:
+def config_from_dict(data: dict, where: str = "config", sources: dict | None = None) -> RunConfig:
+    """Raw recipe dict -> validated `RunConfig`. `sources` maps dotted keys to where their value was written
+    ("recipe r.yaml line 7", "override train.learning_rate=-1"), used in error messages instead of `where`."""
     if not isinstance(data, dict):
         raise HelloraError(f"{where}: a recipe must be a YAML mapping of sections")
+    sources = sources or {}
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
-        raise HelloraError(f"{where}: unknown section {unknown[0]!r}; sections: {', '.join(SECTIONS)}")
+        raise HelloraError(f"{sources.get(unknown[0], where)}: unknown section {unknown[0]!r}; "
+                           f"sections: {', '.join(SECTIONS)}")
     kwargs = {}
     for name, values in data.items():
         if name == "output_dir":
-            kwargs[name] = _check_type(values, "str", f"{where}: output_dir")
+            kwargs[name] = _check_type(values, "str", f"{sources.get(name, where)}: output_dir")
         else:
-            kwargs[name] = _build_section(name, values or {}, where)
+            kwargs[name] = _build_section(name, values or {}, where, sources)
     return RunConfig(**kwargs)
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
+def apply_overrides(data: dict, overrides: list[str], sources: dict | None = None) -> dict:
     """Apply `section.key=value` strings (YAML-typed values) to a raw recipe dict (copied).
 
     Deeper keys reach into mapping fields: `model.overrides.num_hidden_layers=2`, `eval.data.gsm8k=PATH`.
+    When `sources` is given, each overridden dotted key (and its field) is recorded there as "override ITEM".
     """
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (data or {}).items()}
     for item in overrides:
         if "=" not in item:
             raise HelloraError(f"override {item!r}: expected key=value, e.g. train.epochs=1")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
-            value = raw
+        value = parse_value(raw)
         parts = key.strip().split(".")
+        if sources is not None:
+            for depth in range(1, len(parts) + 1):
+                sources[".".join(parts[:depth])] = f"override {item}"
         if parts == ["output_dir"]:
             data["output_dir"] = value if value is None else str(value)
             continue
@@ -233,25 +296,55 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def read_recipe(path: str | Path) -> dict:
+def _read_recipe_text(path: str | Path) -> tuple[dict, str]:
     path = Path(path)
+    if path.is_dir():
+        raise HelloraError(f"recipe {path} is a folder; give a YAML file (see recipes/)")
     if not path.is_file():
-        raise HelloraError(f"recipe not found: {path}")
+        raise HelloraError(f"recipe not found: {path} (no such file; see recipes/ for examples)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise HelloraError(f"recipe {path}: not a text file (expected YAML)") from None
+    try:
+        data = load_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise HelloraError(f"recipe {path}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    return data or {}
+    return data or {}, text
+
+
+def read_recipe(path: str | Path) -> dict:
+    """A recipe file as a raw dict (numbers as people type them: `2e-4` is a float)."""
+    return _read_recipe_text(path)[0]
 
 
 def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """Recipe file (or defaults when None) + overrides -> validated `RunConfig` (paper defaults not yet filled)."""
-    data = read_recipe(path) if path else {}
-    data = apply_overrides(data, list(overrides))
-    return config_from_dict(data, where=f"recipe {path}" if path else "config")
+    """Recipe file (or defaults when None) + overrides -> validated `RunConfig` (paper defaults not yet filled).
+
+    Errors name where the bad value was written: `recipe r.yaml line 7: train.learning_rate: ...` or
+    `override train.learning_rate=-1: train.learning_rate: ...`.
+    """
+    sources: dict[str, str] = {}
+    data = {}
+    if path:
+        data, text = _read_recipe_text(path)
+        sources = {key: f"recipe {path} line {line}" for key, line in key_lines(text).items()}
+    data = apply_overrides(data, list(overrides), sources)
+    return config_from_dict(data, where=f"recipe {path}" if path else "config", sources=sources)
+
+
+def _plain(value):
+    """Enum members (hellora.vocab) as their plain strings, so YAML/JSON stay plain text."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, str) and type(value) is not str:
+        return str(value)
+    return value
 
 
 def dump_config(config: RunConfig) -> str:
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+    return yaml.safe_dump(_plain(config.to_dict()), sort_keys=False)

@@ -66,6 +66,10 @@ def _expert_share(profile: ExpertProfile | None, layer_index: int, expert: int, 
 def adapter_flops(model: nn.Module, profile: ExpertProfile | None = None) -> dict:
     """{"forward_per_token", "train_per_token", "by_role"} of the adapters attached to `model`."""
     spec = describe_moe_model(model)
+    if profile is not None and (profile.num_experts != spec.num_experts
+                                or not set(profile.layers) <= set(spec.moe_layer_indices)):
+        raise HelloraError(f"profile: routing counts of another model ({profile.model_id!r}: {profile.num_experts} "
+                           f"experts, MoE layers {profile.layers}); profile this model, or pass none (uniform routing)")
     by_experts_path = {m.experts_path: m for m in spec.moe_layers}
     macs: Counter = Counter()
     for path, layer in adapter_layers(model).items():

@@ -116,6 +116,7 @@ class TrainTask(Choice):
     CODEALPACA = "codealpaca"
     SAFERPACA = "saferpaca"
     SAFETY = "safety"
+    SKILL = "skill"
 
 
 class EvalTask(Choice):

@@ -1,24 +1,18 @@
-"""Shared fixtures for the data tests: where the real datasets live, and the tiny tokenizers.
+"""Shared fixtures for the data tests: where the datasets live, and the tiny tokenizers.
 
-The real files are read in place from the project's sibling `shared/datasets/` folder (never copied into the
-repository); set HELLORA_DATASETS to point elsewhere. Tests that need them are skipped when the folder is absent.
+`datasets_dir` is the real datasets folder when it is there (the project's sibling `shared/datasets/`, or
+HELLORA_DATASETS), else the small fixtures of `tests/assets/datasets/`, so these tests also run in a fresh clone.
+Tests that need the full files carry `@pytest.mark.full_datasets` (skipped with a reason without them).
 """
-
-import os
-from pathlib import Path
 
 import pytest
 
 from hellora.data.tiny_tokenizer import build_tiny_tokenizer
-
-_DEFAULT = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
-DATASETS = Path(os.environ.get("HELLORA_DATASETS", _DEFAULT))
+from tests.conftest import DATASETS
 
 
 @pytest.fixture(scope="session")
-def datasets_dir() -> Path:
-    if not (DATASETS / "gsm8k" / "train.jsonl").is_file():
-        pytest.skip(f"shared datasets not found at {DATASETS} (set HELLORA_DATASETS)")
+def datasets_dir():
     return DATASETS
 
 

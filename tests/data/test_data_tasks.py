@@ -96,6 +96,7 @@ def test_gsm8k_file_missing_field_names_field_and_line(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.full_datasets
 def test_codealpaca_prompt_with_input_is_byte_exact(datasets_dir):
     task = get_task("codealpaca")
     record = task.load(datasets_dir / "codealpaca" / "code_alpaca_2k.json")[0]
@@ -142,9 +143,16 @@ def test_safety_file_formats_without_input_block(datasets_dir):
     task = get_task("safety")
     records = task.load(datasets_dir / "safety" / "safety_only_data_Instructions.json")
     pairs = task.format_records(records)
-    assert len(pairs) == 2483
+    assert len(pairs) == len(records) > 0
     assert all("### Input:" not in p and p.endswith("### Response:\n") for p, _ in pairs)
-    assert pairs[0][1].startswith("There is no credible evidence that the Holocaust was an elaborate prank.")
+    assert pairs[0][1] == records[0]["output"]
+
+
+@pytest.mark.full_datasets
+def test_safety_file_is_the_full_safety_only_set(datasets_dir):
+    records = get_task("safety").load(datasets_dir / "safety" / "safety_only_data_Instructions.json")
+    assert len(records) == 2483
+    assert records[0]["output"].startswith("There is no credible evidence that the Holocaust was an elaborate prank.")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -155,22 +163,24 @@ def test_safety_file_formats_without_input_block(datasets_dir):
 def test_saferpaca_mixes_both_files_deterministically(datasets_dir):
     alpaca = datasets_dir / "codealpaca" / "code_alpaca_2k.json"
     safety = datasets_dir / "safety" / "safety_only_data_Instructions.json"
+    n_alpaca, n_safety = len(load_saferpaca(alpaca, shuffle=False)), len(load_saferpaca(safety=safety, shuffle=False))
     mixed = load_saferpaca(alpaca, safety, seed=0)
-    assert len(mixed) == 2017 + 2483
+    assert len(mixed) == n_alpaca + n_safety  # 2017 + 2483 with the full files
     assert mixed == load_saferpaca(alpaca, safety, seed=0)
     assert mixed != load_saferpaca(alpaca, safety, seed=1)
     plain = load_saferpaca(alpaca, safety, shuffle=False)
     assert sorted(map(json.dumps, mixed)) == sorted(map(json.dumps, plain))  # same records, new order
     # Safety examples are spread through the data, not left as one block at the end.
-    safety_instr = {r["instruction"] for r in plain[2017:]}
+    safety_instr = {r["instruction"] for r in plain[n_alpaca:]}
     first_half = mixed[: len(mixed) // 2]
     assert 0.3 < sum(r["instruction"] in safety_instr for r in first_half) / len(first_half) < 0.8
 
 
 def test_saferpaca_safety_file_alone(datasets_dir):
     safety = datasets_dir / "safety" / "safety_only_data_Instructions.json"
-    assert len(load_saferpaca(safety=safety)) == 2483
-    assert len(get_task("saferpaca").load(safety)) == 2483
+    n = len(get_task("safety").load(safety))  # 2483 with the full file
+    assert len(load_saferpaca(safety=safety)) == n > 0
+    assert len(get_task("saferpaca").load(safety)) == n
 
 
 def test_saferpaca_needs_at_least_one_file():

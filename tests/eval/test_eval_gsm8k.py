@@ -106,6 +106,7 @@ def test_score_gsm8k_errors_name_the_record():
         score_gsm8k([{"answer": "no marker", "completion": "1"}])
 
 
+@pytest.mark.full_datasets
 def test_load_real_gsm8k_test_split():
     rows = load_gsm8k_jsonl(GSM8K_TEST)
     assert len(rows) == 1319

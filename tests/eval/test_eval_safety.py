@@ -125,6 +125,7 @@ def _empty_dir(tmp_path):
     return d
 
 
+@pytest.mark.full_datasets
 def test_load_real_advbench_without_header():
     rows = load_advbench(ADVBENCH)
     assert len(rows) == 520

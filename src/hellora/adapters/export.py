@@ -5,8 +5,11 @@
 pair per 3D parameter, rank R, for all E experts: A (R*E, in) expert-major, B (out, R*E) rank-major. hellora's
 separate gate and up pairs (rank r each) become one rank-2r pair on `gate_up_proj`, A = [A_gate; A_up] and
 B = blockdiag(B_gate, B_up) placed on the gate and up rows, with alpha doubled so alpha/R is unchanged; cold
-experts get zeros. PEFT then folds the (exact, zero-padded) update into every expert each step, which is fine for
-inference. A `hellora_placement.json` sidecar keeps the placement.
+experts get zeros. Every other parameter target (down_proj, routers, 2D MLP weights) is written at that same rank
+2r, its pair zero-padded (the same update), so only `target_modules` (attention Linears, rank r) need a
+`rank_pattern`: PEFT checks pattern keys against targeted modules only and would warn about parameter keys.
+PEFT then folds the (exact, zero-padded) update into every expert each step, which is fine for inference.
+A `hellora_placement.json` sidecar keeps the placement.
 
 LoRI-D / LoRI-S export as plain LoRA (B times its mask; PEFT need not know A was frozen). DoRA and LoRAMoE are
 refused: PEFT's `target_parameters` (how fused experts and routers are reached) has no DoRA, and PEFT has no
@@ -16,7 +19,10 @@ LoRA mixture at all.
 for LoRA, DoRA (W' = m (W + sBA) / ||W + sBA||_row) and LoRI (B masked); refused for LoRAMoE, whose
 input-dependent mixing cannot be folded into weights.
 
-Both are built in a temporary folder beside `out` and moved into place whole; an existing `out` is refused.
+Both are built in a temporary folder beside `out` and moved into place whole; an existing `out` is refused
+unless `overwrite`. `export_adapter` is the whole `hellora export` step: it rebuilds the base model the adapter
+records (name, config overrides, tokenizer), refuses a merged export onto a random-weight preset, and copies the
+tokenizer (with its chat template) into a merged folder so `hellora eval --model OUT` works on it alone.
 """
 
 from __future__ import annotations
@@ -45,9 +51,12 @@ from hellora.utils.io import atomic_dir, atomic_write_json
 _PEFT_REMAPPED_NAMES = {"gate_proj", "up_proj", "down_proj", "w1", "w2", "w3", "gate"}
 
 
-def _refuse_nonempty(out: Path) -> None:
-    if out.exists() and any(out.iterdir()):
-        raise HelloraError(f"output folder {out} already exists and is not empty; choose another --out")
+def _refuse_nonempty(out: Path, overwrite: bool = False) -> None:
+    if out.exists() and not out.is_dir():
+        raise HelloraError(f"--out {out} is a file; choose a folder")
+    if not overwrite and out.exists() and any(out.iterdir()):
+        raise HelloraError(f"output folder {out} already exists and is not empty; choose another --out "
+                           f"or pass --overwrite to replace it (nothing was changed)")
 
 
 def _peft_config(model: nn.Module, base_model: str | None):
@@ -60,19 +69,22 @@ def _peft_config(model: nn.Module, base_model: str | None):
             "DoRA on fused experts and routers (PEFT's target_parameters has no DoRA)"
         raise HelloraError(f"PEFT export: stock PEFT cannot express {what}; keep the hellora adapter"
                            + (" or write a merged checkpoint (--format merged)" if cfg.method != "loramoe" else ""))
+    layers = adapter_layers(model)
+    factor = 2 if any(isinstance(layer, HotExpertsLoRA) for layer in layers.values()) else 1  # gate_up: rank 2r
     modules, parameters, rank_pattern, alpha_pattern = [], [], {}, {}
-    for path, layer in adapter_layers(model).items():
+    for path, layer in layers.items():
         if isinstance(layer, LoRALinear) and path.rsplit(".", 1)[-1] in _PEFT_REMAPPED_NAMES:
             parameters.append(f"{path}.weight")
         elif isinstance(layer, LoRALinear):
             modules.append(path)
+            if factor != 1:
+                rank_pattern[path], alpha_pattern[path] = cfg.r, cfg.alpha
         elif isinstance(layer, RouterLoRA):
             parameters.append(f"{path}.weight")
         elif isinstance(layer, HotExpertsLoRA):
             parameters += [f"{path}.gate_up_proj", f"{path}.down_proj"]
-            rank_pattern[f"{path}.gate_up_proj"] = 2 * cfg.r
-            alpha_pattern[f"{path}.gate_up_proj"] = 2 * cfg.alpha
-    return LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, target_modules=modules or None, target_parameters=parameters,
+    return LoraConfig(r=factor * cfg.r, lora_alpha=factor * cfg.alpha, target_modules=modules or None,
+                      target_parameters=parameters,
                       rank_pattern=rank_pattern, alpha_pattern=alpha_pattern, lora_dropout=0.0, bias="none",
                       base_model_name_or_path=base_model or state.model_id, task_type="CAUSAL_LM")
 
@@ -82,8 +94,17 @@ def _unwrapped_path(peft_module_name: str) -> str:
     return name.replace(".base_layer", "")
 
 
+def _pad_rank(a: torch.Tensor, b: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (r, in), B (out, r) zero-padded to rank `rank`: B @ A is unchanged."""
+    extra = rank - a.shape[0]
+    if extra <= 0:
+        return a, b
+    return torch.cat([a, a.new_zeros(extra, a.shape[1])]), torch.cat([b, b.new_zeros(b.shape[0], extra)], dim=1)
+
+
 def _experts_peft_pair(layer: HotExpertsLoRA, param: str, num_experts: int, tensors) -> tuple[torch.Tensor, ...]:
-    """PEFT (A (R*E, in), B (out, R*E)) of one fused parameter from the hot experts' pairs."""
+    """PEFT (A (R*E, in), B (out, R*E)) of one fused parameter from the hot experts' pairs, R = 2r (down_proj's
+    rank-r pairs zero-padded to it)."""
     layout, r = layer.layout, layer.r
 
     def get(weights, which):
@@ -100,16 +121,16 @@ def _experts_peft_pair(layer: HotExpertsLoRA, param: str, num_experts: int, tens
             b[gate_up_columns(layout, "up"), r:, e] = b_u[slot]
     else:
         a_d, b_d = get("lora_down", "lora_A"), get("lora_down", "lora_B")
-        rank, in_f, out_f = r, layout.intermediate_size, layout.hidden_size
+        rank, in_f, out_f = 2 * r, layout.intermediate_size, layout.hidden_size
         a = torch.zeros(num_experts, rank, in_f)
         b = torch.zeros(out_f, rank, num_experts)
         for slot, e in enumerate(layer.hot_experts):
-            a[e], b[:, :, e] = a_d[slot], b_d[slot]
+            a[e, :r], b[:, :r, e] = a_d[slot], b_d[slot]
     return a.reshape(num_experts * rank, in_f), b.reshape(out_f, rank * num_experts)
 
 
 def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None = None,
-                tensors: dict[str, torch.Tensor] | None = None) -> Path:
+                tensors: dict[str, torch.Tensor] | None = None, overwrite: bool = False) -> Path:
     """Write a stock-PEFT adapter folder for `model`'s hellora adapters.
 
     `tensors` (full parameter name -> tensor) overrides the model's own adapter weights, so the export can run
@@ -145,6 +166,7 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
             a, b = _experts_peft_pair(ours, param, ours.layout.num_experts, lambda n: weight(f"{path}.{n}"))
         elif isinstance(ours, (LoRALinear, RouterLoRA)):
             a, b = weight(f"{path}.lora_A").float(), weight(f"{path}.lora_B").float()
+            a, b = _pad_rank(a, b, module.lora_A["default"].weight.shape[0])
         else:
             raise HelloraError(f"PEFT export: no hellora adapter for PEFT layer {path} ({param})")
         expect_a, expect_b = module.lora_A["default"].weight.shape, module.lora_B["default"].weight.shape
@@ -154,7 +176,7 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
         saved[f"{name}.lora_A.weight"] = a.contiguous()
         saved[f"{name}.lora_B.weight"] = b.contiguous()
 
-    _refuse_nonempty(out)
+    _refuse_nonempty(out, overwrite)
     with atomic_dir(out) as tmp:
         config.save_pretrained(str(tmp))
         save_file(saved, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
@@ -165,13 +187,64 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
     return out
 
 
-def export_merged(model: nn.Module, out_dir: str | Path, *, safe_serialization: bool = True) -> Path:
-    """Fold the adapters into the base weights (in place) and `save_pretrained` the plain model to `out_dir`."""
+def export_merged(model: nn.Module, out_dir: str | Path, *, safe_serialization: bool = True, tokenizer=None,
+                  overwrite: bool = False) -> Path:
+    """Fold the adapters into the base weights (in place) and `save_pretrained` the plain model to `out_dir`,
+    with `tokenizer` (and its chat template) beside it when given."""
     out = Path(out_dir)
     adapter_state(model)
     check_mergeable(model)  # before anything is written
-    _refuse_nonempty(out)
+    _refuse_nonempty(out, overwrite)
     with atomic_dir(out) as tmp:
         merge_adapters(model)
         model.save_pretrained(str(tmp), safe_serialization=safe_serialization)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
     return out
+
+
+def recorded_model(record: dict, model: str | None = None) -> dict:
+    """The base-model spec an adapter record names: {name, overrides, tokenizer, trust_remote_code}.
+
+    `model` (e.g. `--model`) replaces the recorded name; the recorded overrides then apply only to the same name.
+    """
+    spec = dict(record.get("model") or {})
+    spec.setdefault("name", record.get("base_model"))
+    if model and model != spec.get("name"):
+        spec = {"name": model}
+    if not spec.get("name"):
+        raise HelloraError("the adapter does not name its base model; pass --model")
+    return {"name": spec["name"], "overrides": spec.get("overrides") or {}, "tokenizer": spec.get("tokenizer"),
+            "trust_remote_code": bool(spec.get("trust_remote_code", False))}
+
+
+def export_adapter(adapter: str | Path, fmt: str, out: str | Path, *, model: str | None = None, dtype: str = "auto",
+                   trust_remote_code: bool = False, overwrite: bool = False) -> Path:
+    """`hellora export`: a saved hellora adapter as a stock-PEFT folder (`fmt="peft"`) or merged into its base
+    model (`fmt="merged"`), rebuilding the base model the adapter records (overrides included)."""
+    from hellora.adapters.io import attach_from_record, load_adapter, read_adapter_record, read_adapter_tensors
+    from hellora.models.loading import load_model, load_tokenizer, meta_model
+    from hellora.models.presets import PRESETS
+
+    out = Path(out)
+    _refuse_nonempty(out, overwrite)  # before any model is built
+    record = read_adapter_record(adapter)
+    spec = recorded_model(record, model)
+    trust = trust_remote_code or spec["trust_remote_code"]
+    if fmt == "peft":
+        # PEFT export needs shapes, not weights: build the model on the meta device.
+        overrides = spec["overrides"] if spec["name"] in PRESETS else None  # as training built it
+        net = meta_model(spec["name"], trust_remote_code=trust, overrides=overrides)
+        attach_from_record(net, record, where=f"adapter {adapter}")
+        return export_peft(net, out, base_model=spec["name"], tensors=read_adapter_tensors(adapter),
+                           overwrite=overwrite)
+    if fmt != "merged":
+        raise HelloraError(f"--format: unknown format {fmt!r}; choose peft or merged")
+    if spec["name"] in PRESETS:
+        raise HelloraError(f"adapter {adapter} was trained on preset {spec['name']!r}, an architecture with random "
+                           f"weights: a merged checkpoint of it means nothing; export --format peft, or pass --model "
+                           f"with the pretrained folder")
+    tokenizer = load_tokenizer(spec["tokenizer"] or spec["name"], trust_remote_code=trust)  # before the big load
+    net = load_model(spec["name"], dtype=dtype, trust_remote_code=trust)
+    load_adapter(net, adapter)
+    return export_merged(net, out, tokenizer=tokenizer, overwrite=overwrite)

@@ -183,6 +183,15 @@ class AlpacaTask(Task):
         return alpaca_prompt(instruction, input_text, response_newline=self.response_newline), output
 
 
+@dataclass(frozen=True)
+class SkillTask(Task):
+    """The demo's synthetic skills (`hellora.data.skills`, saved by `hellora demo` as JSONL): prompt -> answer,
+    verbatim, exactly as the demo trains on them."""
+
+    def format(self, record, where="record"):
+        return self._text(record, "prompt", where), self._text(record, "answer", where)
+
+
 _ALPACA_FIELDS = ("instruction", "output")  # `input` is optional: the safety data and many Alpaca dumps omit it
 
 TASKS: dict[str, Task] = {
@@ -212,6 +221,12 @@ TASKS: dict[str, Task] = {
         description="the safety-only part of Saferpaca (refusals to harmful instructions), Alpaca template",
         required_fields=_ALPACA_FIELDS,
         local_hints={"train": f"{SHARED_DATASETS}/safety/safety_only_data_Instructions.json"},
+    ),
+    "skill": SkillTask(
+        name="skill",
+        description="a synthetic skill of the demo (copy, upper, reverse, sort, max): JSONL of {prompt, answer}",
+        required_fields=("prompt", "answer"),
+        local_hints={"train": "hellora-demo/data/sort-train.jsonl"},
     ),
 }
 

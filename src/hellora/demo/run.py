@@ -8,8 +8,13 @@
    steps and learning rate, and compare exact-match accuracy on held-out prompts of the target skill (and on the
    other skills: what fine-tuning costs them), trainable parameters and step time.
 5. Save `demo.json` (every number printed) and `expert_heatmap.png` (per-skill routing, hot experts boxed).
+6. Save the pretrained MoE and its tokenizer as a standard transformers folder, `base-model/`
+   (`AutoModelForCausalLM` / `AutoTokenizer` load it), and the skill data as JSONL under `data/`
+   (`<target>-train.jsonl`: the fine-tuning set; `<skill>-test.jsonl`: the held-out prompts of every skill), so
+   every other command (`recipes/cpu/`) runs on the demo's model with no download: the CLI's embedded default.
 
-Deterministic for a seed on a given machine (same thread count).
+Deterministic for a seed on a given machine (same thread count); step 6 writes files only, after every number
+is computed.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from hellora.data.skills import generate_skill_examples
 from hellora.profiling import profile_experts
 from hellora.report.heatmap import plot_activation_heatmaps
 from hellora.study.toy import accuracy, build_skill_moe, skill_features, train_steps
-from hellora.utils.io import atomic_write_json
+from hellora.utils.io import atomic_dir, atomic_write_json, atomic_write_text
 from hellora.utils.meta import run_metadata
 
 log = logging.getLogger(__name__)
@@ -98,8 +103,8 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
     skew = profiles[cfg.target].top_k_share()
 
     # 4. fine-tune HELLoRA and LoRA from the same pretrained weights
-    finetune = skill_features(tokenizer, generate_skill_examples(cfg.target, cfg.finetune_examples, seed=cfg.seed + 3,
-                                                            split="train"))
+    finetune_examples = generate_skill_examples(cfg.target, cfg.finetune_examples, seed=cfg.seed + 3, split="train")
+    finetune = skill_features(tokenizer, finetune_examples)
     results = {}
     for method in ("hellora", "lora"):
         say(f"[3/4] fine-tuning with {method.upper() if method == 'lora' else 'HELLoRA'}")
@@ -128,10 +133,33 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
         "meta": run_metadata(cfg.seed),
         "heatmap": str(heatmap),
     }
+    report["base_model"] = str(save_base_model(model, tokenizer, out / "base-model"))
+    report["data"] = save_skill_data(out / "data", {f"{cfg.target}-train": finetune_examples,
+                                                    **{f"{s}-test": tests[s] for s in cfg.skills}})
     atomic_write_json(out / "demo.json", report)
     if progress:
         print(format_demo_report(report))
     return report
+
+
+def save_base_model(model, tokenizer, folder: Path) -> Path:
+    """The pretrained skill MoE + tokenizer as a transformers folder (safetensors), written whole."""
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+    return folder
+
+
+def save_skill_data(folder: Path, sets: dict[str, list[dict]]) -> dict[str, str]:
+    """Each {prompt, answer, skill} list as `folder/<name>.jsonl` (the `skill` task of `hellora.data.tasks`)."""
+    import json
+
+    paths = {}
+    for name, rows in sets.items():
+        path = folder / f"{name}.jsonl"
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+        paths[name] = str(path)
+    return paths
 
 
 def format_demo_report(report: dict) -> str:

@@ -1,8 +1,12 @@
-"""Loading configs, models and tokenizers from a preset name, a local path or a hub id.
+"""Loading configs, models and tokenizers from a preset name, a local path or a hub id: the one owner of both.
 
 A preset (see `presets.py`) gives an architecture with no weights: enough for parameter accounting and
 benchmarks, on the meta device or randomly initialised. Paths and hub ids go through transformers'
-Auto classes (`trust_remote_code` for DeepSeekMoE-style repositories).
+Auto classes (`trust_remote_code` for DeepSeekMoE-style repositories). The tokenizer name "tiny" is hellora's
+in-process character tokenizer (`hellora.data.tiny_tokenizer`).
+
+A name that looks like a path (`./x`, `../x`, `/x`, `~/x`, or one that ends in `/`) but does not exist is reported
+as a missing folder; a hub id while the hub is offline (HF_HUB_OFFLINE=1) asks for a local folder instead.
 """
 
 from __future__ import annotations
@@ -16,6 +20,30 @@ from hellora.models.deepseek_moe import DeepseekMoELayoutConfig, DeepseekMoELayo
 from hellora.models.presets import PRESETS
 from hellora.utils.dtypes import MODEL_DTYPES as DTYPES
 from hellora.utils.errors import HelloraError
+
+
+def looks_like_path(model: str) -> bool:
+    """A path rather than a hub id (`org/name`): `./x`, `/x`, `~/x`, `x/`, `a/b/c`, or `a/b` where `a` is a folder."""
+    return model.startswith((".", "/", "~")) or model.endswith(("/", os.sep)) or model.count("/") > 1 \
+        or "\\" in model or ("/" in model and os.path.isdir(model.split("/")[0]))
+
+
+def check_model_name(model: str, what: str = "model") -> None:
+    """One clear error for a missing local folder (before transformers calls it a bad repo id)."""
+    if model in PRESETS or model == "tiny":
+        return
+    if looks_like_path(model) and not os.path.exists(os.path.expanduser(model)):
+        raise HelloraError(f"{what} {model!r}: no such local folder (check the path; presets: {', '.join(PRESETS)})")
+
+
+def _why(model: str, err: Exception) -> str:
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if os.path.exists(model):
+        return first
+    where = f"not a preset ({', '.join(PRESETS)}) and not a local folder"
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return f"{where}, and the hub is offline (HF_HUB_OFFLINE=1): download it and pass its local folder"
+    return f"{where}; the hub says: {first}"
 
 
 def _config_from_dict(values: dict) -> PretrainedConfig:
@@ -34,11 +62,11 @@ def load_config(model: str, *, trust_remote_code: bool = False, overrides: dict 
         config = _config_from_dict(values)
         config._name_or_path = model
         return config
+    check_model_name(model)
     try:
         config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
     except OSError as e:
-        hint = "" if os.path.exists(model) else f" (not a preset: {', '.join(PRESETS)}; not a local folder)"
-        raise HelloraError(f"model {model!r}: cannot load its config{hint}: {str(e).splitlines()[0]}") from None
+        raise HelloraError(f"model {model!r}: cannot load its config: {_why(model, e)}") from None
     except ValueError as e:
         raise HelloraError(f"model {model!r}: {str(e).splitlines()[0]}") from None
     for key, value in (overrides or {}).items():
@@ -62,26 +90,58 @@ def meta_model(model: str, *, trust_remote_code: bool = False, overrides: dict |
                                  trust_remote_code=trust_remote_code)
 
 
-def load_model(model: str, *, dtype: str = "auto", device_map=None, trust_remote_code: bool = False):
-    """Pretrained weights from a local folder or hub id; a preset gives a random-init model (for tests/benches)."""
+def load_model(model: str, *, dtype: str = "auto", device_map=None, trust_remote_code: bool = False,
+               overrides: dict | None = None, seed: int | None = None):
+    """Pretrained weights from a local folder or hub id; a preset gives a random-init model (for tests/benches),
+    with `overrides` applied to its config and `seed` seeding its init."""
     torch_dtype = DTYPES.get(dtype)
     if torch_dtype is None:
         raise HelloraError(f"dtype: unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if model in PRESETS:
-        config = load_config(model)
+        if seed is not None:
+            torch.manual_seed(seed)
+        config = load_config(model, overrides=overrides)
         return model_from_config(config, dtype=torch.float32 if torch_dtype == "auto" else torch_dtype)
+    check_model_name(model)
     try:
         return AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype, device_map=device_map,
                                                     trust_remote_code=trust_remote_code)
     except OSError as e:
-        raise HelloraError(f"model {model!r}: cannot load weights: {str(e).splitlines()[0]}") from None
+        raise HelloraError(f"model {model!r}: cannot load weights: {_why(model, e)}") from None
 
 
 def load_tokenizer(model: str, *, trust_remote_code: bool = False):
+    """The tokenizer of a local folder or hub id; "tiny" is hellora's character tokenizer (built in-process)."""
+    if model == "tiny":
+        from hellora.data.tiny_tokenizer import build_tiny_tokenizer
+
+        return build_tiny_tokenizer()
+    check_model_name(model, "tokenizer")
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        raise HelloraError(f"model {model!r}: cannot load its tokenizer: {str(e).splitlines()[0]}") from None
+        raise HelloraError(f"model {model!r}: cannot load its tokenizer: {_why(model, e)}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def load_model_and_tokenizer(model: str, *, tokenizer: str | None = None, adapter: str | None = None,
+                             dtype: str = "auto", trust_remote_code: bool = False, device: str = "auto"):
+    """(model, tokenizer) for inference: the model's own tokenizer unless `tokenizer` names one ("tiny" included),
+    an `adapter` folder loaded on top (a preset is rebuilt as the adapter's run recorded it: config overrides and
+    tokenizer), moved to CUDA when `device` is "auto" and a GPU exists."""
+    from hellora.adapters.io import load_adapter, read_adapter_record
+
+    overrides, recorded_tokenizer = None, None
+    if adapter:  # a preset is rebuilt with the config overrides and tokenizer its run recorded
+        spec = read_adapter_record(adapter).get("model") or {}
+        if spec.get("name") == model:
+            overrides, recorded_tokenizer = spec.get("overrides") or None, spec.get("tokenizer")
+    net = load_model(model, dtype=dtype, trust_remote_code=trust_remote_code, overrides=overrides)
+    if adapter:
+        load_adapter(net, adapter)
+    tok = load_tokenizer(tokenizer or recorded_tokenizer or model, trust_remote_code=trust_remote_code)
+    if device == "auto" and torch.cuda.is_available():
+        net.to("cuda")
+    return net, tok

@@ -24,11 +24,11 @@ from hellora.adapters import attach_adapters
 from hellora.adapters.accounting import count_parameters
 from hellora.adapters.io import read_lori_d, save_adapter
 from hellora.config import RunConfig, dump_config
-from hellora.data import encode_pairs, get_task, sample_fraction
+from hellora.data import encode_pairs, get_task
 from hellora.placement import HotExpertPlacement
 from hellora.profiling.stage import profile_only, profile_sample, profile_stage  # noqa: F401  (re-exported)
 from hellora.train.fsdp import check_fsdp_supported, fsdp_requested, is_sharded, shard_frozen_base
-from hellora.train.loop import learning_rate, resolve_steps, train_loop
+from hellora.train.loop import resolve_steps, train_loop
 from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_folder, run_finished  # noqa: F401
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_text
@@ -56,28 +56,23 @@ def _pad_id(tokenizer) -> int:
 
 
 def load_tokenizer_for(config: RunConfig):
-    name = config.model.tokenizer or config.model.name
-    if name == "tiny":
-        from hellora.data import build_tiny_tokenizer
-
-        return build_tiny_tokenizer()
     from hellora.models.loading import load_tokenizer
 
-    return load_tokenizer(name, trust_remote_code=config.model.trust_remote_code)
+    return load_tokenizer(config.model.tokenizer or config.model.name, trust_remote_code=config.model.trust_remote_code)
 
 
 def load_base_model(config: RunConfig):
-    from hellora.models.loading import DTYPES, load_config, load_model, model_from_config
-    from hellora.models.presets import PRESETS
+    """The recipe's model: pretrained weights, or a preset's architecture at random init (seeded by train.seed)."""
+    from hellora.models.loading import load_model
 
-    if config.model.name in PRESETS:  # architecture only: random init (smoke runs, benchmarks)
-        torch.manual_seed(config.train.seed)
-        hf_config = load_config(config.model.name, overrides=config.model.overrides)
-        if config.model.dtype not in DTYPES:
-            raise HelloraError(f"model.dtype: unknown dtype {config.model.dtype!r}; choose one of {', '.join(DTYPES)}")
-        dtype = DTYPES[config.model.dtype]
-        return model_from_config(hf_config, dtype=torch.float32 if dtype == "auto" else dtype)
-    return load_model(config.model.name, dtype=config.model.dtype, trust_remote_code=config.model.trust_remote_code)
+    return load_model(config.model.name, dtype=config.model.dtype, trust_remote_code=config.model.trust_remote_code,
+                      overrides=config.model.overrides, seed=config.train.seed)
+
+
+def model_spec(config: RunConfig) -> dict:
+    """What rebuilds the run's base model (recorded with the adapter, so export and eval need no --model)."""
+    return {"name": config.model.name, "overrides": dict(config.model.overrides), "tokenizer": config.model.tokenizer,
+            "trust_remote_code": config.model.trust_remote_code, "dtype": config.model.dtype}
 
 
 def build_features(config: RunConfig, tokenizer) -> tuple[list[dict], dict]:
@@ -158,7 +153,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
             trained.save_pretrained(run / "model")
         else:
             save_adapter(trained, run / "adapter", base_model=config.model.name, overwrite=True,
-                         extra={"run": str(run)})
+                         extra={"run": str(run), "model": model_spec(config)})
     trained = accelerator.unwrap_model(model)
     if is_sharded(trained) and config.eval.enabled and accelerator.is_main_process:
         # evaluation needs whole weights on one process: the base as loaded, the adapter as saved
@@ -214,14 +209,22 @@ def _check_model(config: RunConfig, model, tokenizer) -> None:
                            f"use the model's own tokenizer")
     if config.profile.mode not in ("warmup", "forward", "none"):
         raise HelloraError(f"profile.mode: unknown mode {config.profile.mode!r}; choose warmup, forward or none")
-    learning_rate(0, 1, 1.0, 0.0, config.train.lr_scheduler)  # validates the schedule name
-    sample_fraction([0], config.profile.fraction, 0)  # validates the fraction
+    if config.selection.path:
+        HotExpertPlacement.load(config.selection.path)  # exists and is a placement, before any work
 
 
 def _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress):
     placement_path = run / "placement.json"
     if placement_path.is_file():
         return HotExpertPlacement.load(placement_path)
+    if config.selection.path:  # a placement saved by `hellora select`: no profiling
+        placement = HotExpertPlacement.load(config.selection.path)
+        if accelerator.is_main_process:
+            placement.save(placement_path)
+        recorder.step("select", strategy=placement.strategy, k=placement.k, experts=placement.total_experts,
+                      path=str(config.selection.path))
+        accelerator.wait_for_everyone()
+        return placement
     profile = profile_stage(config, run, model, features, source, accelerator, pad_id, recorder, progress)
     placement = profile.select(config.selection.strategy, config.selection.k, seed=config.selection.seed,
                                p=config.selection.p)

@@ -1,0 +1,205 @@
+"""Pieces of the `hellora` command line shared by every subcommand: parser, flag groups, output policy, logging.
+
+The overwrite policy lives here: `refuse_existing` refuses an existing output before any work unless
+`--overwrite`, and `replacing_run` is what `train --overwrite` does with an existing run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from hellora.utils.errors import HelloraError
+
+log = logging.getLogger("hellora")
+
+STRATEGY_HELP = ("layer: top-k per layer (the paper's); model: top-k*L over the whole model; cold: bottom-k; "
+                 "random: k at random; coverage: fewest experts reaching mass p per layer; entropy: top-k by "
+                 "routing entropy; all: every expert")
+
+# Help texts of flags that several commands share, filled in wherever a parser left them without one.
+COMMON_HELP = {
+    "--json": "print the result as JSON",
+    "--trust-remote-code": "allow the model's own Python code from its folder or hub repository",
+    "--dtype": "weights dtype: auto, bfloat16, float16 or float32",
+    "--overwrite": "replace an existing output instead of refusing",
+    "--no-progress": "no progress bars",
+    "--batch-size": "prompts per generation batch",
+    "--max-new-tokens": "tokens generated per prompt (default: the task's)",
+    "--k": "hot experts per layer (default: the router's top-k)",
+    "--rank": "LoRA rank",
+    "--model": "preset, local folder or hub id",
+    "--out": "where to write",
+    "--seed": "random seed",
+}
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in --help, except where the help text already says the default or there is none to show."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (`hellora train: error: ...; see hellora train --help`) and defaults in help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def fill_help(parser: argparse.ArgumentParser) -> None:
+    """Give every option a help text (so --help also shows its default)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                fill_help(sub)
+        elif action.help is None:
+            flag = next((o for o in action.option_strings if o.startswith("--")), None)
+            action.help = COMMON_HELP.get(flag, " ") if flag else " "
+
+
+def flags(p: argparse.ArgumentParser, *groups: str, out_help: str | None = None, out_required: bool = False) -> None:
+    """Flag groups shared by several commands, declared once: out (+ --overwrite), json, progress, remote-code."""
+    if "out" in groups:
+        p.add_argument("--out", required=out_required, help=out_help or COMMON_HELP["--out"],
+                       **({} if out_required else {"default": None}))
+        p.add_argument("--overwrite", action="store_true", help=COMMON_HELP["--overwrite"])
+    if "json" in groups:
+        p.add_argument("--json", action="store_true", help=COMMON_HELP["--json"])
+    if "progress" in groups:
+        p.add_argument("--no-progress", action="store_true", help=COMMON_HELP["--no-progress"])
+    if "remote" in groups:
+        p.add_argument("--trust-remote-code", action="store_true", help=COMMON_HELP["--trust-remote-code"])
+
+
+def refuse_existing(path, overwrite: bool, flag: str = "--out") -> None:
+    """The overwrite policy: an existing output (a file, or a non-empty folder) is refused before any work."""
+    path = Path(path)
+    exists = path.is_file() or (path.is_dir() and any(path.iterdir()))
+    if exists and not overwrite:
+        raise HelloraError(f"{flag} {path} already exists; choose another {flag} or pass --overwrite to replace it "
+                           f"(nothing was changed)")
+
+
+def need_file(path, flag: str) -> None:
+    if not Path(path).is_file():
+        what = "is a folder, not a file" if Path(path).is_dir() else "not found"
+        raise HelloraError(f"{flag} {path}: {what}")
+
+
+class replacing_run:
+    """`train --overwrite`: an existing run folder is moved aside, and deleted only once the new run finished;
+    if the new run fails before writing its folder, the old one is put back."""
+
+    def __init__(self, run: Path, overwrite: bool) -> None:
+        self.run, self.overwrite, self.aside = run, overwrite, None
+
+    def __enter__(self):
+        if not self.overwrite or not (self.run.is_dir() and any(self.run.iterdir())):
+            return self
+        if not ((self.run / "run.json").is_file() or (self.run / "config.yaml").is_file()):
+            raise HelloraError(f"output_dir {self.run} holds no hellora run; --overwrite replaces only run folders "
+                               f"(nothing was changed)")
+        import os
+
+        self.aside = self.run.with_name(f".{self.run.name}.replaced.{os.getpid()}")
+        self.run.rename(self.aside)
+        return self
+
+    def __exit__(self, kind, value, tb):
+        import shutil
+
+        if self.aside is None:
+            return False
+        if kind is None:
+            shutil.rmtree(self.aside, ignore_errors=True)
+        elif not self.run.exists():
+            self.aside.rename(self.run)  # nothing new was written: the old run is back as it was
+        else:
+            log.warning("the replaced run is kept in %s", self.aside)
+        return False
+
+
+def setup_logging(verbose: bool) -> None:
+    """hellora's own messages at INFO (DEBUG with -v); other libraries only at WARNING (no font-cache chatter),
+    each through one handler (a library that brings its own handler does not also print through the root's)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("hellora").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    for name in ("huggingface_hub", "transformers", "datasets"):
+        library = logging.getLogger(name)
+        if library.handlers:
+            library.propagate = False
+
+
+def resume_hint(args) -> str:
+    if args.command in ("train", "sweep"):
+        return "; rerun the same command to resume from the last checkpoint, or add --overwrite to start over"
+    return "; nothing half-written was left (outputs are written whole)"
+
+
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """argparse, plus `key=value` overrides after options (`hellora sweep S.yaml --dry-run a.b=1`, which a
+    positional `overrides` alone rejects) and `hellora proxy STUDY.yaml` (like `hellora train RECIPE.yaml`)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "proxy" and args.overrides and "=" not in args.overrides[0]:
+        if args.config:  # `hellora proxy STUDY.yaml`, like `hellora train RECIPE.yaml`
+            parser.error(f"proxy: give the study config once (positional {args.overrides[0]} or --config)")
+        args.config = args.overrides.pop(0)
+    return args
+
+
+def run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    """Parse and run one command. A user error (`HelloraError`, a missing file, a bad flag) prints one line and
+    returns 2; Ctrl-C returns 130 with how to resume; anything else is a bug: one line and status 1. `--debug`
+    (anywhere on the line) re-raises instead, with the traceback."""
+    argv = list(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:  # argparse exits on a bad flag or after --help: return its status instead (main is also called in-process)
+        args = parse(parser, argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
+    args.debug = debug
+    setup_logging(args.verbose)
+    where = f"hellora {args.command}"
+    try:
+        args.func(args)
+    except HelloraError as e:
+        if debug:
+            raise
+        print(f"{where}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted{resume_hint(args)}", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        if debug:
+            raise
+        print(f"{where}: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug, not a user error: one line, the traceback on request
+        if debug:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"{where}: unexpected error: {type(e).__name__}: {first}{resume_hint(args)} "
+              f"(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,71 @@
+"""The README's CPU path: recipes/cpu on the demo's model, through `hellora.cli.main`, every command in turn.
+
+profile -> select -> train (hellora, from a saved placement, lora) -> export (peft, merged) -> eval -> report.
+"""
+
+import json
+import warnings
+
+import pytest
+
+from hellora.cli import main
+from tests.cli.conftest import CPU_RECIPES, FAST
+from tests.conftest import DATASETS
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_command_runs_on_the_demo_model(demo_home, monkeypatch, capsys):
+    monkeypatch.chdir(demo_home)
+    hellora_recipe, lora_recipe = str(CPU_RECIPES / "sort-hellora.yaml"), str(CPU_RECIPES / "sort-lora.yaml")
+    assert main(["profile", hellora_recipe, "--out", "runs/cpu/profile.json", "--no-progress"]) == 0
+    assert main(["select", "--profile", "runs/cpu/profile.json", "--k", "1", "--out", "runs/cpu/placement.json"]) == 0
+    placement = json.loads((demo_home / "runs/cpu/placement.json").read_text())
+
+    assert main(["train", hellora_recipe, *FAST, "--no-progress"]) == 0
+    assert main(["train", hellora_recipe, *FAST, "selection.path=runs/cpu/placement.json",
+                 "output_dir=runs/cpu/placed", "--no-progress"]) == 0
+    placed = json.loads((demo_home / "runs/cpu/placed/placement.json").read_text())
+    assert placed["experts"] == placement["experts"]  # trained on the saved placement, not a new profile
+    assert main(["train", lora_recipe, *FAST, "--no-progress"]) == 0
+
+    record = json.loads((demo_home / "runs/cpu/sort-hellora/adapter/hellora_adapter.json").read_text())
+    assert record["model"]["name"] == "hellora-demo/base-model"  # the run knows its model
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["export", "--adapter", "runs/cpu/sort-hellora/adapter", "--format", "peft",
+                     "--out", "runs/cpu/peft"]) == 0
+    assert not [w for w in caught if "did not match" in str(w.message)]
+    assert main(["export", "--adapter", "runs/cpu/sort-hellora/adapter", "--format", "merged",
+                 "--out", "runs/cpu/merged"]) == 0
+    assert (demo_home / "runs/cpu/merged/tokenizer.json").is_file()  # the merged folder is usable alone
+
+    gsm8k = str(DATASETS / "gsm8k" / "test.jsonl")
+    assert main(["eval", "--task", "gsm8k", "--model", "runs/cpu/merged", "--data", gsm8k, "--limit", "1",
+                 "--max-new-tokens", "4", "--out", "runs/cpu/eval", "--json"]) == 0
+    assert main(["report", "runs/cpu/sort-hellora", "runs/cpu/sort-lora", "--out", "runs/cpu/report", "--quiet"]) == 0
+    assert (demo_home / "runs/cpu/report/report.md").is_file()
+
+
+def test_peft_export_loads_in_stock_peft_and_matches_the_merged_model(demo_home, monkeypatch):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.chdir(demo_home)
+    recipe = str(CPU_RECIPES / "sort-hellora.yaml")
+    assert main(["train", recipe, *FAST, "train.learning_rate=5e-2", "output_dir=runs/parity",
+                 "--no-progress"]) == 0
+    for fmt in ("peft", "merged"):
+        assert main(["export", "--adapter", "runs/parity/adapter", "--format", fmt, "--out", f"runs/p-{fmt}"]) == 0
+    ids = torch.tensor([[5, 20, 33, 41, 60, 7]])
+    base = AutoModelForCausalLM.from_pretrained("hellora-demo/base-model")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        peft_model = PeftModel.from_pretrained(base, "runs/p-peft")
+    merged = AutoModelForCausalLM.from_pretrained("runs/p-merged")
+    plain = AutoModelForCausalLM.from_pretrained("hellora-demo/base-model")
+    with torch.no_grad():
+        a, b, c = peft_model(ids).logits, merged(ids).logits, plain(ids).logits
+    assert torch.allclose(a, b, atol=1e-4)
+    assert not torch.allclose(b, c, atol=1e-4)  # the adapter is not zero: the check means something
