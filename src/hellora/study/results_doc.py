@@ -118,7 +118,8 @@ def generate(study: dict, img_prefix: str) -> str:
              f"- Date: {meta.get('created', '-')}; device: {meta.get('device', '-')}; "
              f"torch {meta.get('torch', '-')}, transformers {meta.get('transformers', '-')}, "
              f"python {meta.get('python', '-')}",
-             f"- Wall time: {timing}",
+             f"- Wall time: {timing.get('this_invocation_s', '-')} s for this invocation (pretraining phase "
+             f"{timing.get('pretrain_phase_s', '-')} s; bases already in the folder are reused)",
              f"- Runs finished: {study['runs_finished']} of {study['runs_planned']} planned final runs",
              f"- Model: OLMoE architecture, hidden {cfg['hidden_size']}, expert FFN {cfg['intermediate_size']}, "
              f"{cfg['layers']} MoE layers x {cfg['experts']} experts, router top-{cfg['top_k']}; pretrained "
