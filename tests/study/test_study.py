@@ -157,3 +157,27 @@ def test_teacher_forced_exact_match_is_greedy_decoding():
     wrong["labels"][-1] = (wrong["labels"][-1] + 1) % len(tok)
     scores = score_features(model, features[:2] + [wrong] + features[3:], batch_size=4)
     assert scores["exact_match"] == pytest.approx(5 / 6) and scores["token_accuracy"] < 1.0
+
+
+@pytest.mark.slow
+def test_teacher_forced_scoring_agrees_with_generation_per_example():
+    """A briefly trained model (a few copy prompts right, most wrong): hellora.study.toy.accuracy (greedy
+    generate, decode, compare) and score_features (one teacher-forced pass) agree on every single example."""
+    from accelerate import Accelerator
+
+    from hellora.data import build_tiny_tokenizer
+    from hellora.data.skills import generate_skill_examples
+    from hellora.study.scoring import score_features
+    from hellora.study.toy import accuracy, build_skill_moe, skill_features, train_steps
+
+    torch.manual_seed(0)
+    tok = build_tiny_tokenizer()
+    model = build_skill_moe(len(tok), hidden_size=48, layers=2, experts=4, top_k=2, seed=0)
+    train_steps(model, skill_features(tok, generate_skill_examples("copy", 512, 0)), 250, 3e-3, 32,
+                Accelerator(cpu=True), "copy", progress=False)
+    model.config.output_router_logits = False
+    test = generate_skill_examples("copy", 64, 1, split="test")
+    by_generation = [accuracy(model, tok, [e]) for e in test]
+    by_forcing = [score_features(model, skill_features(tok, [e]))["exact_match"] for e in test]
+    assert by_generation == by_forcing
+    assert accuracy(model, tok, test) == score_features(model, skill_features(tok, test))["exact_match"]

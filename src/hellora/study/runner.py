@@ -47,6 +47,16 @@ def _accelerator():
     return Accelerator(cpu=True)
 
 
+def _remove_stale(folder: Path) -> None:
+    """Delete the temporary files and folders a killed process left (never a finished piece: those are renamed
+    into place only when complete)."""
+    for stale in sorted(folder.glob("**/.*.tmp"), reverse=True):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 def pretrain_worker(cfg: StudyConfig, out: str, base_seed: int, threads: int = 1) -> dict:
     """Pretrain (or load) one base and profile every skill's routing on it, for the heatmaps."""
     from hellora.data import PadCollator, build_tiny_tokenizer
@@ -57,6 +67,10 @@ def pretrain_worker(cfg: StudyConfig, out: str, base_seed: int, threads: int = 1
 
     _setup_worker(threads)
     out = Path(out)
+    folder = base_folder(out, base_seed)
+    for stale in folder.parent.glob(f".{folder.name}.*.tmp"):  # this base's own leftovers only
+        shutil.rmtree(stale, ignore_errors=True)
+    _remove_stale(folder)
     tokenizer = build_tiny_tokenizer()
     model, record = pretrained_base(cfg, out, base_seed, tokenizer, _accelerator())
     folder = base_folder(out, base_seed) / "profiles"
@@ -79,8 +93,7 @@ def target_worker(cfg: StudyConfig, out: str, target: str, threads: int = 1) -> 
 
     _setup_worker(threads)
     out = Path(out)
-    for stale in (out / target).glob("**/.*.tmp"):  # left by a killed run: never a finished piece
-        shutil.rmtree(stale, ignore_errors=True)
+    _remove_stale(out / target)
     tokenizer = build_tiny_tokenizer()
     accelerator = _accelerator()
     data = study_data(cfg, target, tokenizer)
