@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from hellora.utils.errors import HelloraError
+from hellora.utils.io import read_json
 
 log = logging.getLogger("hellora")
 
@@ -105,7 +106,13 @@ class replacing_run:
         self.run, self.overwrite, self.aside = run, overwrite, None
 
     def __enter__(self):
-        if not self.overwrite or not (self.run.is_dir() and any(self.run.iterdir())):
+        if not self.overwrite:
+            status = self.run / "run.json"
+            if status.is_file() and read_json(status, "run status").get("status") == "finished":
+                raise HelloraError(f"output_dir {self.run} already holds a finished run; choose another output_dir, "
+                                   f"or pass --overwrite to start over (nothing was changed)")
+            return self
+        if not (self.run.is_dir() and any(self.run.iterdir())):
             return self
         if not ((self.run / "run.json").is_file() or (self.run / "config.yaml").is_file()):
             raise HelloraError(f"output_dir {self.run} holds no hellora run; --overwrite replaces only run folders "
