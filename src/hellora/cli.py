@@ -354,14 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="olmoe-1b-7b", help="preset or config folder (weights are random)")
     p.add_argument("--layers", type=int, default=4, help="decoder layers to keep (0: all)")
     p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=8, help="sequences per step")
-    p.add_argument("--seq", type=int, default=512)
+    p.add_argument("--seq", type=int, default=512, help="tokens per sequence")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the router's top-k)")
     p.add_argument("--rank", type=int, default=32)
     p.add_argument("--hot-share", type=float, default=0.5, help="share of assignments routed to the k hot experts "
                    "(0: leave the random router alone)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--steps", type=int, default=10, help="timed steps")
     p.add_argument("--setups", default=None, help="comma-separated subset of frozen,hellora,lora,peft-lora,peft-attn; "
                    "hellora and lora take suffixes to compare paths: a kernel @reference, @torch, @loop or @triton, and "
                    "@unfused (no shared q/k/v A product), e.g. hellora@reference@unfused")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from hellora.utils.errors import HelloraError
+from hellora.utils.io import read_json
 
 log = logging.getLogger("hellora")
 
@@ -58,14 +59,14 @@ class Parser(argparse.ArgumentParser):
 
 
 def fill_help(parser: argparse.ArgumentParser) -> None:
-    """Give every option a help text (so --help also shows its default)."""
+    """Give the shared flags their help text where a parser left it out (so --help also shows their default)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 fill_help(sub)
         elif action.help is None:
             flag = next((o for o in action.option_strings if o.startswith("--")), None)
-            action.help = COMMON_HELP.get(flag, " ") if flag else " "
+            action.help = COMMON_HELP.get(flag) if flag else None
 
 
 def flags(p: argparse.ArgumentParser, *groups: str, out_help: str | None = None, out_required: bool = False) -> None:
@@ -105,7 +106,13 @@ class replacing_run:
         self.run, self.overwrite, self.aside = run, overwrite, None
 
     def __enter__(self):
-        if not self.overwrite or not (self.run.is_dir() and any(self.run.iterdir())):
+        if not self.overwrite:
+            status = self.run / "run.json"
+            if status.is_file() and read_json(status, "run status").get("status") == "finished":
+                raise HelloraError(f"output_dir {self.run} already holds a finished run; choose another output_dir, "
+                                   f"or pass --overwrite to start over (nothing was changed)")
+            return self
+        if not (self.run.is_dir() and any(self.run.iterdir())):
             return self
         if not ((self.run / "run.json").is_file() or (self.run / "config.yaml").is_file()):
             raise HelloraError(f"output_dir {self.run} holds no hellora run; --overwrite replaces only run folders "
@@ -131,15 +138,16 @@ class replacing_run:
 
 
 def setup_logging(verbose: bool) -> None:
-    """hellora's own messages at INFO (DEBUG with -v); other libraries only at WARNING (no font-cache chatter),
-    each through one handler (a library that brings its own handler does not also print through the root's)."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    logging.getLogger("hellora").setLevel(logging.DEBUG if verbose else logging.INFO)
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    for name in ("huggingface_hub", "transformers", "datasets"):
-        library = logging.getLogger(name)
-        if library.handlers:
-            library.propagate = False
+    """hellora's messages at INFO (DEBUG with -v) through one handler of its own. The root logger gets none, so a
+    library that brings its own handler (huggingface_hub's retry messages, transformers) prints each message once,
+    and libraries without one print only warnings (no matplotlib font-cache chatter)."""
+    logger = logging.getLogger("hellora")
+    logger.handlers = [h for h in logger.handlers if not getattr(h, "_hellora_cli", False)]
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler._hellora_cli = True
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def resume_hint(args) -> str:

@@ -69,3 +69,20 @@ def test_peft_export_loads_in_stock_peft_and_matches_the_merged_model(demo_home,
         a, b, c = peft_model(ids).logits, merged(ids).logits, plain(ids).logits
     assert torch.allclose(a, b, atol=1e-4)
     assert not torch.allclose(b, c, atol=1e-4)  # the adapter is not zero: the check means something
+
+
+def test_train_overwrite_starts_over_and_a_failed_start_puts_the_old_run_back(demo_home, monkeypatch, capsys):
+    monkeypatch.chdir(demo_home)
+    recipe = str(CPU_RECIPES / "sort-lora.yaml")
+    run = ["train", recipe, *FAST, "output_dir=runs/again", "--no-progress"]
+    assert main(run) == 0
+    assert main(run) == 2  # a finished run is refused ...
+    assert "--overwrite" in capsys.readouterr().err
+    before = (demo_home / "runs/again/adapter/hellora_adapter.safetensors").read_bytes()
+    # ... --overwrite with a start that fails (missing data) leaves the old run exactly where it was
+    assert main([*run, "data.train=missing.jsonl", "--overwrite"]) == 2
+    assert (demo_home / "runs/again/adapter/hellora_adapter.safetensors").read_bytes() == before
+    assert main([*run, "train.learning_rate=1e-2", "--overwrite"]) == 0  # starts over
+    assert json.loads((demo_home / "runs/again/run.json").read_text())["status"] == "finished"
+    assert (demo_home / "runs/again/adapter/hellora_adapter.safetensors").read_bytes() != before
+    assert not [p for p in (demo_home / "runs").iterdir() if ".replaced." in p.name]

@@ -179,7 +179,8 @@ def test_console_script_prints_one_line_and_exit_2(write_recipe):
     done = subprocess.run([sys.executable, "-m", "hellora.cli", *_train(write_recipe(), "selection.k=0")],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("hellora train: error: k:")
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("hellora train: error: override selection.k=0: selection.k:")
 
 
 def test_override_into_a_scalar_field(write_recipe, capsys):
