@@ -35,7 +35,7 @@ import torch
 
 from hellora.adapters import AdapterConfig, attach_adapters, remove_adapters
 from hellora.bench.costs import analytic_adapter_flops, measure_step_costs, routing_profile
-from hellora.bench.report import add_ratios, format_table
+from hellora.bench.report import add_ratios, format_table  # noqa: F401  (format_table: re-exported for the CLI)
 from hellora.kernels.subset_lora import BACKEND_ENV, KERNEL_CHOICES
 from hellora.models.families import describe_moe_model
 from hellora.placement import HotExpertPlacement
