@@ -18,6 +18,7 @@ import json
 import logging
 import sys
 
+from hellora.placement import STRATEGIES
 from hellora.utils.errors import HelloraError
 
 log = logging.getLogger("hellora")
@@ -425,8 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("select", help="choose hot experts from a profile")
     p.add_argument("--profile", required=True)
-    p.add_argument("--strategy", default="layer",
-                   choices=["layer", "model", "cold", "random", "coverage", "entropy", "all"])
+    p.add_argument("--strategy", default="layer", choices=STRATEGIES)
     p.add_argument("--k", type=int, default=None, help="experts per layer (default: the router's top-k)")
     p.add_argument("--p", type=float, default=0.5, help="mass to reach for --strategy coverage")
     p.add_argument("--seed", type=int, default=0)
