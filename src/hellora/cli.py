@@ -20,6 +20,7 @@ import sys
 
 from hellora.placement import STRATEGIES
 from hellora.utils.errors import HelloraError
+from hellora.vocab import Method, Targets, Variant
 
 log = logging.getLogger("hellora")
 
@@ -318,15 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("params", help="trainable / total parameters of a method on a model (offline)")
     p.add_argument("--model", required=True, help="preset (olmoe-1b-7b, mixtral-8x7b, deepseek-moe-16b, "
                    "qwen3-30b-a3b), local folder or hub id")
-    p.add_argument("--method", choices=["lora", "hellora", "loramoe", "fft"], default="hellora")
-    p.add_argument("--variant", choices=["none", "dora", "lori_d", "lori_s"], default="none",
+    p.add_argument("--method", choices=Method.values(), default="hellora")
+    p.add_argument("--variant", choices=Variant.values(), default="none",
                    help="DoRA or LoRI on top of lora/hellora (hellora + lori_* = HELLoRI)")
     p.add_argument("--lori-density", type=float, default=0.1, help="share of B entries LoRI-S trains")
     p.add_argument("--loramoe-experts", type=int, default=6)
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the router's top-k)")
     p.add_argument("--rank", type=int, default=None, help="LoRA rank (default 32; LoRAMoE 4)")
     p.add_argument("--alpha", type=float, default=64.0)
-    p.add_argument("--placement", choices=["pure", "gate", "all"], default="all")
+    p.add_argument("--placement", choices=Targets.values(), default="all")
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_params)
