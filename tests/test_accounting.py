@@ -32,6 +32,7 @@ PAPER = [  # model, method, variant, rank (None = the method's default), paper's
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, method, variant, r, paper", PAPER,
                          ids=[f"{m}-{meth}-{v}-r{r}" for m, meth, v, r, _ in PAPER])
 def test_paper_params_cells(model, method, variant, r, paper):
@@ -41,6 +42,7 @@ def test_paper_params_cells(model, method, variant, r, paper):
     assert sum(report["by_role"].values()) == pytest.approx(report["trainable"], abs=len(report["by_role"]))
 
 
+@pytest.mark.slow
 def test_lori_counts_b_of_the_same_adapter_and_the_same_denominator():
     lora = parameter_report(DEEPSEEK, "hellora", k=12)
     d = parameter_report(DEEPSEEK, "hellora", k=12, variant="lori_d")

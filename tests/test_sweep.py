@@ -21,6 +21,7 @@ def test_paper_sweeps_validate(path):
         load_run_config(sweep["base"], overrides).resolved()
 
 
+@pytest.mark.slow
 def test_tiny_sweep_trains_resumes_and_reports(write_recipe, tmp_path, capsys):
     base = write_recipe("base.yaml")
     sweep = tmp_path / "sweep.yaml"

@@ -25,7 +25,9 @@ from pathlib import Path
 from hellora import __version__
 from hellora.cli_support import (COMMON_HELP, STRATEGY_HELP, Parser, fill_help, flags, need_file, refuse_existing,
                                  replacing_run, run)
+from hellora.placement import STRATEGIES
 from hellora.utils.errors import HelloraError
+from hellora.vocab import Method, Targets, Variant
 
 log = logging.getLogger("hellora")
 
@@ -441,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="preset, local folder or hub id (config only)")
     p.add_argument("--profile", help="profile.json with the task's routing counts (default: uniform routing)")
     p.add_argument("--methods", default="lora,hellora", help="comma-separated: lora, hellora, loramoe")
-    p.add_argument("--strategy", default="layer", choices=Strategy.values(), help=STRATEGY_HELP)
+    p.add_argument("--strategy", default="layer", choices=STRATEGIES, help=STRATEGY_HELP)
     p.add_argument("--convention", choices=["exact", "paper"], default="exact",
                    help="exact: the adapters as they run; paper: Table 3's convention (docs/evaluation.md)")
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the paper's k for a preset, "
@@ -459,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("select", help="choose hot experts from a profile")
     p.add_argument("--profile", required=True, help="profile.json (from hellora profile or a run folder)")
-    p.add_argument("--strategy", default="layer", choices=Strategy.values(), help=STRATEGY_HELP)
+    p.add_argument("--strategy", default="layer", choices=STRATEGIES, help=STRATEGY_HELP)
     p.add_argument("--k", type=int, default=None, help="experts per layer (default: the router's top-k)")
     p.add_argument("--p", type=float, default=0.5, help="mass to reach for --strategy coverage")
     p.add_argument("--seed", type=int, default=0, help="seed of --strategy random")

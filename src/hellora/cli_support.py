@@ -18,7 +18,8 @@ log = logging.getLogger("hellora")
 
 STRATEGY_HELP = ("layer: top-k per layer (the paper's); model: top-k*L over the whole model; cold: bottom-k; "
                  "random: k at random; coverage: fewest experts reaching mass p per layer; entropy: top-k by "
-                 "routing entropy; all: every expert")
+                 "routing entropy; cold-entropy: bottom-k by routing entropy; all: every expert; first-k: experts "
+                 "0..k-1 (a count-only stand-in)")
 
 # Help texts of flags that several commands share, filled in wherever a parser left them without one.
 COMMON_HELP = {

@@ -41,6 +41,7 @@ def test_stock_peft_loads_the_export_and_gives_the_same_logits(family, tmp_path)
     assert set(map(tuple, sidecar["experts"].values())) == {(1, 5)}
 
 
+@pytest.mark.slow
 def test_peft_export_of_remote_layout_and_lora_method(tmp_path):
     model = tiny_deepseek_layout()
     attach_adapters(model, AdapterConfig(init="random", r=4, alpha=8), first_k_placement(model, (2, 6)))
@@ -90,6 +91,7 @@ def test_existing_outputs_are_not_overwritten(tmp_path):
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_cli_export_from_saved_adapter(tmp_path):
     base = tiny_model("olmoe")
     base.save_pretrained(tmp_path / "base")

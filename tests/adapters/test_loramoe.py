@@ -91,6 +91,7 @@ def test_parameter_count_is_n_pairs_plus_router_per_expert_linear():
     assert count_parameters(model)["trainable"] == 2 * 8 * per_expert
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["olmoe", "deepseek_layout"])
 def test_training_lowers_the_loss_and_leaves_the_base_alone(family):
     model = tiny_deepseek_layout() if family == "deepseek_layout" else tiny_model(family)
