@@ -27,7 +27,6 @@ from hellora.cli_support import (COMMON_HELP, STRATEGY_HELP, Parser, fill_help, 
                                  replacing_run, run)
 from hellora.placement import STRATEGIES
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Method, Targets, Variant
 
 log = logging.getLogger("hellora")
 
@@ -316,7 +315,7 @@ def cmd_eval(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hellora.vocab import Method, Strategy, Targets, Variant
+    from hellora.vocab import Method, Targets, Variant
 
     parser = Parser(prog="hellora", description="Hot-expert LoRA for Mixture-of-Experts models")
     parser.add_argument("--version", action="version", version=f"hellora {__version__}")
