@@ -118,7 +118,7 @@ class TrainConfig:
     report_to: list = field(default_factory=list)  # tensorboard, wandb (through accelerate trackers)
 
     def __post_init__(self) -> None:
-        number(self.learning_rate, "train.learning_rate", low=0.0, high=1.0, low_open=True, optional=True)
+        number(self.learning_rate, "train.learning_rate", low=0.0, low_open=True, optional=True)
         number(self.epochs, "train.epochs", low=0.0, low_open=True, optional=True)
         positive_int(self.batch_size, "train.batch_size", optional=True)
         positive_int(self.micro_batch_size, "train.micro_batch_size")

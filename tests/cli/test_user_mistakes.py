@@ -34,7 +34,7 @@ T = "train {tmp}/recipe.yaml"
 MISTAKES = [
     # the issue's own cases
     (f"{T} train.learning_rate=-0.0001", ["override train.learning_rate=-0.0001", "train.learning_rate"]),
-    (f"{T} train.learning_rate=-1e-4", ["train.learning_rate", "(0, 1]"]),
+    (f"{T} train.learning_rate=-1e-4", ["train.learning_rate", "(0, inf)", "got -0.0001"]),
     ("select --profile {tmp}/profile.json --out {tmp}/placement.json", ["--out", "exists", "--overwrite"]),
     ("report {tmp}/done --out {tmp}/report", ["--out", "exists", "--overwrite"]),
     ("demo --out {tmp}/demo", ["--out", "exists", "--overwrite"]),
@@ -57,7 +57,7 @@ MISTAKES = [
     ("train {tmp}/recipe.yaml train.warmup_ratio=1.5", ["train.warmup_ratio", "[0, 1)"]),
     ("train {tmp}/recipe.yaml train.lr_scheduler=cosin", ["train.lr_scheduler", "cosine"]),
     ("train {tmp}/recipe.yaml train.learning_rate=fast", ["train.learning_rate", "expected float"]),
-    ("train {tmp}/recipe.yaml train.epochs=2 train.learning_rate=1e2", ["train.learning_rate", "1e2"]),
+    ("train {tmp}/recipe.yaml train.learning_rate=0", ["train.learning_rate", "override train.learning_rate=0"]),
     ("train {tmp}/recipe.yaml adapter.r=0", ["adapter.r"]),
     ("train {tmp}/recipe.yaml adapter.method=lorra", ["adapter.method", "lorra"]),
     ("train {tmp}/recipe.yaml adapter.dropout=1", ["adapter.dropout"]),
