@@ -28,7 +28,8 @@ from hellora.adapters.io import save_adapter
 from hellora.config import RunConfig, dump_config
 from hellora.data import encode_pairs, get_task, sample_fraction
 from hellora.placement import HotExpertPlacement
-from hellora.profiling.stage import profile_only, profile_sample, profile_stage  # noqa: F401  (re-exported)
+from hellora.profiling.stage import (profile_only, profile_sample, profile_stage,  # noqa: F401  (re-exported)
+                                     stability_tracker)
 from hellora.train.loop import learning_rate, resolve_steps, train_loop
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, atomic_write_text, folder_lock, read_json
@@ -271,6 +272,7 @@ def _check_model(config: RunConfig, model, tokenizer) -> None:
         raise HelloraError(f"profile.mode: unknown mode {config.profile.mode!r}; choose warmup, forward or none")
     learning_rate(0, 1, 1.0, 0.0, config.train.lr_scheduler)  # validates the schedule name
     sample_fraction([0], config.profile.fraction, 0)  # validates the fraction
+    stability_tracker(config, spec.top_k)  # validates profile.stable_window / stable_jaccard
 
 
 def _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress):
