@@ -91,3 +91,11 @@ def test_warmup_profile_stops_when_stable(write_recipe, tmp_path):
     assert profile.meta["warmup_steps"] == rec["batches_used"]
     status = json.loads((tmp_path / "stable" / "run.json").read_text())
     assert status["steps"]["profile"]["until_stable"] == rec
+
+
+def test_bad_stability_settings_are_refused_before_the_run_folder_is_touched(write_recipe, tmp_path):
+    from hellora.cli import main
+
+    recipe = write_recipe(out="bad")
+    assert main(["train", str(recipe), "profile.until_stable=true", "profile.stable_window=0", "--no-progress"]) != 0
+    assert not (tmp_path / "bad").exists()

@@ -9,8 +9,9 @@ Setups, all on the same model and the same inputs, one after another:
     peft-lora   stock PEFT: q/k/v/o, router weight and all experts through `target_parameters`
     peft-attn   stock PEFT: q/k/v/o only
 `hellora` and `lora` take suffixes to measure one optimisation against its absence in the same run: a kernel,
-`@reference` (in-place adds under plain autograd, what the one-node op replaced), `@torch` (the op with
-per-expert matmuls) or `@triton` (the op's Triton kernels; CUDA), and `@unfused` (q/k/v LoRA without the shared A
+`@reference` (in-place adds under plain autograd, what the one-node op replaced), `@torch` (the op; batched
+grouped products when every expert is hot), `@loop` (the op with per-expert matmuls always) or `@triton` (the
+op's Triton kernels; CUDA), and `@unfused` (q/k/v LoRA without the shared A
 product). `hellora@reference@unfused` is the first version. Without suffixes: the defaults.
 One step = forward + backward + AdamW on the trainable parameters; the median of `steps` timed steps after
 `warmup` steps is reported, with peak CUDA memory (CPU reports none: "n/a") and ratios to `frozen`. One more

@@ -26,7 +26,8 @@ from hellora.adapters.io import read_lori_d, save_adapter
 from hellora.config import RunConfig, dump_config
 from hellora.data import encode_pairs, get_task
 from hellora.placement import HotExpertPlacement
-from hellora.profiling.stage import profile_only, profile_sample, profile_stage  # noqa: F401  (re-exported)
+from hellora.profiling.stage import (profile_only, profile_sample, profile_stage,  # noqa: F401  (re-exported)
+                                     stability_tracker)
 from hellora.train.fsdp import check_fsdp_supported, fsdp_requested, is_sharded, shard_frozen_base
 from hellora.train.loop import resolve_steps, train_loop
 from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_folder, run_finished  # noqa: F401
@@ -211,6 +212,7 @@ def _check_model(config: RunConfig, model, tokenizer) -> None:
         raise HelloraError(f"profile.mode: unknown mode {config.profile.mode!r}; choose warmup, forward or none")
     if config.selection.path:
         HotExpertPlacement.load(config.selection.path)  # exists and is a placement, before any work
+    stability_tracker(config, spec.top_k)  # validates profile.stable_window / stable_jaccard
 
 
 def _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress):
