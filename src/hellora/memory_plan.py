@@ -11,8 +11,9 @@ An estimate from shapes alone (no weights read). Per GPU, in bytes:
     activations  what autograd keeps for backward, in bf16 (2 B) per value, for B sequences of S tokens on this GPU:
                  per token and decoder layer, 10 H (norm inputs, q/k/v, attention output, residuals) plus
                  k (2 H + 3 I) for the MoE block (k routed copies of the input, gate/up output (2I), activation
-                 (I), down output (H)); plus fp32 logits and their gradient, 8 V bytes per token. With gradient
-                 checkpointing each layer keeps only its input (H) and one layer is recomputed at a time.
+                 (I), down output (H); shared experts are not counted); plus fp32 logits and their gradient,
+                 8 V bytes per token. With gradient checkpointing each layer keeps only its input (H) and one
+                 layer is recomputed at a time.
 
 Allocator fragmentation, CUDA context (~0.5-1 GB) and temporary buffers (the LoRA kernels' hot-row gathers,
 attention workspaces) are not counted: keep 10-15 % of the card free.
