@@ -21,6 +21,7 @@ from hellora.placement import HotExpertPlacement
 from hellora.profiling.profile import ExpertProfile, compare_profiles
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write, atomic_write_text, read_json
+from hellora.vocab import Method, Variant
 
 METRICS = [("proxy", "accuracy", "Target acc"), ("proxy", "others", "Other skills"), ("gsm8k", "accuracy", "GSM8K"), ("humaneval", "pass@1", "HE@1"), ("humaneval", "pass@5", "HE@5"),
            ("humaneval", "pass@10", "HE@10"), ("hexphi", "refusal_rate", "HEx-PHI"),
@@ -28,14 +29,14 @@ METRICS = [("proxy", "accuracy", "Target acc"), ("proxy", "others", "Other skill
 
 
 def method_label(adapter: dict, selection: dict, profile: dict | None = None) -> str:
-    method, variant = adapter.get("method"), adapter.get("variant", "none")
-    if method == "fft":
+    method = Method.parse(adapter.get("method", "hellora"), "config.yaml: adapter.method")
+    variant = Variant.parse(adapter.get("variant", "none"), "config.yaml: adapter.variant")
+    if method is Method.FFT:
         return "FFT"
-    if method == "loramoe":
+    if method is Method.LORAMOE:
         return "LoRAMoE"
-    hot = method == "hellora"
-    label = {"dora": "DoRA", "lori_d": "LoRI-D", "lori_s": "LoRI-S"}.get(variant, "LoRA")
-    if hot:
+    label = {Variant.DORA: "DoRA", Variant.LORI_D: "LoRI-D", Variant.LORI_S: "LoRI-S"}.get(variant, "LoRA")
+    if method is Method.HELLORA:
         label = {"LoRA": "HELLoRA", "DoRA": "HELLoRA-DoRA"}.get(label, "HEL" + label)
         strategy = selection.get("strategy", "layer")
         if strategy != "layer":

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hellora.vocab import Method, Variant
+
 
 @dataclass(frozen=True)
 class Arm:
     name: str
-    method: str                      # lora | hellora | fft  (AdapterConfig.method)
-    variant: str = "none"            # none | lori_d | lori_s
+    method: Method                   # lora | hellora | fft  (AdapterConfig.method)
+    variant: Variant = Variant.NONE  # none | lori_d | lori_s
     strategy: str | None = None      # selection rule for "hellora": layer | model | random | cold
     placement: str = "all"           # pure | gate | all
     k_factor: float = 1.0            # hot experts per layer = k_factor x router top-k
@@ -32,7 +34,11 @@ class Arm:
 
     @property
     def needs_profile(self) -> bool:
-        return self.method == "hellora" and self.lori_from is None
+        return self.method is Method.HELLORA and self.lori_from is None
+
+    def __post_init__(self) -> None:  # plain strings in the table below become vocabulary members
+        object.__setattr__(self, "method", Method.parse(self.method, f"arm {self.name}: method"))
+        object.__setattr__(self, "variant", Variant.parse(self.variant, f"arm {self.name}: variant"))
 
 
 ARMS: dict[str, Arm] = {a.name: a for a in (

@@ -26,6 +26,7 @@ from hellora.study.toy import train_steps
 from hellora.train.loop import TrainingDiverged
 from hellora.utils.io import atomic_dir, atomic_write_json, atomic_write_text, read_json
 from hellora.utils.meta import run_metadata
+from hellora.vocab import Method, Variant
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def _placement(ctx: TargetContext, arm: Arm, ft_seed: int):
 
 
 def _adapter_config(ctx: TargetContext, arm: Arm, ft_seed: int) -> AdapterConfig:
-    if arm.method == "fft":
+    if arm.method is Method.FFT:
         return AdapterConfig(method="fft")
     lori_from = None
     if arm.lori_from:
@@ -113,7 +114,7 @@ def lr_trial(ctx: TargetContext, arm_name: str, lr: float) -> dict:
 def choose_lr(ctx: TargetContext, arm_name: str) -> float:
     """The grid value with the best validation exact match (ties: token accuracy, then the smaller lr)."""
     path = ctx.out / ctx.target / "tune" / arm_name / "chosen.json"
-    grid = ctx.cfg.fft_lr_grid if ARMS[arm_name].method == "fft" else ctx.cfg.lr_grid
+    grid = ctx.cfg.fft_lr_grid if ARMS[arm_name].method is Method.FFT else ctx.cfg.lr_grid
     if path.is_file():
         saved = read_json(path, "chosen lr")
         if saved.get("grid") == grid:
@@ -196,7 +197,7 @@ def final_run(ctx: TargetContext, arm_name: str, ft_seed: int, lr: float) -> Pat
             "study": config["study"],
             "steps": {"attach": {k: params[k] for k in ("trainable", "total", "trainable_pct")},
                       "train": {k: v for k, v in (result.to_dict() if result else {}).items() if k != "losses"}}})
-        if arm.variant == "lori_d" and result is not None:
+        if arm.variant is Variant.LORI_D and result is not None:
             save_adapter(tuned, tmp / "adapter", base_model="proxy-moe")
         atomic_write_json(tmp / "study_run.json", record)
     return folder
