@@ -96,7 +96,7 @@ def cmd_profile(args) -> None:
     import os
 
     from hellora.config import load_run_config
-    from hellora.train.pipeline import profile_only
+    from hellora.profiling.stage import profile_only
 
     config = load_run_config(args.recipe, args.overrides)
     refuse_existing(args.out, args.overwrite)
@@ -236,7 +236,7 @@ def cmd_train(args) -> None:
 
 
 def _model_and_tokenizer(args):
-    from hellora.models.loading import load_model_and_tokenizer
+    from hellora.models.inference import load_model_and_tokenizer
 
     return load_model_and_tokenizer(args.model, tokenizer=args.tokenizer, adapter=args.adapter, dtype=args.dtype,
                                     trust_remote_code=args.trust_remote_code)

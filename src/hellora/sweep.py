@@ -22,7 +22,8 @@ import yaml
 
 from hellora.config import load_run_config
 from hellora.report.tables import write_report
-from hellora.train.pipeline import run_finished, run_training
+from hellora.train.pipeline import run_training
+from hellora.train.run_folder import run_finished
 from hellora.utils.errors import HelloraError
 
 

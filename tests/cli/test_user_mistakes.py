@@ -200,7 +200,7 @@ def test_peft_export_of_a_preset_run_with_overrides_rebuilds_the_same_model(prep
 
 
 def test_eval_loading_rebuilds_a_preset_run_with_its_overrides_and_tokenizer(prepared):
-    from hellora.models.loading import load_model_and_tokenizer
+    from hellora.models.inference import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer("olmoe-1b-7b", adapter=str(prepared / "preset-adapter"),
                                                 dtype="float32", device="cpu")

@@ -180,7 +180,7 @@ def test_metrics_truncation_drops_half_written_lines(tmp_path):
 def test_profile_sample_is_the_seeded_fraction_with_its_source():
     from hellora.config import load_run_config
     from hellora.data import sample_fraction
-    from hellora.train.pipeline import profile_sample
+    from hellora.profiling.stage import profile_sample
 
     config = load_run_config(None, ["profile.fraction=0.25", "profile.seed=3"])
     features = [{"input_ids": [i]} for i in range(40)]
@@ -239,7 +239,7 @@ def test_an_unfinished_run_from_an_older_version_resumes(write_recipe, tmp_path)
     import pytest
 
     from hellora.config import dump_config, load_run_config
-    from hellora.train.pipeline import check_run_folder
+    from hellora.train.run_folder import check_run_folder
     from hellora.utils.errors import HelloraError
 
     config = load_run_config(write_recipe()).resolved()

@@ -124,24 +124,3 @@ def load_tokenizer(model: str, *, trust_remote_code: bool = False):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
-
-
-def load_model_and_tokenizer(model: str, *, tokenizer: str | None = None, adapter: str | None = None,
-                             dtype: str = "auto", trust_remote_code: bool = False, device: str = "auto"):
-    """(model, tokenizer) for inference: the model's own tokenizer unless `tokenizer` names one ("tiny" included),
-    an `adapter` folder loaded on top (a preset is rebuilt as the adapter's run recorded it: config overrides and
-    tokenizer), moved to CUDA when `device` is "auto" and a GPU exists."""
-    from hellora.adapters.io import load_adapter, read_adapter_record
-
-    overrides, recorded_tokenizer = None, None
-    if adapter:  # a preset is rebuilt with the config overrides and tokenizer its run recorded
-        spec = read_adapter_record(adapter).get("model") or {}
-        if spec.get("name") == model:
-            overrides, recorded_tokenizer = spec.get("overrides") or None, spec.get("tokenizer")
-    net = load_model(model, dtype=dtype, trust_remote_code=trust_remote_code, overrides=overrides)
-    if adapter:
-        load_adapter(net, adapter)
-    tok = load_tokenizer(tokenizer or recorded_tokenizer or model, trust_remote_code=trust_remote_code)
-    if device == "auto" and torch.cuda.is_available():
-        net.to("cuda")
-    return net, tok

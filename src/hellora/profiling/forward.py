@@ -1,6 +1,6 @@
 """Forward-only profiling: count expert routing over a dataset with no training.
 
-The paper profiles during a short LoRA warm-up on p% of the data (see `hellora.train.warmup`); forward-only
+The paper profiles during a short LoRA warm-up on p% of the data (see `hellora.profiling.warmup`); forward-only
 profiling is the cheap alternative (no backward, no optimizer), and its hot sets can be compared with the
 warm-up's through `compare_profiles`.
 """

@@ -18,6 +18,8 @@ from collections import deque
 
 import torch
 
+from hellora.vocab import resolve_hot_k
+
 from hellora.utils.errors import HelloraError
 
 
@@ -70,3 +72,11 @@ class StabilityTracker:
                 "stopped_early": self.stable_at is not None, "batches_used": used, "batches_planned": planned,
                 "fraction_used": round(fraction * used / planned, 6) if planned else 0.0,
                 "wall_time_s": round(wall_s, 3)}
+
+
+def stability_tracker(config, top_k: int) -> StabilityTracker | None:
+    """The stop-when-stable tracker profile.until_stable asks for (k: selection.k, else the router's top-k)."""
+    p = config.profile
+    if not getattr(p, "until_stable", False):
+        return None
+    return StabilityTracker(resolve_hot_k(config.selection.k, top_k), p.stable_window, p.stable_jaccard)

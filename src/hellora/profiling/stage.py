@@ -6,7 +6,7 @@ reduction of the counts, stop-when-stable, and `hellora profile` (profiling alon
     profile = profile_stage(config, run, model, features, source, accelerator, pad_id, recorder, progress)
 
 Every process counts its own batches; `reduce_counts` sums counts, mass and tokens over processes, the only
-place profiling talks across processes (the warm-up's `train.warmup` uses it too). With `profile.until_stable`
+place profiling talks across processes (`reduce.py`; the warm-up in `warmup.py` uses it too). With `profile.until_stable`
 the running sums are reduced after every batch and every process stops at the same one (`stable.py`).
 """
 
@@ -17,20 +17,14 @@ from pathlib import Path
 
 import torch
 
-from hellora.profiling.counter import ExpertActivationCounter
 from hellora.profiling.forward import profile_experts
 from hellora.profiling.profile import ExpertProfile
-from hellora.profiling.stable import StabilityTracker
+from hellora.profiling.reduce import counts_stop, reduce_counts
+from hellora.profiling.stable import stability_tracker
+from hellora.profiling.warmup import warmup_profile
+from hellora.train.setup import build_features, check_run_inputs, load_run_model, load_run_tokenizer, make_accelerator, pad_id_of
 from hellora.utils.errors import HelloraError
 from hellora.vocab import ProfileMode
-
-
-def reduce_counts(accelerator, counts: torch.Tensor, mass: torch.Tensor, tokens: torch.Tensor):
-    """(counts int64, mass float64, tokens int64) summed over processes, on the CPU."""
-    if accelerator is None or accelerator.num_processes == 1:
-        return counts.clone(), mass.clone(), tokens.clone()
-    device = accelerator.device
-    return tuple(accelerator.reduce(t.to(device), reduction="sum").cpu().to(t.dtype) for t in (counts, mass, tokens))
 
 
 def profile_sample(config, features: list[dict], source: dict) -> tuple[list[dict], dict]:
@@ -41,23 +35,6 @@ def profile_sample(config, features: list[dict], source: dict) -> tuple[list[dic
     sample = sample_fraction(features, config.profile.fraction, config.profile.seed)
     return sample, {**source, "fraction": config.profile.fraction, "seed": config.profile.seed,
                     "examples": len(sample)}
-
-
-def stability_tracker(config, top_k: int) -> StabilityTracker | None:
-    """The stop-when-stable tracker profile.until_stable asks for (k: selection.k, else the router's top-k)."""
-    p = config.profile
-    if not getattr(p, "until_stable", False):
-        return None
-    return StabilityTracker(config.selection.k or top_k, p.stable_window, p.stable_jaccard)
-
-
-def counts_stop(tracker: StabilityTracker, accelerator):
-    """should_stop(counter) for a counting pass: the summed counts so far, fed to `tracker`."""
-    def should_stop(counter: ExpertActivationCounter) -> bool:
-        counts, _, _ = reduce_counts(accelerator, counter.counts, counter.mass, counter.tokens)
-        return tracker.update(counts)
-
-    return should_stop
 
 
 def forward_profile(model, sample, config, pad_id, source, accelerator, progress) -> ExpertProfile:
@@ -93,8 +70,6 @@ def run_profiling(config, model, sample, source, accelerator, pad_id, progress) 
     """Profile `sample` the configured way: the LoRA warm-up (the paper's) or forward passes."""
     mode = config.profile.mode
     if mode == ProfileMode.WARMUP:
-        from hellora.train.warmup import warmup_profile
-
         return warmup_profile(model, sample, config, accelerator=accelerator, pad_token_id=pad_id, source=source,
                               progress=progress)
     if mode == ProfileMode.FORWARD:
@@ -125,17 +100,15 @@ def profile_stage(config, run: Path, model, features, source, accelerator, pad_i
 
 def profile_only(config, out: str | Path, *, progress: bool = True) -> ExpertProfile:
     """`hellora profile`: forward-only routing counts of the recipe's model on profile.fraction of its data."""
-    from hellora.train import pipeline
-
     if Path(out).exists():
         raise HelloraError(f"{out} exists; choose another --out (nothing was changed)")
-    tokenizer = pipeline.load_tokenizer_for(config)
-    features, source = pipeline.build_features(config, tokenizer)
-    model = pipeline.load_base_model(config)
-    pipeline._check_model(config, model, tokenizer)
+    tokenizer = load_run_tokenizer(config)
+    features, source = build_features(config, tokenizer)
+    model = load_run_model(config)
+    check_run_inputs(config, model, tokenizer)
     sample, src = profile_sample(config, features, source)
-    accelerator = pipeline.make_accelerator(config)
-    profile = forward_profile(model, sample, config, pipeline._pad_id(tokenizer), src, accelerator, progress)
+    accelerator = make_accelerator(config)
+    profile = forward_profile(model, sample, config, pad_id_of(tokenizer), src, accelerator, progress)
     if accelerator.is_main_process:
         profile.save(out)
     return profile

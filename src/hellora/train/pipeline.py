@@ -18,71 +18,20 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
-
 from hellora.adapters import attach_adapters
 from hellora.adapters.accounting import count_parameters
-from hellora.adapters.io import read_lori_d, save_adapter
+from hellora.adapters.io import load_adapter, read_lori_d, save_adapter
 from hellora.config import RunConfig, dump_config
-from hellora.data import encode_pairs, get_task
 from hellora.placement import HotExpertPlacement
-from hellora.profiling.stage import (profile_only, profile_sample, profile_stage,  # noqa: F401  (re-exported)
-                                     stability_tracker)
+from hellora.profiling.stage import profile_stage
 from hellora.train.fsdp import check_fsdp_supported, fsdp_requested, is_sharded, shard_frozen_base
 from hellora.train.loop import resolve_steps, train_loop
-from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_folder, run_finished  # noqa: F401
-from hellora.utils.errors import HelloraError
+from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_folder
+from hellora.train.setup import (build_features, check_run_inputs, load_run_model, load_run_tokenizer,
+                                 make_accelerator, model_spec, pad_id_of)
 from hellora.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
-
-
-def _mixed_precision(setting: str) -> str:
-    if setting == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return setting
-
-
-def make_accelerator(config: RunConfig):
-    from accelerate import Accelerator
-
-    run = Path(config.output_dir)
-    # cpu=True lets torchrun/accelerate launch run several CPU processes (gloo) where no GPU exists.
-    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=_mixed_precision(config.train.mixed_precision),
-                       log_with=config.train.report_to or None, project_dir=str(run))
-
-
-def _pad_id(tokenizer) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-
-
-def load_tokenizer_for(config: RunConfig):
-    from hellora.models.loading import load_tokenizer
-
-    return load_tokenizer(config.model.tokenizer or config.model.name, trust_remote_code=config.model.trust_remote_code)
-
-
-def load_base_model(config: RunConfig):
-    """The recipe's model: pretrained weights, or a preset's architecture at random init (seeded by train.seed)."""
-    from hellora.models.loading import load_model
-
-    return load_model(config.model.name, dtype=config.model.dtype, trust_remote_code=config.model.trust_remote_code,
-                      overrides=config.model.overrides, seed=config.train.seed)
-
-
-def model_spec(config: RunConfig) -> dict:
-    """What rebuilds the run's base model (recorded with the adapter, so export and eval need no --model)."""
-    return {"name": config.model.name, "overrides": dict(config.model.overrides), "tokenizer": config.model.tokenizer,
-            "trust_remote_code": config.model.trust_remote_code, "dtype": config.model.dtype}
-
-
-def build_features(config: RunConfig, tokenizer) -> tuple[list[dict], dict]:
-    task = get_task(config.data.task)
-    records = task.load(config.data.train, limit=config.data.limit)
-    pairs = task.format_records(records)
-    features = encode_pairs(tokenizer, pairs, config.data.max_length, config.data.max_prompt_length)
-    source = {"task": config.data.task, "data": config.data.train or "hub default", "examples": len(features)}
-    return features, source
 
 
 def run_training(config: RunConfig, *, progress: bool = True, restart_from_checkpoint: bool = False) -> dict:
@@ -101,11 +50,11 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
     run = Path(config.output_dir)
     config_text = dump_config(config)
     resuming = check_run_folder(run, config_text, restart=restart)
-    tokenizer = load_tokenizer_for(config)
+    tokenizer = load_run_tokenizer(config)
     features, source = build_features(config, tokenizer)
-    model = load_base_model(config)
-    _check_model(config, model, tokenizer)
-    pad_id = _pad_id(tokenizer)
+    model = load_run_model(config)
+    check_run_inputs(config, model, tokenizer)
+    pad_id = pad_id_of(tokenizer)
 
     accelerator = make_accelerator(config)
     resolve_steps(config.train, len(features), accelerator.num_processes)  # batch sizes fit the data
@@ -126,8 +75,6 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
 
     if "train" in recorder.data["steps"] and (run / "adapter" / "hellora_adapter.json").is_file():
         # Training finished before the run was stopped (e.g. during evaluation): do not train again.
-        from hellora.adapters.io import load_adapter
-
         load_adapter(model, run / "adapter")
         return _finish(config, model, tokenizer, run, recorder, accelerator, progress)
 
@@ -158,10 +105,8 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
     trained = accelerator.unwrap_model(model)
     if is_sharded(trained) and config.eval.enabled and accelerator.is_main_process:
         # evaluation needs whole weights on one process: the base as loaded, the adapter as saved
-        from hellora.adapters.io import load_adapter
-
         model = trained = None
-        trained = load_adapter(load_base_model(config), run / "adapter")
+        trained = load_adapter(load_run_model(config), run / "adapter")
     return _finish(config, trained, tokenizer, run, recorder, accelerator, progress)
 
 
@@ -194,25 +139,6 @@ def _balance_loss(config: RunConfig, accelerator):
     from hellora.adapters.loramoe import loramoe_balance_loss
 
     return lambda net: config.adapter.loramoe_balance * loramoe_balance_loss(accelerator.unwrap_model(net))
-
-
-def _check_model(config: RunConfig, model, tokenizer) -> None:
-    """Fail before any training on a non-MoE model, a bad k or a tokenizer larger than the embeddings."""
-    from hellora.models.families import describe_moe_model
-    from hellora.placement import check_k
-
-    spec = describe_moe_model(model)
-    if config.selection.k is not None:
-        check_k(config.selection.k, spec.num_experts)
-    vocab = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > vocab:
-        raise HelloraError(f"model.tokenizer has {len(tokenizer)} tokens but the model embeds only {vocab}; "
-                           f"use the model's own tokenizer")
-    if config.profile.mode not in ("warmup", "forward", "none"):
-        raise HelloraError(f"profile.mode: unknown mode {config.profile.mode!r}; choose warmup, forward or none")
-    if config.selection.path:
-        HotExpertPlacement.load(config.selection.path)  # exists and is a placement, before any work
-    stability_tracker(config, spec.top_k)  # validates profile.stable_window / stable_jaccard
 
 
 def _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress):

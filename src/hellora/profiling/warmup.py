@@ -3,7 +3,7 @@
 LoRA (all experts, attention and router, the run's rank and alpha) trains for one epoch over the sample while
 `ExpertActivationCounter` counts every training forward pass (gradient-checkpoint re-runs are not counted twice).
 The warm-up adapter is then discarded (`remove_adapters`) and the main run starts from the base model. Counts
-from all processes are summed (`profiling.stage.reduce_counts`); the wall time is recorded as the method's
+from all processes are summed (`profiling.reduce.reduce_counts`); the wall time is recorded as the method's
 overhead. With profile.until_stable the warm-up ends at the first optimizer step after which every layer's hot
 set has been stable for profile.stable_window steps (`profiling/stable.py`).
 """
@@ -21,7 +21,8 @@ from hellora.config import RunConfig
 from hellora.models.families import describe_moe_model
 from hellora.models.fingerprint import config_fingerprint
 from hellora.profiling import ExpertActivationCounter, ExpertProfile
-from hellora.profiling.stage import counts_stop, reduce_counts, stability_tracker
+from hellora.profiling.reduce import counts_stop, reduce_counts
+from hellora.profiling.stable import stability_tracker
 from hellora.train.loop import resolve_steps, train_loop
 from hellora.utils.meta import run_metadata
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hellora.train.warmup import warmup_batch_shape
+from hellora.profiling.warmup import warmup_batch_shape
 
 
 @pytest.mark.parametrize("requested, examples, micro, world, expected", [
