@@ -156,7 +156,9 @@ def cmd_demo(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from hellora.bench.throughput import SETUPS, BenchConfig, check_setup, format_table, run_bench
+    from hellora.bench.report import format_table
+    from hellora.bench.setups import SETUPS, check_setup
+    from hellora.bench.throughput import BenchConfig, run_bench
     from hellora.utils.io import atomic_write_json
 
     overrides = _key_values(args.override or [], "--override")

@@ -17,32 +17,29 @@ import torch
 
 from hellora.adapters import AdapterConfig, attach_adapters
 from hellora.bench.costs import analytic_adapter_flops, measure_step_costs
+from hellora.bench.setups import KERNEL_SETUPS, check_setup, expert_kernel, install_routing, peft_model, stepper
 
 
 def _prepare(model, name: str, cfg, spec, hot):
     """A copy of `model` set up as `name` (adapters attached, or wrapped by PEFT)."""
-    from hellora.bench.throughput import _peft, check_setup
-
     net = copy.deepcopy(model)
     method, kernel, fuse = check_setup(name)
     if method in ("hellora", "lora"):
         attach_adapters(net, AdapterConfig(method=method, r=cfg.r, alpha=cfg.alpha, fuse_shared_inputs=fuse),
                         hot if method == "hellora" else None, spec)
     elif method in ("peft-lora", "peft-attn"):
-        net = _peft(net, spec, method == "peft-attn", cfg.r, cfg.alpha)
+        net = peft_model(net, spec, method == "peft-attn", cfg.r, cfg.alpha)
     return net, method, kernel
 
 
 def time_interleaved(model, cfg, spec, hot, routing, batch, device, profile, progress: bool) -> dict[str, dict]:
     """Rows like `run_bench`'s, every setup timed round-robin (see the module doc)."""
-    from hellora.bench.throughput import KERNEL_SETUPS, _expert_kernel, _install_routing, _stepper
-
     tokens = cfg.batch * cfg.seq
     setups = {}
     for name in cfg.setups:
         net, method, kernel = _prepare(model, name, cfg, spec, hot)
-        handles = _install_routing(net, spec, routing) if routing else []
-        forward, optimizer = _stepper(net, batch)
+        handles = install_routing(net, spec, routing) if routing else []
+        forward, optimizer = stepper(net, batch)
         setups[name] = dict(net=net, method=method, kernel=kernel, handles=handles, forward=forward,
                             optimizer=optimizer, times=[])
     names = list(setups)
@@ -51,7 +48,7 @@ def time_interleaved(model, cfg, spec, hot, routing, batch, device, profile, pro
             print(f"bench: round {i + 1}/{cfg.warmup + cfg.steps}", flush=True)
         for name in names if i % 2 == 0 else names[::-1]:
             s = setups[name]
-            with _expert_kernel(s["kernel"]):
+            with expert_kernel(s["kernel"]):
                 start = time.perf_counter()
                 s["forward"]().backward()
                 if s["optimizer"] is not None:
@@ -63,7 +60,7 @@ def time_interleaved(model, cfg, spec, hot, routing, batch, device, profile, pro
                     s["times"].append(time.perf_counter() - start)
     rows = {}
     for name, s in setups.items():
-        with _expert_kernel(s["kernel"]):
+        with expert_kernel(s["kernel"]):
             costs = measure_step_costs(s["net"], s["forward"], s["optimizer"])
             analytic = analytic_adapter_flops(s["net"], profile) if s["method"] in KERNEL_SETUPS else None
         for h in s["handles"]:

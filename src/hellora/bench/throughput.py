@@ -26,56 +26,20 @@ paper's overhead) is estimated as forward-only profiling of 10% of an epoch rela
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
 from hellora.adapters import AdapterConfig, attach_adapters, remove_adapters
 from hellora.bench.costs import analytic_adapter_flops, measure_step_costs, routing_profile
-from hellora.bench.report import add_ratios, format_table  # noqa: F401  (format_table: re-exported for the CLI)
-from hellora.kernels.subset_lora import BACKEND_ENV, KERNEL_CHOICES
+from hellora.bench.report import add_ratios
+from hellora.bench.setups import KERNEL_SETUPS, SETUPS, check_setup, expert_kernel, install_routing, peft_model, stepper
 from hellora.models.families import describe_moe_model
 from hellora.placement import HotExpertPlacement
 from hellora.profiling import ExpertActivationCounter
 from hellora.vocab import Strategy, resolve_hot_k
-
-SETUPS = ("frozen", "hellora", "lora", "peft-lora", "peft-attn")
-KERNEL_SETUPS = ("hellora", "lora")  # the setups that take @suffixes
-SUFFIXES = (*KERNEL_CHOICES, "unfused")
-
-
-def check_setup(name: str) -> tuple[str, str, bool]:
-    """(method, expert kernel or "", fuse shared inputs) of a setup name such as `hellora@torch@unfused`;
-    ValueError naming what is wrong."""
-    base, *suffixes = name.split("@")
-    if base not in SETUPS:
-        raise ValueError(f"unknown setup {name!r}; choose from {', '.join(SETUPS)}")
-    bad = [s for s in suffixes if s not in SUFFIXES]
-    kernels = [s for s in suffixes if s in KERNEL_CHOICES]
-    if suffixes and (base not in KERNEL_SETUPS or bad or len(kernels) > 1 or len(set(suffixes)) < len(suffixes)):
-        raise ValueError(f"setup {name!r}: only {' and '.join(KERNEL_SETUPS)} take suffixes: one kernel of "
-                         f"@{', @'.join(KERNEL_CHOICES)}, and @unfused")
-    return base, (kernels[0] if kernels else ""), "unfused" not in suffixes
-
-
-@contextmanager
-def _expert_kernel(kernel: str):
-    old = os.environ.get(BACKEND_ENV)
-    if kernel:
-        os.environ[BACKEND_ENV] = kernel
-    try:
-        yield
-    finally:
-        if kernel:
-            if old is None:
-                os.environ.pop(BACKEND_ENV, None)
-            else:
-                os.environ[BACKEND_ENV] = old
-
 
 @dataclass
 class BenchConfig:
@@ -111,54 +75,9 @@ def skewed_routing(spec, k: int, hot_share: float, tokens: int, seed: int) -> di
     return out
 
 
-def _install_routing(model, spec, routing) -> list:
-    """Replace each experts module's top_k_index by the fixed skewed one (same shape, same weights)."""
-    handles = []
-    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wrapper
-    for moe in spec.moe_layers:
-        fixed = routing[moe.layer_index][1]
-
-        def hook(module, args, kwargs, fixed=fixed):
-            hidden, index = args[0], args[1]
-            if index.shape != fixed.shape:
-                return None
-            return (hidden, fixed.to(index.device), *args[2:]), kwargs
-
-        module = model.get_submodule(moe.experts_path)
-        handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
-    return handles
-
-
-def _peft(model, spec, attention_only: bool, r: int, alpha: float):
-    from peft import LoraConfig, get_peft_model
-
-    params = []
-    if not attention_only:
-        for moe in spec.moe_layers:
-            params += [f"{moe.router_path}.weight", f"{moe.experts_path}.gate_up_proj", f"{moe.experts_path}.down_proj"]
-    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                        target_parameters=params or None)
-    return get_peft_model(model, config)
-
-
-def _stepper(model, batch):
-    """(forward returning the loss, AdamW over the trainable parameters or None when frozen)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5) if params else None
-    embeds = model.get_input_embeddings()
-
-    def forward():
-        if optimizer is None:  # frozen: backward to the input embeddings only
-            inputs = embeds(batch["input_ids"]).detach().requires_grad_()
-            return model(inputs_embeds=inputs, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
-        return model(**batch).loss
-
-    return forward, optimizer
-
-
 def _time_steps(model, batch, warmup: int, steps: int, device) -> tuple[float, float | None, int, dict]:
     """Median step time, peak CUDA GiB (None elsewhere), trainable count, and one extra step's measured costs."""
-    forward, optimizer = _stepper(model, batch)
+    forward, optimizer = stepper(model, batch)
     times = []
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -220,10 +139,10 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
             attach_adapters(model, AdapterConfig(method=method, r=cfg.r, alpha=cfg.alpha, fuse_shared_inputs=fuse),
                             hot if method == "hellora" else None, spec)
         elif method in ("peft-lora", "peft-attn"):
-            net = _peft(model, spec, method == "peft-attn", cfg.r, cfg.alpha)
-        handles = _install_routing(net, spec, routing) if routing else []
+            net = peft_model(model, spec, method == "peft-attn", cfg.r, cfg.alpha)
+        handles = install_routing(net, spec, routing) if routing else []
         try:
-            with _expert_kernel(kernel):
+            with expert_kernel(kernel):
                 step_s, peak, trainable, costs = _time_steps(net, batch, cfg.warmup, cfg.steps, device)
                 analytic = analytic_adapter_flops(net, profile) if method in KERNEL_SETUPS else None
         finally:
@@ -250,7 +169,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
 
 @torch.no_grad()
 def _forward_s(model, spec, batch, routing) -> float:
-    handles = _install_routing(model, spec, routing) if routing else []
+    handles = install_routing(model, spec, routing) if routing else []
     try:
         with ExpertActivationCounter(model, spec):
             times = []
@@ -268,7 +187,7 @@ def _forward_s(model, spec, batch, routing) -> float:
 
 @torch.no_grad()
 def _measured_share(model, spec, batch, routing, hot) -> dict:
-    handles = _install_routing(model, spec, routing)
+    handles = install_routing(model, spec, routing)
     try:
         with ExpertActivationCounter(model, spec) as counter:
             model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])

@@ -1,0 +1,91 @@
+"""What each `hellora bench` setup is: its name grammar (`hellora@torch@unfused`), how it is built (our adapters,
+or stock PEFT `target_parameters` / attention-only), the fixed skewed routing it runs under, and one training
+step. Shared by the sequential timing (`throughput.py`) and the round-robin one (`interleaved.py`).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import torch
+
+from hellora.kernels.subset_lora import BACKEND_ENV, KERNEL_CHOICES
+
+SETUPS = ("frozen", "hellora", "lora", "peft-lora", "peft-attn")
+KERNEL_SETUPS = ("hellora", "lora")  # the setups that take @suffixes
+SUFFIXES = (*KERNEL_CHOICES, "unfused")
+
+
+def check_setup(name: str) -> tuple[str, str, bool]:
+    """(method, expert kernel or "", fuse shared inputs) of a setup name such as `hellora@torch@unfused`;
+    ValueError naming what is wrong."""
+    base, *suffixes = name.split("@")
+    if base not in SETUPS:
+        raise ValueError(f"unknown setup {name!r}; choose from {', '.join(SETUPS)}")
+    bad = [s for s in suffixes if s not in SUFFIXES]
+    kernels = [s for s in suffixes if s in KERNEL_CHOICES]
+    if suffixes and (base not in KERNEL_SETUPS or bad or len(kernels) > 1 or len(set(suffixes)) < len(suffixes)):
+        raise ValueError(f"setup {name!r}: only {' and '.join(KERNEL_SETUPS)} take suffixes: one kernel of "
+                         f"@{', @'.join(KERNEL_CHOICES)}, and @unfused")
+    return base, (kernels[0] if kernels else ""), "unfused" not in suffixes
+
+
+@contextmanager
+def expert_kernel(kernel: str):
+    old = os.environ.get(BACKEND_ENV)
+    if kernel:
+        os.environ[BACKEND_ENV] = kernel
+    try:
+        yield
+    finally:
+        if kernel:
+            if old is None:
+                os.environ.pop(BACKEND_ENV, None)
+            else:
+                os.environ[BACKEND_ENV] = old
+
+
+def install_routing(model, spec, routing) -> list:
+    """Replace each experts module's top_k_index by the fixed skewed one (same shape, same weights)."""
+    handles = []
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wrapper
+    for moe in spec.moe_layers:
+        fixed = routing[moe.layer_index][1]
+
+        def hook(module, args, kwargs, fixed=fixed):
+            hidden, index = args[0], args[1]
+            if index.shape != fixed.shape:
+                return None
+            return (hidden, fixed.to(index.device), *args[2:]), kwargs
+
+        module = model.get_submodule(moe.experts_path)
+        handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+    return handles
+
+
+def peft_model(model, spec, attention_only: bool, r: int, alpha: float):
+    from peft import LoraConfig, get_peft_model
+
+    params = []
+    if not attention_only:
+        for moe in spec.moe_layers:
+            params += [f"{moe.router_path}.weight", f"{moe.experts_path}.gate_up_proj", f"{moe.experts_path}.down_proj"]
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                        target_parameters=params or None)
+    return get_peft_model(model, config)
+
+
+def stepper(model, batch):
+    """(forward returning the loss, AdamW over the trainable parameters or None when frozen)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5) if params else None
+    embeds = model.get_input_embeddings()
+
+    def forward():
+        if optimizer is None:  # frozen: backward to the input embeddings only
+            inputs = embeds(batch["input_ids"]).detach().requires_grad_()
+            return model(inputs_embeds=inputs, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        return model(**batch).loss
+
+    return forward, optimizer
