@@ -27,6 +27,7 @@ from hellora.cli_support import (COMMON_HELP, STRATEGY_HELP, Parser, fill_help, 
                                  replacing_run, run)
 from hellora.placement import STRATEGIES
 from hellora.utils.errors import HelloraError
+from hellora.vocab import Method, Targets, Variant
 
 log = logging.getLogger("hellora")
 
@@ -87,7 +88,7 @@ def cmd_flops(args) -> None:
     source = "measured routing" if report["routing"] == "measured" else "uniform routing (no --profile)"
     print(f"adapter FLOPs per token on {args.model}, {source}, k={report['k']}, convention {report['convention']}")
     for method, row in report["rows"].items():
-        delta = f"  ({row['vs_lora_pct']:+.1f}% vs LoRA)" if row["vs_lora_pct"] is not None and method != "lora" else ""
+        delta = f"  ({row['vs_lora_pct']:+.1f}% vs LoRA)" if row["vs_lora_pct"] is not None and method != Method.LORA else ""
         print(f"  {method:<8} forward {row['forward_per_token'] / 1e6:9.2f} MFLOP   train "
               f"{row['train_per_token'] / 1e6:9.2f} MFLOP{delta}")
 
@@ -317,7 +318,6 @@ def cmd_eval(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hellora.vocab import Method, Targets, Variant
 
     parser = Parser(prog="hellora", description="Hot-expert LoRA for Mixture-of-Experts models")
     parser.add_argument("--version", action="version", version=f"hellora {__version__}")

@@ -22,7 +22,7 @@ from hellora.adapters.config import AdapterConfig
 from hellora.utils.checks import check, number, positive_int
 from hellora.utils.errors import HelloraError
 from hellora.utils.yaml_values import key_lines, load_yaml, parse_value
-from hellora.vocab import CHOICES, EvalTask, ProfileMode, Scheduler, Strategy, TrainTask
+from hellora.vocab import CHOICES, EvalTask, Method, ProfileMode, Scheduler, Strategy, TrainTask
 
 # Table 7 of the paper: (PEFT learning rate, full fine-tuning learning rate, epochs) per task family.
 PAPER_SCHEDULE = {
@@ -171,7 +171,7 @@ class RunConfig:
 
     @property
     def is_full_finetune(self) -> bool:
-        return self.adapter.method == "fft"
+        return self.adapter.method is Method.FFT
 
     def resolved(self) -> "RunConfig":
         """Fill paper defaults (learning rate, epochs, global batch) that the recipe left unset."""

@@ -18,17 +18,18 @@ import torch
 from hellora.adapters import AdapterConfig, attach_adapters
 from hellora.bench.costs import analytic_adapter_flops, measure_step_costs
 from hellora.bench.setups import KERNEL_SETUPS, check_setup, expert_kernel, install_routing, peft_model, stepper
+from hellora.vocab import Method
 
 
 def _prepare(model, name: str, cfg, spec, hot):
     """A copy of `model` set up as `name` (adapters attached, or wrapped by PEFT)."""
     net = copy.deepcopy(model)
     method, kernel, fuse = check_setup(name)
-    if method in ("hellora", "lora"):
+    if method in (Method.HELLORA, Method.LORA):
         attach_adapters(net, AdapterConfig(method=method, r=cfg.r, alpha=cfg.alpha, fuse_shared_inputs=fuse),
-                        hot if method == "hellora" else None, spec)
-    elif method in ("peft-lora", "peft-attn"):
-        net = peft_model(net, spec, method == "peft-attn", cfg.r, cfg.alpha)
+                        hot if method == Method.HELLORA else None, spec)
+    elif method.startswith("peft-"):
+        net = peft_model(net, spec, method.endswith("-attn"), cfg.r, cfg.alpha)
     return net, method, kernel
 
 

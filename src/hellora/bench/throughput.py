@@ -40,6 +40,7 @@ from hellora.models.families import describe_moe_model
 from hellora.placement import HotExpertPlacement
 from hellora.profiling import ExpertActivationCounter
 from hellora.vocab import Strategy, resolve_hot_k
+from hellora.vocab import Method
 
 @dataclass
 class BenchConfig:
@@ -135,11 +136,11 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
             print(f"bench: {name} ...", flush=True)
         net = model
         method, kernel, fuse = check_setup(name)
-        if method in ("hellora", "lora"):
+        if method in (Method.HELLORA, Method.LORA):
             attach_adapters(model, AdapterConfig(method=method, r=cfg.r, alpha=cfg.alpha, fuse_shared_inputs=fuse),
-                            hot if method == "hellora" else None, spec)
-        elif method in ("peft-lora", "peft-attn"):
-            net = peft_model(model, spec, method == "peft-attn", cfg.r, cfg.alpha)
+                            hot if method == Method.HELLORA else None, spec)
+        elif method.startswith("peft-"):
+            net = peft_model(model, spec, method.endswith("-attn"), cfg.r, cfg.alpha)
         handles = install_routing(net, spec, routing) if routing else []
         try:
             with expert_kernel(kernel):
@@ -148,7 +149,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
         finally:
             for h in handles:
                 h.remove()
-            if method in ("hellora", "lora"):
+            if method in (Method.HELLORA, Method.LORA):
                 remove_adapters(model)
             elif net is not model:
                 model = net.unload()

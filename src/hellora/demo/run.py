@@ -35,6 +35,7 @@ from hellora.report.heatmap import plot_activation_heatmaps
 from hellora.study.toy import accuracy, build_skill_moe, skill_features, train_steps
 from hellora.utils.io import atomic_dir, atomic_write_json, atomic_write_text
 from hellora.utils.meta import run_metadata
+from hellora.vocab import Method
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +107,11 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
     finetune_examples = generate_skill_examples(cfg.target, cfg.finetune_examples, seed=cfg.seed + 3, split="train")
     finetune = skill_features(tokenizer, finetune_examples)
     results = {}
-    for method in ("hellora", "lora"):
-        say(f"[3/4] fine-tuning with {method.upper() if method == 'lora' else 'HELLoRA'}")
+    for method in (Method.HELLORA, Method.LORA):
+        say(f"[3/4] fine-tuning with {'HELLoRA' if method is Method.HELLORA else 'LoRA'}")
         tuned = copy.deepcopy(model)
         attach_adapters(tuned, AdapterConfig(method=method, r=cfg.rank, alpha=2 * cfg.rank, seed=cfg.seed),
-                        placement if method == "hellora" else None)
+                        placement if method is Method.HELLORA else None)
         tick = time.perf_counter()
         run = train_steps(tuned, finetune, cfg.finetune_steps, cfg.finetune_lr, cfg.batch_size, accelerator, method)
         timings[f"finetune_{method}_s"] = time.perf_counter() - tick
@@ -178,7 +179,7 @@ def format_demo_report(report: dict) -> str:
     ]
     for method, r in report["results"].items():
         acc = r["accuracy"]
-        lines.append(f"{('HELLoRA' if method == 'hellora' else 'LoRA'):<10}{acc[target]:>12.2f}"
+        lines.append(f"{('HELLoRA' if method == Method.HELLORA else 'LoRA'):<10}{acc[target]:>12.2f}"
                      f"{sum(acc[s] for s in others) / len(others):>14.2f}{r['trainable']:>12,}"
                      f"{r['trainable_pct']:>10.2f}{r['median_step_s']:>9.3f}")
     lines += ["", f"heatmap: {report['heatmap']}   numbers: {Path(report['heatmap']).parent / 'demo.json'}   "

@@ -14,7 +14,7 @@ from pathlib import Path
 from hellora.placement import HotExpertPlacement, needs_k, select_experts
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, read_json
-from hellora.vocab import resolve_hot_k
+from hellora.vocab import Strategy, resolve_hot_k
 
 FORMAT = "hellora.profile/1"
 
@@ -62,7 +62,7 @@ class ExpertProfile:
         return HotExpertPlacement(
             experts=experts, num_experts=self.num_experts, strategy=strategy, k=k, model_id=self.model_id,
             fingerprint=self.fingerprint,
-            source={"profile_mode": self.mode, **self.source, "seed": seed, **({"p": p} if strategy == "coverage" else {})},
+            source={"profile_mode": self.mode, **self.source, "seed": seed, **({"p": p} if strategy == Strategy.COVERAGE else {})},
         )
 
     def to_dict(self) -> dict:

@@ -21,7 +21,7 @@ from hellora.placement import HotExpertPlacement
 from hellora.profiling.profile import ExpertProfile, compare_profiles
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write, atomic_write_text, read_json
-from hellora.vocab import Method, Variant
+from hellora.vocab import Method, Strategy, Variant
 
 METRICS = [("proxy", "accuracy", "Target acc"), ("proxy", "others", "Other skills"), ("gsm8k", "accuracy", "GSM8K"), ("humaneval", "pass@1", "HE@1"), ("humaneval", "pass@5", "HE@5"),
            ("humaneval", "pass@10", "HE@10"), ("hexphi", "refusal_rate", "HEx-PHI"),
@@ -39,7 +39,7 @@ def method_label(adapter: dict, selection: dict, profile: dict | None = None) ->
     if method is Method.HELLORA:
         label = {"LoRA": "HELLoRA", "DoRA": "HELLoRA-DoRA"}.get(label, "HEL" + label)
         strategy = selection.get("strategy", "layer")
-        if strategy != "layer":
+        if strategy != Strategy.LAYER:
             label += f" ({strategy})"
         if selection.get("k"):
             label += f" k={selection['k']}"
