@@ -8,6 +8,7 @@ import sys
 
 from hellora import __version__
 from hellora.cli import build_parser, main
+from hellora.placement import STRATEGIES
 from hellora.vocab import Strategy
 
 
@@ -35,7 +36,8 @@ def test_select_and_flops_share_the_strategy_list():
     subs = _subparsers()
     for name in ("select", "flops"):
         strategy = next(a for a in subs[name]._actions if "--strategy" in a.option_strings)
-        assert tuple(strategy.choices) == Strategy.values()
+        assert tuple(strategy.choices) == STRATEGIES  # the selectable ones: `manual` marks hand-made placements
+    assert set(STRATEGIES) == set(Strategy.values()) - {"manual"}
 
 
 def test_proxy_takes_its_config_as_a_positional_like_train(tmp_path, capsys):
@@ -45,7 +47,7 @@ def test_proxy_takes_its_config_as_a_positional_like_train(tmp_path, capsys):
 
 def test_library_log_messages_are_printed_once_and_font_cache_chatter_not_at_all():
     code = ("import logging\n"
-            "from hellora.cli_support import setup_logging\n"
+            "from hellora.cli.support import setup_logging\n"
             "setup_logging(False)\n"
             "from huggingface_hub.utils import logging as hub_logging\n"
             "hub_logging.get_logger('huggingface_hub.http').warning('Retrying in 1s')\n"

@@ -7,6 +7,7 @@ The overwrite policy lives here: `refuse_existing` refuses an existing output be
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -212,3 +213,19 @@ def run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
               f"(rerun with --debug for the traceback)", file=sys.stderr)
         return 1
     return 0
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def key_values(items: list[str], what: str) -> dict:
+    """`key=value` strings -> dict with YAML-typed values."""
+    from hellora.utils.yaml_values import parse_value
+
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise HelloraError(f"{what} {item!r}: expected key=value")
+        values[key] = parse_value(value)
+    return values

@@ -1,0 +1,141 @@
+"""Commands that use a trained adapter: `hellora eval` (benchmarks under a named protocol, or HumanEval
+samples scored in the sandbox) and `hellora export` (stock PEFT folder or merged checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from hellora.cli.support import COMMON_HELP, flags, print_json
+from hellora.utils.errors import HelloraError
+
+log = logging.getLogger("hellora")
+
+
+def _model_and_tokenizer(args):
+    from hellora.models.inference import load_model_and_tokenizer
+
+    return load_model_and_tokenizer(args.model, tokenizer=args.tokenizer, adapter=args.adapter, dtype=args.dtype,
+                                    trust_remote_code=args.trust_remote_code)
+
+
+def _data_paths(items: list[str], tasks: list[str]) -> dict[str, str | None]:
+    """--data PATH (one task) or --data task=PATH (several)."""
+    paths: dict[str, str | None] = {t: None for t in tasks}
+    for item in items or []:
+        task, sep, path = item.partition("=")
+        if sep and task in paths:
+            paths[task] = path
+        elif len(tasks) == 1:
+            paths[tasks[0]] = item
+        else:
+            raise HelloraError(f"--data {item!r}: with several tasks give task=PATH")
+    return paths
+
+
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(k) for k in text.split(","))
+    except ValueError:
+        raise HelloraError(f"{flag}: expected comma-separated integers such as 1,5,10, got {text!r}") from None
+
+
+def cmd_eval(args) -> None:
+    from pathlib import Path
+
+    from hellora.eval.run import check_judge, check_outputs, cross_task, evaluate_tasks, resolve_protocol
+
+    if args.k is not None:
+        log.warning("eval --k is deprecated for pass@k (--k means hot experts elsewhere); use --pass-k")
+    ks = _int_list(args.pass_k or args.k or "1,5,10", "--pass-k")
+    if args.mode == "humaneval" and args.samples:  # score completions made anywhere
+        from hellora.eval.humaneval import evaluate_humaneval_samples
+
+        if not args.problems:
+            raise HelloraError("--problems: path to HumanEval.jsonl.gz is required")
+        protocol = resolve_protocol("humaneval", args.protocol)
+        result = evaluate_humaneval_samples(args.samples, args.problems, ks=ks, progress=not args.json,
+                                            timeout=protocol.timeout, strip_prompt=protocol.strip_prompt)
+        summary = {k: v for k, v in result.items() if k != "per_task"}
+        print_json(summary) if args.json else print({k: v for k, v in summary.items() if k.startswith("pass@")})
+        return
+    if not args.task or not args.model:
+        raise HelloraError("give --task and --model (or: hellora eval humaneval --samples FILE --problems FILE)")
+    tasks = [t.strip() for t in args.task.split(",")]
+    data = _data_paths(args.data, tasks)
+    protocols = [resolve_protocol(t, args.protocol) for t in data]  # unknown task or protocol: fail before work
+    for protocol in protocols:
+        check_judge(protocol, None)
+    if args.backend == "vllm" and args.adapter:
+        raise HelloraError("--backend vllm runs a merged checkpoint: export one with `hellora export --format merged` "
+                           "and pass it as --model, without --adapter")
+    if args.cross_task and not args.adapter:
+        raise HelloraError("--cross-task compares before/after an adapter: give --adapter")
+    out = args.out or (str(Path(args.adapter).parent / "eval") if args.adapter else "eval")
+    check_outputs(out, list(data), ("_before", "_after") if args.cross_task else ("",), args.overwrite)
+    if args.dtype is None:  # the protocol's dtype when all tasks agree on one
+        dtypes = {p.dtype for p in protocols}
+        args.dtype = dtypes.pop() if len(dtypes) == 1 else "auto"
+    model, tokenizer = _model_and_tokenizer(args)
+    common = dict(out_dir=out, protocol=args.protocol, limit=args.limit, batch_size=args.batch_size,
+                  progress=not args.json, num_samples=args.num_samples, max_new_tokens=args.max_new_tokens, ks=ks,
+                  overwrite=args.overwrite)
+    if args.cross_task:
+        matrix = cross_task(model, tokenizer, data, **common)
+        print_json(matrix) if args.json else [print(t, v) for t, v in matrix.items()]
+        return
+    reports = evaluate_tasks(model, tokenizer, data, backend=args.backend, merged_dir=args.model,
+                             sources={"model": args.model, "adapter": args.adapter}, **common)
+    for report in reports:
+        print_json(report) if args.json else print(f"{report['task']} [{report['protocol']['name']}]: "
+                                                    f"{report['headline']}  ({out}/eval_{report['task']}.json)")
+
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate on GSM8K / HumanEval / HEx-PHI / AdvBench, or score HumanEval samples")
+    p.add_argument("mode", nargs="?", choices=["humaneval"], help="`humaneval --samples FILE`: score completions only")
+    p.add_argument("--samples", help="JSONL of {task_id, completion} to score (with mode humaneval)")
+    p.add_argument("--problems", help="HumanEval.jsonl.gz")
+    p.add_argument("--pass-k", default=None, help="pass@k values for HumanEval (default 1,5,10)")
+    p.add_argument("--k", default=None, help=argparse.SUPPRESS)  # deprecated alias of --pass-k
+    p.add_argument("--task", help="gsm8k, humaneval, hexphi, advbench (comma-separated for several)")
+    p.add_argument("--protocol", default=None, help="evaluation protocol (default lori, the paper's; others: "
+                   "gsm8k robust, lm-eval-strict, lm-eval-flexible; humaneval human-eval; safety keywords). "
+                   "See docs/evaluation.md")
+    p.add_argument("--model", help="base model (folder or hub id), or a merged checkpoint")
+    p.add_argument("--adapter", help="hellora adapter folder to apply")
+    p.add_argument("--tokenizer", help="tokenizer (default: the model's; 'tiny' for hellora's character one)")
+    p.add_argument("--data", action="append", help="benchmark file (or task=PATH per task)")
+    p.add_argument("--out", help="output folder (default: next to the adapter)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N items")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--num-samples", type=int, help="samples per prompt (HumanEval default 20)")
+    p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="vllm: --model must be a merged folder")
+    p.add_argument("--cross-task", action="store_true", help="each task before/after the adapter (Appendix G)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing eval files in --out")
+    p.add_argument("--dtype", default=None, help="weights dtype (default: the protocol's; lori: float32)")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_export(args) -> None:
+    from hellora.adapters.export import export_adapter
+
+    out = export_adapter(args.adapter, args.format, args.out, model=args.model, dtype=args.dtype,
+                         trust_remote_code=args.trust_remote_code, overwrite=args.overwrite)
+    print(f"wrote {args.format} export to {out}")
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="export an adapter for stock PEFT, or merged into the base weights")
+    p.add_argument("--adapter", required=True, help="adapter folder (a run's adapter/)")
+    p.add_argument("--format", choices=["peft", "merged"], required=True,
+                   help="peft: a stock-PEFT adapter folder; merged: the base model with the update folded in")
+    flags(p, "out", out_help="folder to write", out_required=True)
+    p.add_argument("--model", default=None, help="base model (default: the one the adapter records)")
+    p.add_argument("--dtype", default="auto", help=COMMON_HELP["--dtype"] + " (merged)")
+    flags(p, "remote")
+    p.set_defaults(func=cmd_export)

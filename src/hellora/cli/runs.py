@@ -1,0 +1,195 @@
+"""Commands that make or read runs: `demo`, `train`, `sweep`, `proxy`, `profile`, `select`, `compare`, `report`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hellora.cli.support import (STRATEGY_HELP, flags, key_values, need_file, print_json, refuse_existing,
+                                 replacing_run)
+from hellora.placement import STRATEGIES
+
+
+def cmd_demo(args) -> None:
+    import torch
+
+    from hellora.demo.run import DemoConfig, run_demo
+
+    refuse_existing(args.out, args.overwrite)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_demo(args.out, DemoConfig(seed=args.seed), progress=True)
+
+
+def add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the whole method on a tiny MoE trained in-process on CPU (no network)")
+    flags(p, "out", out_help="folder for demo.json, expert_heatmap.png, base-model/ and data/")
+    p.set_defaults(out="hellora-demo")
+    p.add_argument("--seed", type=int, default=0, help="seed of data, model and training")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_sweep(args) -> None:
+    from hellora.sweep import run_sweep
+
+    done = run_sweep(args.sweep, args.overrides, dry_run=args.dry_run, progress=not args.no_progress)
+    if not args.dry_run:
+        print(f"{len(done)} runs finished")
+
+
+def add_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="run a paper table: base recipe x override sets x seeds (recipes/paper/)")
+    p.add_argument("sweep", help="sweep YAML (see recipes/paper/)")
+    p.add_argument("overrides", nargs="*", default=[], help="key=value overrides applied to every run")
+    p.add_argument("--dry-run", action="store_true", help="print the runs, train nothing")
+    flags(p, "progress")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_proxy(args) -> None:
+    import shlex
+    import sys
+
+    from hellora.study.proxy import StudyConfig, run_study
+
+    overrides = key_values(args.overrides, "override")
+    command = "hellora " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["proxy"] else None
+    study = run_study(StudyConfig.from_yaml(args.config, overrides), args.out, progress=not args.no_progress,
+                      command=command)
+    for target, block in study["targets"].items():
+        print(f"target {target}:")
+        for arm, row in block["arms"].items():
+            ci = row["ci95"] or [row["mean"], row["mean"]]
+            print(f"  {arm:<14} exact match {row['mean']:6.2f} [{ci[0]:6.2f}, {ci[1]:6.2f}] n={row['n']:<3} "
+                  f"params {row['trainable_pct']:.3f}%  lr {row['lr']:g}")
+    for scope, rows in study["orderings"].items():
+        for r in rows:
+            print(f"  [{scope}] {r['claim']:<28} diff {r['diff']:+6.2f} [{r['ci95'][0]:+6.2f}, {r['ci95'][1]:+6.2f}] "
+                  f"p={r['p']:.4f}  {r['verdict']}")
+    print(f"study.json: {args.out}/study.json")
+
+
+def add_proxy(sub) -> None:
+    p = sub.add_parser("proxy", help="the proxy study: pretrain small MoEs on skills, compare placements with seeds and tests")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the study config")
+    p.add_argument("--config", default=None, help="study YAML (recipes/proxy/cpu.yaml)")
+    p.add_argument("--out", default="runs/proxy")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_proxy)
+
+
+def cmd_report(args) -> None:
+    from hellora.report.tables import write_report
+
+    refuse_existing(args.out, args.overwrite)
+    path = write_report(args.runs, args.out)
+    print(path.read_text() if not args.quiet else path)
+
+
+def add_report(sub) -> None:
+    p = sub.add_parser("report", help="markdown tables and PNG figures from saved run folders")
+    p.add_argument("runs", nargs="+", help="run folders written by hellora train")
+    flags(p, "out", out_help="folder for report.md and the figures")
+    p.set_defaults(out="report")
+    p.add_argument("--quiet", action="store_true", help="print only the report's path")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_train(args) -> None:
+    from hellora.config import load_run_config
+    from hellora.train.pipeline import run_training
+
+    config = load_run_config(args.recipe, args.overrides)
+    config.resolved()  # every default filled and checked before any work
+    with replacing_run(Path(config.output_dir), args.overwrite):
+        result = run_training(config, progress=not args.no_progress,
+                              restart_from_checkpoint=args.restart_from_checkpoint)
+    train = result["steps"].get("train", {})
+    print(f"finished: {config.output_dir}  steps={train.get('steps')}  final loss={train.get('final_loss')}  "
+          f"samples/s={train.get('samples_per_s')}")
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="profile -> select -> attach -> train -> save, from a YAML recipe")
+    p.add_argument("recipe", help="YAML recipe (see recipes/; recipes/cpu/ runs on the demo's model)")
+    p.add_argument("overrides", nargs="*", default=[], help="section.key=value overrides, e.g. train.epochs=1 "
+                   "train.learning_rate=2e-4")
+    p.add_argument("--overwrite", action="store_true", help="start over: replace a finished or different run in "
+                   "output_dir (an unfinished run of the same config resumes without it)")
+    p.add_argument("--restart-from-checkpoint", action="store_true", help="continue an unfinished run from its last "
+                   "checkpoint with a changed train.learning_rate, max_grad_norm or warmup_ratio (recorded in run.json)")
+    flags(p, "progress")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_profile(args) -> None:
+    import os
+
+    from hellora.config import load_run_config
+    from hellora.profiling.stage import profile_only
+
+    config = load_run_config(args.recipe, args.overrides)
+    refuse_existing(args.out, args.overwrite)
+    out = Path(args.out)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # replaced onto --out only when complete
+    try:
+        profile = profile_only(config, tmp, progress=not args.no_progress)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    shares = profile.top_k_share()
+    print(f"{args.out}: {len(profile.layers)} MoE layers, {profile.tokens[0] if profile.tokens else 0} tokens; "
+          f"top-{profile.top_k} experts hold {100 * sum(shares.values()) / len(shares):.1f}% of assignments per layer")
+
+
+def add_profile(sub) -> None:
+    p = sub.add_parser("profile", help="forward-only routing counts of a recipe's model on a fraction of its data")
+    p.add_argument("recipe", help="YAML recipe (model, data, profile.fraction / seed)")
+    p.add_argument("overrides", nargs="*", default=[], help="section.key=value overrides")
+    flags(p, "out", "progress", out_help="profile.json to write", out_required=True)
+    p.set_defaults(func=cmd_profile)
+
+
+def cmd_select(args) -> None:
+    from hellora.profiling.profile import ExpertProfile
+
+    need_file(args.profile, "--profile")
+    refuse_existing(args.out, args.overwrite)
+    placement = ExpertProfile.load(args.profile).select(args.strategy, args.k, seed=args.seed, p=args.p)
+    placement.save(args.out)
+    sizes = sorted({len(v) for v in placement.experts.values()})
+    print(f"{args.out}: {placement.strategy} placement, {placement.total_experts} experts over "
+          f"{len(placement.experts)} layers (per layer: {sizes})")
+
+
+def add_select(sub) -> None:
+    p = sub.add_parser("select", help="choose hot experts from a profile")
+    p.add_argument("--profile", required=True, help="profile.json (from hellora profile or a run folder)")
+    p.add_argument("--strategy", default="layer", choices=STRATEGIES, help=STRATEGY_HELP)
+    p.add_argument("--k", type=int, default=None, help="experts per layer (default: the router's top-k)")
+    p.add_argument("--p", type=float, default=0.5, help="mass to reach for --strategy coverage")
+    p.add_argument("--seed", type=int, default=0, help="seed of --strategy random")
+    flags(p, "out", out_help="placement.json to write (train on it with selection.path=FILE)", out_required=True)
+    p.set_defaults(func=cmd_select)
+
+
+def cmd_compare(args) -> None:
+    from hellora.profiling.profile import ExpertProfile, compare_profiles
+
+    need_file(args.profile, "profile")
+    need_file(args.reference, "reference")
+    result = compare_profiles(ExpertProfile.load(args.profile), ExpertProfile.load(args.reference), k=args.k)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"k={result['k']}  Jaccard {result['jaccard']:.3f}  coverage {100 * result['coverage']:.1f}%")
+
+
+def add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="Jaccard overlap and coverage of two profiles' hot sets")
+    p.add_argument("profile", help="profile.json to compare")
+    p.add_argument("reference", help="profile.json to compare against (e.g. the full-data profile)")
+    p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the router's top-k)")
+    flags(p, "json")
+    p.set_defaults(func=cmd_compare)
