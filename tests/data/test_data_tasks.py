@@ -199,12 +199,23 @@ def test_task_without_hub_id_needs_a_file():
 
 
 def test_registry_names_and_hub_ids():
-    assert set(TASKS) == {"gsm8k", "codealpaca", "saferpaca", "safety"}
+    assert set(TASKS) == {"gsm8k", "codealpaca", "saferpaca", "safety", "skill"}
     assert (TASKS["gsm8k"].hub_id, TASKS["gsm8k"].hub_config) == ("openai/gsm8k", "main")
     assert TASKS["codealpaca"].hub_id == "sahil2801/CodeAlpaca-20k"
     assert TASKS["saferpaca"].hub_id is None and TASKS["safety"].hub_id is None
     assert TASKS["gsm8k"].required_fields == ("question", "answer")
     assert TASKS["codealpaca"].required_fields == ("instruction", "output")
+    assert TASKS["skill"].hub_id is None and TASKS["skill"].required_fields == ("prompt", "answer")
+
+
+def test_skill_task_is_the_demo_data_verbatim():
+    from hellora.vocab import TrainTask
+
+    assert set(TASKS) == set(TrainTask.values())
+    assert get_task("skill").format({"prompt": "sort 3 1 2 = ", "answer": "1 2 3", "skill": "sort"}) == \
+        ("sort 3 1 2 = ", "1 2 3")
+    with pytest.raises(HelloraError, match="record.*'answer'"):
+        get_task("skill").format({"prompt": "x"})
 
 
 def test_get_task_is_case_insensitive():
