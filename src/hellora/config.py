@@ -225,7 +225,8 @@ def _build_section(name: str, values: dict, where: str, sources: dict | None = N
     if not isinstance(values, dict):
         raise HelloraError(f"{sources.get(name, where)}: section {name!r} must be a mapping of keys to values")
     if hasattr(cls, "upgrade_keys"):  # renamed keys read under their new names
-        values = cls.upgrade_keys(values, f"{sources.get(name, where)}: {name}")
+        origin = {key: sources.get(f"{name}.{key}", sources.get(name, where)) for key in values}
+        values = cls.upgrade_keys(values, lambda key: f"{origin[key]}: {name}")
     known = {f.name: f for f in fields(cls)}
     for key in values:
         if key not in known:

@@ -54,7 +54,7 @@ def test_a_saved_record_with_the_old_keys_loads_with_a_warning_naming_it():
 def test_a_recipe_with_adapter_placement_warns_naming_the_file_and_dumps_targets(tmp_path):
     recipe = tmp_path / "old.yaml"
     recipe.write_text("adapter: {method: hellora, placement: pure}\n")
-    with pytest.warns(FutureWarning, match=f"recipe {recipe}: adapter: key 'placement' is deprecated"):
+    with pytest.warns(FutureWarning, match=f"recipe {recipe} line 1: adapter: key 'placement' is deprecated"):
         config = load_run_config(recipe, ["adapter.variant=dora"])
     assert config.adapter.targets is Targets.PURE and config.adapter.variant is Variant.DORA
     dumped = yaml.safe_load(dump_config(config))

@@ -122,18 +122,21 @@ class AdapterConfig:
         return {k: (v.value if isinstance(v, (Method, Targets, Variant)) else v) for k, v in asdict(self).items()}
 
     @staticmethod
-    def upgrade_keys(data: dict, where: str = "adapter") -> dict:
-        """`data` with renamed keys under their new names and dropped keys removed, warning once per key."""
-        data = dict(data)
+    def upgrade_keys(data: dict, where="adapter") -> dict:
+        """`data` with renamed keys under their new names and dropped keys removed, warning once per key.
+
+        `where` names the source in messages: a string, or a function of the key (each key's own file line).
+        """
+        data, source = dict(data), (where if callable(where) else lambda key: where)
         for old, new in RENAMED.items():
             if old in data:
                 if new in data:
-                    raise HelloraError(f"{where}: both {old!r} and its new name {new!r} are set; keep {new!r}")
-                warnings.warn(f"{where}: key {old!r} is deprecated; rename it {new!r}", FutureWarning, stacklevel=3)
+                    raise HelloraError(f"{source(old)}: both {old!r} and its new name {new!r} are set; keep {new!r}")
+                warnings.warn(f"{source(old)}: key {old!r} is deprecated; rename it {new!r}", FutureWarning, stacklevel=3)
                 data[new] = data.pop(old)
         for old in DROPPED:
             if old in data:
-                warnings.warn(f"{where}: key {old!r} is ignored (nothing reads it); remove it", FutureWarning,
+                warnings.warn(f"{source(old)}: key {old!r} is ignored (nothing reads it); remove it", FutureWarning,
                               stacklevel=3)
                 del data[old]
         return data
