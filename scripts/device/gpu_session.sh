@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# The GPU work the open issues ask for, in parts that each fit one device call (10 minutes):
+# The GPU checks hellora still owes, in parts that each fit one device call (at most 10 minutes a call; a session
+# gets about 15 device-minutes in all, so run them in this order and stop when the budget is spent):
 #
-#   bash scripts/device/gpu_session.sh tests bench          # CUDA tests, then hellora bench for OLMoE shapes
+#   bash scripts/device/gpu_session.sh tests bench          # doctor, CUDA tests, then hellora bench at OLMoE shapes
 #   bash scripts/device/gpu_session.sh bench-more           # Mixtral-8x7B and Qwen3-30B-A3B shapes (fewer layers)
-#   bash scripts/device/gpu_session.sh smoke methods        # issue 4's smoke run, issue 6's every-method sweep
-#   bash scripts/device/gpu_session.sh proxy                # issue 7's proxy study
+#   bash scripts/device/gpu_session.sh smoke methods        # the GPU smoke recipe end to end; every method's sweep
+#   bash scripts/device/gpu_session.sh proxy                # the GPU-sized proxy study (far longer than one call:
+#                                                           # it resumes where it stopped, call after call)
 #
 # Before the call, here:  mkdir -p .data && cp -r ../shared/datasets/{gsm8k,codealpaca} .data/   (and add /.data/
-# to .git/info/exclude), then call the device tool with carry=[".data"]. `hellora doctor` runs first, before any part
-# (doctor.json). Every part writes one file under $OUT
-# (the tool returns at most 8): a JSON, a log, or a .tgz of the run folders without weights. A part that fails
-# is logged and the next part still runs; the exit status is the number of failed parts.
+# to .git/info/exclude), then run this through the device machine with carry=[".data"]. `hellora doctor` runs
+# first, before any part (doctor.json). Every part writes one file under $OUT (at most 8 come back): a JSON, a
+# log, or a .tgz of the run folders without weights. A part that fails is logged and the next part still runs;
+# the exit status is the number of failed parts.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-device-out}
@@ -19,7 +21,7 @@ RUNS=${HELLORA_RUNS:-/tmp/hellora-runs}
 mkdir -p "$OUT" "$RUNS"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 1; }
-# Each command stops at PART_TIMEOUT seconds (the device tool allows 600 per call), so that what a long part
+# Each command stops at PART_TIMEOUT seconds (a device call allows 600), so that what a long part
 # finished is still packed into $OUT.
 PART_TIMEOUT=${PART_TIMEOUT:-540}
 hellora() { timeout "$PART_TIMEOUT" python3 -m hellora.cli "$@"; }
