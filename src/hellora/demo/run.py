@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -59,7 +59,6 @@ class DemoConfig:
     finetune_lr: float = 3e-3
     rank: int = 8
     batch_size: int = 64
-    extra: dict = field(default_factory=dict)
 
 
 def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None, progress: bool = True) -> dict:
