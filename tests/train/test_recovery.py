@@ -189,7 +189,7 @@ def test_a_diverged_run_continues_with_a_lower_rate_through_restart_from_checkpo
 
 def test_an_unmoving_loss_is_warned_about_in_the_log_and_run_json(write_recipe, tmp_path, caplog):
     train = ("{batch_size: 8, micro_batch_size: 4, max_steps: 21, save_steps: 0, logging_steps: 5, "
-             "learning_rate: 0.0, warmup_ratio: 0.0}")
+             "learning_rate: 1.0e-30, warmup_ratio: 0.0}")  # positive, too small to move any weight
     recipe = write_recipe(out="flat", train=train, adapter="{method: lora, r: 4, alpha: 8}",
                           data="{task: gsm8k, train: %s, limit: 8, max_length: 48, max_prompt_length: 32}"
                           % GSM8K)
