@@ -197,7 +197,7 @@ def check_run_folder(run: Path, config_text: str, *, restart: bool = False) -> b
                     not set(diffs) <= set(RESTARTABLE) else "to continue from the last checkpoint with the new value, "
                     "rerun with --restart-from-checkpoint")
             raise HelloraError(f"{run} holds a run with another config (first difference: {first}); {hint}, or "
-                               f"choose another output_dir (nothing was changed)")
+                               f"choose another output_dir, or start over with --overwrite (nothing was changed)")
         return True
     if run.is_dir() and any(run.iterdir()):
         raise HelloraError(f"{run} is not empty and holds no hellora run; choose another output_dir")
