@@ -15,22 +15,13 @@ import time
 
 import torch
 
-from hellora.adapters import AdapterConfig, attach_adapters
 from hellora.bench.costs import analytic_adapter_flops, measure_step_costs
-from hellora.bench.setups import KERNEL_SETUPS, check_setup, expert_kernel, install_routing, peft_model, stepper
-from hellora.vocab import Method
+from hellora.bench.setups import KERNEL_SETUPS, expert_kernel, install_routing, set_up, stepper
 
 
 def _prepare(model, name: str, cfg, spec, hot):
     """A copy of `model` set up as `name` (adapters attached, or wrapped by PEFT)."""
-    net = copy.deepcopy(model)
-    method, kernel, fuse = check_setup(name)
-    if method in (Method.HELLORA, Method.LORA):
-        attach_adapters(net, AdapterConfig(method=method, r=cfg.r, alpha=cfg.alpha, fuse_shared_inputs=fuse),
-                        hot if method == Method.HELLORA else None, spec)
-    elif method.startswith("peft-"):
-        net = peft_model(net, spec, method.endswith("-attn"), cfg.r, cfg.alpha)
-    return net, method, kernel
+    return set_up(copy.deepcopy(model), name, cfg.r, cfg.alpha, spec, hot)
 
 
 def time_interleaved(model, cfg, spec, hot, routing, batch, device, profile, progress: bool) -> dict[str, dict]:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import torch
 
 from hellora.kernels.subset_lora import BACKEND_ENV, KERNEL_CHOICES
+from hellora.vocab import Method
 
 SETUPS = ("frozen", "hellora", "lora", "peft-lora", "peft-attn")
 KERNEL_SETUPS = ("hellora", "lora")  # the setups that take @suffixes
@@ -89,3 +90,17 @@ def stepper(model, batch):
         return model(**batch).loss
 
     return forward, optimizer
+
+
+def set_up(model, name: str, r: int, alpha: float, spec, hot):
+    """(`model` set up as setup `name`, method, expert kernel): our adapters attached in place (hot experts for
+    hellora), or the model wrapped by stock PEFT (a new module), or `model` itself for frozen."""
+    from hellora.adapters import AdapterConfig, attach_adapters
+
+    method, kernel, fuse = check_setup(name)
+    if method in (Method.HELLORA, Method.LORA):
+        attach_adapters(model, AdapterConfig(method=method, r=r, alpha=alpha, fuse_shared_inputs=fuse),
+                        hot if method == Method.HELLORA else None, spec)
+    elif method.startswith("peft-"):
+        model = peft_model(model, spec, method.endswith("-attn"), r, alpha)
+    return model, method, kernel

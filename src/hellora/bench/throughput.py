@@ -32,10 +32,10 @@ from dataclasses import dataclass
 
 import torch
 
-from hellora.adapters import AdapterConfig, attach_adapters, remove_adapters
+from hellora.adapters import remove_adapters
 from hellora.bench.costs import analytic_adapter_flops, measure_step_costs, routing_profile
 from hellora.bench.report import add_ratios
-from hellora.bench.setups import KERNEL_SETUPS, SETUPS, check_setup, expert_kernel, install_routing, peft_model, stepper
+from hellora.bench.setups import KERNEL_SETUPS, SETUPS, check_setup, expert_kernel, install_routing, set_up, stepper
 from hellora.models.families import describe_moe_model
 from hellora.placement import HotExpertPlacement
 from hellora.profiling import ExpertActivationCounter
@@ -134,13 +134,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     for name in () if cfg.interleave else cfg.setups:
         if progress:
             print(f"bench: {name} ...", flush=True)
-        net = model
-        method, kernel, fuse = check_setup(name)
-        if method in (Method.HELLORA, Method.LORA):
-            attach_adapters(model, AdapterConfig(method=method, r=cfg.r, alpha=cfg.alpha, fuse_shared_inputs=fuse),
-                            hot if method == Method.HELLORA else None, spec)
-        elif method.startswith("peft-"):
-            net = peft_model(model, spec, method.endswith("-attn"), cfg.r, cfg.alpha)
+        net, method, kernel = set_up(model, name, cfg.r, cfg.alpha, spec, hot)
         handles = install_routing(net, spec, routing) if routing else []
         try:
             with expert_kernel(kernel):
