@@ -88,7 +88,7 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
     timings = {}
     tick = time.perf_counter()
     model, base_run = pretrain_skill_moe(cfg.moe_spec(), len(tokenizer), pretrain, accelerator, init_seed=cfg.seed,
-                                         train_seed=0, name="pretrain")
+                                         train_seed=0, name="pretrain")  # batch order: one for every seed
     timings["pretrain_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
     before = {s: accuracy(model, tokenizer, tests[s]) for s in cfg.skills}

@@ -113,7 +113,8 @@ def warmup_profile(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_
     sample = warmup_sample(data.finetune, fraction, ft_seed)
     batch = min(cfg.batch_size, len(sample))
     steps = math.ceil(len(sample) / batch)
-    warm = adapted_copy(model, AdapterConfig(method="lora", r=cfg.rank, alpha=2 * cfg.rank, targets="all", seed=ft_seed))
+    warm = adapted_copy(model, AdapterConfig(method="lora", r=cfg.rank, alpha=2 * cfg.rank, targets="all",
+                                             seed=ft_seed))
     lr = sorted(cfg.lr_grid)[len(cfg.lr_grid) // 2]
     with ExpertActivationCounter(warm) as counter:
         result = train_steps(warm, sample, steps, lr, batch, accelerator, "warm-up", seed=ft_seed, progress=False)
