@@ -19,20 +19,20 @@ is computed.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 
-from hellora.adapters import AdapterConfig, attach_adapters
+from hellora.adapters import AdapterConfig
 from hellora.adapters.accounting import count_parameters
 from hellora.data import PadCollator, build_tiny_tokenizer
 from hellora.data.skills import generate_skill_examples
 from hellora.profiling import profile_experts
 from hellora.report.heatmap import plot_activation_heatmaps
-from hellora.study.toy import accuracy, build_skill_moe, skill_features, train_steps
+from hellora.study.core import SkillMoESpec, finetune_copy, mixture_features, pretrain_skill_moe
+from hellora.study.toy import accuracy, skill_features
 from hellora.utils.io import atomic_dir, atomic_write_json, atomic_write_text
 from hellora.utils.meta import run_metadata
 from hellora.vocab import Method
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DemoConfig:
+    """The demo's preset of the small-study core: one base (`moe_spec`), one rare target, HELLoRA vs LoRA."""
+
     seed: int = 0
     skills: tuple = ("copy", "upper", "reverse", "sort", "max")
     target: str = "sort"
@@ -58,7 +60,12 @@ class DemoConfig:
     finetune_steps: int = 60
     finetune_lr: float = 3e-3
     rank: int = 8
-    batch_size: int = 64
+    batch_size: int = 64                 # pretraining and fine-tuning alike
+
+    def moe_spec(self) -> SkillMoESpec:
+        return SkillMoESpec(hidden_size=self.hidden_size, layers=self.layers, experts=self.experts, top_k=self.top_k,
+                            pretrain_steps=self.pretrain_steps, pretrain_lr=self.pretrain_lr,
+                            pretrain_batch=self.batch_size)
 
 
 def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None, progress: bool = True) -> dict:
@@ -73,19 +80,15 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
     say = print if progress else (lambda *a, **k: None)
 
     # 1-2. pretrain a tiny MoE on the skill mixture (target skill rare)
-    train_sets = {s: generate_skill_examples(s, cfg.target_pretrain if s == cfg.target else cfg.pretrain_per_skill,
-                                             seed=cfg.seed, split="train") for s in cfg.skills}
     tests = {s: generate_skill_examples(s, cfg.eval_examples, seed=cfg.seed + 1, split="test") for s in cfg.skills}
-    model = build_skill_moe(len(tokenizer), hidden_size=cfg.hidden_size, layers=cfg.layers, experts=cfg.experts,
-                            top_k=cfg.top_k, seed=cfg.seed)
-    pretrain = [f for s in cfg.skills for f in skill_features(tokenizer, train_sets[s])]
+    pretrain = mixture_features(tokenizer, [(s, cfg.target_pretrain if s == cfg.target else cfg.pretrain_per_skill)
+                                            for s in cfg.skills], seed=cfg.seed, split="train")
     say(f"[1/4] pretraining a {cfg.layers}-layer, {cfg.experts}-expert (top-{cfg.top_k}) MoE on "
         f"{len(cfg.skills)} skills ({len(pretrain)} examples)")
     timings = {}
     tick = time.perf_counter()
-    base_run = train_steps(model, pretrain, cfg.pretrain_steps, cfg.pretrain_lr, cfg.batch_size, accelerator,
-                           "pretrain")
-    model.config.output_router_logits = False
+    model, base_run = pretrain_skill_moe(cfg.moe_spec(), len(tokenizer), pretrain, accelerator, init_seed=cfg.seed,
+                                         train_seed=0, name="pretrain")  # batch order: one for every seed
     timings["pretrain_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
     before = {s: accuracy(model, tokenizer, tests[s]) for s in cfg.skills}
@@ -108,11 +111,10 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
     results = {}
     for method in (Method.HELLORA, Method.LORA):
         say(f"[3/4] fine-tuning with {'HELLoRA' if method is Method.HELLORA else 'LoRA'}")
-        tuned = copy.deepcopy(model)
-        attach_adapters(tuned, AdapterConfig(method=method, r=cfg.rank, alpha=2 * cfg.rank, seed=cfg.seed),
-                        placement if method is Method.HELLORA else None)
         tick = time.perf_counter()
-        run = train_steps(tuned, finetune, cfg.finetune_steps, cfg.finetune_lr, cfg.batch_size, accelerator, method)
+        tuned, run = finetune_copy(model, AdapterConfig(method=method, r=cfg.rank, alpha=2 * cfg.rank, seed=cfg.seed),
+                                   placement if method is Method.HELLORA else None, finetune, cfg.finetune_steps,
+                                   cfg.finetune_lr, cfg.batch_size, accelerator, method)
         timings[f"finetune_{method}_s"] = time.perf_counter() - tick
         params = count_parameters(tuned)
         results[method] = {"accuracy": {s: accuracy(tuned, tokenizer, tests[s]) for s in cfg.skills},

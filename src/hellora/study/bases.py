@@ -9,19 +9,19 @@ Layout under the study's output folder:
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from hellora.adapters import AdapterConfig, attach_adapters
+from hellora.adapters import AdapterConfig
 from hellora.data.skills import generate_skill_examples
 from hellora.data.text_snippets import text_snippets
 from hellora.profiling import ExpertActivationCounter, ExpertProfile
 from hellora.study.config import StudyConfig
 from hellora.study.scoring import score_with_routing
-from hellora.study.toy import build_skill_moe, skill_features, train_steps
+from hellora.study.core import adapted_copy, mixture_features, pretrain_skill_moe
+from hellora.study.toy import skill_features, train_steps
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json, read_json
 
@@ -47,20 +47,13 @@ def pretrained_base(cfg: StudyConfig, out: Path, base_seed: int, tokenizer, acce
         model = AutoModelForCausalLM.from_pretrained(folder)
         model.config.output_router_logits = False
         return model, saved
-    model = build_skill_moe(len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-                            layers=cfg.layers, experts=cfg.experts, top_k=cfg.top_k, seed=base_seed,
-                            aux_loss=cfg.aux_loss)
-    data = []
-    for skill in cfg.skills:
-        data += skill_features(tokenizer, generate_skill_examples(skill, cfg.pretrain_per_skill, seed=base_seed))
-    if cfg.target_pretrain:
-        for target in cfg.targets:
-            data += skill_features(tokenizer, generate_skill_examples(target, cfg.target_pretrain, seed=base_seed))
+    counts = [(s, cfg.pretrain_per_skill) for s in cfg.skills]
+    counts += [(t, cfg.target_pretrain) for t in cfg.targets] if cfg.target_pretrain else []
+    data = mixture_features(tokenizer, counts, seed=base_seed)
     if cfg.text_examples:
         data += skill_features(tokenizer, text_snippets(cfg.text_files, cfg.text_examples, seed=base_seed))
-    result = train_steps(model, data, cfg.pretrain_steps, cfg.pretrain_lr, cfg.pretrain_batch, accelerator,
-                         f"pretrain base {base_seed}", seed=base_seed, progress=progress)
-    model.config.output_router_logits = False
+    model, result = pretrain_skill_moe(cfg.moe_spec(), len(tokenizer), data, accelerator, init_seed=base_seed,
+                                       train_seed=base_seed, name=f"pretrain base {base_seed}", progress=progress)
     saved = {"recipe": record, "final_loss": result.final_loss, "wall_time_s": result.wall_time_s, "examples": len(data)}
     with atomic_dir(folder) as tmp:
         model.save_pretrained(tmp)
@@ -120,8 +113,8 @@ def warmup_profile(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_
     sample = warmup_sample(data.finetune, fraction, ft_seed)
     batch = min(cfg.batch_size, len(sample))
     steps = math.ceil(len(sample) / batch)
-    warm = copy.deepcopy(model)
-    attach_adapters(warm, AdapterConfig(method="lora", r=cfg.rank, alpha=2 * cfg.rank, targets="all", seed=ft_seed))
+    warm = adapted_copy(model, AdapterConfig(method="lora", r=cfg.rank, alpha=2 * cfg.rank, targets="all",
+                                             seed=ft_seed))
     lr = sorted(cfg.lr_grid)[len(cfg.lr_grid) // 2]
     with ExpertActivationCounter(warm) as counter:
         result = train_steps(warm, sample, steps, lr, batch, accelerator, "warm-up", seed=ft_seed, progress=False)

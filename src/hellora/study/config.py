@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hellora.data.skills import SKILLS
 from hellora.study.arms import ARMS
+from hellora.study.core import SkillMoESpec
 from hellora.utils.errors import HelloraError
 
 # fields that decide a pretrained base (its cache key, with the base seed)
@@ -98,6 +99,13 @@ class StudyConfig:
     def hot_k(self, factor: float) -> int:
         """Hot experts per layer for an arm's k factor (at least 1, at most every expert)."""
         return max(1, min(self.experts, round(factor * self.top_k)))
+
+    def moe_spec(self) -> SkillMoESpec:
+        """The base's shape and pretraining schedule, for `study.core.pretrain_skill_moe`."""
+        return SkillMoESpec(hidden_size=self.hidden_size, intermediate_size=self.intermediate_size, layers=self.layers,
+                            experts=self.experts, top_k=self.top_k, aux_loss=self.aux_loss,
+                            pretrain_steps=self.pretrain_steps, pretrain_lr=self.pretrain_lr,
+                            pretrain_batch=self.pretrain_batch)
 
     def pretrain_record(self, base_seed: int) -> dict:
         record = {k: v for k, v in asdict(self).items() if k in PRETRAIN_FIELDS}

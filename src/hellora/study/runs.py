@@ -16,11 +16,12 @@ from pathlib import Path
 import yaml
 
 from hellora.adapters.accounting import count_parameters
-from hellora.adapters import AdapterConfig, attach_adapters
+from hellora.adapters import AdapterConfig
 from hellora.profiling import ExpertProfile
 from hellora.study.arms import ARMS, Arm
 from hellora.study.bases import StudyData, warmup_profile
 from hellora.study.config import StudyConfig
+from hellora.study.core import adapted_copy
 from hellora.study.scoring import hot_set_jaccard, routing_entropy, score_features, score_with_routing
 from hellora.study.toy import train_steps
 from hellora.train.loop import TrainingDiverged
@@ -77,13 +78,12 @@ def fine_tune(ctx: TargetContext, arm_name: str, ft_seed: int, lr: float):
     """(tuned model, train result or None when the loss diverged, placement, warm-up fraction)."""
     arm = ARMS[arm_name]
     placement, fraction = _placement(ctx, arm, ft_seed)
-    tuned = copy.deepcopy(ctx.model)
     config = _adapter_config(ctx, arm, ft_seed)
     if config.lori_from and not Path(config.lori_from).is_dir():  # its LoRI-D run diverged: nothing to continue
         log.warning("%s/%s b%d s%d: no LoRI-D adapter at %s", ctx.target, arm_name, ctx.base_seed, ft_seed,
                     config.lori_from)
-        return tuned, None, placement, fraction
-    attach_adapters(tuned, config, placement)
+        return copy.deepcopy(ctx.model), None, placement, fraction
+    tuned = adapted_copy(ctx.model, config, placement)
     try:
         result = train_steps(tuned, ctx.data.finetune, ctx.cfg.finetune_steps, lr,
                              min(ctx.cfg.batch_size, len(ctx.data.finetune)), ctx.accelerator,
