@@ -134,9 +134,9 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
     """
     from hellora.adapters import AdapterConfig, attach_adapters
     from hellora.models.loading import meta_model
-    from hellora.models.presets import paper_k
+    from hellora.models.presets import default_hot_k
     from hellora.placement import HotExpertPlacement
-    from hellora.vocab import Method, resolve_hot_k
+    from hellora.vocab import Method
 
     if convention not in CONVENTIONS:
         raise HelloraError(f"convention: unknown value {convention!r}; choose one of {', '.join(CONVENTIONS)}")
@@ -150,7 +150,7 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
     for method in methods:
         net = meta_model(model, trust_remote_code=trust_remote_code)
         spec = describe_moe_model(net)
-        hot_k = resolve_hot_k(k if k is not None else paper_k(model), spec.top_k)
+        hot_k = default_hot_k(k, model, spec.top_k)
         placement = None
         if method is Method.HELLORA:
             placement = profile.select(strategy, hot_k) if profile else HotExpertPlacement(

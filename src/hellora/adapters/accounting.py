@@ -35,9 +35,9 @@ from hellora.adapters.inject import adapter_layers, attach_adapters
 from hellora.adapters.lori import lori_keep_count, mask_buffers
 from hellora.models.families import describe_moe_model
 from hellora.models.loading import meta_model
-from hellora.models.presets import paper_k
+from hellora.models.presets import default_hot_k
 from hellora.placement import HotExpertPlacement, check_k, select_experts
-from hellora.vocab import Method, Strategy, Targets, Variant, resolve_hot_k
+from hellora.vocab import Method, Strategy, Targets, Variant
 
 DEFAULT_RANK = {Method.LORAMOE: 4}  # LoRAMoE's original configuration (paper Table 1); 32 otherwise (Table 7)
 
@@ -103,7 +103,7 @@ def parameter_report(
     spec = describe_moe_model(net)
     hot = None
     if method is Method.HELLORA:
-        k = resolve_hot_k(k if k is not None else paper_k(model), spec.top_k)
+        k = default_hot_k(k, model, spec.top_k)
         check_k(k, spec.num_experts)
         stand_in = select_experts({layer: [] for layer in spec.moe_layer_indices}, Strategy.FIRST_K, k,
                                   num_experts=spec.num_experts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hellora.utils.errors import HelloraError
+from hellora.vocab import resolve_hot_k
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,12 @@ def paper_k(model: str) -> int | None:
         if model in (preset.name, preset.hub_id):
             return preset.k
     return None
+
+
+def default_hot_k(k: int | None, model: str, router_top_k: int) -> int:
+    """Hot experts per layer for `model`: the requested k, else the paper's k for a preset, else the router's top-k
+    (`hellora.vocab.resolve_hot_k`)."""
+    return resolve_hot_k(k if k is not None else paper_k(model), router_top_k)
 
 
 def get_preset(name: str) -> Preset:
