@@ -43,6 +43,11 @@ def test_every_command_runs_on_the_demo_model(demo_home, monkeypatch, capsys):
     gsm8k = str(DATASETS / "gsm8k" / "test.jsonl")
     assert main(["eval", "--task", "gsm8k", "--model", "runs/cpu/merged", "--data", gsm8k, "--limit", "1",
                  "--max-new-tokens", "4", "--out", "runs/cpu/eval", "--json"]) == 0
+    # no --model: the adapter's run recorded it (the demo's base-model folder)
+    assert main(["eval", "--task", "gsm8k", "--adapter", "runs/cpu/sort-hellora/adapter", "--data", gsm8k,
+                 "--limit", "1", "--max-new-tokens", "4", "--out", "runs/cpu/eval-adapter", "--json"]) == 0
+    report = json.loads((demo_home / "runs/cpu/eval-adapter/eval_gsm8k.json").read_text())
+    assert report["files"]["model"] == "hellora-demo/base-model"
     assert main(["report", "runs/cpu/sort-hellora", "runs/cpu/sort-lora", "--out", "runs/cpu/report", "--quiet"]) == 0
     assert (demo_home / "runs/cpu/report/report.md").is_file()
 

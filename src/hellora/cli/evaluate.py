@@ -60,8 +60,13 @@ def cmd_eval(args) -> None:
         summary = {k: v for k, v in result.items() if k != "per_task"}
         print_json(summary) if args.json else print({k: v for k, v in summary.items() if k.startswith("pass@")})
         return
+    if args.model is None and args.adapter:  # the base model the adapter's run recorded
+        from hellora.adapters.io import read_adapter_record
+
+        args.model = (read_adapter_record(args.adapter).get("model") or {}).get("name")
     if not args.task or not args.model:
-        raise HelloraError("give --task and --model (or: hellora eval humaneval --samples FILE --problems FILE)")
+        raise HelloraError("give --task and --model (or an --adapter that records its model; or: hellora eval "
+                           "humaneval --samples FILE --problems FILE)")
     tasks = [t.strip() for t in args.task.split(",")]
     data = _data_paths(args.data, tasks)
     protocols = [resolve_protocol(t, args.protocol) for t in data]  # unknown task or protocol: fail before work
@@ -103,7 +108,8 @@ def add_eval(sub) -> None:
     p.add_argument("--protocol", default=None, help="evaluation protocol (default lori, the paper's; others: "
                    "gsm8k robust, lm-eval-strict, lm-eval-flexible; humaneval human-eval; safety keywords). "
                    "See docs/evaluation.md")
-    p.add_argument("--model", help="base model (folder or hub id), or a merged checkpoint")
+    p.add_argument("--model", help="base model (folder or hub id), or a merged checkpoint (default with --adapter: "
+                   "the model its run recorded)")
     p.add_argument("--adapter", help="hellora adapter folder to apply")
     p.add_argument("--tokenizer", help="tokenizer (default: the model's; 'tiny' for hellora's character one)")
     p.add_argument("--data", action="append", help="benchmark file (or task=PATH per task)")
