@@ -90,8 +90,7 @@ def add_flops(sub) -> None:
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the paper's k for a preset, "
                    "else the router's top-k)")
     p.add_argument("--rank", type=int, default=None)
-    p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--json", action="store_true")
+    flags(p, "json", "remote")
     p.set_defaults(func=cmd_flops)
 
 
@@ -137,7 +136,7 @@ def add_bench(sub) -> None:
                    "copy, so a shared machine's changing load hits them alike")
     p.add_argument("--override", action="append", help="model config field, e.g. hidden_size=256 (repeatable)")
     p.add_argument("--out", help="write the JSON result here")
-    p.add_argument("--json", action="store_true")
+    flags(p, "json")
     p.set_defaults(func=cmd_bench)
 
 
@@ -152,5 +151,5 @@ def add_doctor(sub) -> None:
     p = sub.add_parser("doctor", help="versions, device, which expert path runs and why, the Triton self-check, "
                        "a few-second micro-bench")
     p.add_argument("--no-bench", action="store_true", help="skip the micro-bench")
-    p.add_argument("--json", action="store_true")
+    flags(p, "json")
     p.set_defaults(func=cmd_doctor)

@@ -122,8 +122,7 @@ def add_eval(sub) -> None:
     p.add_argument("--cross-task", action="store_true", help="each task before/after the adapter (Appendix G)")
     p.add_argument("--overwrite", action="store_true", help="replace existing eval files in --out")
     p.add_argument("--dtype", default=None, help="weights dtype (default: the protocol's; lori: float32)")
-    p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--json", action="store_true")
+    flags(p, "json", "remote")
     p.set_defaults(func=cmd_eval)
 
 

@@ -75,7 +75,7 @@ def add_proxy(sub) -> None:
     p.add_argument("overrides", nargs="*", help="key=value overrides of the study config")
     p.add_argument("--config", default=None, help="study YAML (recipes/proxy/cpu.yaml)")
     p.add_argument("--out", default="runs/proxy")
-    p.add_argument("--no-progress", action="store_true")
+    flags(p, "progress")
     p.set_defaults(func=cmd_proxy)
 
 
