@@ -14,7 +14,7 @@
 
 Adapter FLOPs per token are the forward FLOPs inside the experts modules with adapters minus the same modules
 without, over the batch's tokens: that isolates the expert adapters, the part `hellora flops` computes from the
-routing (`hellora.flops.adapter_flops`), which `analytic_adapter_flops` calls with the same routing.
+routing (`hellora.flops.adapter_flops`), called with the same routing.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hellora.flops import adapter_flops
 from hellora.profiling.profile import ExpertProfile
 
 
@@ -122,8 +121,3 @@ def routing_profile(spec, routing: dict[int, tuple]) -> ExpertProfile:
         tokens.append(int(index.shape[0]))
     return ExpertProfile(layers=[m.layer_index for m in spec.moe_layers], counts=counts, mass=[], tokens=tokens,
                          num_experts=spec.num_experts, top_k=spec.top_k, mode="forward")
-
-
-def analytic_adapter_flops(model, profile: ExpertProfile | None) -> dict:
-    """`hellora flops`' numbers for the adapters attached to `model` under the routing of `profile`."""
-    return adapter_flops(model, profile)

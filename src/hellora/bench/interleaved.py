@@ -15,13 +15,9 @@ import time
 
 import torch
 
-from hellora.bench.costs import analytic_adapter_flops, measure_step_costs
+from hellora.bench.costs import measure_step_costs
 from hellora.bench.setups import KERNEL_SETUPS, expert_kernel, install_routing, set_up, stepper
-
-
-def _prepare(model, name: str, cfg, spec, hot):
-    """A copy of `model` set up as `name` (adapters attached, or wrapped by PEFT)."""
-    return set_up(copy.deepcopy(model), name, cfg.r, cfg.alpha, spec, hot)
+from hellora.flops import adapter_flops
 
 
 def time_interleaved(model, cfg, spec, hot, routing, batch, device, profile, progress: bool) -> dict[str, dict]:
@@ -29,7 +25,7 @@ def time_interleaved(model, cfg, spec, hot, routing, batch, device, profile, pro
     tokens = cfg.batch * cfg.seq
     setups = {}
     for name in cfg.setups:
-        net, method, kernel = _prepare(model, name, cfg, spec, hot)
+        net, method, kernel = set_up(copy.deepcopy(model), name, cfg.r, cfg.alpha, spec, hot)
         handles = install_routing(net, spec, routing) if routing else []
         forward, optimizer = stepper(net, batch)
         setups[name] = dict(net=net, method=method, kernel=kernel, handles=handles, forward=forward,
@@ -54,7 +50,7 @@ def time_interleaved(model, cfg, spec, hot, routing, batch, device, profile, pro
     for name, s in setups.items():
         with expert_kernel(s["kernel"]):
             costs = measure_step_costs(s["net"], s["forward"], s["optimizer"])
-            analytic = analytic_adapter_flops(s["net"], profile) if s["method"] in KERNEL_SETUPS else None
+            analytic = adapter_flops(s["net"], profile) if s["method"] in KERNEL_SETUPS else None
         for h in s["handles"]:
             h.remove()
         step_s = statistics.median(s["times"])

@@ -33,14 +33,14 @@ from dataclasses import dataclass
 import torch
 
 from hellora.adapters import remove_adapters
-from hellora.bench.costs import analytic_adapter_flops, measure_step_costs, routing_profile
+from hellora.bench.costs import measure_step_costs, routing_profile
 from hellora.bench.report import add_ratios
 from hellora.bench.setups import KERNEL_SETUPS, SETUPS, check_setup, expert_kernel, install_routing, set_up, stepper
+from hellora.flops import adapter_flops
 from hellora.models.families import describe_moe_model
 from hellora.placement import HotExpertPlacement
 from hellora.profiling import ExpertActivationCounter
-from hellora.vocab import Strategy, resolve_hot_k
-from hellora.vocab import Method
+from hellora.vocab import Method, Strategy, resolve_hot_k
 
 @dataclass
 class BenchConfig:
@@ -131,28 +131,29 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
         from hellora.bench.interleaved import time_interleaved
 
         rows = time_interleaved(model, cfg, spec, hot, routing, batch, device, profile, progress)
-    for name in () if cfg.interleave else cfg.setups:
-        if progress:
-            print(f"bench: {name} ...", flush=True)
-        net, method, kernel = set_up(model, name, cfg.r, cfg.alpha, spec, hot)
-        handles = install_routing(net, spec, routing) if routing else []
-        try:
-            with expert_kernel(kernel):
-                step_s, peak, trainable, costs = _time_steps(net, batch, cfg.warmup, cfg.steps, device)
-                analytic = analytic_adapter_flops(net, profile) if method in KERNEL_SETUPS else None
-        finally:
-            for h in handles:
-                h.remove()
-            if method in (Method.HELLORA, Method.LORA):
-                remove_adapters(model)
-            elif net is not model:
-                model = net.unload()
-            model.requires_grad_(False)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-        rows[name] = {"step_s": round(step_s, 5), "peak_gib": round(peak, 2) if peak is not None else None,
-                      "trainable": trainable, "tokens_per_s": round(tokens / step_s, 1), "costs": costs,
-                      "adapter_flops_analytic": analytic}
+    else:
+        for name in cfg.setups:
+            if progress:
+                print(f"bench: {name} ...", flush=True)
+            net, method, kernel = set_up(model, name, cfg.r, cfg.alpha, spec, hot)
+            handles = install_routing(net, spec, routing) if routing else []
+            try:
+                with expert_kernel(kernel):
+                    step_s, peak, trainable, costs = _time_steps(net, batch, cfg.warmup, cfg.steps, device)
+                    analytic = adapter_flops(net, profile) if method in KERNEL_SETUPS else None
+            finally:
+                for h in handles:
+                    h.remove()
+                if method in (Method.HELLORA, Method.LORA):
+                    remove_adapters(model)
+                elif net is not model:
+                    model = net.unload()
+                model.requires_grad_(False)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+            rows[name] = {"step_s": round(step_s, 5), "peak_gib": round(peak, 2) if peak is not None else None,
+                          "trainable": trainable, "tokens_per_s": round(tokens / step_s, 1), "costs": costs,
+                          "adapter_flops_analytic": analytic}
     add_ratios(rows, spec, tokens)
     result = {"config": {k_: v for k_, v in cfg.__dict__.items()}, "rows": rows, "meta": run_metadata(cfg.seed),
               "model_shape": {"layers": len(spec.layers), "experts": spec.num_experts, "top_k": spec.top_k, "k": k}}

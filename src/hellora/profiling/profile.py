@@ -81,6 +81,11 @@ class ExpertProfile:
         missing = [k for k in ("layers", "counts", "num_experts", "top_k") if k not in data]
         if missing:
             raise HelloraError(f"profile file {path}: missing field {missing[0]!r}")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ExpertProfile":
+        """A profile from `to_dict()`'s form (checked by `load` when it comes from a file)."""
         return cls(layers=data["layers"], counts=data["counts"], mass=data.get("mass") or [],
                    tokens=data.get("tokens") or [], num_experts=data["num_experts"], top_k=data["top_k"],
                    model_id=data.get("model_id"), fingerprint=data.get("fingerprint"), mode=data.get("mode", "forward"),

@@ -207,4 +207,4 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool = True, c
     if previous.is_file():  # a resumed study: keep the total over invocations
         old = read_json(previous, "study summary").get("timing", {})
         timing["invocations"] = old.get("invocations", 1) + 1
-    return summarise(cfg, out, timing=timing, command=command, progress=progress)
+    return summarise(cfg, out, timing=timing, command=command)

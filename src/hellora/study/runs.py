@@ -128,7 +128,7 @@ def choose_lr(ctx: TargetContext, arm_name: str) -> float:
 def _diagnostics(ctx: TargetContext, tuned, after: ExpertProfile, others: dict) -> dict:
     from hellora.flops import adapter_flops
 
-    before = profile_from_dict(ctx.before["routing"])
+    before = ExpertProfile.from_dict(ctx.before["routing"])
     before_others = {s: v["exact_match"] for s, v in ctx.before["others"].items()}
     after_others = {s: v["exact_match"] for s, v in others.items()}
     flops = None
@@ -143,11 +143,6 @@ def _diagnostics(ctx: TargetContext, tuned, after: ExpertProfile, others: dict) 
         "others_after_mean": sum(after_others.values()) / max(1, len(after_others)),
         "adapter_forward_flops_per_token": flops,
     }
-
-
-def profile_from_dict(d: dict) -> ExpertProfile:
-    return ExpertProfile(layers=d["layers"], counts=d["counts"], mass=d.get("mass") or [], tokens=d.get("tokens") or [],
-                         num_experts=d["num_experts"], top_k=d["top_k"], mode=d.get("mode", "forward"))
 
 
 def final_run(ctx: TargetContext, arm_name: str, ft_seed: int, lr: float) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hellora.profiling.profile import ExpertProfile, compare_profiles
 from hellora.report.stats import describe, holm, pair_up, paired_test
-from hellora.study.arms import ARMS, CLAIMS
+from hellora.study.arms import CLAIMS
 from hellora.study.config import StudyConfig
 from hellora.utils.io import atomic_write_json, read_json
 from hellora.utils.meta import run_metadata
@@ -116,13 +116,12 @@ def warmup_agreement(cfg: StudyConfig, out: Path, target: str) -> dict:
 
 def skew(cfg: StudyConfig, out: Path, target: str) -> dict:
     """Top-k share of the target's test tokens per layer on each base, against uniform k/E."""
-    from hellora.study.runs import profile_from_dict
 
     per_base = {}
     for b in cfg.base_seeds:
         path = out / target / f"base{b}" / "before.json"
         if path.is_file():
-            profile = profile_from_dict(read_json(path, "base scores")["routing"])
+            profile = ExpertProfile.from_dict(read_json(path, "base scores")["routing"])
             per_base[str(b)] = list(profile.top_k_share(cfg.top_k).values())
     return {"uniform": cfg.top_k / cfg.experts, "per_base": per_base}
 
@@ -152,8 +151,7 @@ def before_scores(cfg: StudyConfig, out: Path, target: str) -> dict:
                                 for r in rows])}
 
 
-def summarise(cfg: StudyConfig, out: Path, *, timing: dict | None = None, command: str | None = None,
-              progress: bool = False) -> dict:
+def summarise(cfg: StudyConfig, out: Path, *, timing: dict | None = None, command: str | None = None) -> dict:
     from dataclasses import asdict
 
     records = load_records(cfg, out)
@@ -191,7 +189,3 @@ def summarise(cfg: StudyConfig, out: Path, *, timing: dict | None = None, comman
     except ImportError:  # matplotlib is a dependency; this only guards a broken install
         pass
     return study
-
-
-def arm_label(arm: str) -> str:
-    return ARMS[arm].label or arm
