@@ -133,9 +133,10 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
     "by_role", "vs_lora_pct"}}}.
     """
     from hellora.adapters import AdapterConfig, attach_adapters
+    from hellora.adapters.accounting import DEFAULT_RANK
     from hellora.models.loading import meta_model
     from hellora.models.presets import default_hot_k
-    from hellora.placement import HotExpertPlacement
+    from hellora.placement import first_k_placement
     from hellora.vocab import Method
 
     if convention not in CONVENTIONS:
@@ -153,9 +154,9 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
         hot_k = default_hot_k(k, model, spec.top_k)
         placement = None
         if method is Method.HELLORA:
-            placement = profile.select(strategy, hot_k) if profile else HotExpertPlacement(
-                {layer: list(range(hot_k)) for layer in spec.moe_layer_indices}, spec.num_experts, "first-k", k=hot_k)
-        r = rank or (4 if method is Method.LORAMOE else 32)
+            placement = (profile.select(strategy, hot_k) if profile else
+                         first_k_placement(spec.moe_layer_indices, spec.num_experts, hot_k))
+        r = rank or DEFAULT_RANK.get(method, 32)
         attach_adapters(net, AdapterConfig(method=str(method), r=r), placement, spec)
         row = adapter_flops(net, profile)
         rows[str(method)] = paper_convention(net, row) if convention == "paper" else row

@@ -192,6 +192,12 @@ def first_k_experts(layers: list[int], num_experts: int, k: int) -> dict[int, li
     return {layer: list(range(k)) for layer in layers}
 
 
+def first_k_placement(layers: list[int], num_experts: int, k: int) -> "HotExpertPlacement":
+    """Experts 0..k-1 of every layer as a placement: the stand-in where only how many experts are hot matters
+    (parameter and FLOP accounting without a profile)."""
+    return HotExpertPlacement(first_k_experts(layers, num_experts, k), num_experts, Strategy.FIRST_K, k=k)
+
+
 def all_experts(layers: list[int], num_experts: int) -> dict[int, list[int]]:
     return {layer: list(range(num_experts)) for layer in layers}
 

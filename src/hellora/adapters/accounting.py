@@ -36,8 +36,8 @@ from hellora.adapters.lori import lori_keep_count, mask_buffers
 from hellora.models.families import describe_moe_model
 from hellora.models.loading import meta_model
 from hellora.models.presets import default_hot_k
-from hellora.placement import HotExpertPlacement, check_k, select_experts
-from hellora.vocab import Method, Strategy, Targets, Variant
+from hellora.placement import first_k_placement
+from hellora.vocab import Method, Targets, Variant
 
 DEFAULT_RANK = {Method.LORAMOE: 4}  # LoRAMoE's original configuration (paper Table 1); 32 otherwise (Table 7)
 
@@ -104,10 +104,7 @@ def parameter_report(
     hot = None
     if method is Method.HELLORA:
         k = default_hot_k(k, model, spec.top_k)
-        check_k(k, spec.num_experts)
-        stand_in = select_experts({layer: [] for layer in spec.moe_layer_indices}, Strategy.FIRST_K, k,
-                                  num_experts=spec.num_experts)
-        hot = HotExpertPlacement(stand_in, spec.num_experts, Strategy.FIRST_K, k=k)
+        hot = first_k_placement(spec.moe_layer_indices, spec.num_experts, k)
     attach_adapters(net, config, hot, spec, init_lori=False)
     report = count_parameters(net)
     report.update(model=model, method=config.method.value, variant=config.variant.value,

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 
 from hellora.utils.dtypes import DTYPES
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Method, Targets, Variant
+from hellora.vocab import Choice, Method, Targets, Variant
 
 INITS = ("default", "random")
 RENAMED = {"placement": "targets"}  # old key -> new key, still read (with a warning) from recipes and adapter files
@@ -119,7 +119,7 @@ class AdapterConfig:
 
     def to_dict(self) -> dict:
         """Plain JSON/YAML values: choices as their strings."""
-        return {k: (v.value if isinstance(v, (Method, Targets, Variant)) else v) for k, v in asdict(self).items()}
+        return {k: (v.value if isinstance(v, Choice) else v) for k, v in asdict(self).items()}
 
     @staticmethod
     def upgrade_keys(data: dict, where="adapter") -> dict:

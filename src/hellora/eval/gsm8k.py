@@ -30,9 +30,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from hellora.data.tasks import GSM8K_ANSWER_PREFIX
 from hellora.utils.errors import HelloraError
-from hellora.utils.io import iter_jsonl
-from hellora.utils.io import atomic_write_text
+from hellora.utils.io import atomic_write_text, iter_jsonl
 
 __all__ = [
     "EXTRACTORS",
@@ -54,8 +54,9 @@ __all__ = [
 #: Scorer columns, in report order; the first is the headline.
 EXTRACTORS = ("lori", "robust", "lm-eval-strict", "lm-eval-flexible")
 
-#: LoRI's answer phrase: its training targets end "The final answer is:  N" (GSM8K's "####" replaced).
-LORI_ANSWER_PROMPT = "The final answer is: "
+#: LoRI's answer phrase: its training targets end "The final answer is:  N" (GSM8K's "####" replaced); the one
+#: phrase training (`data.tasks`) writes and scoring looks for.
+LORI_ANSWER_PROMPT = GSM8K_ANSWER_PREFIX
 
 # A number: not glued to a letter/digit/underscore/dot on its left; optional sign (ASCII or U+2212);
 # digits with optional ",ddd" groups and an optional fraction, or a bare ".5".

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from hellora.eval.generation import SamplingSettings
+from hellora.utils.dtypes import DTYPES
 from hellora.utils.errors import HelloraError
 
 __all__ = ["Protocol", "HEADLINE_PROTOCOL"]
@@ -24,7 +25,7 @@ __all__ = ["Protocol", "HEADLINE_PROTOCOL"]
 #: The protocol reports and recipes lead with.
 HEADLINE_PROTOCOL = "lori"
 
-_DTYPES = ("auto", "float32", "bfloat16", "float16")
+_DTYPES = ("auto", *DTYPES)
 
 
 @dataclass(frozen=True)

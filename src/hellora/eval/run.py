@@ -26,7 +26,7 @@ from hellora.utils.meta import run_metadata
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_outputs", "check_judge", "resolve_protocol", "evaluate_task", "evaluate_tasks", "headline",
+__all__ = ["check_outputs", "check_judge", "resolve_protocol", "evaluate_task", "evaluate_tasks",
            "write_eval_summary", "cross_task"]
 
 
@@ -99,8 +99,9 @@ def evaluate_task(task: str, model, tokenizer, *, out_dir: str | Path, data: str
     generations = write_generations(out / f"{spec.name}{tag}_generations.jsonl", saved, prompts, completions,
                                     protocol.sampling)
     scores = spec.score(generations, data=data, protocol=protocol, ks=ks, progress=progress, judge=judge)
-    report = {"task": str(spec.name), "protocol": protocol.to_dict(), "headline": spec.headline(scores, protocol),
-              "scores": {k: v for k, v in scores.items() if k != "per_task"}, "settings": protocol.to_dict()["sampling"],
+    settings = protocol.to_dict()
+    report = {"task": str(spec.name), "protocol": settings, "headline": spec.headline(scores, protocol),
+              "scores": {k: v for k, v in scores.items() if k != "per_task"}, "settings": settings["sampling"],
               "model_dtype": dtype, "examples": len(prompts), "generation_s": round(generation_s, 2),
               "files": {"data": data, "generations": str(generations), **(sources or {})}, "meta": run_metadata()}
     atomic_write_json(out / f"eval_{spec.name}{tag}.json", report)
@@ -129,11 +130,6 @@ def evaluate_tasks(model, tokenizer, tasks: Mapping[str, str | None], *, out_dir
     if summary:
         write_eval_summary(out_dir, reports, sources)
     return reports
-
-
-def headline(report: dict) -> dict:
-    """The number(s) the paper reports for a task, under the report's protocol."""
-    return report["headline"]
 
 
 def write_eval_summary(out_dir: str | Path, reports: list[dict], sources: dict | None = None) -> Path:

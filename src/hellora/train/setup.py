@@ -73,8 +73,6 @@ def check_run_inputs(config: RunConfig, model, tokenizer) -> None:
     if len(tokenizer) > vocab:
         raise HelloraError(f"model.tokenizer has {len(tokenizer)} tokens but the model embeds only {vocab}; "
                            f"use the model's own tokenizer")
-    if config.profile.mode not in ("warmup", "forward", "none"):
-        raise HelloraError(f"profile.mode: unknown mode {config.profile.mode!r}; choose warmup, forward or none")
     if config.selection.path:
         HotExpertPlacement.load(config.selection.path)  # exists and is a placement, before any work
     stability_tracker(config, spec.top_k)  # validates profile.stable_window / stable_jaccard
