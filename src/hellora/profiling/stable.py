@@ -77,6 +77,6 @@ class StabilityTracker:
 def stability_tracker(config, top_k: int) -> StabilityTracker | None:
     """The stop-when-stable tracker profile.until_stable asks for (k: selection.k, else the router's top-k)."""
     p = config.profile
-    if not getattr(p, "until_stable", False):
+    if not p.until_stable:
         return None
     return StabilityTracker(resolve_hot_k(config.selection.k, top_k), p.stable_window, p.stable_jaccard)

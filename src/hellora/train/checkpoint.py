@@ -206,8 +206,9 @@ def checkpoint_problem(path: Path) -> str | None:
             for name, record in files.items():
                 if not (path / name).is_file():
                     return f"{name} is missing"
-                if (path / name).stat().st_size != record["bytes"]:
-                    return f"{name} has {(path / name).stat().st_size} bytes, not {record['bytes']}"
+                size = (path / name).stat().st_size
+                if size != record["bytes"]:
+                    return f"{name} has {size} bytes, not {record['bytes']}"
                 if sha256_file(path / name) != record["sha256"]:
                     return f"{name} does not match its checksum"
         state = json.loads((path / "state.json").read_text())

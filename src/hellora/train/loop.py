@@ -155,7 +155,8 @@ def _check_parameters(named: dict, step: int, ckpt_dir: Path | None, accelerator
 
 
 def _last_good(ckpt_dir: Path | None) -> str:
-    last = list_checkpoints(ckpt_dir)[-1].name if ckpt_dir and list_checkpoints(ckpt_dir) else "none"
+    saved = list_checkpoints(ckpt_dir) if ckpt_dir else []
+    last = saved[-1].name if saved else "none"
     return (f"nothing was saved after the last good checkpoint ({last}); lower train.learning_rate (or "
             f"train.max_grad_norm) and rerun with --restart-from-checkpoint to continue from it, or choose another "
             f"output_dir to start over")
