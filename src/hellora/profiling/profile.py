@@ -92,6 +92,11 @@ class ExpertProfile:
                    source=data.get("source") or {}, meta=data.get("meta") or {})
 
 
+def jaccard(a: set, b: set) -> float:
+    """|A & B| / |A | B| of two hot sets (1.0 when both are empty)."""
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
 def _hot_sets(profile: ExpertProfile, k: int) -> dict[int, set[int]]:
     return {l: set(ids) for l, ids in profile.select("layer", k).experts.items()}
 
@@ -108,11 +113,11 @@ def compare_profiles(profile: ExpertProfile, reference: ExpertProfile, k: int | 
         raise HelloraError("compare: the two profiles come from different model architectures (fingerprints differ)")
     k = resolve_hot_k(k, profile.top_k)
     a, b = _hot_sets(profile, k), _hot_sets(reference, k)
-    jaccard = {l: len(a[l] & b[l]) / len(a[l] | b[l]) for l in a}
+    per_layer = {l: jaccard(a[l], b[l]) for l in a}
     coverage = {l: len(a[l] & b[l]) / len(b[l]) for l in a}
     return {
         "k": k,
-        "jaccard": sum(jaccard.values()) / len(jaccard),
+        "jaccard": sum(per_layer.values()) / len(per_layer),
         "coverage": sum(coverage.values()) / len(coverage),
-        "per_layer": {str(l): {"jaccard": jaccard[l], "coverage": coverage[l]} for l in a},
+        "per_layer": {str(l): {"jaccard": per_layer[l], "coverage": coverage[l]} for l in a},
     }

@@ -18,22 +18,15 @@ from collections import deque
 
 import torch
 
-from hellora.vocab import resolve_hot_k
-
+from hellora.placement import layer_topk
+from hellora.profiling.profile import jaccard
 from hellora.utils.errors import HelloraError
+from hellora.vocab import resolve_hot_k
 
 
 def hot_sets(counts: torch.Tensor, k: int) -> list[frozenset[int]]:
-    """Per layer, the k most-counted experts of counts (L, E); ties go to the lower expert id."""
-    out = []
-    for row in counts.tolist():
-        order = sorted(range(len(row)), key=lambda e: (-row[e], e))
-        out.append(frozenset(order[:k]))
-    return out
-
-
-def jaccard(a: frozenset, b: frozenset) -> float:
-    return len(a & b) / len(a | b) if a | b else 1.0
+    """Per layer, the k most-counted experts of counts (L, E): HELLoRA's layer-level choice (`layer_topk`)."""
+    return [frozenset(ids) for ids in layer_topk(dict(enumerate(counts.tolist())), k).values()]
 
 
 class StabilityTracker:
