@@ -19,6 +19,7 @@ import platform
 import torch
 
 from hellora.kernels import selfcheck, triton_subset_lora
+from hellora.kernels.reference import expert_subset_lora_
 from hellora.kernels.routing import sort_by_expert
 from hellora.kernels.subset_lora import (BACKEND_ENV, ColumnBlock, TorchSubsetLoRA, _torch_backend,
                                          expert_kernel_choice, grouped_linear_subset_lora, triton_usable)
@@ -104,11 +105,8 @@ def run_selfcheck() -> dict:
                                          backend=TorchSubsetLoRA).double()
         bounds = routing.segment_bounds()
         ref = torch.cat([x[bounds[e]:bounds[e + 1]].double() @ weight[e].double().t() for e in range(16)])
-        for j, e in enumerate(hot):
-            lo, hi = bounds[e], bounds[e + 1]
-            for blk, (a, b) in zip(blocks, pairs):
-                ref[lo:hi, blk.offset:blk.offset + blk.width] += 2.0 * (x[lo:hi].double() @ a[j].double().t()) @ \
-                    b[j].double().t()
+        for blk, (a, b) in zip(blocks, pairs):
+            expert_subset_lora_(blk.of(ref), x.double(), routing, hot, a.double(), b.double(), 2.0)
     err = float((out - ref).abs().max() / ref.abs().max())
     result["torch_vs_float64_loop"] = {"relative_error": err, "ok": err <= selfcheck.TOLERANCE[dtype]}
     if not triton_subset_lora.available():
