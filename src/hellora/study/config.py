@@ -12,6 +12,7 @@ from hellora.data.skills import SKILLS
 from hellora.study.arms import ARMS
 from hellora.study.core import SkillMoESpec
 from hellora.utils.errors import HelloraError
+from hellora.vocab import Method
 
 # fields that decide a pretrained base (its cache key, with the base seed)
 PRETRAIN_FIELDS = ("skills", "targets", "target_pretrain", "pretrain_per_skill", "text_files", "text_examples",
@@ -99,6 +100,10 @@ class StudyConfig:
     def hot_k(self, factor: float) -> int:
         """Hot experts per layer for an arm's k factor (at least 1, at most every expert)."""
         return max(1, min(self.experts, round(factor * self.top_k)))
+
+    def lr_grid_for(self, arm: str) -> list:
+        """The learning rates an arm's validation search tries: full fine-tuning has its own, lower grid."""
+        return self.fft_lr_grid if ARMS[arm].method is Method.FFT else self.lr_grid
 
     def moe_spec(self) -> SkillMoESpec:
         """The base's shape and pretraining schedule, for `study.core.pretrain_skill_moe`."""

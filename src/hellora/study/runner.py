@@ -25,7 +25,6 @@ from hellora.study.arms import ordered
 from hellora.study.config import StudyConfig
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, read_json
-from hellora.vocab import Method
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +112,7 @@ def target_worker(cfg: StudyConfig, out: str, target: str, threads: int = 1) -> 
 
 def planned_units(cfg: StudyConfig) -> int:
     """Runs the study will have finished: lr trials + final runs, over all targets."""
-    from hellora.study.arms import ARMS
-
-    trials = sum(len(cfg.fft_lr_grid if ARMS[a].method is Method.FFT else cfg.lr_grid) for a in cfg.arms)
+    trials = sum(len(cfg.lr_grid_for(a)) for a in cfg.arms)
     return len(cfg.targets) * (trials + len(cfg.arms) * len(cfg.base_seeds) * len(cfg.ft_seeds))
 
 

@@ -114,7 +114,7 @@ def lr_trial(ctx: TargetContext, arm_name: str, lr: float) -> dict:
 def choose_lr(ctx: TargetContext, arm_name: str) -> float:
     """The grid value with the best validation exact match (ties: token accuracy, then the smaller lr)."""
     path = ctx.out / ctx.target / "tune" / arm_name / "chosen.json"
-    grid = ctx.cfg.fft_lr_grid if ARMS[arm_name].method is Method.FFT else ctx.cfg.lr_grid
+    grid = ctx.cfg.lr_grid_for(arm_name)
     if path.is_file():
         saved = read_json(path, "chosen lr")
         if saved.get("grid") == grid:
