@@ -23,7 +23,8 @@ from hellora.data import build_tiny_tokenizer
 from hellora.data.skills import generate_skill_examples
 from hellora.profiling.profile import compare_profiles
 from hellora.profiling.stage import forward_profile, profile_sample
-from hellora.study.toy import build_skill_moe, skill_features, train_steps
+from hellora.study.core import SkillMoESpec, mixture_features, pretrain_skill_moe
+from hellora.study.toy import skill_features
 from hellora.utils.io import atomic_write_json
 from hellora.utils.meta import run_metadata
 
@@ -40,12 +41,12 @@ def run(pretrain_steps: int = 200, examples: int = 2000, target: str = "sort", s
     from accelerate import Accelerator
 
     tokenizer = build_tiny_tokenizer()
-    model = build_skill_moe(len(tokenizer), hidden_size=128, layers=3, experts=8, top_k=2, seed=seed)
-    pretrain = [f for s in SKILLS for f in skill_features(tokenizer, generate_skill_examples(s, 800, seed=seed))]
+    pretrain = mixture_features(tokenizer, [(s, 800) for s in SKILLS], seed=seed)
+    spec = SkillMoESpec(hidden_size=128, layers=3, experts=8, top_k=2, pretrain_steps=pretrain_steps,
+                        pretrain_lr=3e-3, pretrain_batch=64)
     tick = time.perf_counter()
-    train_steps(model, pretrain, pretrain_steps, 3e-3, 64, Accelerator(cpu=True), "pretrain")
+    model, _ = pretrain_skill_moe(spec, len(tokenizer), pretrain, Accelerator(cpu=True), init_seed=seed, train_seed=0)
     pretrain_s = time.perf_counter() - tick
-    model.config.output_router_logits = False
     features = skill_features(tokenizer, generate_skill_examples(target, examples, seed=seed + 3))
     source = {"skill": target, "examples": len(features)}
     out = {"config": {"pretrain_steps": pretrain_steps, "examples": examples, "target": target, "seed": seed,
