@@ -21,16 +21,13 @@ from hellora.profiling import ExpertActivationCounter, ExpertProfile
 from hellora.study.config import StudyConfig
 from hellora.study.scoring import score_with_routing
 from hellora.study.core import adapted_copy, mixture_features, pretrain_skill_moe
+from hellora.study.paths import base_folder, warmup_file
 from hellora.study.toy import skill_features, train_steps
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json, read_json
 
 DATA_SEED = 7    # fine-tuning + validation examples: the same for every arm and seed
 TEST_SEED = 11   # test prompts (target and other skills)
-
-
-def base_folder(out: Path, base_seed: int) -> Path:
-    return out / "bases" / f"seed{base_seed}"
 
 
 def pretrained_base(cfg: StudyConfig, out: Path, base_seed: int, tokenizer, accelerator, progress: bool = False):
@@ -107,7 +104,7 @@ def warmup_profile(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_
     """The paper's profiling: LoRA on every expert, attention and router (the run's rank, alpha = 2r) trains one
     epoch over the sample with routing counters on every training forward pass; the adapter is thrown away.
     The learning rate is the middle of `lr_grid`. Cached as JSON per (target, base, seed, fraction)."""
-    path = out / target / f"base{base_seed}" / "warmup" / f"s{ft_seed}-f{fraction:g}.json"
+    path = warmup_file(out, target, base_seed, ft_seed, fraction)
     if path.is_file():
         return ExpertProfile.load(path)
     sample = warmup_sample(data.finetune, fraction, ft_seed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from hellora.study.paths import base_folder
 from hellora.utils.io import atomic_write
 
 _MAIN = ["lora", "hellora", "model-hot", "random", "cold", "fft", "lora-pure", "hellora-pure"]
@@ -100,7 +101,7 @@ def heatmaps(study: dict, out: Path, folder: Path) -> list[str]:
 
     cfg = study["config"]
     base = cfg["base_seeds"][0]
-    profiles_dir = out / "bases" / f"seed{base}" / "profiles"
+    profiles_dir = base_folder(out, base) / "profiles"
     names = []
     for target in study["targets"]:
         skills = [s for s in cfg["skills"] + [target] if (profiles_dir / f"{s}.json").is_file()]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from hellora.study.arms import ordered
 from hellora.study.config import StudyConfig
+from hellora.study.paths import base_folder, chosen_file, run_folder
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, read_json
 
@@ -62,7 +63,7 @@ def pretrain_worker(cfg: StudyConfig, out: str, base_seed: int, threads: int = 1
     from hellora.data import PadCollator, build_tiny_tokenizer
     from hellora.data.skills import generate_skill_examples
     from hellora.profiling import profile_experts
-    from hellora.study.bases import base_folder, pretrained_base
+    from hellora.study.bases import pretrained_base
     from hellora.study.toy import skill_features
 
     _setup_worker(threads)
@@ -120,8 +121,8 @@ def finished_units(cfg: StudyConfig, out: Path) -> int:
     n = 0
     for target in cfg.targets:
         for arm in cfg.arms:
-            n += len(list((out / target / "tune" / arm).glob("lr*.json")))
-            n += sum((out / target / "runs" / arm / f"b{b}-s{s}" / "study_run.json").is_file()
+            n += len(list(chosen_file(out, target, arm).parent.glob("lr*.json")))
+            n += sum((run_folder(out, target, arm, b, s) / "study_run.json").is_file()
                      for b in cfg.base_seeds for s in cfg.ft_seeds)
     return n
 

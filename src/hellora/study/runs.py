@@ -22,6 +22,7 @@ from hellora.study.arms import ARMS, Arm
 from hellora.study.bases import StudyData, warmup_profile
 from hellora.study.config import StudyConfig
 from hellora.study.core import adapted_copy
+from hellora.study.paths import chosen_file, run_folder, tune_file
 from hellora.study.scoring import hot_set_jaccard, routing_entropy, score_features, score_with_routing
 from hellora.study.toy import train_steps
 from hellora.train.loop import TrainingDiverged
@@ -44,14 +45,6 @@ class TargetContext:
     data: StudyData
     before: dict             # bases.before_scores
     accelerator: object
-
-
-def run_folder(out: Path, target: str, arm: str, base_seed: int, ft_seed: int) -> Path:
-    return out / target / "runs" / arm / f"b{base_seed}-s{ft_seed}"
-
-
-def tune_file(out: Path, target: str, arm: str, lr: float) -> Path:
-    return out / target / "tune" / arm / f"lr{lr:g}.json"
 
 
 def _placement(ctx: TargetContext, arm: Arm, ft_seed: int):
@@ -113,7 +106,7 @@ def lr_trial(ctx: TargetContext, arm_name: str, lr: float) -> dict:
 
 def choose_lr(ctx: TargetContext, arm_name: str) -> float:
     """The grid value with the best validation exact match (ties: token accuracy, then the smaller lr)."""
-    path = ctx.out / ctx.target / "tune" / arm_name / "chosen.json"
+    path = chosen_file(ctx.out, ctx.target, arm_name)
     grid = ctx.cfg.lr_grid_for(arm_name)
     if path.is_file():
         saved = read_json(path, "chosen lr")

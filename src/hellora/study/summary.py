@@ -15,6 +15,7 @@ from hellora.profiling.profile import ExpertProfile, compare_profiles
 from hellora.report.stats import describe, holm, pair_up, paired_test
 from hellora.study.arms import CLAIMS
 from hellora.study.config import StudyConfig
+from hellora.study.paths import base_folder, chosen_file, run_folder, warmup_file
 from hellora.utils.io import atomic_write_json, read_json
 from hellora.utils.meta import run_metadata
 
@@ -25,7 +26,7 @@ def load_records(cfg: StudyConfig, out: Path) -> list[dict]:
         for arm in cfg.arms:
             for b in cfg.base_seeds:
                 for s in cfg.ft_seeds:
-                    path = out / target / "runs" / arm / f"b{b}-s{s}" / "study_run.json"
+                    path = run_folder(out, target, arm, b, s) / "study_run.json"
                     if path.is_file():
                         records.append(read_json(path, "study run"))
     return records
@@ -97,8 +98,7 @@ def warmup_agreement(cfg: StudyConfig, out: Path, target: str) -> dict:
         jac, cov, steps = [], [], []
         for b in cfg.base_seeds:
             for s in cfg.ft_seeds:
-                folder = out / target / f"base{b}" / "warmup"
-                p, ref = folder / f"s{s}-f{fraction:g}.json", folder / f"s{s}-f{reference:g}.json"
+                p, ref = warmup_file(out, target, b, s, fraction), warmup_file(out, target, b, s, reference)
                 if not (p.is_file() and ref.is_file()):
                     continue
                 profile = ExpertProfile.load(p)
@@ -109,8 +109,8 @@ def warmup_agreement(cfg: StudyConfig, out: Path, target: str) -> dict:
         if jac:
             result[f"{fraction:g}"] = {"jaccard": describe(jac), "coverage": describe(cov),
                                        "warmup_steps": _mean(steps), "examples": ExpertProfile.load(
-                                           out / target / f"base{cfg.base_seeds[0]}" / "warmup" /
-                                           f"s{cfg.ft_seeds[0]}-f{fraction:g}.json").source.get("examples")}
+                                           warmup_file(out, target, cfg.base_seeds[0], cfg.ft_seeds[0], fraction)
+                                       ).source.get("examples")}
     return result
 
 
@@ -134,7 +134,7 @@ def hot_overlap_with_skills(cfg: StudyConfig, out: Path, target: str) -> dict:
     for skill in cfg.skills:
         values = []
         for b in cfg.base_seeds:
-            folder = out / "bases" / f"seed{b}" / "profiles"
+            folder = base_folder(out, b) / "profiles"
             if (folder / f"{skill}.json").is_file() and (folder / f"{target}.json").is_file():
                 values.append(hot_set_jaccard(ExpertProfile.load(folder / f"{target}.json"),
                                               ExpertProfile.load(folder / f"{skill}.json"), cfg.top_k))
@@ -161,7 +161,7 @@ def summarise(cfg: StudyConfig, out: Path, *, timing: dict | None = None, comman
         rows = [r for r in records if r["target"] == target]
         chosen = {}
         for arm in cfg.arms:
-            path = out / target / "tune" / arm / "chosen.json"
+            path = chosen_file(out, target, arm)
             if path.is_file():
                 saved = read_json(path, "chosen lr")
                 chosen[arm] = {"lr": saved["lr"], "val_exact_match": {f"{t['lr']:g}": t["val"]["exact_match"]
