@@ -33,7 +33,6 @@ from hellora.models.families import describe_moe_model
 from hellora.profiling.profile import ExpertProfile
 from hellora.utils.errors import HelloraError
 
-CONVENTIONS = ("exact", "paper")
 
 
 def _row_macs(in_features: int, out_features: int, weights) -> int:
@@ -137,14 +136,13 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
     from hellora.models.loading import meta_model
     from hellora.models.presets import default_hot_k
     from hellora.placement import first_k_placement
-    from hellora.vocab import Method
+    from hellora.vocab import Convention, Method
 
-    if convention not in CONVENTIONS:
-        raise HelloraError(f"convention: unknown value {convention!r}; choose one of {', '.join(CONVENTIONS)}")
+    convention = Convention.parse(convention, "convention")
     if isinstance(profile, (str, Path)):
         profile = ExpertProfile.load(profile)
     methods = [Method.parse(m.strip() if isinstance(m, str) else m, "methods") for m in methods]
-    if convention == "paper" and Method.LORAMOE in methods:
+    if convention is Convention.PAPER and Method.LORAMOE in methods:
         raise HelloraError("convention paper: Table 3 defines LoRA and HELLoRA only; use --convention exact for "
                            "loramoe")
     rows, hot_k = {}, None
@@ -159,7 +157,7 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
         r = rank or DEFAULT_RANK.get(method, 32)
         attach_adapters(net, AdapterConfig(method=str(method), r=r), placement, spec)
         row = adapter_flops(net, profile)
-        rows[str(method)] = paper_convention(net, row) if convention == "paper" else row
+        rows[str(method)] = paper_convention(net, row) if convention is Convention.PAPER else row
     base = rows.get("lora", {}).get("forward_per_token")
     for row in rows.values():
         row["vs_lora_pct"] = round(100 * (row["forward_per_token"] / base - 1), 2) if base else None

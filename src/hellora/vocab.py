@@ -141,6 +141,13 @@ yaml.SafeDumper.add_multi_representer(Choice, _represent_choice)
 yaml.Dumper.add_multi_representer(Choice, _represent_choice)
 
 
+class Convention(Choice):
+    """How adapter FLOPs are counted (`hellora.flops`): the adapters as attached, or the paper's Table 3 rule."""
+
+    EXACT = "exact"
+    PAPER = "paper"
+
+
 def resolve_hot_k(k: int | None, router_top_k: int) -> int:
     """Hot experts per layer: the requested `k`, else the router's own top-k (the paper's default).
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from hellora.cli.support import STRATEGY_HELP, flags, key_values, print_json
 from hellora.placement import STRATEGIES
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Method, Targets, Variant
+from hellora.vocab import Convention, Method, Targets, Variant
 
 
 def cmd_params(args) -> None:
@@ -85,7 +85,7 @@ def add_flops(sub) -> None:
     p.add_argument("--profile", help="profile.json with the task's routing counts (default: uniform routing)")
     p.add_argument("--methods", default="lora,hellora", help="comma-separated: lora, hellora, loramoe")
     p.add_argument("--strategy", default="layer", choices=STRATEGIES, help=STRATEGY_HELP)
-    p.add_argument("--convention", choices=["exact", "paper"], default="exact",
+    p.add_argument("--convention", choices=Convention.values(), default="exact",
                    help="exact: the adapters as they run; paper: Table 3's convention (docs/evaluation.md)")
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the paper's k for a preset, "
                    "else the router's top-k)")
