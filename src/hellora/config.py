@@ -20,6 +20,7 @@ import yaml
 
 from hellora.adapters.config import AdapterConfig
 from hellora.utils.checks import check, number, positive_int
+from hellora.utils.dtypes import MODEL_DTYPE_NAMES
 from hellora.utils.errors import HelloraError
 from hellora.utils.yaml_values import key_lines, load_yaml, parse_value
 from hellora.vocab import CHOICES, EvalTask, Method, ProfileMode, Scheduler, Strategy, TrainTask
@@ -32,7 +33,6 @@ PAPER_SCHEDULE = {
     "safety": (4e-4, 2e-5, 1),
 }
 PAPER_BATCH = {"peft": 128, "fft": 256}
-MODEL_DTYPES = ("bfloat16", "float16", "float32", "auto", "bf16", "fp16", "fp32")
 MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
 
 
@@ -47,7 +47,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         check(isinstance(self.name, str) and self.name.strip() != "", "model.name",
                "give a preset, a local folder or a hub id", self.name)
-        check(self.dtype in MODEL_DTYPES, "model.dtype", f"choose one of {', '.join(MODEL_DTYPES)}", self.dtype)
+        check(self.dtype in MODEL_DTYPE_NAMES, "model.dtype", f"choose one of {', '.join(MODEL_DTYPE_NAMES)}", self.dtype)
 
 
 @dataclass

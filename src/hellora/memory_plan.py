@@ -103,11 +103,29 @@ def plan_memory(sizes: ModelSizes, *, gpus: int, fsdp: bool, batch: int = 1, seq
 
 
 def model_sizes(model: str, trainable: int, *, trust_remote_code: bool = False) -> ModelSizes:
-    """`ModelSizes` of a preset, folder or hub id from its config (meta device: nothing is allocated)."""
+    """`ModelSizes` of a preset (from its config values, no torch), folder or hub id (meta device: nothing is
+    allocated)."""
+    from hellora.models.presets import PRESETS
+
+    if model not in PRESETS:
+        return meta_model_sizes(model, trainable, trust_remote_code=trust_remote_code)
+    from hellora.models.shapes import model_shapes
+
+    shapes = model_shapes(PRESETS[model].config)
+    total = shapes.size
+    return ModelSizes(base=0 if trainable >= total else total, trainable=trainable,
+                      largest_layer=max(layer.size for layer in shapes.layers), root=shapes.root,
+                      hidden=shapes.hidden, layers=len(shapes.layers), vocab=shapes.vocab,
+                      expert_intermediate=shapes.expert_intermediate, top_k=shapes.top_k)
+
+
+def meta_model_sizes(model: str, trainable: int, *, trust_remote_code: bool = False,
+                     overrides: dict | None = None) -> ModelSizes:
+    """`ModelSizes` from the model built on the meta device (config `overrides` applied)."""
     from hellora.models.families import _find_decoder_layers, describe_moe_model
     from hellora.models.loading import meta_model
 
-    net = meta_model(model, trust_remote_code=trust_remote_code)
+    net = meta_model(model, trust_remote_code=trust_remote_code, overrides=overrides)
     spec = describe_moe_model(net)
     _, stack = _find_decoder_layers(net)
     layer_sizes = [sum(p.numel() for p in layer.parameters()) for layer in stack]

@@ -16,28 +16,30 @@ vs 0.597% / 0.594%) and HELLoRI-D on OLMoE (0.3015% vs 0.3036%) agree. Trainable
     loramoe                   N LoRA pairs + the (N, in) router of every Linear of every expert FFN
     fft                       every base parameter (trainable = total, 100%)
 
-`parameter_report` computes it from the config alone on the meta device: no weights are loaded, so the 47B
-Mixtral counts in a second. The identity of hot experts does not change the count, so without a profile the
-first k experts of each layer stand in (strategy "first-k"). On the meta device a LoRI-S mask does not exist yet; its size is exact
-(the global count), its split over roles in `by_role` is proportional.
+`parameter_report` computes it without weights. For a preset it is arithmetic on the config values
+(`shape_count.py` on `hellora.models.shapes`: no torch, so `hellora params` answers in a blink); for a folder or
+hub id, and as the reference the tests hold the arithmetic to, `meta_parameter_report` attaches the adapters to the
+model built on the meta device (the 47B Mixtral counts in a few seconds). The identity of hot experts does not change
+the count, so without a profile the first k experts of each layer stand in (strategy "first-k"). On the meta device
+a LoRI-S mask does not exist yet; its size is exact (the global count), its split over roles in `by_role` is
+proportional.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-
-from torch import nn
-
 import warnings
+from collections import Counter
+from typing import TYPE_CHECKING
 
 from hellora.adapters.config import AdapterConfig
-from hellora.adapters.inject import adapter_layers, attach_adapters
-from hellora.adapters.lori import lori_keep_count, mask_buffers
-from hellora.models.families import describe_moe_model
-from hellora.models.loading import meta_model
-from hellora.models.presets import default_hot_k
-from hellora.placement import first_k_placement
+from hellora.adapters.shape_count import count_from_shapes, lori_keep_count
+from hellora.models.presets import PRESETS, default_hot_k
+from hellora.models.shapes import model_shapes
+from hellora.placement import check_k
 from hellora.vocab import Method, Targets, Variant
+
+if TYPE_CHECKING:
+    from torch import nn
 
 DEFAULT_RANK = {Method.LORAMOE: 4}  # LoRAMoE's original configuration (paper Table 1); 32 otherwise (Table 7)
 
@@ -48,6 +50,9 @@ def count_parameters(model: nn.Module) -> dict:
     by_role: trainable entries per adapter role (attention, router, experts, shared, dense; "base" for base
     weights that train, i.e. full fine-tuning); adapter_total: every adapter entry, frozen ones included.
     """
+    from hellora.adapters.inject import adapter_layers
+    from hellora.adapters.lori import mask_buffers
+
     role_of, adapter_total = {}, 0
     for path, layer in adapter_layers(model).items():
         for name, p in layer.named_parameters():
@@ -80,6 +85,30 @@ def count_parameters(model: nn.Module) -> dict:
             "by_role": dict(by_role), "adapter_total": adapter_total}
 
 
+def _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts, placement):
+    """(AdapterConfig, r) of a count request; `placement` is the old name of `targets`."""
+    if placement is not None:
+        warnings.warn("parameter_report(placement=...) is deprecated; use targets=...", FutureWarning, stacklevel=3)
+        targets = placement
+    method = Method.parse(method, "method")
+    r = r if r is not None else DEFAULT_RANK.get(method, 32)
+    return AdapterConfig(method=method, r=r, alpha=alpha, targets=targets, router=router, variant=variant,
+                         lori_density=lori_density, loramoe_experts=loramoe_experts), r
+
+
+def _described(report: dict, model: str, config: AdapterConfig, k: int, num_experts: int, top_k: int,
+               moe_layers: int) -> dict:
+    method = config.method
+    report.update(model=model, method=method.value, variant=config.variant.value,
+                  k=k if method is Method.HELLORA else num_experts, r=config.r, targets=config.targets.value,
+                  num_experts=num_experts, top_k=top_k, moe_layers=moe_layers)
+    if config.variant is Variant.LORI_S:
+        report["lori_density"] = config.lori_density
+    if method is Method.LORAMOE:
+        report["loramoe_experts"] = config.loramoe_experts
+    return report
+
+
 def parameter_report(
     model: str, method: Method | str = Method.HELLORA, *, k: int | None = None, r: int | None = None,
     alpha: float = 64.0, targets: Targets | str = Targets.ALL, router: bool | None = None,
@@ -89,29 +118,41 @@ def parameter_report(
     """Trainable / total parameters of `method` (+ `variant`) on `model` (preset, path or hub id), from its config.
 
     r defaults to the paper's: 32, or 4 for LoRAMoE. k (hellora only) defaults to the paper's k for a preset
-    (`hellora.models.presets.paper_k`), else the router's top-k.
-    `placement` is the old name of `targets`, still accepted with a warning.
+    (`hellora.models.presets.paper_k`), else the router's top-k. Presets are counted from their config values
+    (no torch); anything else on the meta device (`meta_parameter_report`).
     """
-    if placement is not None:
-        warnings.warn("parameter_report(placement=...) is deprecated; use targets=...", FutureWarning, stacklevel=2)
-        targets = placement
-    method = Method.parse(method, "method")
-    r = r if r is not None else DEFAULT_RANK.get(method, 32)
-    config = AdapterConfig(method=method, r=r, alpha=alpha, targets=targets, router=router, variant=variant,
-                           lori_density=lori_density, loramoe_experts=loramoe_experts)
-    net = meta_model(model, trust_remote_code=trust_remote_code)
+    if model not in PRESETS:
+        return meta_parameter_report(model, method, k=k, r=r, alpha=alpha, targets=targets, router=router,
+                                     trust_remote_code=trust_remote_code, variant=variant, lori_density=lori_density,
+                                     loramoe_experts=loramoe_experts, placement=placement)
+    config, r = _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts, placement)
+    shapes = model_shapes(PRESETS[model].config)
+    k = default_hot_k(k, model, shapes.top_k)
+    if config.method is Method.HELLORA:
+        check_k(k, shapes.num_experts)
+    report = count_from_shapes(shapes, config, k)
+    return _described(report, model, config, k, shapes.num_experts, shapes.top_k, len(shapes.moe_layers))
+
+
+def meta_parameter_report(
+    model: str, method: Method | str = Method.HELLORA, *, k: int | None = None, r: int | None = None,
+    alpha: float = 64.0, targets: Targets | str = Targets.ALL, router: bool | None = None,
+    trust_remote_code: bool = False, variant: Variant | str = Variant.NONE, lori_density: float = 0.1,
+    loramoe_experts: int = 6, placement: str | None = None, overrides: dict | None = None,
+) -> dict:
+    """`parameter_report` by attaching the adapters to `model` built on the meta device (config `overrides`
+    applied): the count of the real modules, for any model hellora can attach to."""
+    from hellora.adapters.inject import attach_adapters
+    from hellora.models.families import describe_moe_model
+    from hellora.models.loading import meta_model
+    from hellora.placement import first_k_placement
+
+    config, r = _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts, placement)
+    net = meta_model(model, trust_remote_code=trust_remote_code, overrides=overrides)
     spec = describe_moe_model(net)
     hot = None
-    if method is Method.HELLORA:
+    if config.method is Method.HELLORA:
         k = default_hot_k(k, model, spec.top_k)
         hot = first_k_placement(spec.moe_layer_indices, spec.num_experts, k)
     attach_adapters(net, config, hot, spec, init_lori=False)
-    report = count_parameters(net)
-    report.update(model=model, method=config.method.value, variant=config.variant.value,
-                  k=k if method is Method.HELLORA else spec.num_experts, r=r, targets=config.targets.value,
-                  num_experts=spec.num_experts, top_k=spec.top_k, moe_layers=len(spec.moe_layers))
-    if config.variant is Variant.LORI_S:
-        report["lori_density"] = lori_density
-    if method is Method.LORAMOE:
-        report["loramoe_experts"] = loramoe_experts
-    return report
+    return _described(count_parameters(net), model, config, k, spec.num_experts, spec.top_k, len(spec.moe_layers))

@@ -6,7 +6,7 @@ import functools
 import warnings
 from dataclasses import asdict, dataclass, fields
 
-from hellora.utils.dtypes import DTYPES
+from hellora.utils.dtypes import DTYPE_NAMES
 from hellora.utils.errors import HelloraError
 from hellora.vocab import Choice, Method, Targets, Variant
 
@@ -78,8 +78,8 @@ class AdapterConfig:
             raise HelloraError(f"adapter.dropout: must be in [0, 1), got {self.dropout!r}")
         if self.init not in INITS:
             raise HelloraError(f"adapter.init: unknown init {self.init!r}; choose one of {', '.join(INITS)}")
-        if self.adapter_dtype not in DTYPES:
-            raise HelloraError(f"adapter.adapter_dtype: choose one of {', '.join(DTYPES)}, got {self.adapter_dtype!r}")
+        if self.adapter_dtype not in DTYPE_NAMES:
+            raise HelloraError(f"adapter.adapter_dtype: choose one of {', '.join(DTYPE_NAMES)}, got {self.adapter_dtype!r}")
         if self.variant is not Variant.NONE and self.method not in (Method.HELLORA, Method.LORA):
             raise HelloraError(f"adapter.variant: {self.variant!r} applies to methods 'lora' and 'hellora', "
                                f"not {self.method!r}")

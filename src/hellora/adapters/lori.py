@@ -16,13 +16,13 @@ attention and router), so cold experts stay exact base weights and the mask is c
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from hellora.adapters.config import AdapterConfig
+from hellora.adapters.shape_count import lori_keep_count
 from hellora.models.fingerprint import config_fingerprint
 from hellora.utils.errors import HelloraError
 from hellora.vocab import Variant
@@ -53,13 +53,6 @@ class LoRIDAdapter:
 
     def b_tensors(self) -> dict[str, torch.Tensor]:
         return {n: t for n, t in self.tensors.items() if n.rsplit(".", 1)[-1] == "lora_B"}
-
-
-def lori_keep_count(num_entries: int, density: float) -> int:
-    """Entries LoRI-S keeps out of `num_entries`: density * n rounded half up (at least 1 when n > 0)."""
-    if num_entries <= 0:
-        return 0
-    return min(num_entries, max(1, math.floor(density * num_entries + 0.5)))
 
 
 def lora_pairs(model: nn.Module) -> dict[str, nn.Module]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from hellora.eval.generation import SamplingSettings
-from hellora.utils.dtypes import DTYPES
+from hellora.utils.dtypes import DTYPE_NAMES
 from hellora.utils.errors import HelloraError
 
 __all__ = ["Protocol", "HEADLINE_PROTOCOL"]
@@ -25,7 +25,7 @@ __all__ = ["Protocol", "HEADLINE_PROTOCOL"]
 #: The protocol reports and recipes lead with.
 HEADLINE_PROTOCOL = "lori"
 
-_DTYPES = ("auto", *DTYPES)
+_DTYPES = ("auto", *DTYPE_NAMES)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,85 @@
+"""Adapter entries of a method on a model, counted from its shapes (`hellora.models.shapes`): no torch.
+
+The same rules as `attach_adapters` followed by `count_parameters` (accounting.py), written as arithmetic. Per
+adapted (out, in) weight:
+
+    LoRA pair            A (r, in) + B (out, r)
+    DoRA                 + a magnitude (out,)
+    LoRAMoE              N pairs + a router (N, in)
+    trainable            everything, except LoRI-D (B only) and LoRI-S (lori_keep_count of all B entries,
+                         shared over roles in proportion to their B entries, as the meta-device count does)
+
+Adapted weights, per `AdapterConfig.targets` and method: attention (q/k/v/o, "all" only), the router ("gate" and
+"all", where the family adapts it), the experts' gate, up and down (the k hot ones for hellora, all for lora and
+loramoe), shared experts and dense MLPs (always). Full fine-tuning trains every base weight and adds none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from hellora.adapters.config import AdapterConfig
+from hellora.models.shapes import Matrix, ModelShapes
+from hellora.vocab import Method, Variant
+
+
+def lori_keep_count(num_entries: int, density: float) -> int:
+    """Entries LoRI-S keeps out of `num_entries`: density * n rounded half up (at least 1 when n > 0)."""
+    if num_entries <= 0:
+        return 0
+    return min(num_entries, max(1, math.floor(density * num_entries + 0.5)))
+
+
+def adapter_entries(matrix: Matrix, config: AdapterConfig) -> tuple[int, int]:
+    """(all entries, B entries) of the adapter `config` puts on one (out, in) weight."""
+    r = config.r
+    if config.method is Method.LORAMOE:
+        n = config.loramoe_experts
+        return n * r * (matrix.inp + matrix.out) + n * matrix.inp, n * r * matrix.out
+    magnitude = matrix.out if config.variant is Variant.DORA else 0
+    return r * (matrix.inp + matrix.out) + magnitude, r * matrix.out
+
+
+def adapted_matrices(shapes: ModelShapes, config: AdapterConfig, hot_k: int) -> list[tuple[str, Matrix, int]]:
+    """(role, weight, copies) of every weight `config` adapts; `hot_k` experts per MoE layer for hellora."""
+    adapt_router = config.router if config.router is not None else not shapes.router_modules
+    out = []
+    for layer in shapes.layers:
+        if config.adapts_attention:
+            out += [("attention", m, 1) for m in layer.attention]
+        out += [("dense", m, 1) for m in layer.dense]
+        if not layer.is_moe:
+            continue
+        out += [("shared", m, 1) for m in layer.shared]
+        if config.adapts_router_targets and adapt_router:
+            out.append(("router", layer.router, 1))
+        experts = hot_k if config.method is Method.HELLORA else layer.num_experts
+        out += [("experts", m, experts) for m in layer.expert]
+    return out
+
+
+def count_from_shapes(shapes: ModelShapes, config: AdapterConfig, hot_k: int) -> dict:
+    """{"trainable", "total", "trainable_pct", "by_role", "adapter_total"}, as `count_parameters` of the model
+    with `config`'s adapters attached would give."""
+    base = shapes.size
+    if config.method is Method.FFT:
+        return {"trainable": base, "total": base, "trainable_pct": 100.0, "by_role": {"base": base},
+                "adapter_total": 0}
+    entries, b_entries = Counter(), Counter()
+    for role, matrix, copies in adapted_matrices(shapes, config, hot_k):
+        total, b = adapter_entries(matrix, config)
+        entries[role] += copies * total
+        b_entries[role] += copies * b
+    adapter_total = sum(entries.values())
+    if config.variant is Variant.LORI_D:
+        by_role = dict(b_entries)
+    elif config.variant is Variant.LORI_S:
+        keep, all_b = lori_keep_count(sum(b_entries.values()), config.lori_density), sum(b_entries.values())
+        by_role = {role: round(keep * n / all_b) for role, n in b_entries.items()}
+    else:
+        by_role = dict(entries)
+    trainable = keep if config.variant is Variant.LORI_S else sum(by_role.values())
+    total = base + adapter_total
+    return {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total,
+            "by_role": by_role, "adapter_total": adapter_total}
