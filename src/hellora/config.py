@@ -81,6 +81,9 @@ class ProfileConfig:
         self.mode = str(ProfileMode.parse(self.mode, "profile.mode"))
         number(self.fraction, "profile.fraction", low=0.0, high=1.0, low_open=True)
         positive_int(self.batch_size, "profile.batch_size")
+        check(isinstance(self.until_stable, bool), "profile.until_stable", "must be true or false", self.until_stable)
+        positive_int(self.stable_window, "profile.stable_window")
+        number(self.stable_jaccard, "profile.stable_jaccard", low=0.0, high=1.0, low_open=True)
 
 
 @dataclass
@@ -137,7 +140,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     enabled: bool = False
-    tasks: list = field(default_factory=list)   # gsm8k, humaneval, hexphi, advbench
+    tasks: list = field(default_factory=list)   # gsm8k, humaneval, hexphi, advbench, skill
     data: dict = field(default_factory=dict)    # task -> benchmark file (GSM8K test defaults to the hub)
     limit: int | None = None
     batch_size: int = 8

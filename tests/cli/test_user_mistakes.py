@@ -68,6 +68,9 @@ MISTAKES = [
     ("train {tmp}/recipe.yaml profile.fraction=0", ["profile.fraction", "(0, 1]"]),
     ("train {tmp}/recipe.yaml profile.fraction=1.5", ["profile.fraction"]),
     ("train {tmp}/recipe.yaml profile.mode=warm", ["profile.mode", "warmup"]),
+    ("train {tmp}/recipe.yaml profile.mode=none", ["profile.mode", "needs a profile", "selection.path"]),
+    ("train {tmp}/recipe.yaml profile.stable_window=0", ["profile.stable_window", "integer >= 1"]),
+    ("train {tmp}/recipe.yaml profile.stable_jaccard=1.5", ["profile.stable_jaccard", "(0, 1]"]),
     ("train {tmp}/recipe.yaml data.task=gsm", ["data.task", "gsm8k"]),
     ("train {tmp}/recipe.yaml data.limit=0", ["data.limit"]),
     ("train {tmp}/recipe.yaml data.train={tmp}/nope.jsonl", ["nope.jsonl"]),
@@ -94,6 +97,8 @@ MISTAKES = [
     ("export --adapter {tmp}/preset-adapter --format onnx --out {tmp}/x", ["--format", "onnx"]),
     ("report {tmp}/plain --out {tmp}/r2", ["not a hellora run folder"]),
     ("params --model olmoe-1b-7b --method hellora --k 0", ["k"]),
+    ("params --model mixtral-8x7b --k 9", ["k", "[1, 8]", "9"]),
+    ("params --model mixtral-8x7b --gpus 0", ["--gpus", "at least 1"]),
 ]
 
 

@@ -113,6 +113,11 @@ class AdapterConfig:
         return self.targets is Targets.ALL and self.method in (Method.HELLORA, Method.LORA)
 
     @property
+    def chooses_hot_experts(self) -> bool:
+        """hellora picks its own hot experts (profile, then select); HELLoRI-S keeps its LoRI-D adapter's."""
+        return self.method is Method.HELLORA and self.variant is not Variant.LORI_S
+
+    @property
     def adapts_router_targets(self) -> bool:
         """The targets include the router (it is still skipped where `router` or the family says no)."""
         return self.targets in (Targets.GATE, Targets.ALL) and self.method in (Method.HELLORA, Method.LORA)

@@ -19,7 +19,7 @@ def cmd_params(args) -> None:
                               variant=args.variant, lori_density=args.lori_density,
                               loramoe_experts=args.loramoe_experts)
     plan = None
-    if args.gpus:
+    if args.gpus is not None:
         from hellora.memory_plan import format_plan, model_sizes, plan_memory
 
         sizes = model_sizes(args.model, report["trainable"], trust_remote_code=args.trust_remote_code)

@@ -27,6 +27,25 @@ from hellora.utils.errors import HelloraError
 from hellora.vocab import ProfileMode
 
 
+def planned_profile_mode(config, run: Path) -> ProfileMode | None:
+    """How this run will count routing, decided once before any work; None when it will not profile now.
+
+    No profiling for methods other than hellora, for HELLoRI-S (it keeps its LoRI-D adapter's placement), with a
+    saved placement (selection.path) or profile (profile.path), or when a resumed run's folder already holds its
+    placement or profile. A run that needs a profile with profile.mode none is refused here, before its folder
+    is made, so the corrected command is not blocked by a half-made run.
+    """
+    if not config.adapter.chooses_hot_experts or config.selection.path or config.profile.path:
+        return None
+    if (run / "placement.json").is_file() or (run / "profile.json").is_file():
+        return None
+    mode = ProfileMode.parse(config.profile.mode, "profile.mode")
+    if mode is ProfileMode.NONE:
+        raise HelloraError("profile.mode: method 'hellora' needs a profile: use warmup or forward, or set "
+                           "profile.path or selection.path (got 'none')")
+    return mode
+
+
 def profile_sample(config, features: list[dict], source: dict) -> tuple[list[dict], dict]:
     """The seeded profile.fraction of the training features that profiling sees (warm-up or forward), in file
     order, and the profile's `source` record naming the data, fraction, seed and sample size."""

@@ -23,14 +23,14 @@ from hellora.adapters.accounting import count_parameters
 from hellora.adapters.io import load_adapter, read_lori_d, save_adapter
 from hellora.config import RunConfig, dump_config
 from hellora.placement import HotExpertPlacement
-from hellora.profiling.stage import profile_stage
+from hellora.profiling.stage import planned_profile_mode, profile_stage
 from hellora.train.fsdp import check_fsdp_supported, fsdp_requested, is_sharded, shard_frozen_base
 from hellora.train.loop import resolve_steps, train_loop
 from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_folder
 from hellora.train.setup import (build_features, check_run_inputs, load_run_model, load_run_tokenizer,
                                  make_accelerator, model_spec, pad_id_of)
 from hellora.utils.io import atomic_write_text
-from hellora.vocab import Method, Variant
+from hellora.vocab import Method, ProfileMode
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,11 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
 
     accelerator = make_accelerator(config)
     resolve_steps(config.train, len(features), accelerator.num_processes)  # batch sizes fit the data
+    profile_mode = planned_profile_mode(config, run)
     sharded = fsdp_requested(config.train, accelerator)
     if sharded:
-        check_fsdp_supported(config.adapter.method, config.adapter.variant,
-                             "none" if config.profile.path else config.profile.mode, accelerator.mixed_precision)
+        check_fsdp_supported(config.adapter.method, config.adapter.variant, profile_mode or ProfileMode.NONE,
+                             accelerator.mixed_precision)
     if accelerator.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run / "config.yaml", config_text)
@@ -83,7 +84,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
         shard_frozen_base(model, accelerator, accelerator.mixed_precision)
     placement = None
     # HELLoRI-S reuses the placement of the HELLoRI-D adapter it starts from (adapter.lori_from).
-    if config.adapter.method is Method.HELLORA and config.adapter.variant is not Variant.LORI_S:
+    if config.adapter.chooses_hot_experts:
         placement = _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress)
     lori_d = read_lori_d(config.adapter.lori_from) if config.adapter.lori_from else None
     attach_adapters(model, config.adapter, placement, lori_d=lori_d)

@@ -16,7 +16,6 @@ from hellora.data import encode_pairs, get_task
 from hellora.models.families import describe_moe_model
 from hellora.models.loading import load_model, load_tokenizer
 from hellora.placement import HotExpertPlacement, check_k
-from hellora.profiling.stable import stability_tracker
 from hellora.utils.errors import HelloraError
 
 
@@ -75,4 +74,3 @@ def check_run_inputs(config: RunConfig, model, tokenizer) -> None:
                            f"use the model's own tokenizer")
     if config.selection.path:
         HotExpertPlacement.load(config.selection.path)  # exists and is a placement, before any work
-    stability_tracker(config, spec.top_k)  # validates profile.stable_window / stable_jaccard
