@@ -15,11 +15,15 @@ checkpointing a layer's forward is re-run inside backward; those re-runs are not
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from hellora.models.families import MoEModelSpec, describe_moe_model
+
+if TYPE_CHECKING:
+    from hellora.profiling.profile import ExpertProfile
 
 log = logging.getLogger(__name__)
 
@@ -138,3 +142,16 @@ class ExpertActivationCounter:
 
     def counts_by_layer(self) -> dict[int, list[int]]:
         return {m.layer_index: self.counts[i].tolist() for i, m in enumerate(self.spec.moe_layers)}
+
+    def to_profile(self, mode: str, *, counts: torch.Tensor | None = None, mass: torch.Tensor | None = None,
+                   tokens: torch.Tensor | None = None, **fields) -> "ExpertProfile":
+        """The counts as an `ExpertProfile` of `mode` ("warmup" / "forward"); `counts`, `mass`, `tokens` replace
+        this process's own (e.g. by their sums over processes); `fields` are the profile's other fields
+        (model_id, fingerprint, source, meta)."""
+        from hellora.profiling.profile import ExpertProfile
+
+        counts, tokens = (self.counts if counts is None else counts), (self.tokens if tokens is None else tokens)
+        mass = self.mass if mass is None else mass
+        return ExpertProfile(layers=[m.layer_index for m in self.spec.moe_layers], counts=counts.tolist(),
+                             mass=mass.to(torch.float64).tolist(), tokens=tokens.tolist(),
+                             num_experts=self.spec.num_experts, top_k=self.spec.top_k, mode=mode, **fields)

@@ -52,9 +52,5 @@ def profile_experts(
         model.train(was_training)
     meta = run_metadata()
     meta["wall_time_s"] = round(time.perf_counter() - start, 3)
-    return ExpertProfile(
-        layers=[m.layer_index for m in spec.moe_layers], counts=counter.counts.tolist(), mass=counter.mass.tolist(),
-        tokens=counter.tokens.tolist(), num_experts=spec.num_experts, top_k=spec.top_k,
-        model_id=model_id or model_name(model), fingerprint=config_fingerprint(model.config), mode="forward",
-        source=dict(source or {}), meta=meta,
-    )
+    return counter.to_profile("forward", model_id=model_id or model_name(model),
+                              fingerprint=config_fingerprint(model.config), source=dict(source or {}), meta=meta)

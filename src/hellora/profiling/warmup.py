@@ -14,8 +14,6 @@ import dataclasses
 import logging
 import time
 
-import torch
-
 from hellora.adapters import AdapterConfig, attach_adapters, remove_adapters
 from hellora.config import RunConfig
 from hellora.models.families import describe_moe_model
@@ -72,8 +70,5 @@ def warmup_profile(model, features: list[dict], config: RunConfig, *, accelerato
     if tracker is not None:
         meta["until_stable"] = tracker.record(planned, config.profile.fraction, wall)
         source = {**source, "fraction_used": meta["until_stable"]["fraction_used"]}
-    return ExpertProfile(
-        layers=[m.layer_index for m in spec.moe_layers], counts=counts.tolist(), mass=mass.to(torch.float64).tolist(),
-        tokens=tokens.tolist(), num_experts=spec.num_experts, top_k=spec.top_k, model_id=config.model.name,
-        fingerprint=config_fingerprint(model.config), mode="warmup", source=source, meta=meta,
-    )
+    return counter.to_profile("warmup", counts=counts, mass=mass, tokens=tokens, model_id=config.model.name,
+                              fingerprint=config_fingerprint(model.config), source=source, meta=meta)

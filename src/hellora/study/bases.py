@@ -115,10 +115,9 @@ def warmup_profile(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_
     lr = sorted(cfg.lr_grid)[len(cfg.lr_grid) // 2]
     with ExpertActivationCounter(warm) as counter:
         result = train_steps(warm, sample, steps, lr, batch, accelerator, "warm-up", seed=ft_seed, progress=False)
-    profile = ExpertProfile(layers=[m.layer_index for m in counter.spec.moe_layers], counts=counter.counts.tolist(), mass=counter.mass.tolist(),
-                            tokens=counter.tokens.tolist(), num_experts=cfg.experts, top_k=cfg.top_k,
-                            model_id="proxy-moe", mode="warmup",
-                            source={"skill": target, "fraction": fraction, "seed": ft_seed, "examples": len(sample)},
-                            meta={"steps": result.steps, "median_step_s": result.median_step_s})
+    profile = counter.to_profile("warmup", model_id="proxy-moe",
+                                 source={"skill": target, "fraction": fraction, "seed": ft_seed,
+                                         "examples": len(sample)},
+                                 meta={"steps": result.steps, "median_step_s": result.median_step_s})
     profile.save(path)
     return profile

@@ -55,10 +55,7 @@ def score_with_routing(model, features: list[dict], *, batch_size: int = 256) ->
     spec = describe_moe_model(model)
     with ExpertActivationCounter(model, spec) as counter:
         scores = score_features(model, features, batch_size=batch_size)
-    profile = ExpertProfile(layers=[m.layer_index for m in spec.moe_layers], counts=counter.counts.tolist(),
-                            mass=counter.mass.tolist(), tokens=counter.tokens.tolist(),
-                            num_experts=spec.num_experts, top_k=spec.top_k, mode="forward")
-    return scores, profile
+    return scores, counter.to_profile("forward")
 
 
 def routing_entropy(profile: ExpertProfile) -> list[float]:
