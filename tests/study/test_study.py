@@ -25,7 +25,10 @@ TINY = ["skills=[copy, upper]", "targets=[shift]", "target_pretrain=8", "pretrai
 
 
 def _finished(out: Path) -> dict[str, float]:
-    return {str(p.parent.relative_to(out)): p.stat().st_mtime_ns for p in out.glob("*/runs/*/*/study_run.json")}
+    """Run folder -> mtime of its study_run.json; a run still being written sits in a hidden `.NAME.*.tmp`
+    folder (renamed into place when complete), which is not a finished run."""
+    return {str(p.parent.relative_to(out)): p.stat().st_mtime_ns for p in out.glob("*/runs/*/*/study_run.json")
+            if not p.parent.name.startswith(".")}
 
 
 @pytest.mark.slow
