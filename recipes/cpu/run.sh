@@ -12,8 +12,10 @@ hellora train recipes/cpu/sort-hellora.yaml selection.path=runs/cpu/placement.js
 hellora train recipes/cpu/sort-lora.yaml                                               # LoRA on every expert
 hellora export --adapter runs/cpu/sort-hellora/adapter --format peft --out runs/cpu/sort-hellora-peft
 hellora export --adapter runs/cpu/sort-hellora/adapter --format merged --out runs/cpu/sort-hellora-merged
-hellora eval --task gsm8k --model runs/cpu/sort-hellora-merged --data tests/assets/datasets/gsm8k/test.jsonl \
-    --limit 4 --max-new-tokens 16 --out runs/cpu/eval-merged                            # the plumbing, on a toy
-hellora eval --task gsm8k --model hellora-demo/base-model --adapter runs/cpu/sort-hellora/adapter \
-    --data tests/assets/datasets/gsm8k/test.jsonl --limit 4 --max-new-tokens 16 --out runs/cpu/eval-adapter
+hellora eval --task skill --model runs/cpu/sort-hellora-merged --data hellora-demo/data/sort-test.jsonl \
+    --out runs/cpu/eval-merged                                                          # sort accuracy, merged
+hellora eval --task skill --adapter runs/cpu/sort-hellora/adapter --data hellora-demo/data/sort-test.jsonl \
+    --out runs/cpu/eval-adapter                                                         # base + adapter
+hellora eval --task skill --model hellora-demo/base-model --data hellora-demo/data/sort-test.jsonl \
+    --out runs/cpu/eval-base                                                            # the base, before tuning
 hellora report runs/cpu/sort-hellora runs/cpu/sort-lora --out runs/cpu/report --quiet

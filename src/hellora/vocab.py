@@ -126,6 +126,7 @@ class EvalTask(Choice):
     HUMANEVAL = "humaneval"
     HEXPHI = "hexphi"
     ADVBENCH = "advbench"
+    SKILL = "skill"
 
 
 CHOICES: dict[str, type[Choice]] = {cls.__name__: cls for cls in (Method, Variant, Targets, Strategy, ProfileMode,

@@ -40,14 +40,20 @@ def test_every_command_runs_on_the_demo_model(demo_home, monkeypatch, capsys):
                  "--out", "runs/cpu/merged"]) == 0
     assert (demo_home / "runs/cpu/merged/tokenizer.json").is_file()  # the merged folder is usable alone
 
-    gsm8k = str(DATASETS / "gsm8k" / "test.jsonl")
-    assert main(["eval", "--task", "gsm8k", "--model", "runs/cpu/merged", "--data", gsm8k, "--limit", "1",
-                 "--max-new-tokens", "4", "--out", "runs/cpu/eval", "--json"]) == 0
+    sort_test = "hellora-demo/data/sort-test.jsonl"
+    assert main(["eval", "--task", "skill", "--model", "runs/cpu/merged", "--data", sort_test, "--limit", "4",
+                 "--out", "runs/cpu/eval", "--json"]) == 0
     # no --model: the adapter's run recorded it (the demo's base-model folder)
-    assert main(["eval", "--task", "gsm8k", "--adapter", "runs/cpu/sort-hellora/adapter", "--data", gsm8k,
-                 "--limit", "1", "--max-new-tokens", "4", "--out", "runs/cpu/eval-adapter", "--json"]) == 0
-    report = json.loads((demo_home / "runs/cpu/eval-adapter/eval_gsm8k.json").read_text())
+    assert main(["eval", "--task", "skill", "--adapter", "runs/cpu/sort-hellora/adapter", "--data", sort_test,
+                 "--limit", "4", "--out", "runs/cpu/eval-adapter", "--json"]) == 0
+    merged = json.loads((demo_home / "runs/cpu/eval/eval_skill.json").read_text())
+    report = json.loads((demo_home / "runs/cpu/eval-adapter/eval_skill.json").read_text())
     assert report["files"]["model"] == "hellora-demo/base-model"
+    assert report["examples"] == merged["examples"] == 4
+    assert report["headline"] == merged["headline"]  # the merged export answers as base + adapter
+    gsm8k = str(DATASETS / "gsm8k" / "test.jsonl")  # any task runs on the toy: GSM8K as plumbing
+    assert main(["eval", "--task", "gsm8k", "--model", "runs/cpu/merged", "--data", gsm8k, "--limit", "1",
+                 "--max-new-tokens", "4", "--out", "runs/cpu/eval-gsm8k", "--json"]) == 0
     assert main(["report", "runs/cpu/sort-hellora", "runs/cpu/sort-lora", "--out", "runs/cpu/report", "--quiet"]) == 0
     assert (demo_home / "runs/cpu/report/report.md").is_file()
 

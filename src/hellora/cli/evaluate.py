@@ -55,7 +55,8 @@ def cmd_eval(args) -> None:
         if not args.problems:
             raise HelloraError("--problems: path to HumanEval.jsonl.gz is required")
         protocol = resolve_protocol("humaneval", args.protocol)
-        result = evaluate_humaneval_samples(args.samples, args.problems, ks=ks, progress=not args.json,
+        result = evaluate_humaneval_samples(args.samples, args.problems, ks=ks,
+                                            progress=not (args.json or args.no_progress),
                                             timeout=protocol.timeout, strip_prompt=protocol.strip_prompt)
         summary = {k: v for k, v in result.items() if k != "per_task"}
         print_json(summary) if args.json else print({k: v for k, v in summary.items() if k.startswith("pass@")})
@@ -84,7 +85,7 @@ def cmd_eval(args) -> None:
         args.dtype = dtypes.pop() if len(dtypes) == 1 else "auto"
     model, tokenizer = _model_and_tokenizer(args)
     common = dict(out_dir=out, protocol=args.protocol, limit=args.limit, batch_size=args.batch_size,
-                  progress=not args.json, num_samples=args.num_samples, max_new_tokens=args.max_new_tokens, ks=ks,
+                  progress=not (args.json or args.no_progress), num_samples=args.num_samples, max_new_tokens=args.max_new_tokens, ks=ks,
                   overwrite=args.overwrite)
     if args.cross_task:
         matrix = cross_task(model, tokenizer, data, **common)
@@ -98,16 +99,18 @@ def cmd_eval(args) -> None:
 
 
 def add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate on GSM8K / HumanEval / HEx-PHI / AdvBench, or score HumanEval samples")
+    p = sub.add_parser("eval", help="evaluate on GSM8K / HumanEval / HEx-PHI / AdvBench / the demo's "
+                       "skills, or score HumanEval samples")
     p.add_argument("mode", nargs="?", choices=["humaneval"], help="`humaneval --samples FILE`: score completions only")
     p.add_argument("--samples", help="JSONL of {task_id, completion} to score (with mode humaneval)")
     p.add_argument("--problems", help="HumanEval.jsonl.gz")
     p.add_argument("--pass-k", default=None, help="pass@k values for HumanEval (default 1,5,10)")
     p.add_argument("--k", default=None, help=argparse.SUPPRESS)  # deprecated alias of --pass-k
-    p.add_argument("--task", help="gsm8k, humaneval, hexphi, advbench (comma-separated for several)")
+    p.add_argument("--task", help="gsm8k, humaneval, hexphi, advbench, or skill (the demo's skills, "
+                   "hellora-demo/data/<skill>-test.jsonl); comma-separated for several")
     p.add_argument("--protocol", default=None, help="evaluation protocol (default lori, the paper's; others: "
-                   "gsm8k robust, lm-eval-strict, lm-eval-flexible; humaneval human-eval; safety keywords). "
-                   "See docs/evaluation.md")
+                   "gsm8k robust, lm-eval-strict, lm-eval-flexible; humaneval human-eval; safety keywords; skill exact, "
+                   "its only one). See docs/evaluation.md")
     p.add_argument("--model", help="base model (folder or hub id), or a merged checkpoint (default with --adapter: "
                    "the model its run recorded)")
     p.add_argument("--adapter", help="hellora adapter folder to apply")
@@ -122,7 +125,7 @@ def add_eval(sub) -> None:
     p.add_argument("--cross-task", action="store_true", help="each task before/after the adapter (Appendix G)")
     p.add_argument("--overwrite", action="store_true", help="replace existing eval files in --out")
     p.add_argument("--dtype", default=None, help="weights dtype (default: the protocol's; lori: float32)")
-    flags(p, "json", "remote")
+    flags(p, "json", "progress", "remote")
     p.set_defaults(func=cmd_eval)
 
 

@@ -23,9 +23,10 @@ from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write, atomic_write_text, read_json
 from hellora.vocab import Method, Strategy, Variant
 
-METRICS = [("proxy", "accuracy", "Target acc"), ("proxy", "others", "Other skills"), ("gsm8k", "accuracy", "GSM8K"), ("humaneval", "pass@1", "HE@1"), ("humaneval", "pass@5", "HE@5"),
-           ("humaneval", "pass@10", "HE@10"), ("hexphi", "refusal_rate", "HEx-PHI"),
-           ("advbench", "refusal_rate", "AdvBench")]
+METRICS = [("proxy", "accuracy", "Target acc"), ("proxy", "others", "Other skills"), ("gsm8k", "accuracy", "GSM8K"),
+           ("humaneval", "pass@1", "HE@1"), ("humaneval", "pass@5", "HE@5"), ("humaneval", "pass@10", "HE@10"),
+           ("hexphi", "refusal_rate", "HEx-PHI"), ("advbench", "refusal_rate", "AdvBench"),
+           ("skill", "accuracy", "Skill acc")]
 
 
 def method_label(adapter: dict, selection: dict, profile: dict | None = None) -> str:

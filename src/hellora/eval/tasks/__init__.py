@@ -10,6 +10,7 @@ from hellora.eval.tasks.base import EvalTaskSpec
 from hellora.eval.tasks.gsm8k import Gsm8kEval
 from hellora.eval.tasks.humaneval import HumanEvalEval
 from hellora.eval.tasks.safety import SafetyEval
+from hellora.eval.tasks.skill import SkillEval
 from hellora.vocab import EvalTask
 
 __all__ = ["EVAL_TASKS", "EvalTaskSpec", "get_eval_task"]
@@ -19,6 +20,7 @@ EVAL_TASKS: dict[EvalTask, EvalTaskSpec] = {
     EvalTask.HUMANEVAL: HumanEvalEval(),
     EvalTask.HEXPHI: SafetyEval(EvalTask.HEXPHI),
     EvalTask.ADVBENCH: SafetyEval(EvalTask.ADVBENCH),
+    EvalTask.SKILL: SkillEval(),
 }
 
 

@@ -14,15 +14,20 @@ Judge = Callable[[str, str], bool]
 class EvalTaskSpec:
     """One benchmark: how to load it, the prompt each protocol builds, how to score, what to headline.
 
-    Subclasses set `name` and `protocols` and implement `load`, `prompt`, `score` and `headline`.
+    Subclasses set `name` and `protocols` and implement `load`, `prompt`, `score` and `headline`. A task the
+    paper does not evaluate (the demo's skills) has no `lori` protocol: it sets `default_protocol`, which then
+    stands in for the headline name too (recipes say `eval.protocol: lori` for every task).
     """
 
     name: str = ""
     protocols: Mapping[str, Protocol] = {}
+    default_protocol: str = HEADLINE_PROTOCOL
 
     def protocol(self, name: str | None = None) -> Protocol:
         """The named protocol (default: the headline one), or one error naming the valid names."""
-        name = name or HEADLINE_PROTOCOL
+        name = name or self.default_protocol
+        if name == HEADLINE_PROTOCOL and name not in self.protocols:
+            name = self.default_protocol
         try:
             return self.protocols[name]
         except KeyError:
