@@ -149,3 +149,17 @@ def test_py_typed_is_shipped():
     assert (PACKAGE / "py.typed").is_file()
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")  # tomllib needs Python 3.11
     assert re.search(r'\[tool\.setuptools\.package-data\]\s*hellora\s*=\s*\["py\.typed"\]', pyproject)
+
+
+def test_lazy_package_exports_resolve_to_their_modules():
+    """hellora.adapters imports its names on first use (so the torch-free parameter count stays torch-free);
+    every listed name must still resolve, to the object its home module defines."""
+    import importlib
+
+    import hellora.adapters as adapters
+
+    assert sorted(adapters.__all__) == sorted(adapters._HOMES)
+    for name, home in adapters._HOMES.items():
+        assert getattr(adapters, name) is getattr(importlib.import_module(f"hellora.adapters.{home}"), name)
+    with pytest.raises(AttributeError):
+        adapters.no_such_name

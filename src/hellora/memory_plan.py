@@ -112,11 +112,8 @@ def model_sizes(model: str, trainable: int, *, trust_remote_code: bool = False) 
     from hellora.models.shapes import model_shapes
 
     shapes = model_shapes(PRESETS[model].config)
-    total = shapes.size
-    return ModelSizes(base=0 if trainable >= total else total, trainable=trainable,
-                      largest_layer=max(layer.size for layer in shapes.layers), root=shapes.root,
-                      hidden=shapes.hidden, layers=len(shapes.layers), vocab=shapes.vocab,
-                      expert_intermediate=shapes.expert_intermediate, top_k=shapes.top_k)
+    return _sizes(shapes.size, [layer.size for layer in shapes.layers], trainable, hidden=shapes.hidden,
+                  vocab=shapes.vocab, expert_intermediate=shapes.expert_intermediate, top_k=shapes.top_k)
 
 
 def meta_model_sizes(model: str, trainable: int, *, trust_remote_code: bool = False,
@@ -136,10 +133,15 @@ def meta_model_sizes(model: str, trainable: int, *, trust_remote_code: bool = Fa
     else:
         config = net.config
         intermediate = getattr(config, "moe_intermediate_size", None) or config.intermediate_size
+    return _sizes(total, layer_sizes, trainable, hidden=net.config.hidden_size, vocab=net.config.vocab_size,
+                  expert_intermediate=intermediate, top_k=spec.top_k)
+
+
+def _sizes(total: int, layer_sizes: list[int], trainable: int, **shape) -> ModelSizes:
+    """`ModelSizes` from the parameter count of the model and of each decoder layer."""
     base = 0 if trainable >= total else total  # full fine-tuning: every weight is a trainable one
     return ModelSizes(base=base, trainable=trainable, largest_layer=max(layer_sizes), root=total - sum(layer_sizes),
-                      hidden=net.config.hidden_size, layers=len(stack), vocab=net.config.vocab_size,
-                      expert_intermediate=intermediate, top_k=spec.top_k)
+                      layers=len(layer_sizes), **shape)
 
 
 def format_plan(plan: MemoryPlan) -> str:

@@ -44,7 +44,8 @@ def arithmetic(preset: str, overrides: dict, config: AdapterConfig, k: int | Non
 
 
 def picked(report: dict) -> dict:
-    return {key: report[key] for key in KEYS}
+    """The counts, with by_role as an ordered list (both paths print roles in one order)."""
+    return {key: list(report[key].items()) if key == "by_role" else report[key] for key in KEYS}
 
 
 @pytest.mark.parametrize("preset, which", CASES, ids=[f"{p}-{i}" for p, i in CASES])
@@ -87,11 +88,25 @@ def test_a_k_beyond_the_experts_is_refused_as_on_the_meta_model():
             count("mixtral-8x7b", "hellora", k=9)
 
 
+def test_k_is_ignored_outside_hellora_on_both_paths():
+    for count in (parameter_report, meta_parameter_report):
+        assert count("mixtral-8x7b", "lora", k=0)["k"] == 8  # every expert; k is hellora's
+
+
+def test_lori_s_shares_add_up_to_the_kept_entries():
+    report = parameter_report("deepseek-moe-16b", "hellora", variant="lori_s", lori_density=0.37)
+    assert sum(report["by_role"].values()) == report["trainable"]
+
+
 def test_families_without_a_shape_rule_are_refused():
     with pytest.raises(HelloraError, match="model_type 'gpt_oss'"):
         model_shapes({"model_type": "gpt_oss", "hidden_size": 8, "num_hidden_layers": 1, "vocab_size": 10})
     with pytest.raises(HelloraError, match="mlp_only_layers"):
         model_shapes({**PRESETS["qwen3-30b-a3b"].config, "mlp_only_layers": [0]})
+    with pytest.raises(HelloraError, match="attention_bias"):
+        model_shapes({**PRESETS["mixtral-8x7b"].config, "attention_bias": True})
+    with pytest.raises(HelloraError, match="no MoE layer"):
+        model_shapes({**PRESETS["deepseek-moe-16b"].config, "first_k_dense_replace": 99})
 
 
 def test_params_on_a_preset_imports_neither_torch_nor_transformers():

@@ -14,6 +14,14 @@ parameter count (`accounting.parameter_report` on a preset) does not pay for tor
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the real names, for type checkers and import-graph tools
+    from hellora.adapters.config import AdapterConfig
+    from hellora.adapters.inject import (adapter_layers, attach_adapters, disable_adapters, merge_adapters,
+                                         remove_adapters)
+    from hellora.adapters.io import load_adapter, lori_mask_from_adapter, read_lori_d, save_adapter
+    from hellora.adapters.loramoe import loramoe_balance_loss
 
 _HOMES = {
     "AdapterConfig": "config",
@@ -23,7 +31,8 @@ _HOMES = {
     "loramoe_balance_loss": "loramoe",
 }
 
-__all__ = list(_HOMES)
+__all__ = ["AdapterConfig", "attach_adapters", "adapter_layers", "disable_adapters", "merge_adapters", "remove_adapters",
+           "lori_mask_from_adapter", "loramoe_balance_loss", "load_adapter", "read_lori_d", "save_adapter"]
 
 
 def __getattr__(name: str):

@@ -32,7 +32,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from hellora.adapters.config import AdapterConfig
-from hellora.adapters.shape_count import count_from_shapes, lori_keep_count
+from hellora.adapters.shape_count import count_from_shapes, counted, lori_keep_count, split_kept
 from hellora.models.presets import PRESETS, default_hot_k
 from hellora.models.shapes import model_shapes
 from hellora.placement import check_k
@@ -74,26 +74,18 @@ def count_parameters(model: nn.Module) -> dict:
             by_role[role] += int(mask.sum())
         else:
             pending[role] += p.numel()
-    trainable = sum(by_role.values())
     if pending:
         state = getattr(model, "hellora_adapter", None)
-        keep = lori_keep_count(sum(pending.values()), state.config.lori_density)
-        trainable += keep
-        for role, n in pending.items():
-            by_role[role] += round(keep * n / sum(pending.values()))
-    return {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total if total else 0.0,
-            "by_role": dict(by_role), "adapter_total": adapter_total}
+        by_role.update(split_kept(lori_keep_count(sum(pending.values()), state.config.lori_density), pending))
+    return counted(by_role, total, adapter_total)
 
 
-def _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts, placement):
-    """(AdapterConfig, r) of a count request; `placement` is the old name of `targets`."""
-    if placement is not None:
-        warnings.warn("parameter_report(placement=...) is deprecated; use targets=...", FutureWarning, stacklevel=3)
-        targets = placement
+def _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts) -> AdapterConfig:
+    """The AdapterConfig of a count request (r defaults to the method's paper rank)."""
     method = Method.parse(method, "method")
     r = r if r is not None else DEFAULT_RANK.get(method, 32)
     return AdapterConfig(method=method, r=r, alpha=alpha, targets=targets, router=router, variant=variant,
-                         lori_density=lori_density, loramoe_experts=loramoe_experts), r
+                         lori_density=lori_density, loramoe_experts=loramoe_experts)
 
 
 def _described(report: dict, model: str, config: AdapterConfig, k: int, num_experts: int, top_k: int,
@@ -121,14 +113,17 @@ def parameter_report(
     (`hellora.models.presets.paper_k`), else the router's top-k. Presets are counted from their config values
     (no torch); anything else on the meta device (`meta_parameter_report`).
     """
+    if placement is not None:
+        warnings.warn("parameter_report(placement=...) is deprecated; use targets=...", FutureWarning, stacklevel=2)
+        targets = placement
     if model not in PRESETS:
         return meta_parameter_report(model, method, k=k, r=r, alpha=alpha, targets=targets, router=router,
                                      trust_remote_code=trust_remote_code, variant=variant, lori_density=lori_density,
-                                     loramoe_experts=loramoe_experts, placement=placement)
-    config, r = _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts, placement)
+                                     loramoe_experts=loramoe_experts)
+    config = _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts)
     shapes = model_shapes(PRESETS[model].config)
-    k = default_hot_k(k, model, shapes.top_k)
     if config.method is Method.HELLORA:
+        k = default_hot_k(k, model, shapes.top_k)
         check_k(k, shapes.num_experts)
     report = count_from_shapes(shapes, config, k)
     return _described(report, model, config, k, shapes.num_experts, shapes.top_k, len(shapes.moe_layers))
@@ -147,7 +142,11 @@ def meta_parameter_report(
     from hellora.models.loading import meta_model
     from hellora.placement import first_k_placement
 
-    config, r = _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts, placement)
+    if placement is not None:
+        warnings.warn("meta_parameter_report(placement=...) is deprecated; use targets=...", FutureWarning,
+                      stacklevel=2)
+        targets = placement
+    config = _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts)
     net = meta_model(model, trust_remote_code=trust_remote_code, overrides=overrides)
     spec = describe_moe_model(net)
     hot = None

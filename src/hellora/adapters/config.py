@@ -122,6 +122,11 @@ class AdapterConfig:
         """The targets include the router (it is still skipped where `router` or the family says no)."""
         return self.targets in (Targets.GATE, Targets.ALL) and self.method in (Method.HELLORA, Method.LORA)
 
+    def adapts_router(self, fused: bool) -> bool:
+        """Whether a MoE layer's router gets an adapter: the targets include it, and `router` says yes (None:
+        routers of fused transformers families yes, remote-code module routers such as DeepSeekMoE's no)."""
+        return self.adapts_router_targets and (self.router if self.router is not None else fused)
+
     def to_dict(self) -> dict:
         """Plain JSON/YAML values: choices as their strings."""
         return {k: (v.value if isinstance(v, Choice) else v) for k, v in asdict(self).items()}

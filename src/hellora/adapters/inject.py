@@ -167,8 +167,7 @@ def attach_adapters(
             continue
         for shared in moe.shared_paths:
             _wrap_linears(model, shared, "shared", linear)
-        adapt_router = config.router if config.router is not None else moe.kind == "fused"
-        if config.adapts_router_targets and adapt_router and moe.router_path:
+        if config.adapts_router(fused=moe.kind == "fused") and moe.router_path:
             router = model.get_submodule(moe.router_path)
             weight = getattr(router, "weight", None)
             if not (isinstance(weight, torch.Tensor) and weight.dim() == 2):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Mapping
 
 from hellora.adapters.config import AdapterConfig
 from hellora.models.shapes import Matrix, ModelShapes
@@ -29,6 +30,26 @@ def lori_keep_count(num_entries: int, density: float) -> int:
     if num_entries <= 0:
         return 0
     return min(num_entries, max(1, math.floor(density * num_entries + 0.5)))
+
+
+ROLES = ("attention", "router", "experts", "shared", "dense", "base")  # the order every count reports roles in
+
+
+def in_role_order(counts: Mapping[str, int]) -> dict[str, int]:
+    """`counts` with its roles in `ROLES` order (any other role after them), so both counts print alike."""
+    return {role: counts[role] for role in (*ROLES, *sorted(set(counts) - set(ROLES))) if role in counts}
+
+
+def split_kept(keep: int, b_entries: Mapping[str, int]) -> dict[str, int]:
+    """LoRI-S's `keep` trained entries shared over roles in proportion to their B entries (the global mask does not
+    exist before training), by largest remainder so the shares add up to `keep` exactly."""
+    total = sum(b_entries.values())
+    exact = {role: keep * n / total for role, n in b_entries.items()} if total else {}
+    shares = {role: math.floor(x) for role, x in exact.items()}
+    by_remainder = sorted(exact, key=lambda role: (shares[role] - exact[role], role))
+    for role in by_remainder[:keep - sum(shares.values())]:
+        shares[role] += 1
+    return shares
 
 
 def adapter_entries(matrix: Matrix, config: AdapterConfig) -> tuple[int, int]:
@@ -43,7 +64,7 @@ def adapter_entries(matrix: Matrix, config: AdapterConfig) -> tuple[int, int]:
 
 def adapted_matrices(shapes: ModelShapes, config: AdapterConfig, hot_k: int) -> list[tuple[str, Matrix, int]]:
     """(role, weight, copies) of every weight `config` adapts; `hot_k` experts per MoE layer for hellora."""
-    adapt_router = config.router if config.router is not None else not shapes.router_modules
+    adapt_router = config.adapts_router(fused=not shapes.router_modules)
     out = []
     for layer in shapes.layers:
         if config.adapts_attention:
@@ -52,7 +73,7 @@ def adapted_matrices(shapes: ModelShapes, config: AdapterConfig, hot_k: int) -> 
         if not layer.is_moe:
             continue
         out += [("shared", m, 1) for m in layer.shared]
-        if config.adapts_router_targets and adapt_router:
+        if adapt_router:
             out.append(("router", layer.router, 1))
         experts = hot_k if config.method is Method.HELLORA else layer.num_experts
         out += [("experts", m, experts) for m in layer.expert]
@@ -64,22 +85,24 @@ def count_from_shapes(shapes: ModelShapes, config: AdapterConfig, hot_k: int) ->
     with `config`'s adapters attached would give."""
     base = shapes.size
     if config.method is Method.FFT:
-        return {"trainable": base, "total": base, "trainable_pct": 100.0, "by_role": {"base": base},
-                "adapter_total": 0}
+        return counted({"base": base}, base, adapter_total=0)
     entries, b_entries = Counter(), Counter()
     for role, matrix, copies in adapted_matrices(shapes, config, hot_k):
         total, b = adapter_entries(matrix, config)
         entries[role] += copies * total
         b_entries[role] += copies * b
-    adapter_total = sum(entries.values())
     if config.variant is Variant.LORI_D:
-        by_role = dict(b_entries)
+        by_role = b_entries
     elif config.variant is Variant.LORI_S:
-        keep, all_b = lori_keep_count(sum(b_entries.values()), config.lori_density), sum(b_entries.values())
-        by_role = {role: round(keep * n / all_b) for role, n in b_entries.items()}
+        by_role = split_kept(lori_keep_count(sum(b_entries.values()), config.lori_density), b_entries)
     else:
-        by_role = dict(entries)
-    trainable = keep if config.variant is Variant.LORI_S else sum(by_role.values())
-    total = base + adapter_total
-    return {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total,
-            "by_role": by_role, "adapter_total": adapter_total}
+        by_role = entries
+    adapter_total = sum(entries.values())
+    return counted(by_role, base + adapter_total, adapter_total)
+
+
+def counted(by_role: Mapping[str, int], total: int, adapter_total: int) -> dict:
+    """The count's record: {"trainable", "total", "trainable_pct", "by_role", "adapter_total"}."""
+    trainable = sum(by_role.values())
+    return {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total if total else 0.0,
+            "by_role": in_role_order(by_role), "adapter_total": adapter_total}

@@ -94,11 +94,12 @@ class ModelShapes:
         return self.root + sum(layer.size for layer in self.layers)
 
 
-def _attention(c: dict, qk_norms: str | None) -> tuple[tuple[Matrix, ...], int]:
-    """(q, k, v, o) and the entries of the q/k norms: "full" (OLMoE: over heads*d and kv_heads*d) or "head" (Qwen3)."""
+def _attention(c: dict, qk_norms: str | None, head_dim: int | None = None) -> tuple[tuple[Matrix, ...], int]:
+    """(q, k, v, o) and the entries of the q/k norms: "full" (OLMoE: over heads*d and kv_heads*d) or "head" (Qwen3).
+    `head_dim`: the family's default when the config has none (else hidden / heads)."""
     h, heads = c["hidden_size"], c["num_attention_heads"]
     kv = c.get("num_key_value_heads") or heads
-    d = c.get("head_dim") or h // heads
+    d = c.get("head_dim") or head_dim or h // heads
     matrices = (Matrix(heads * d, h), Matrix(kv * d, h), Matrix(kv * d, h), Matrix(h, heads * d))
     norms = {"full": heads * d + kv * d, "head": 2 * d, None: 0}[qk_norms]
     return matrices, norms
@@ -114,8 +115,11 @@ def _layers(c: dict) -> tuple[tuple[LayerShapes, ...], int, bool]:
     """(layers, router top-k, router_modules) of one family's config values."""
     kind, h, n = c["model_type"], c["hidden_size"], c["num_hidden_layers"]
     norms = 2 * h
+    for flag in ("attention_bias", "mlp_bias"):
+        if c.get(flag):
+            raise HelloraError(f"{flag}: biases have no shape rule here; count this model on the meta device")
     if kind in ("olmoe", "qwen3_moe"):
-        attention, qk = _attention(c, "full" if kind == "olmoe" else "head")
+        attention, qk = _attention(c, "full" if kind == "olmoe" else "head", None if kind == "olmoe" else 128)
         width = c["intermediate_size"] if kind == "olmoe" else c["moe_intermediate_size"]
         if kind == "qwen3_moe" and (c.get("mlp_only_layers") or c.get("decoder_sparse_step", 1) != 1):
             raise HelloraError("qwen3_moe with dense layers (mlp_only_layers, decoder_sparse_step) is counted on "
@@ -140,6 +144,8 @@ def _layers(c: dict) -> tuple[tuple[LayerShapes, ...], int, bool]:
 def model_shapes(config: dict) -> ModelShapes:
     """Shapes of a model of the preset families (olmoe, mixtral, qwen3_moe, deepseek) from its config values."""
     layers, top_k, router_modules = _layers(config)
+    if not any(layer.is_moe and layer.num_experts > 0 for layer in layers):
+        raise HelloraError(f"model_type {config['model_type']!r}: this config has no MoE layer (no routed experts)")
     h, v = config["hidden_size"], config["vocab_size"]
     heads = 1 if config.get("tie_word_embeddings", False) else 2
     return ModelShapes(config["model_type"], layers, root=heads * v * h + h, hidden=h, vocab=v, top_k=top_k,

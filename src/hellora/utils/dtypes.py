@@ -10,6 +10,14 @@ DTYPES and MODEL_DTYPES are built on first use, so validating a config does not 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    DTYPES: dict[str, torch.dtype]
+    MODEL_DTYPES: dict[str, torch.dtype | str]
+
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 MODEL_DTYPE_NAMES = (*DTYPE_NAMES, *ALIASES, "auto")
