@@ -77,6 +77,9 @@ MISTAKES = [
     ("train {tmp}/recipe.yaml model.dtype=float8", ["model.dtype", "float32"]),
     ("train {tmp}/recipe.yaml model.name={tmp}/no-model", ["no such local folder"]),
     ("train {tmp}/recipe.yaml eval.tasks=[gsm8k,mmlu]", ["eval.tasks", "mmlu"]),
+    ("train {tmp}/recipe.yaml eval.enabled=true eval.tasks=[skill]", ["eval.data.skill", "needs"]),
+    ("train {tmp}/recipe.yaml eval.enabled=true eval.tasks=[gsm8k] eval.protocol=keywords",
+     ["eval.protocol", "keywords", "lori"]),
     ("train {tmp}/recipe.yaml selection.path={tmp}/nope.json", ["nope.json", "not found"]),
     ("train {tmp}/recipe.yaml output_dir={tmp}/done", ["finished run", "output_dir"]),
     ("train {tmp}/recipe.yaml output_dir={tmp}/plain", ["not empty", "output_dir"]),
@@ -97,6 +100,7 @@ MISTAKES = [
     ("export --adapter {tmp}/preset-adapter --format onnx --out {tmp}/x", ["--format", "onnx"]),
     ("report {tmp}/plain --out {tmp}/r2", ["not a hellora run folder"]),
     ("params --model olmoe-1b-7b --method hellora --k 0", ["k"]),
+    ("eval --task skill --model {home}/hellora-demo/base-model --out {tmp}/e", ["--data", "skill needs"]),
     ("params --model mixtral-8x7b --k 9", ["k", "[1, 8]", "9"]),
     ("params --model mixtral-8x7b --gpus 0", ["--gpus", "at least 1"]),
 ]

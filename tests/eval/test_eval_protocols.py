@@ -96,8 +96,10 @@ def test_eval_pass_k_flag_and_deprecated_k(tmp_path, capsys, caplog):
 
 def test_judge_protocol_needs_a_judge_before_any_work(tmp_path, capsys):
     assert main(["eval", "--task", "hexphi", "--protocol", "judge", "--model", str(tmp_path / "missing"),
-                 "--out", str(tmp_path)]) == 2
+                 "--data", str(tmp_path / "hexphi.jsonl"), "--out", str(tmp_path)]) == 2
     assert "protocol judge: pass a judge callable" in capsys.readouterr().err
+    assert main(["eval", "--task", "hexphi", "--model", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
+    assert "--data: hexphi needs its prompts file" in capsys.readouterr().err  # before the model is looked for
 
 
 def test_evaluate_tasks_with_a_judge(tiny_model_dir, tmp_path):

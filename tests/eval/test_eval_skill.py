@@ -68,3 +68,25 @@ def test_missing_data_names_the_flag():
 
     with pytest.raises(HelloraError, match="--data: skill needs a JSONL"):
         get_eval_task("skill").load(None, None)
+
+
+def test_special_tokens_before_eos_stay_in_the_completion():
+    """An answer with a stray special token inside must not pass as exact: the skill protocol keeps them."""
+    import torch
+
+    from hellora.data import build_tiny_tokenizer
+    from hellora.eval.generation import _decode
+
+    tok = build_tiny_tokenizer()
+    ids = tok("83", add_special_tokens=False)["input_ids"]
+    stray = [ids[0], tok.bos_token_id, ids[1], tok.eos_token_id, tok.pad_token_id]
+    clean = [*ids, tok.eos_token_id, tok.pad_token_id, tok.pad_token_id]
+    rows = torch.tensor([stray, clean])
+    kept = _decode(tok, rows, skip_special_tokens=False)
+    assert kept[1] == "83" and kept[0] != "83" and tok.bos_token in kept[0]
+    assert _decode(tok, rows, skip_special_tokens=True) == ["83", "83"]  # the usual decoding hides the stray token
+
+
+def test_sampling_more_than_once_is_refused_before_work():
+    with pytest.raises(HelloraError, match="num_samples: skill scores one greedy answer"):
+        resolve_protocol("skill", num_samples=2)

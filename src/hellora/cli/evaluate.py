@@ -44,7 +44,7 @@ def _int_list(text: str, flag: str) -> tuple[int, ...]:
 def cmd_eval(args) -> None:
     from pathlib import Path
 
-    from hellora.eval.run import check_judge, check_outputs, cross_task, evaluate_tasks, resolve_protocol
+    from hellora.eval.run import check_judge, check_outputs, check_tasks, cross_task, evaluate_tasks, resolve_protocol
 
     if args.k is not None:
         log.warning("eval --k is deprecated for pass@k (--k means hot experts elsewhere); use --pass-k")
@@ -70,7 +70,8 @@ def cmd_eval(args) -> None:
                            "humaneval --samples FILE --problems FILE)")
     tasks = [t.strip() for t in args.task.split(",")]
     data = _data_paths(args.data, tasks)
-    protocols = [resolve_protocol(t, args.protocol) for t in data]  # unknown task or protocol: fail before work
+    protocols = list(check_tasks(data, args.protocol, max_new_tokens=args.max_new_tokens,  # before any work
+                                 num_samples=args.num_samples).values())
     for protocol in protocols:
         check_judge(protocol, None)
     if args.backend == "vllm" and args.adapter:

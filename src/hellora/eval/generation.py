@@ -24,7 +24,9 @@ class SamplingSettings:
     """Everything about generation that changes a score (each eval protocol fixes one of these).
 
     `top_k`: None leaves the model's generation config in charge (HF's default is 50); 0 turns it off (the
-    bigcode harness). `add_special_tokens`: False encodes the prompt without BOS (LoRI, lm-eval). `max_length`:
+    bigcode harness). `add_special_tokens`: False encodes the prompt without BOS (LoRI, lm-eval).
+    `skip_special_tokens`: False keeps special tokens generated before EOS in the completion (text up to the first
+    EOS), so an exact-match scorer sees them; True drops them all (the usual decoding). `max_length`:
     a budget for prompt + generation in tokens (the bigcode harness's `max_length_generation`); when set, each
     batch holds one prompt's samples and gets `max_length - prompt tokens` new tokens instead of `max_new_tokens`.
     """
@@ -39,6 +41,7 @@ class SamplingSettings:
     top_k: int | None = None
     add_special_tokens: bool = True
     max_length: int | None = None
+    skip_special_tokens: bool = True
 
     def __post_init__(self):
         for name in ("max_new_tokens", "num_samples"):
@@ -94,12 +97,25 @@ def generate_hf(model, tokenizer, prompts: list[str], settings: SamplingSettings
             if settings.stop:
                 kwargs.update(stop_strings=list(settings.stop), tokenizer=tokenizer)
             out = model.generate(**enc, **kwargs)
-            texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            texts = _decode(tokenizer, out[:, enc["input_ids"].shape[1]:], settings.skip_special_tokens)
             for (i, _), text in zip(chunk, texts):
                 outputs[i].append(truncate_at_stop(text, settings.stop))
     finally:
         tokenizer.padding_side = previous_side
     return outputs
+
+
+def _decode(tokenizer, new_tokens: torch.Tensor, skip_special_tokens: bool) -> list[str]:
+    """Text of each row of generated ids (B, T): all special tokens dropped, or (skip_special_tokens False) the
+    ids before the row's first EOS decoded as they are."""
+    if skip_special_tokens:
+        return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    rows = []
+    for ids in new_tokens.tolist():
+        if tokenizer.eos_token_id in ids:
+            ids = ids[:ids.index(tokenizer.eos_token_id)]
+        rows.append(tokenizer.decode(ids, skip_special_tokens=False))
+    return rows
 
 
 def _batches(prompts: list[str], settings: SamplingSettings, batch_size: int) -> list[list[tuple[int, str]]]:
@@ -124,7 +140,7 @@ def generate_vllm(model_dir: str, prompts: list[str], settings: SamplingSettings
     params = SamplingParams(n=settings.num_samples, max_tokens=settings.max_new_tokens, seed=settings.seed,
                             temperature=settings.temperature if settings.do_sample else 0.0,
                             top_p=settings.top_p if settings.do_sample else 1.0, top_k=top_k,
-                            stop=list(settings.stop) or None)
+                            stop=list(settings.stop) or None, skip_special_tokens=settings.skip_special_tokens)
     inputs = prompts
     if not settings.add_special_tokens:  # vLLM adds BOS to text prompts: hand it token ids instead
         tok = llm.get_tokenizer()

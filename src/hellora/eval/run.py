@@ -26,7 +26,7 @@ from hellora.utils.meta import run_metadata
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_outputs", "check_judge", "resolve_protocol", "evaluate_task", "evaluate_tasks",
+__all__ = ["check_outputs", "check_judge", "check_tasks", "resolve_protocol", "evaluate_task", "evaluate_tasks",
            "write_eval_summary", "cross_task"]
 
 
@@ -36,13 +36,36 @@ def resolve_protocol(task: str, protocol: str | None = None, *, max_new_tokens: 
 
     An override keeps the protocol's name with a "+custom" suffix, so a report never passes it off as the original.
     """
-    chosen = get_eval_task(task).protocol(protocol)
+    spec = get_eval_task(task)
+    chosen = spec.protocol(protocol)
     changes = {k: v for k, v in (("max_new_tokens", max_new_tokens), ("num_samples", num_samples)) if v}
     if "max_new_tokens" in changes and chosen.sampling.max_length is not None:
         changes["max_length"] = None  # an explicit new-token budget replaces the prompt + generation one
-    if not changes:
-        return chosen
-    return replace(chosen, name=f"{chosen.name}+custom", sampling=replace(chosen.sampling, **changes))
+    if changes:
+        chosen = replace(chosen, name=f"{chosen.name}+custom", sampling=replace(chosen.sampling, **changes))
+    spec.check_protocol(chosen)
+    return chosen
+
+
+CLI_FIELDS = {"protocol": "--protocol", "num_samples": "--num-samples", "data": "--data"}
+RECIPE_FIELDS = {"protocol": "eval.protocol", "num_samples": "eval.num_samples", "data": "eval.data.{task}"}
+
+
+def check_tasks(tasks: Mapping[str, str | None], protocol: str | None = None, *, max_new_tokens: int | None = None,
+                num_samples: int | None = None, fields: Mapping[str, str] = CLI_FIELDS) -> dict[str, Protocol]:
+    """Every task's protocol, resolved, and its data checked present where the task has no default copy: before
+    any model is loaded or trained. Errors name the flag or recipe field (`fields`: CLI_FIELDS, RECIPE_FIELDS)."""
+    protocols = {}
+    for task, data in tasks.items():
+        try:
+            protocols[task] = resolve_protocol(task, protocol, max_new_tokens=max_new_tokens, num_samples=num_samples)
+        except HelloraError as err:
+            field, _, why = str(err).partition(": ")
+            raise HelloraError(f"{fields.get(field, field)}: {why}") from None
+        spec = get_eval_task(task)
+        if not data and spec.data_hint:
+            raise HelloraError(f"{fields['data'].format(task=task)}: {task} needs {spec.data_hint}")
+    return protocols
 
 
 def check_outputs(out_dir: str | Path, tasks, tags: tuple[str, ...] = ("",), overwrite: bool = False) -> None:
@@ -118,8 +141,7 @@ def evaluate_tasks(model, tokenizer, tasks: Mapping[str, str | None], *, out_dir
 
     All protocols are resolved and all outputs checked before the first generation.
     """
-    protocols = {t: resolve_protocol(t, protocol, max_new_tokens=max_new_tokens, num_samples=num_samples)
-                 for t in tasks}
+    protocols = check_tasks(tasks, protocol, max_new_tokens=max_new_tokens, num_samples=num_samples)
     check_outputs(out_dir, [get_eval_task(t).name for t in tasks], (tag,), overwrite)
     for chosen in protocols.values():
         check_judge(chosen, judge)

@@ -51,6 +51,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
     run = Path(config.output_dir)
     config_text = dump_config(config)
     resuming = check_run_folder(run, config_text, restart=restart)
+    profile_mode = planned_profile_mode(config, run)  # config and folder alone: refused before loading anything
     tokenizer = load_run_tokenizer(config)
     features, source = build_features(config, tokenizer)
     model = load_run_model(config)
@@ -59,7 +60,6 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
 
     accelerator = make_accelerator(config)
     resolve_steps(config.train, len(features), accelerator.num_processes)  # batch sizes fit the data
-    profile_mode = planned_profile_mode(config, run)
     sharded = fsdp_requested(config.train, accelerator)
     if sharded:
         check_fsdp_supported(config.adapter.method, config.adapter.variant, profile_mode or ProfileMode.NONE,

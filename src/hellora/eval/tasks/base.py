@@ -22,6 +22,7 @@ class EvalTaskSpec:
     name: str = ""
     protocols: Mapping[str, Protocol] = {}
     default_protocol: str = HEADLINE_PROTOCOL
+    data_hint: str = ""  # where to get the data file, for tasks with no default copy to load (empty: has one)
 
     def protocol(self, name: str | None = None) -> Protocol:
         """The named protocol (default: the headline one), or one error naming the valid names."""
@@ -33,6 +34,9 @@ class EvalTaskSpec:
         except KeyError:
             raise HelloraError(f"protocol: {self.name} has no protocol {name!r}; choose one of "
                                f"{', '.join(self.protocols)}") from None
+
+    def check_protocol(self, protocol: Protocol) -> None:
+        """Refuse settings this task cannot score (called on every resolved protocol, before any work)."""
 
     def load(self, data: str | None, limit: int | None) -> list[dict]:
         """The benchmark's records (the first `limit`), each a dict saved alongside its generations."""

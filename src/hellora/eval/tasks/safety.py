@@ -37,15 +37,15 @@ PROTOCOLS = {
 
 class SafetyEval(EvalTaskSpec):
     protocols = PROTOCOLS
+    data_hint = ("its prompts file (HEx-PHI is gated: download it yourself, LoRI's tasks/hexphi/test.jsonl or the "
+                 "category_N.csv folder; AdvBench: harmful_behaviors.csv)")
 
     def __init__(self, name: EvalTask):
         self.name = name
 
     def load(self, data: str | None, limit: int | None) -> list[dict]:
         if not data:
-            raise HelloraError(f"--data: {self.name} needs its prompts file (HEx-PHI is gated: download it yourself, "
-                               f"LoRI's tasks/hexphi/test.jsonl or the category_N.csv folder; AdvBench: "
-                               f"harmful_behaviors.csv)")
+            raise HelloraError(f"--data: {self.name} needs {self.data_hint}")
         from hellora.eval.safety import load_advbench, load_hexphi
 
         rows = (load_hexphi if self.name is EvalTask.HEXPHI else load_advbench)(data)

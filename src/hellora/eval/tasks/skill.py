@@ -5,12 +5,13 @@ adapter from the base model (GSM8K on a 2-layer toy model only shows that the pl
 
 Template:
   verbatim -- the record's prompt exactly as the skill task trains on it (`hellora.data.tasks.SkillTask`: no
-              template), with the tokenizer's own BOS convention; generation stops at EOS.
+              template), with the tokenizer's own BOS convention; generation stops at EOS, and any other special
+              token generated before it stays in the completion (so it can never pass as a right answer).
 Columns:
   exact    -- the completion is the answer, character for character. Training puts EOS right after the answer,
               so this is the demo's teacher-forced exact match (`hellora.study.scoring.score_features`) computed
               by generation instead (tests check the two agree).
-  stripped -- equal once leading and trailing spaces are stripped.
+  stripped -- equal once leading and trailing whitespace is stripped.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from hellora.utils.io import atomic_write_text
 from hellora.vocab import EvalTask
 
 PROTOCOLS = {
-    "exact": Protocol("exact", "verbatim", SamplingSettings(max_new_tokens=64), dtype="auto", scorer="exact",
+    "exact": Protocol("exact", "verbatim", SamplingSettings(max_new_tokens=64, skip_special_tokens=False),
+                      dtype="auto", scorer="exact",
                       source="hellora demo skills: the prompt as trained, the tokenizer's BOS, greedy, 64 new "
-                             "tokens, stop at EOS"),
+                             "tokens, stop at EOS; special tokens before EOS are kept (an exact match must not "
+                             "hide them)"),
 }
 
 
@@ -46,11 +49,15 @@ class SkillEval(EvalTaskSpec):
     name = EvalTask.SKILL
     protocols = PROTOCOLS
     default_protocol = "exact"
+    data_hint = "a JSONL of {prompt, answer}: `hellora demo` writes hellora-demo/data/<skill>-test.jsonl"
+
+    def check_protocol(self, protocol: Protocol) -> None:
+        if protocol.sampling.num_samples > 1 or protocol.sampling.do_sample:
+            raise HelloraError("num_samples: skill scores one greedy answer per prompt; leave it unset")
 
     def load(self, data: str | None, limit: int | None) -> list[dict]:
         if not data:
-            raise HelloraError("--data: skill needs a JSONL of {prompt, answer} (`hellora demo` writes "
-                               "hellora-demo/data/<skill>-test.jsonl)")
+            raise HelloraError(f"--data: skill needs {self.data_hint}")
         from hellora.data import get_task
 
         records = get_task("skill").load(data, split="test", limit=limit)
