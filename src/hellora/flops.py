@@ -10,6 +10,10 @@ So hot-expert placement saves FLOPs in proportion to the routing share of the co
 this is why the paper's FLOPs reduction (33-39%) is smaller than its parameter reduction. Training FLOPs are taken
 as 3x forward (forward, input gradients, weight gradients), as the paper does.
 
+Two ways to count, one answer: `adapter_flops` walks the adapters attached to a model; `shape_flops` does the same
+arithmetic on a preset's shapes (`hellora.models.shapes`) without torch, which is what `hellora flops` uses for
+presets (tests hold the two equal). Folders and hub ids are counted on the meta-device model.
+
 Two conventions (`flops_report(convention=...)`, `hellora flops --convention`):
   exact -- the adapters hellora attaches, counted as they run (the default).
   paper -- the paper's Table 3: every decoder layer counted as an MoE layer with an adapted router, i.e. per
@@ -24,15 +28,16 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from hellora.adapters.experts import HotExpertsLoRA
-from hellora.adapters.inject import adapter_layers
-from hellora.models.families import describe_moe_model
 from hellora.profiling.profile import ExpertProfile
 from hellora.utils.errors import HelloraError
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from hellora.adapters.config import AdapterConfig
+    from hellora.models.shapes import ModelShapes
 
 
 def _row_macs(in_features: int, out_features: int, weights) -> int:
@@ -62,13 +67,26 @@ def _expert_share(profile: ExpertProfile | None, layer_index: int, expert: int, 
     return counts[expert] / tokens if tokens else 0.0
 
 
-def adapter_flops(model: nn.Module, profile: ExpertProfile | None = None) -> dict:
-    """{"forward_per_token", "train_per_token", "by_role"} of the adapters attached to `model`."""
-    spec = describe_moe_model(model)
-    if profile is not None and (profile.num_experts != spec.num_experts
-                                or not set(profile.layers) <= set(spec.moe_layer_indices)):
+def _check_profile(profile: ExpertProfile | None, num_experts: int, moe_layers: list[int]) -> None:
+    if profile is not None and (profile.num_experts != num_experts or not set(profile.layers) <= set(moe_layers)):
         raise HelloraError(f"profile: routing counts of another model ({profile.model_id!r}: {profile.num_experts} "
                            f"experts, MoE layers {profile.layers}); profile this model, or pass none (uniform routing)")
+
+
+def _per_token(macs: Counter) -> dict:
+    forward = 2 * sum(macs.values())
+    return {"forward_per_token": forward, "train_per_token": 3 * forward,
+            "by_role": {role: 2 * v for role, v in macs.items()}}
+
+
+def adapter_flops(model: nn.Module, profile: ExpertProfile | None = None) -> dict:
+    """{"forward_per_token", "train_per_token", "by_role"} of the adapters attached to `model`."""
+    from hellora.adapters.experts import HotExpertsLoRA
+    from hellora.adapters.inject import adapter_layers
+    from hellora.models.families import describe_moe_model
+
+    spec = describe_moe_model(model)
+    _check_profile(profile, spec.num_experts, spec.moe_layer_indices)
     by_experts_path = {m.experts_path: m for m in spec.moe_layers}
     macs: Counter = Counter()
     for path, layer in adapter_layers(model).items():
@@ -87,12 +105,31 @@ def adapter_flops(model: nn.Module, profile: ExpertProfile | None = None) -> dic
             expert = int(path[len(owner.experts_path) + 1:].split(".")[0])
             row *= _expert_share(profile, owner.layer_index, expert, owner.top_k, owner.num_experts)
         macs[layer.role] += row
-    forward = 2 * sum(macs.values())
-    return {"forward_per_token": forward, "train_per_token": 3 * forward,
-            "by_role": {role: 2 * v for role, v in macs.items()}}
+    return _per_token(macs)
+
+
+def shape_flops(shapes: ModelShapes, config: AdapterConfig, experts: dict[int, list[int]],
+                profile: ExpertProfile | None = None) -> dict:
+    """`adapter_flops` of `config`'s adapters on a model of `shapes`, without torch: an adapter applied to one row
+    costs as many multiply-adds as it has entries (LoRA r*(in+out); LoRAMoE N*r*(in+out) + N*in); `experts` lists
+    the adapted experts of each MoE layer (by layer index), each weighted by its routing share."""
+    from hellora.adapters.shape_count import adapted_matrices, adapter_entries
+
+    _check_profile(profile, shapes.num_experts, [i for i, layer in enumerate(shapes.layers) if layer.is_moe])
+    macs: Counter = Counter()
+    for index, role, matrix, _ in adapted_matrices(shapes, config, hot_k=0):
+        row = adapter_entries(matrix, config)[0]
+        if role == "experts":
+            layer = shapes.layers[index]
+            row *= sum(_expert_share(profile, index, e, shapes.top_k, layer.num_experts) for e in experts[index])
+        macs[role] += row
+    return _per_token(macs)
 
 
 def _adapter_rank(model: nn.Module) -> int:
+    from hellora.adapters.experts import HotExpertsLoRA
+    from hellora.adapters.inject import adapter_layers
+
     for layer in adapter_layers(model).values():
         weights = layer.lora_gate if isinstance(layer, HotExpertsLoRA) else layer
         return int(weights.lora_A.shape[-2])
@@ -106,14 +143,21 @@ def paper_convention(model: nn.Module, exact: dict) -> dict:
     layer and counted on every decoder layer; a dense MLP's adapters are dropped (its layer counts as MoE).
     A model without router adapters gets 2*r*(hidden + experts) per layer, the cost of a rank-r router adapter.
     """
+    from hellora.models.families import describe_moe_model
+
     spec = describe_moe_model(model)
-    n_layers, n_moe = len(spec.layers), len(spec.moe_layers)
+    num_experts, hidden = model.get_submodule(spec.moe_layers[0].router_path).weight.shape
+    return _paper_rule(exact, len(spec.layers), len(spec.moe_layers), lambda: _adapter_rank(model), hidden,
+                       num_experts)
+
+
+def _paper_rule(exact: dict, n_layers: int, n_moe: int, rank, hidden: int, num_experts: int) -> dict:
+    """Table 3's convention on counts of `n_layers` decoder layers, `n_moe` of them MoE (`rank()`: the adapters'
+    rank, asked only when the model has no router adapters)."""
     by_role = dict(exact["by_role"])
     by_role.pop("dense", None)
     if "router" not in by_role:
-        moe = spec.moe_layers[0]
-        num_experts, hidden = model.get_submodule(moe.router_path).weight.shape
-        by_role["router"] = 2 * _adapter_rank(model) * (hidden + num_experts) * n_moe
+        by_role["router"] = 2 * rank() * (hidden + num_experts) * n_moe
     for role in ("router", "experts", "shared"):
         if role in by_role:
             by_role[role] = by_role[role] * n_layers / n_moe
@@ -131,11 +175,9 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
     Returns {"model", "convention", "k", "routing", "rows": {method: {"forward_per_token", "train_per_token",
     "by_role", "vs_lora_pct"}}}.
     """
-    from hellora.adapters import AdapterConfig, attach_adapters
     from hellora.adapters.accounting import DEFAULT_RANK
-    from hellora.models.loading import meta_model
-    from hellora.models.presets import default_hot_k
-    from hellora.placement import first_k_placement
+    from hellora.adapters.config import AdapterConfig
+    from hellora.models.presets import PRESETS
     from hellora.vocab import Convention, Method
 
     convention = Convention.parse(convention, "convention")
@@ -147,19 +189,63 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
                            "loramoe")
     rows, hot_k = {}, None
     for method in methods:
-        net = meta_model(model, trust_remote_code=trust_remote_code)
-        spec = describe_moe_model(net)
-        hot_k = default_hot_k(k, model, spec.top_k)
-        placement = None
-        if method is Method.HELLORA:
-            placement = (profile.select(strategy, hot_k) if profile else
-                         first_k_placement(spec.moe_layer_indices, spec.num_experts, hot_k))
-        r = rank or DEFAULT_RANK.get(method, 32)
-        attach_adapters(net, AdapterConfig(method=str(method), r=r), placement, spec)
-        row = adapter_flops(net, profile)
-        rows[str(method)] = paper_convention(net, row) if convention is Convention.PAPER else row
+        config = AdapterConfig(method=method, r=rank or DEFAULT_RANK.get(method, 32))
+        options = dict(k=k, profile=profile, strategy=strategy, paper=convention is Convention.PAPER)
+        if model in PRESETS:  # config values alone: no torch
+            from hellora.models.shapes import model_shapes
+
+            rows[str(method)], hot_k = method_flops_from_shapes(model, model_shapes(PRESETS[model].config), config,
+                                                                **options)
+        else:
+            rows[str(method)], hot_k = method_flops_on_meta(model, config, trust_remote_code=trust_remote_code,
+                                                            **options)
     base = rows.get("lora", {}).get("forward_per_token")
     for row in rows.values():
         row["vs_lora_pct"] = round(100 * (row["forward_per_token"] / base - 1), 2) if base else None
     return {"model": model, "convention": convention, "k": hot_k,
             "routing": "measured" if profile is not None else "uniform", "rows": rows}
+
+
+def _adapted_experts(config: AdapterConfig, profile: ExpertProfile | None, strategy: str, hot_k: int,
+                     moe_layers: list[int], num_experts: int):
+    """hellora's placement: selected from the profile, or the first k experts (uniform routing); None otherwise."""
+    from hellora.placement import first_k_placement
+    from hellora.vocab import Method
+
+    if config.method is not Method.HELLORA:
+        return None
+    return profile.select(strategy, hot_k) if profile else first_k_placement(moe_layers, num_experts, hot_k)
+
+
+def method_flops_on_meta(model: str, config: AdapterConfig, *, k: int | None, profile: ExpertProfile | None,
+                         strategy: str, paper: bool, trust_remote_code: bool = False,
+                         overrides: dict | None = None) -> tuple[dict, int]:
+    """(row, hot k) of one method: its adapters attached to `model` built on the meta device, then counted."""
+    from hellora.adapters.inject import attach_adapters
+    from hellora.models.families import describe_moe_model
+    from hellora.models.loading import meta_model
+    from hellora.models.presets import default_hot_k
+
+    net = meta_model(model, trust_remote_code=trust_remote_code, overrides=overrides)
+    spec = describe_moe_model(net)
+    hot_k = default_hot_k(k, model, spec.top_k)
+    placement = _adapted_experts(config, profile, strategy, hot_k, spec.moe_layer_indices, spec.num_experts)
+    attach_adapters(net, config, placement, spec)
+    row = adapter_flops(net, profile)
+    return (paper_convention(net, row) if paper else row), hot_k
+
+
+def method_flops_from_shapes(model: str, shapes: ModelShapes, config: AdapterConfig, *, k: int | None,
+                             profile: ExpertProfile | None, strategy: str, paper: bool) -> tuple[dict, int]:
+    """`method_flops_on_meta` from a preset's shapes (`model` names it for the paper's k), without torch."""
+    from hellora.models.presets import default_hot_k
+
+    hot_k = default_hot_k(k, model, shapes.top_k)
+    moe_layers = [i for i, layer in enumerate(shapes.layers) if layer.is_moe]
+    placement = _adapted_experts(config, profile, strategy, hot_k, moe_layers, shapes.num_experts)
+    experts = placement.experts if placement else {i: list(range(shapes.num_experts)) for i in moe_layers}
+    row = shape_flops(shapes, config, experts, profile)
+    if paper:
+        row = _paper_rule(row, len(shapes.layers), len(moe_layers), lambda: config.r, shapes.hidden,
+                          shapes.num_experts)
+    return row, hot_k

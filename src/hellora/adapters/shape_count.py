@@ -62,21 +62,22 @@ def adapter_entries(matrix: Matrix, config: AdapterConfig) -> tuple[int, int]:
     return r * (matrix.inp + matrix.out) + magnitude, r * matrix.out
 
 
-def adapted_matrices(shapes: ModelShapes, config: AdapterConfig, hot_k: int) -> list[tuple[str, Matrix, int]]:
-    """(role, weight, copies) of every weight `config` adapts; `hot_k` experts per MoE layer for hellora."""
+def adapted_matrices(shapes: ModelShapes, config: AdapterConfig, hot_k: int) -> list[tuple[int, str, Matrix, int]]:
+    """(layer index, role, weight, copies) of every weight `config` adapts; an expert's gate, up and down come
+    with `hot_k` copies for hellora, one per expert otherwise."""
     adapt_router = config.adapts_router(fused=not shapes.router_modules)
     out = []
-    for layer in shapes.layers:
+    for index, layer in enumerate(shapes.layers):
         if config.adapts_attention:
-            out += [("attention", m, 1) for m in layer.attention]
-        out += [("dense", m, 1) for m in layer.dense]
+            out += [(index, "attention", m, 1) for m in layer.attention]
+        out += [(index, "dense", m, 1) for m in layer.dense]
         if not layer.is_moe:
             continue
-        out += [("shared", m, 1) for m in layer.shared]
+        out += [(index, "shared", m, 1) for m in layer.shared]
         if adapt_router:
-            out.append(("router", layer.router, 1))
+            out.append((index, "router", layer.router, 1))
         experts = hot_k if config.method is Method.HELLORA else layer.num_experts
-        out += [("experts", m, experts) for m in layer.expert]
+        out += [(index, "experts", m, experts) for m in layer.expert]
     return out
 
 
@@ -87,7 +88,7 @@ def count_from_shapes(shapes: ModelShapes, config: AdapterConfig, hot_k: int) ->
     if config.method is Method.FFT:
         return counted({"base": base}, base, adapter_total=0)
     entries, b_entries = Counter(), Counter()
-    for role, matrix, copies in adapted_matrices(shapes, config, hot_k):
+    for _, role, matrix, copies in adapted_matrices(shapes, config, hot_k):
         total, b = adapter_entries(matrix, config)
         entries[role] += copies * total
         b_entries[role] += copies * b
