@@ -115,7 +115,7 @@ def shape_flops(shapes: ModelShapes, config: AdapterConfig, experts: dict[int, l
     the adapted experts of each MoE layer (by layer index), each weighted by its routing share."""
     from hellora.adapters.shape_count import adapted_matrices, adapter_entries
 
-    _check_profile(profile, shapes.num_experts, [i for i, layer in enumerate(shapes.layers) if layer.is_moe])
+    _check_profile(profile, shapes.num_experts, shapes.moe_layer_indices)
     macs: Counter = Counter()
     for index, role, matrix, _ in adapted_matrices(shapes, config, hot_k=0):
         row = adapter_entries(matrix, config)[0]
@@ -241,7 +241,7 @@ def method_flops_from_shapes(model: str, shapes: ModelShapes, config: AdapterCon
     from hellora.models.presets import default_hot_k
 
     hot_k = default_hot_k(k, model, shapes.top_k)
-    moe_layers = [i for i, layer in enumerate(shapes.layers) if layer.is_moe]
+    moe_layers = shapes.moe_layer_indices
     placement = _adapted_experts(config, profile, strategy, hot_k, moe_layers, shapes.num_experts)
     experts = placement.experts if placement else {i: list(range(shapes.num_experts)) for i in moe_layers}
     row = shape_flops(shapes, config, experts, profile)

@@ -80,6 +80,14 @@ def count_parameters(model: nn.Module) -> dict:
     return counted(by_role, total, adapter_total)
 
 
+def _renamed_targets(targets, placement, caller: str):
+    """`placement`, the old name of `targets`, still accepted with a warning pointing at the caller's caller."""
+    if placement is None:
+        return targets
+    warnings.warn(f"{caller}(placement=...) is deprecated; use targets=...", FutureWarning, stacklevel=3)
+    return placement
+
+
 def _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts) -> AdapterConfig:
     """The AdapterConfig of a count request (r defaults to the method's paper rank)."""
     method = Method.parse(method, "method")
@@ -113,9 +121,7 @@ def parameter_report(
     (`hellora.models.presets.paper_k`), else the router's top-k. Presets are counted from their config values
     (no torch); anything else on the meta device (`meta_parameter_report`).
     """
-    if placement is not None:
-        warnings.warn("parameter_report(placement=...) is deprecated; use targets=...", FutureWarning, stacklevel=2)
-        targets = placement
+    targets = _renamed_targets(targets, placement, "parameter_report")
     if model not in PRESETS:
         return meta_parameter_report(model, method, k=k, r=r, alpha=alpha, targets=targets, router=router,
                                      trust_remote_code=trust_remote_code, variant=variant, lori_density=lori_density,
@@ -142,10 +148,7 @@ def meta_parameter_report(
     from hellora.models.loading import meta_model
     from hellora.placement import first_k_placement
 
-    if placement is not None:
-        warnings.warn("meta_parameter_report(placement=...) is deprecated; use targets=...", FutureWarning,
-                      stacklevel=2)
-        targets = placement
+    targets = _renamed_targets(targets, placement, "meta_parameter_report")
     config = _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts)
     net = meta_model(model, trust_remote_code=trust_remote_code, overrides=overrides)
     spec = describe_moe_model(net)

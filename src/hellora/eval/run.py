@@ -62,9 +62,7 @@ def check_tasks(tasks: Mapping[str, str | None], protocol: str | None = None, *,
         except HelloraError as err:
             field, _, why = str(err).partition(": ")
             raise HelloraError(f"{fields.get(field, field)}: {why}") from None
-        spec = get_eval_task(task)
-        if not data and spec.data_hint:
-            raise HelloraError(f"{fields['data'].format(task=task)}: {task} needs {spec.data_hint}")
+        get_eval_task(task).require_data(data, fields["data"].format(task=task))
     return protocols
 
 

@@ -82,6 +82,10 @@ class ModelShapes:
         return tuple(layer for layer in self.layers if layer.is_moe)
 
     @property
+    def moe_layer_indices(self) -> list[int]:
+        return [i for i, layer in enumerate(self.layers) if layer.is_moe]
+
+    @property
     def num_experts(self) -> int:
         return self.moe_layers[0].num_experts
 

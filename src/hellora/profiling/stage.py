@@ -93,8 +93,8 @@ def run_profiling(config, model, sample, source, accelerator, pad_id, progress) 
                               progress=progress)
     if mode == ProfileMode.FORWARD:
         return forward_profile(model, sample, config, pad_id, source, accelerator, progress)
-    raise HelloraError(f"profile.mode: method 'hellora' needs a profile: use warmup or forward, or set "
-                       f"profile.path (got {mode!r})")
+    raise HelloraError(f"profile.mode {mode!r}: nothing to profile with (planned_profile_mode refuses this before "
+                       f"any work)")
 
 
 def profile_stage(config, run: Path, model, features, source, accelerator, pad_id, recorder, progress

@@ -35,6 +35,11 @@ class EvalTaskSpec:
             raise HelloraError(f"protocol: {self.name} has no protocol {name!r}; choose one of "
                                f"{', '.join(self.protocols)}") from None
 
+    def require_data(self, data: str | None, field: str = "--data") -> None:
+        """Refuse a missing data file for a task with no default copy (`data_hint` says where to get one)."""
+        if not data and self.data_hint:
+            raise HelloraError(f"{field}: {self.name} needs {self.data_hint}")
+
     def check_protocol(self, protocol: Protocol) -> None:
         """Refuse settings this task cannot score (called on every resolved protocol, before any work)."""
 

@@ -17,7 +17,6 @@ from hellora.eval.generation import SamplingSettings
 from hellora.eval.lori_safety import lori_safety_prompt
 from hellora.eval.protocols import Protocol
 from hellora.eval.tasks.base import EvalTaskSpec, Judge
-from hellora.utils.errors import HelloraError
 from hellora.vocab import EvalTask
 
 _HELLORA = SamplingSettings(max_new_tokens=256)
@@ -44,8 +43,7 @@ class SafetyEval(EvalTaskSpec):
         self.name = name
 
     def load(self, data: str | None, limit: int | None) -> list[dict]:
-        if not data:
-            raise HelloraError(f"--data: {self.name} needs {self.data_hint}")
+        self.require_data(data)
         from hellora.eval.safety import load_advbench, load_hexphi
 
         rows = (load_hexphi if self.name is EvalTask.HEXPHI else load_advbench)(data)

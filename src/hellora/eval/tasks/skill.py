@@ -24,7 +24,7 @@ from hellora.eval.generation import SamplingSettings
 from hellora.eval.protocols import Protocol
 from hellora.eval.tasks.base import EvalTaskSpec, Judge
 from hellora.utils.errors import HelloraError
-from hellora.utils.io import atomic_write_text
+from hellora.utils.io import atomic_write_text, iter_jsonl
 from hellora.vocab import EvalTask
 
 PROTOCOLS = {
@@ -56,8 +56,7 @@ class SkillEval(EvalTaskSpec):
             raise HelloraError("num_samples: skill scores one greedy answer per prompt; leave it unset")
 
     def load(self, data: str | None, limit: int | None) -> list[dict]:
-        if not data:
-            raise HelloraError(f"--data: skill needs {self.data_hint}")
+        self.require_data(data)
         from hellora.data import get_task
 
         records = get_task("skill").load(data, split="test", limit=limit)
@@ -69,7 +68,7 @@ class SkillEval(EvalTaskSpec):
 
     def score(self, generations: Path, *, data: str | None, protocol: Protocol, ks: tuple, progress: bool,
               judge: Judge | None = None) -> dict:
-        rows = [json.loads(line) for line in Path(generations).read_text().splitlines() if line.strip()]
+        rows = [row for _, row in iter_jsonl(generations, "skill generations")]
         summary = score_skill(rows)
         lines = [json.dumps({"prompt": r["prompt"], "answer": r["answer"], "completion": r["completion"], **item},
                             ensure_ascii=False) for r, item in zip(rows, summary["items"])]
