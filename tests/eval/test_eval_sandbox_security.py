@@ -848,4 +848,5 @@ def test_humaneval_scoring_counts_suspect_passes_apart(tmp_path):
     results = [json.loads(line) for line in Path(summary["results_path"]).read_text().splitlines()]
     assert [(r["passed"], r["suspect"]) for r in results] == [(True, False), (False, True), (True, True),
                                                               (False, False)]
-    assert results[1]["result"].startswith("failed: the candidate returned") and "not plain data" in results[1]["result"]
+    assert results[1]["result"].startswith("failed: the candidate returned")
+    assert "not plain data" in results[1]["result"]

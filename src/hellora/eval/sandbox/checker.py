@@ -27,7 +27,7 @@ import sys
 import traceback
 
 try:
-    import plain_data  # put in sys.modules by the bootstrap (sources.py)
+    import plain_data  # type: ignore[import-not-found,no-redef]  # put in sys.modules by the bootstrap
 except ImportError:  # imported as a module by the tests
     from hellora.eval.sandbox import plain_data
 

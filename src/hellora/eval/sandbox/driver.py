@@ -25,7 +25,7 @@ import os
 import sys
 
 try:
-    import plain_data  # put in sys.modules by the bootstrap (sources.py)
+    import plain_data  # type: ignore[import-not-found,no-redef]  # put in sys.modules by the bootstrap
 except ImportError:  # imported as a module by the tests
     from hellora.eval.sandbox import plain_data
 
@@ -112,6 +112,13 @@ def answer(function, entry, message):
     try:
         value = function(*args, **kwargs)
     except BaseException as e:  # SystemExit and KeyboardInterrupt included: the checker decides what they mean
+        try:
+            import traceback
+
+            traceback.print_exc()  # for the sample's log (stderr), as an in-process run would show it
+            sys.stderr.flush()
+        except BaseException:
+            pass
         return {"raised": type(e).__name__, "message": str(e)[:1000]}
     try:
         return {"ok": plain_data.to_wire(value)}

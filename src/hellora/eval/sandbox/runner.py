@@ -271,7 +271,8 @@ class Sandbox:
             error = "required sandbox protection not active: exec_blocked (%s)" % "; ".join(protections.get("notes", []))
         verdict = checker.verdict() if checker is not None else None
         if checker is not None and verdict is None and error is None and not timed_out:
-            error = f"the HumanEval checker gave no verdict (exit code {checker.proc.returncode}): {checker.stderr_tail()}"
+            error = (f"the HumanEval checker gave no verdict (exit code {checker.proc.returncode}): "
+                     f"{checker.stderr_tail()}")
         if error is not None:
             status = "error"
         elif verdict is not None and verdict["passed"]:
