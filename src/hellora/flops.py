@@ -1,8 +1,8 @@
 """Adapter FLOPs per token (the paper's Table 3), from the adapters attached to a model and measured routing.
 
 Only the adapters' own work is counted (the backbone's is the same for every method). An adapter applied to one
-input row costs, in multiply-adds: LoRA r*(in + out); LoRAMoE N*r*(in + out) + N*in (its router). FLOPs are twice
-that. Per token:
+input row costs, in multiply-adds: LoRA r*(in + out); DoRA r*(in + out) + out (its per-row rescale); LoRAMoE
+N*r*(in + out) + N*in (its router). FLOPs are twice that. Per token:
     attention, router, shared-expert and dense-MLP adapters run once;
     an expert's adapters run once per assignment of the token to that expert, i.e. with weight
     counts[l][e] / tokens[l] from a profile (uniform top_k / E without one).
@@ -47,7 +47,8 @@ def _row_macs(in_features: int, out_features: int, weights) -> int:
     if router is not None:  # LoRAMoE: N LoRA experts + the mixing router
         n = router.shape[-2]
         return n * r * (in_features + out_features) + n * in_features
-    return r * (in_features + out_features)
+    magnitude = out_features if getattr(weights, "lora_magnitude", None) is not None else 0  # DoRA: m / ||W'|| per row
+    return r * (in_features + out_features) + magnitude
 
 
 def _linear_dims(layer) -> tuple[int, int]:
