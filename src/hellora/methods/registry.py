@@ -9,6 +9,7 @@ from __future__ import annotations
 from hellora.methods.base import AdapterMethod
 from hellora.methods.dora import DoRA
 from hellora.methods.fft import FullFineTuning
+from hellora.methods.heldora import HELDoRA
 from hellora.methods.hellora import HELLoRA
 from hellora.methods.hellori_d import HELLoRID
 from hellora.methods.hellori_s import HELLoRIS
@@ -25,6 +26,7 @@ METHODS: dict[tuple[Method, Variant], AdapterMethod] = {(rules.method, rules.var
     HELLoRA(Method.HELLORA, Variant.NONE),
     HELLoRID(Method.HELLORA, Variant.LORI_D),
     HELLoRIS(Method.HELLORA, Variant.LORI_S),
+    HELDoRA(Method.HELLORA, Variant.DORA),
     LoRA(Method.LORA, Variant.NONE),
     DoRA(Method.LORA, Variant.DORA),
     LoRID(Method.LORA, Variant.LORI_D),
