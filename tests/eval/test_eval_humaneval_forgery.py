@@ -57,7 +57,9 @@ PROBLEMS = {p["task_id"]: p for p in (ADD, MEAN, SHOUT, PAIR)}
 
 def body(code: str) -> str:
     """A completion whose code runs inside the function, i.e. when the checker calls it."""
-    return textwrap.indent(textwrap.dedent(code).strip("\n") + "\n", "    ")
+    text = textwrap.dedent(code).strip("\n") + "\n"
+    assert not text[:1].isspace(), "the attack's first line must sit at the function's own level"
+    return textwrap.indent(text, "    ")
 
 
 def module_level(code: str, returns: str = "None") -> str:
@@ -66,15 +68,16 @@ def module_level(code: str, returns: str = "None") -> str:
 
 
 WRITE_EVERYWHERE = """
-    def _spray(lines):
-        o = __import__('o' + 's')
-        for fd in range(0, 64):
-            for line in lines:
-                try:
-                    getattr(o, 'wri' + 'te')(fd, line if isinstance(line, bytes) else line.encode())
-                except Exception:
-                    pass
-"""
+        def _spray(lines):
+            o = __import__('o' + 's')
+            for fd in range(0, 64):
+                for line in lines:
+                    try:
+                        getattr(o, 'wri' + 'te')(fd, line if isinstance(line, bytes) else line.encode())
+                    except Exception:
+                        pass
+"""  # indented like the bodies below, so that `body()` keeps the attack's own code at the function's level
+
 
 FORGERIES = {  # name -> (problem, completion)
     # --- the families of issue 22 -------------------------------------------------------------------------------
