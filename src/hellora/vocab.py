@@ -77,8 +77,9 @@ class Strategy(Choice):
     """How hot experts are chosen (`hellora.placement.SELECTORS` holds one function per member).
 
     Every member but MANUAL selects from a routing profile's counts; FIRST_K needs only the layer count (the
-    parameter accounting's stand-in: which experts are hot does not change how many weights train); MANUAL marks a
-    placement written by hand, which no function selects.
+    parameter accounting's stand-in: which experts are hot does not change how many weights train); RETENTION also
+    reads a reference profile (`placement.NEEDS_REFERENCE`); MANUAL marks a placement written by hand, which no
+    function selects.
     """
 
     LAYER = "layer"
@@ -88,6 +89,7 @@ class Strategy(Choice):
     COVERAGE = "coverage"
     ENTROPY = "entropy"
     COLD_ENTROPY = "cold-entropy"
+    RETENTION = "retention"
     ALL = "all"
     FIRST_K = "first-k"
     MANUAL = "manual"
