@@ -295,3 +295,26 @@ def test_minimum_detectable_effect_by_hand():
     design = design_sensitivity(3, 1.0)
     assert design["min_sign_flip_p"] == 0.25 and design["can_reject"] is False and design["df"] == 2
     assert design_sensitivity(10, 1.0)["can_reject"] is True
+
+
+def test_matches_scipy_where_installed():
+    """An independent cross-check (skipped without scipy; the hand-computed tests above do not need it)."""
+    stats = pytest.importorskip("scipy.stats")
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(7)
+    for p, df in ((0.975, 3), (0.8, 9), (0.999, 1), (0.6, 47.5), (0.01, 12)):
+        assert t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-9)
+    for n in (3, 6, 11):
+        d = rng.normal(0.3, 1.0, n)
+        for alternative in ("two-sided", "greater", "less"):
+            exact = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf,
+                                           alternative=alternative).pvalue
+            assert sign_flip_p(d.tolist(), alternative) == pytest.approx(exact)
+    a = {i: [float(v)] for i, v in enumerate(rng.normal(1, 1, 8))}
+    b = {i: [float(v)] for i, v in enumerate(rng.normal(0, 1, 8))}
+    d = np.array([a[i][0] - b[i][0] for i in range(8)])
+    c = base_contrast(a, b)
+    assert c["p_t"] == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
+    assert c["ci95"] == pytest.approx(list(stats.t.interval(0.95, 7, loc=d.mean(), scale=stats.sem(d))))
+    ni = base_contrast(a, b, kind="noninferiority", margin=0.3)
+    assert ni["p_t"] == pytest.approx(stats.ttest_1samp(d + 0.3, 0, alternative="greater").pvalue)
