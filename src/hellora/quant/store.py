@@ -61,7 +61,8 @@ class QuantizedExpertWeight(nn.Module):
         if precision is ExpertPrecision.NF4:
             self.register_buffer("nf4_table", parts[0]["nf4"].clone())
 
-    def experts_of(self, precision: ExpertPrecision) -> list[int]:
+    def experts_of(self, precision: ExpertPrecision | str) -> list[int]:
+        precision = ExpertPrecision.parse(precision, "precision")
         return [e for e, p in enumerate(self.precisions) if p is precision]
 
     @property
