@@ -57,19 +57,23 @@ def table_bytes(precision: ExpertPrecision, compute_bytes: int) -> int:
     return NF4_TABLE * compute_bytes if precision is ExpertPrecision.NF4 else 0
 
 
-def expert_bytes(precision: ExpertPrecision, hidden: int, intermediate: int, compute_bytes: int) -> int:
-    """Bytes of one routed expert (gate_up (2I, H) and down (H, I)) stored with `precision`."""
-    return (expert_matrix_bytes(precision, 2 * intermediate, hidden, compute_bytes)
-            + expert_matrix_bytes(precision, hidden, intermediate, compute_bytes))
+def expert_bytes(precision: ExpertPrecision, hidden: int, intermediate: int, compute_bytes: int,
+                 transposed: bool = False) -> int:
+    """Bytes of one routed expert (gate_up (2I, H) and down (H, I); (H, 2I) and (I, H) when `transposed`)
+    stored with `precision`."""
+    gate_up, down = ((hidden, 2 * intermediate), (intermediate, hidden)) if transposed else \
+        ((2 * intermediate, hidden), (hidden, intermediate))
+    return (expert_matrix_bytes(precision, *gate_up, compute_bytes)
+            + expert_matrix_bytes(precision, *down, compute_bytes))
 
 
 def moe_layer_expert_bytes(cold: ExpertPrecision, hot: ExpertPrecision, *, num_experts: int, num_hot: int,
-                           hidden: int, intermediate: int, compute_bytes: int) -> int:
+                           hidden: int, intermediate: int, compute_bytes: int, transposed: bool = False) -> int:
     """Bytes of one MoE layer's routed experts: `num_hot` stored as `hot`, the rest as `cold`, in two fused
     weights (gate_up and down), each with its tables."""
     num_hot = min(num_hot, num_experts)
-    total = (num_hot * expert_bytes(hot, hidden, intermediate, compute_bytes)
-             + (num_experts - num_hot) * expert_bytes(cold, hidden, intermediate, compute_bytes))
+    total = (num_hot * expert_bytes(hot, hidden, intermediate, compute_bytes, transposed)
+             + (num_experts - num_hot) * expert_bytes(cold, hidden, intermediate, compute_bytes, transposed))
     used = {hot} if num_hot else set()
     if num_hot < num_experts:
         used.add(cold)
