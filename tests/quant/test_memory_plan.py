@@ -9,7 +9,6 @@ frozen weights to the byte.
 import json
 
 import pytest
-import torch
 
 from hellora.cli import main
 from hellora.memory_plan import ExpertStorage, plan_memory, shape_sizes
