@@ -11,10 +11,11 @@ from contextlib import contextmanager
 import torch
 
 from hellora.kernels.subset_lora import BACKEND_ENV, KERNEL_CHOICES
-from hellora.vocab import ExpertPrecision, Method
+from hellora.methods.registry import BENCH_SETUPS
+from hellora.vocab import ExpertPrecision
 
-SETUPS = ("frozen", "hellora", "lora", "peft-lora", "peft-attn")
-KERNEL_SETUPS = ("hellora", "lora")  # the setups that take @suffixes
+KERNEL_SETUPS = tuple(BENCH_SETUPS)  # our adapters (`AdapterMethod.bench_setup`): the setups that take @suffixes
+SETUPS = ("frozen", *KERNEL_SETUPS, "peft-lora", "peft-attn")
 STORAGES = (ExpertPrecision.INT8.value, ExpertPrecision.NF4.value)  # @int8 / @nf4: experts stored quantized
 SUFFIXES = (*KERNEL_CHOICES, "unfused", *STORAGES)
 
@@ -102,7 +103,7 @@ def storage_of(name: str) -> ExpertPrecision:
     return ExpertPrecision.parse(found[0], "setup") if found else ExpertPrecision.KEEP
 
 
-def store_experts(model, name: str):
+def store_experts(model, name: str, every_expert_hot: bool = False):
     """Store `model`'s experts as setup `name` asks (after its adapters are attached); returns a function that puts
     the original full-precision parameters back, so the next setup of a sequential run sees the same weights."""
     precision = storage_of(name)
@@ -113,8 +114,8 @@ def store_experts(model, name: str):
 
     originals = {(module, attr): value for module in model.modules() for attr in ("gate_up_proj", "down_proj")
                  if isinstance(value := module._parameters.get(attr), torch.nn.Parameter) and value.dim() == 3}
-    quantize_experts(model, adapted_experts(model), cold=precision, hot=precision if name.startswith("lora")
-                     else ExpertPrecision.KEEP)
+    quantize_experts(model, adapted_experts(model), cold=precision,
+                     hot=precision if every_expert_hot else ExpertPrecision.KEEP)
 
     def restore() -> None:
         for (module, attr), value in originals.items():
@@ -134,10 +135,11 @@ def set_up(model, name: str, r: int, alpha: float, spec, hot):
 
     method, kernel, fuse = check_setup(name)
     restore = lambda: None
-    if method in (Method.HELLORA, Method.LORA):
-        attach_adapters(model, AdapterConfig(method=method, r=r, alpha=alpha, fuse_shared_inputs=fuse),
-                        hot if method == Method.HELLORA else None, spec)
-        restore = store_experts(model, name)
+    if method in BENCH_SETUPS:
+        rules = BENCH_SETUPS[method]
+        config = AdapterConfig(method=rules.method, variant=rules.variant, r=r, alpha=alpha, fuse_shared_inputs=fuse)
+        attach_adapters(model, config, hot if rules.adapts_hot_experts else None, spec)
+        restore = store_experts(model, name, every_expert_hot=not rules.adapts_hot_experts)
     elif method.startswith("peft-"):
         model = peft_model(model, spec, method.endswith("-attn"), r, alpha)
     return model, method, kernel, restore
