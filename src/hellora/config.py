@@ -24,7 +24,7 @@ from hellora.utils.checks import check, number, positive_int
 from hellora.utils.dtypes import MODEL_DTYPE_NAMES
 from hellora.utils.errors import HelloraError
 from hellora.utils.yaml_values import key_lines, load_yaml, parse_value
-from hellora.vocab import CHOICES, EvalTask, Method, ProfileMode, Scheduler, Strategy, TrainTask
+from hellora.vocab import CHOICES, EvalTask, ExpertPrecision, Method, ProfileMode, Scheduler, Strategy, TrainTask
 
 # Table 7 of the paper: (PEFT learning rate, full fine-tuning learning rate, epochs) per task family.
 PAPER_SCHEDULE = {
@@ -44,11 +44,19 @@ class ModelConfig:
     trust_remote_code: bool = False
     overrides: dict = field(default_factory=dict)  # config fields to change (e.g. fewer layers for a smoke run)
     tokenizer: str | None = None       # default: the model's; "tiny" = hellora's in-process character tokenizer
+    cold_experts: ExpertPrecision = ExpertPrecision.KEEP  # keep | int8 | nf4: storage of the frozen non-adapted experts
+    hot_experts: ExpertPrecision = ExpertPrecision.KEEP   # the same for the adapted experts (QLoRA-style: nf4)
 
     def __post_init__(self) -> None:
         check(isinstance(self.name, str) and self.name.strip() != "", "model.name",
                "give a preset, a local folder or a hub id", self.name)
         check(self.dtype in MODEL_DTYPE_NAMES, "model.dtype", f"choose one of {', '.join(MODEL_DTYPE_NAMES)}", self.dtype)
+        self.cold_experts = ExpertPrecision.parse(self.cold_experts, "model.cold_experts")
+        self.hot_experts = ExpertPrecision.parse(self.hot_experts, "model.hot_experts")
+
+    @property
+    def quantizes_experts(self) -> bool:
+        return self.cold_experts is not ExpertPrecision.KEEP or self.hot_experts is not ExpertPrecision.KEEP
 
 
 @dataclass

@@ -95,6 +95,15 @@ class Strategy(Choice):
     MANUAL = "manual"
 
 
+class ExpertPrecision(Choice):
+    """How a group of frozen expert weights is stored (`model.cold_experts`, `model.hot_experts`): in the compute
+    dtype, or quantized per expert by torchao (int8 weight-only per row, or NF4 with double-quantized scales)."""
+
+    KEEP = "keep"
+    INT8 = "int8"
+    NF4 = "nf4"
+
+
 class ProfileMode(Choice):
     """How routing is counted: the paper's LoRA warm-up, forward passes only, or not at all."""
 
@@ -132,7 +141,7 @@ class EvalTask(Choice):
 
 
 CHOICES: dict[str, type[Choice]] = {cls.__name__: cls for cls in (Method, Variant, Targets, Strategy, ProfileMode,
-                                                                  Scheduler, TrainTask, EvalTask)}
+                                                                  Scheduler, TrainTask, EvalTask, ExpertPrecision)}
 
 
 def _represent_choice(dumper: yaml.SafeDumper, value: Choice) -> yaml.Node:

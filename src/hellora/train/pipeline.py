@@ -25,6 +25,7 @@ from hellora.config import RunConfig, dump_config
 from hellora.placement import HotExpertPlacement
 from hellora.profiling.profile import ExpertProfile
 from hellora.profiling.stage import planned_profile_mode, profile_stage
+from hellora.quant.run import check_expert_storage, quantize_for_run
 from hellora.train.fsdp import check_fsdp_supported, fsdp_requested, is_sharded, shard_frozen_base
 from hellora.train.loop import resolve_steps, train_loop
 from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_folder
@@ -62,6 +63,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
     accelerator = make_accelerator(config)
     resolve_steps(config.train, len(features), accelerator.num_processes)  # batch sizes fit the data
     sharded = fsdp_requested(config.train, accelerator)
+    check_expert_storage(config, sharded=sharded)
     if sharded:
         check_fsdp_supported(config.adapter.method, config.adapter.variant, profile_mode or ProfileMode.NONE,
                              accelerator.mixed_precision)
@@ -89,6 +91,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
         placement = _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress)
     lori_d = read_lori_d(config.adapter.lori_from) if config.adapter.lori_from else None
     attach_adapters(model, config.adapter, placement, lori_d=lori_d)
+    quantize_for_run(model, config.model)  # after attach: the adapted experts are the hot ones
     params = count_parameters(model)
     recorder.step("attach", trainable=params["trainable"], total=params["total"],
                   trainable_pct=params["trainable_pct"], by_role=params["by_role"])

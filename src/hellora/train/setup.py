@@ -52,7 +52,8 @@ def load_run_model(config: RunConfig):
 def model_spec(config: RunConfig) -> dict:
     """What rebuilds the run's base model (recorded with the adapter, so export and eval need no --model)."""
     return {"name": config.model.name, "overrides": dict(config.model.overrides), "tokenizer": config.model.tokenizer,
-            "trust_remote_code": config.model.trust_remote_code, "dtype": config.model.dtype}
+            "trust_remote_code": config.model.trust_remote_code, "dtype": config.model.dtype,
+            "cold_experts": config.model.cold_experts.value, "hot_experts": config.model.hot_experts.value}
 
 
 def build_features(config: RunConfig, tokenizer) -> tuple[list[dict], dict]:
