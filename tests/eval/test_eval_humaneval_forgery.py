@@ -350,3 +350,18 @@ def test_the_sample_never_holds_the_tests(tmp_path):
     assert "main.py" in res.stdout and "def add" in res.stdout
     for piece in ("def check", "candidate(2, 3)", "== 5"):
         assert piece not in res.stdout, piece
+
+
+LIVE_IN_ONE_PROCESS = ["frame_walk_via_traceback", "proc_self_mem_hex_scan", "always_equal_split_names",
+                       "builtins_abs_patch_split_names", "tests_through_argv0"]
+
+
+def test_the_forgeries_are_live_against_a_single_process_layout():
+    """The attacks really run: in the old layout (tests and a nonce in the sample's own interpreter, still what a
+    plain `Sandbox.run(program)` does) these pass. So the checked design, not a dud attack, is what fails them."""
+    from hellora.eval.humaneval import build_program
+
+    programs = [build_program(*FORGERIES[name]) for name in LIVE_IN_ONE_PROCESS]
+    results = Sandbox(SandboxLimits(timeout=10)).run_many(programs, workers=2, progress=False)
+    assert {name: r.summary() for name, r in zip(LIVE_IN_ONE_PROCESS, results)} == \
+        {name: "passed" for name in LIVE_IN_ONE_PROCESS}
