@@ -140,6 +140,11 @@ def serve(program, entry):
             reply = {"bad_call": str(e)[:200]}
         else:
             reply = answer(function, entry, message)
+        for stream in (sys.stdout, sys.stderr):  # the harness kills this process once the checker has decided
+            try:
+                stream.flush()
+            except BaseException:
+                pass
         write_all(REPLIES_FD, plain_data.dumps(reply))
 
 
