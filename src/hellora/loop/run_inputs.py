@@ -64,8 +64,8 @@ def build_features(config: RunConfig, tokenizer) -> tuple[list[dict], dict]:
 
 
 def check_run_inputs(config: RunConfig, model, tokenizer) -> None:
-    """Fail before any training on a non-MoE model, a bad k, a tokenizer larger than the embeddings, a missing
-    placement file, or an eval step that could not run (unknown protocol, missing benchmark file)."""
+    """Fail before any training on a non-MoE model, a bad k, a tokenizer larger than the embeddings, or a missing
+    placement file (the eval step's inputs are checked by the pipeline, which owns that step: `check_eval_step`)."""
     spec = describe_moe_model(model)
     if config.selection.k is not None:
         check_k(config.selection.k, spec.num_experts)
@@ -75,9 +75,3 @@ def check_run_inputs(config: RunConfig, model, tokenizer) -> None:
                            f"use the model's own tokenizer")
     if config.selection.path:
         HotExpertPlacement.load(config.selection.path)  # exists and is a placement, before any work
-    if config.eval.enabled:  # the eval step's protocols and data, before hours of training
-        from hellora.eval.run import RECIPE_FIELDS, check_tasks
-
-        ev = config.eval
-        check_tasks({t: ev.data.get(t) for t in ev.tasks}, ev.protocol, max_new_tokens=ev.max_new_tokens,
-                    num_samples=ev.num_samples, fields=RECIPE_FIELDS)
