@@ -295,6 +295,8 @@ PENDING_LONG_SIGNATURES = {
     "hellora/eval/humaneval.py:evaluate_humaneval_samples", "hellora/bench/interleaved.py:time_interleaved",
     "hellora/bench/doctor.py:_layer", "hellora/adapters/loramoe.py:_new_mixture",
     "hellora/adapters/loramoe.py:LoRAMoELinear.__init__", "hellora/adapters/loramoe.py:ExpertLoRAMoEWeights.__init__",
+    # grew past 8 in work merged from main on 2026-12-03
+    "hellora/eval/sandbox/supervise.py:collect", "hellora/flops.py:flops_report", "hellora/flops.py:method_flops_on_meta",
 }
 
 
