@@ -233,3 +233,108 @@ def test_every_file_the_architecture_doc_names_exists():
     names = _named_files((ROOT / "docs" / "architecture.md").read_text(encoding="utf-8"))
     assert len(names) > 40
     assert _missing_files(names, ROOT) == []
+
+
+def doc_layers(text: str) -> list[list[str]]:
+    """The ```layers block of docs/architecture.md: one list of names per line, lowest first."""
+    block = re.search(r"```layers\n(.*?)```", text, re.S)
+    assert block, "docs/architecture.md has no ```layers block"
+    return [[name.strip() for name in line.split(",")] for line in block[1].splitlines() if line.strip()]
+
+
+def layer_violations(graph: dict[str, set[str]], layers: list[list[str]]) -> list[str]:
+    """`a -> b` for every import of a module from a later line; a module is placed by its longest listed prefix."""
+    rank = {name: i for i, line in enumerate(layers) for name in line}
+
+    def layer_of(module: str) -> int | None:
+        parts = module.split(".")
+        for n in range(len(parts), 0, -1):
+            name = ".".join(parts[1:n]) or parts[0]  # `hellora.train.pipeline` -> "train.pipeline"; root -> "hellora"
+            if name in rank:
+                return rank[name]
+        return None
+
+    unplaced = sorted(m for m in graph if layer_of(m) is None)
+    assert not unplaced, f"modules in no line of the layers block: {unplaced}"
+    return sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                  if layer_of(b) > layer_of(a))  # type: ignore[operator]
+
+
+def test_the_layer_check_finds_a_look_ahead(tmp_path):
+    pkg = tmp_path / "hellora"
+    (pkg / "train").mkdir(parents=True)
+    for name in ("__init__.py", "profiling.py", "train/__init__.py", "train/loop.py", "train/pipeline.py"):
+        (pkg / name).write_text("")
+    (pkg / "profiling.py").write_text("from hellora.train.loop import x\n")
+    (pkg / "train" / "pipeline.py").write_text("def f():\n    from hellora import profiling\n")
+    layers = doc_layers("```layers\nhellora\nprofiling\ntrain\ntrain.pipeline\n```")
+    assert layer_violations(import_graph(tmp_path), layers) == ["hellora.profiling -> hellora.train.loop"]
+
+
+def test_stages_only_look_back_in_the_order_the_doc_gives():
+    """profiling never imports train, train (bar its pipeline) never imports eval, and so on down the doc's list."""
+    layers = doc_layers((ROOT / "docs" / "architecture.md").read_text(encoding="utf-8"))
+    flat = [name for line in layers for name in line]
+    assert flat.index("profiling") < flat.index("train") < flat.index("eval") < flat.index("report")
+    assert layer_violations(import_graph(SRC), layers) == []
+
+
+MAX_PARAMETERS = 8
+MAX_LONG_SIGNATURES = 4  # issue 23: at most 4 functions outside the kernels take more than 8 parameters
+# HF-style model classes take their config's fields, as transformers' do
+LONG_SIGNATURE_EXEMPT = {"hellora/models/deepseek_moe.py:DeepseekMoELayoutConfig.__init__"}
+# still being converted to take their config objects whole (issue 23 item 2): while any is listed and still long,
+# the count test reports xfail naming them; a function not listed here that grows past 8 parameters fails
+PENDING_LONG_SIGNATURES = {
+    "hellora/eval/run.py:evaluate_tasks", "hellora/eval/run.py:evaluate_task", "hellora/eval/run.py:cross_task",
+    "hellora/adapters/accounting.py:meta_parameter_report", "hellora/adapters/accounting.py:parameter_report",
+    "hellora/study/core.py:finetune_copy", "hellora/loop/training.py:train_loop",
+    "hellora/eval/sandbox/runner.py:Sandbox._make_result", "hellora/adapters/experts.py:HotExpertsLoRA.__init__",
+    "hellora/train/pipeline.py:_profile_and_select", "hellora/study/toy.py:train_steps",
+    "hellora/study/bases.py:warmup_profile", "hellora/profiling/stage.py:profile_stage",
+    "hellora/eval/humaneval.py:evaluate_humaneval_samples", "hellora/bench/interleaved.py:time_interleaved",
+    "hellora/bench/doctor.py:_layer", "hellora/adapters/loramoe.py:_new_mixture",
+    "hellora/adapters/loramoe.py:LoRAMoELinear.__init__", "hellora/adapters/loramoe.py:ExpertLoRAMoEWeights.__init__",
+    # grew past 8 in work merged from main on 2026-12-03
+    "hellora/eval/sandbox/supervise.py:collect", "hellora/flops.py:flops_report", "hellora/flops.py:method_flops_on_meta",
+}
+
+
+def long_signatures(package: Path) -> dict[str, int]:
+    """`file:Class.function` -> its parameter count (self/cls not counted) for every function over 8, kernels aside."""
+    found = {}
+    for path in sorted(package.rglob("*.py")):
+        if "kernels" in path.relative_to(package).parts:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        owners = {child: node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+                  for child in node.body}
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            a = node.args
+            names = [arg.arg for arg in (*a.posonlyargs, *a.args)]
+            count = len(names) + len(a.kwonlyargs) + (a.vararg is not None) + (a.kwarg is not None)
+            count -= bool(names) and names[0] in ("self", "cls") and node in owners
+            if count > MAX_PARAMETERS:
+                name = f"{owners[node]}.{node.name}" if node in owners else node.name
+                found[f"{path.relative_to(package.parent)}:{name}"] = count
+    return found
+
+
+def test_the_signature_count_skips_self_and_kernels(tmp_path):
+    pkg = tmp_path / "hellora"
+    (pkg / "kernels").mkdir(parents=True)
+    nine = ", ".join(f"a{i}" for i in range(9))
+    (pkg / "kernels" / "k.py").write_text(f"def k({nine}): pass\n")
+    (pkg / "m.py").write_text(f"class C:\n    def f(self, {', '.join(f'a{i}' for i in range(8))}): pass\n"
+                              f"    def g(self, {nine}): pass\ndef h(*args, {nine}): pass\n")
+    assert long_signatures(pkg) == {"hellora/m.py:C.g": 9, "hellora/m.py:h": 10}
+
+
+def test_at_most_four_functions_outside_the_kernels_take_more_than_eight_parameters():
+    found = {name: n for name, n in long_signatures(PACKAGE).items() if name not in LONG_SIGNATURE_EXEMPT}
+    unexpected = {name: n for name, n in found.items() if name not in PENDING_LONG_SIGNATURES}
+    assert not unexpected, f"pass the config object whole instead: {unexpected}"
+    if len(found) > MAX_LONG_SIGNATURES:
+        pytest.xfail(f"{len(found)} functions still take more than {MAX_PARAMETERS} parameters: {sorted(found)}")

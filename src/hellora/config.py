@@ -130,7 +130,7 @@ class TrainConfig:
     seed: int = 42
     mixed_precision: str = "auto"       # auto (bf16 on CUDA, none on CPU) | bf16 | fp16 | no
     gradient_checkpointing: bool = False
-    fsdp: bool = False                  # shard the frozen base over the processes (torch FSDP2, train/fsdp.py)
+    fsdp: bool = False                  # shard the frozen base over the processes (torch FSDP2, loop/fsdp.py)
     logging_steps: int = 10
     save_steps: int = 50                # checkpoint every N optimizer steps (0: never)
     save_total_limit: int = 2

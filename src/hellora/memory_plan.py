@@ -2,7 +2,7 @@
 
 An estimate from shapes alone (no weights read). Per GPU, in bytes:
 
-    frozen       base weights in bf16 (2 B each): all of them, or 1/N of them with FSDP (train/fsdp.py), plus,
+    frozen       base weights in bf16 (2 B each): all of them, or 1/N of them with FSDP (loop/fsdp.py), plus,
                  with FSDP, the gathered copies alive at once: the root unit (embeddings, final norm, lm_head)
                  and two decoder layers (the one computing and the one prefetched)
     adapters     trainable weights in fp32 (4 B), on every GPU (FSDP replicates adapters)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from hellora.train.checkpoint import load_checkpoint, rng_state, save_checkpoint
+from hellora.loop.checkpoint import load_checkpoint, rng_state, save_checkpoint
 
 
 def _trainable():

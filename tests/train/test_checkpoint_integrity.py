@@ -6,7 +6,7 @@ import logging
 import torch
 from safetensors.torch import save_file
 
-from hellora.train.checkpoint import (MANIFEST, checkpoint_problem, list_checkpoints, load_checkpoint, save_checkpoint,
+from hellora.loop.checkpoint import (MANIFEST, checkpoint_problem, list_checkpoints, load_checkpoint, save_checkpoint,
                                       usable_checkpoint)
 
 
@@ -75,7 +75,7 @@ def test_damaged_newest_checkpoints_are_set_aside_and_the_newest_intact_one_used
         _save(tmp_path, step)
     (tmp_path / "step-000006" / "trainable.safetensors").write_bytes(b"\0" * 8)
     (tmp_path / "step-000004" / "state.json").unlink()
-    with caplog.at_level(logging.WARNING, logger="hellora.train.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="hellora.loop.checkpoint"):
         found = usable_checkpoint(tmp_path)
     assert found == tmp_path / "step-000002"
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000002"]
@@ -97,7 +97,7 @@ def test_a_checkpoint_without_checksums_still_resumes_with_a_warning(tmp_path, c
     params, optimizer = _trainable()
     path = save_checkpoint(tmp_path, 2, params, optimizer, {}, keep=1)
     (path / MANIFEST).unlink()
-    with caplog.at_level(logging.WARNING, logger="hellora.train.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="hellora.loop.checkpoint"):
         assert usable_checkpoint(tmp_path) == path
     assert "no checksums" in caplog.text
     fresh, fresh_opt = _trainable()
@@ -111,7 +111,7 @@ def test_disk_full_while_saving_tensors_is_an_oserror_and_leaves_no_checkpoint(t
     import pytest
     from safetensors import SafetensorError
 
-    import hellora.train.checkpoint as checkpoint
+    import hellora.loop.checkpoint as checkpoint
 
     def full(tensors, path):
         raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '

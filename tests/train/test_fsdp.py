@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from hellora.cli import main
-from hellora.train.fsdp import check_fsdp_supported, clip_grad_norm_
+from hellora.loop.fsdp import check_fsdp_supported, clip_grad_norm_
 from hellora.utils.errors import HelloraError
 from tests.train.test_fsdp_gloo import write_data
 

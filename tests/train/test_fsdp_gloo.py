@@ -231,7 +231,7 @@ def _probe(model_dir: str, out: str) -> None:
     from transformers import AutoModelForCausalLM
 
     from hellora.adapters import AdapterConfig, attach_adapters
-    from hellora.train.fsdp import (average_replicated_gradients, clip_grad_norm_, parameter_bytes,
+    from hellora.loop.fsdp import (average_replicated_gradients, clip_grad_norm_, parameter_bytes,
                                     shard_frozen_base)
 
     accelerator = Accelerator(cpu=True)

@@ -169,7 +169,7 @@ def test_rerun_after_training_finished_does_not_train_again(write_recipe, tmp_pa
 
 
 def test_metrics_truncation_drops_half_written_lines(tmp_path):
-    from hellora.train.loop import _truncate_metrics
+    from hellora.loop.training import _truncate_metrics
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"step": 4, "lo')

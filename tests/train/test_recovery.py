@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import hellora.train.loop as loop
+import hellora.loop.training as loop
 from hellora.cli import main
 from tests.conftest import GSM8K
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hellora.adapters.config import AdapterConfig
 from hellora.adapters.shape_count import count_from_shapes, counted, lori_keep_count, split_kept
@@ -74,7 +74,7 @@ def count_parameters(model: nn.Module) -> dict:
         else:
             pending[role] += p.numel()
     if pending:
-        state = getattr(model, "hellora_adapter", None)
+        state: Any = getattr(model, "hellora_adapter", None)
         by_role.update(split_kept(lori_keep_count(sum(pending.values()), state.config.lori_density), pending))
     return counted(by_role, total, adapter_total)
 
@@ -95,7 +95,7 @@ def _request(method, r, alpha, targets, router, variant, lori_density, loramoe_e
                          lori_density=lori_density, loramoe_experts=loramoe_experts)
 
 
-def _described(report: dict, model: str, config: AdapterConfig, k: int, num_experts: int, top_k: int,
+def _described(report: dict, model: str, config: AdapterConfig, k: int | None, num_experts: int, top_k: int,
                moe_layers: int) -> dict:
     rules = config.rules
     report.update(model=model, method=config.method.value, variant=config.variant.value,
@@ -124,11 +124,12 @@ def parameter_report(
                                      loramoe_experts=loramoe_experts)
     config = _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts)
     shapes = model_shapes(PRESETS[model].config)
+    hot_k = 0  # read only by methods that adapt hot experts
     if config.rules.adapts_hot_experts:
-        k = default_hot_k(k, model, shapes.top_k)
-        check_k(k, shapes.num_experts)
-    report = count_from_shapes(shapes, config, k)
-    return _described(report, model, config, k, shapes.num_experts, shapes.top_k, len(shapes.moe_layers))
+        hot_k = default_hot_k(k, model, shapes.top_k)
+        check_k(hot_k, shapes.num_experts)
+    report = count_from_shapes(shapes, config, hot_k)
+    return _described(report, model, config, hot_k, shapes.num_experts, shapes.top_k, len(shapes.moe_layers))
 
 
 def meta_parameter_report(

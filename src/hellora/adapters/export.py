@@ -166,7 +166,8 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
         param = getattr(module, "parameter_name", None)
         ours = layers.get(path)
         if isinstance(ours, HotExpertsLoRA):
-            a, b = _experts_peft_pair(ours, param, ours.layout.num_experts, lambda n: weight(f"{path}.{n}"))
+            a, b = _experts_peft_pair(ours, param, ours.layout.num_experts,
+                                      lambda n, path=path: weight(f"{path}.{n}"))
         elif isinstance(ours, (LoRALinear, RouterLoRA)):
             a, b = weight(f"{path}.lora_A").float(), weight(f"{path}.lora_B").float()
             a, b = _pad_rank(a, b, module.lora_A["default"].weight.shape[0])

@@ -49,7 +49,7 @@ def adapted_matrices(shapes: ModelShapes, config: AdapterConfig, hot_k: int) -> 
         if not layer.is_moe:
             continue
         out += [(index, "shared", m, 1) for m in layer.shared]
-        if adapt_router:
+        if adapt_router and layer.router is not None:
             out.append((index, "router", layer.router, 1))
         experts = hot_k if config.rules.adapts_hot_experts else layer.num_experts
         out += [(index, "experts", m, experts) for m in layer.expert]
@@ -63,7 +63,8 @@ def count_from_shapes(shapes: ModelShapes, config: AdapterConfig, hot_k: int) ->
     rules = config.rules
     if rules.trains_whole_model:
         return counted({"base": base}, base, adapter_total=0)
-    entries, b_entries = Counter(), Counter()
+    entries: Counter[str] = Counter()
+    b_entries: Counter[str] = Counter()
     for _, role, matrix, copies in adapted_matrices(shapes, config, hot_k):
         total, b = adapter_entries(matrix, config)
         entries[role] += copies * total

@@ -134,7 +134,7 @@ def set_up(model, name: str, r: int, alpha: float, spec, hot):
     from hellora.adapters import AdapterConfig, attach_adapters
 
     method, kernel, fuse = check_setup(name)
-    restore = lambda: None
+    restore = lambda: None  # noqa: E731  (replaced when the setup quantizes its experts)
     if method in BENCH_SETUPS:
         rules = BENCH_SETUPS[method]
         config = AdapterConfig(method=rules.method, variant=rules.variant, r=r, alpha=alpha, fuse_shared_inputs=fuse)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from hellora.methods.base import AdapterMethod
 
 
@@ -9,4 +11,4 @@ class LoRA(AdapterMethod):
     """Plain LoRA: W + (alpha / r) B A on every adapted weight, all experts of each MoE layer."""
 
     label = "LoRA"
-    bench_setup = "lora"
+    bench_setup: ClassVar[str | None] = "lora"

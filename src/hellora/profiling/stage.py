@@ -22,7 +22,7 @@ from hellora.profiling.profile import ExpertProfile
 from hellora.profiling.reduce import counts_stop, reduce_counts
 from hellora.profiling.stable import stability_tracker
 from hellora.profiling.warmup import warmup_profile
-from hellora.train.setup import build_features, check_run_inputs, load_run_model, load_run_tokenizer, make_accelerator, pad_id_of
+from hellora.loop.run_inputs import build_features, check_run_inputs, load_run_model, load_run_tokenizer, make_accelerator, pad_id_of
 from hellora.utils.errors import HelloraError
 from hellora.vocab import ProfileMode
 

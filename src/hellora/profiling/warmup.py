@@ -21,7 +21,7 @@ from hellora.models.fingerprint import config_fingerprint
 from hellora.profiling import ExpertActivationCounter, ExpertProfile
 from hellora.profiling.reduce import counts_stop, reduce_counts
 from hellora.profiling.stable import stability_tracker
-from hellora.train.loop import resolve_steps, train_loop
+from hellora.loop.training import resolve_steps, train_loop
 from hellora.utils.meta import run_metadata
 
 log = logging.getLogger(__name__)

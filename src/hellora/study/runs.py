@@ -25,7 +25,7 @@ from hellora.study.core import adapted_copy
 from hellora.study.paths import chosen_file, run_folder, tune_file
 from hellora.study.scoring import hot_set_jaccard, routing_entropy, score_features, score_with_routing
 from hellora.study.toy import train_steps
-from hellora.train.loop import TrainingDiverged
+from hellora.loop.training import TrainingDiverged
 from hellora.utils.io import atomic_dir, atomic_write_json, atomic_write_text, read_json
 from hellora.utils.meta import run_metadata
 

@@ -7,7 +7,7 @@ import torch
 
 from hellora.config import TrainConfig
 from hellora.data import PadCollator, encode_pairs, encode_prompt, exact_match
-from hellora.train.loop import train_loop
+from hellora.loop.training import train_loop
 
 
 def build_skill_moe(vocab_size: int, *, hidden_size: int, layers: int, experts: int, top_k: int, seed: int,

@@ -25,11 +25,11 @@ from hellora.config import RunConfig, dump_config
 from hellora.placement import HotExpertPlacement
 from hellora.profiling.profile import ExpertProfile
 from hellora.profiling.stage import planned_profile_mode, profile_stage
+from hellora.loop.fsdp import check_fsdp_supported, fsdp_requested, is_sharded, shard_frozen_base
+from hellora.loop.training import resolve_steps, train_loop
 from hellora.quant.run import check_expert_storage, quantize_for_run
-from hellora.train.fsdp import check_fsdp_supported, fsdp_requested, is_sharded, shard_frozen_base
-from hellora.train.loop import resolve_steps, train_loop
 from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_folder
-from hellora.train.setup import (build_features, check_run_inputs, load_run_model, load_run_tokenizer,
+from hellora.loop.run_inputs import (build_features, check_run_inputs, load_run_model, load_run_tokenizer,
                                  make_accelerator, model_spec, pad_id_of)
 from hellora.utils.io import atomic_write_text
 from hellora.vocab import ProfileMode
@@ -58,6 +58,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
     features, source = build_features(config, tokenizer)
     model = load_run_model(config)
     check_run_inputs(config, model, tokenizer)
+    check_eval_step(config)
     pad_id = pad_id_of(tokenizer)
 
     accelerator = make_accelerator(config)
@@ -83,7 +84,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
         load_adapter(model, run / "adapter")
         return _finish(config, model, tokenizer, run, recorder, accelerator, progress)
 
-    if sharded:  # once, before any adapter (warm-up LoRA, then the run's): see train/fsdp.py
+    if sharded:  # once, before any adapter (warm-up LoRA, then the run's): see loop/fsdp.py
         shard_frozen_base(model, accelerator, accelerator.mixed_precision)
     placement = None
     # HELLoRI-S reuses the placement of the HELLoRI-D adapter it starts from (adapter.lori_from).
@@ -136,6 +137,17 @@ def _evaluate(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecor
                              num_samples=config.eval.num_samples, progress=progress, overwrite=True,
                              sources={"model": config.model.name, "adapter": str(run / "adapter")})
     recorder.step("eval", **{r["task"]: r["headline"] for r in reports})
+
+
+def check_eval_step(config: RunConfig) -> None:
+    """The eval step's protocols and data, refused before hours of training (unknown protocol, missing file)."""
+    if not config.eval.enabled:
+        return
+    from hellora.eval.run import RECIPE_FIELDS, check_tasks
+
+    ev = config.eval
+    check_tasks({t: ev.data.get(t) for t in ev.tasks}, ev.protocol, max_new_tokens=ev.max_new_tokens,
+                num_samples=ev.num_samples, fields=RECIPE_FIELDS)
 
 
 def _balance_loss(config: RunConfig, accelerator):

@@ -29,8 +29,8 @@ from typing import Iterator
 import yaml
 
 from hellora.config import RunConfig, dump_config, load_run_config
-from hellora.train.checkpoint import list_checkpoints
-from hellora.train.loop import TrainingDiverged
+from hellora.loop.checkpoint import list_checkpoints
+from hellora.loop.training import TrainingDiverged
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, folder_lock, read_json
 from hellora.utils.meta import run_metadata

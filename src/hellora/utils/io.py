@@ -84,7 +84,7 @@ def fsync_tree(folder: str | os.PathLike) -> None:
     never reached the disk (empty or truncated). Syncing the contents before the rename closes that window.
     """
     folder = Path(folder)
-    for root, dirs, files in os.walk(folder, topdown=False):
+    for root, _dirs, files in os.walk(folder, topdown=False):
         for name in files:
             fd = os.open(os.path.join(root, name), os.O_RDONLY)
             try:

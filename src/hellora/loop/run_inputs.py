@@ -75,8 +75,8 @@ def check_reference_for_model(path: str, spec) -> None:
 
 
 def check_run_inputs(config: RunConfig, model, tokenizer) -> None:
-    """Fail before any training on a non-MoE model, a bad k, a tokenizer larger than the embeddings, a missing
-    placement file, or an eval step that could not run (unknown protocol, missing benchmark file)."""
+    """Fail before any training on a non-MoE model, a bad k, a tokenizer larger than the embeddings, or a missing
+    placement file (the eval step's inputs are checked by the pipeline, which owns that step: `check_eval_step`)."""
     spec = describe_moe_model(model)
     if config.selection.k is not None:
         check_k(config.selection.k, spec.num_experts)
@@ -88,9 +88,3 @@ def check_run_inputs(config: RunConfig, model, tokenizer) -> None:
         HotExpertPlacement.load(config.selection.path)  # exists and is a placement, before any work
     elif config.selection.reference:
         check_reference_for_model(config.selection.reference, spec)
-    if config.eval.enabled:  # the eval step's protocols and data, before hours of training
-        from hellora.eval.run import RECIPE_FIELDS, check_tasks
-
-        ev = config.eval
-        check_tasks({t: ev.data.get(t) for t in ev.tasks}, ev.protocol, max_new_tokens=ev.max_new_tokens,
-                    num_samples=ev.num_samples, fields=RECIPE_FIELDS)

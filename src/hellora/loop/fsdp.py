@@ -9,7 +9,7 @@ What is sharded, and why it is done once, before any adapter exists:
     adapters          attached after sharding, inside the layers (LoRALinear around q_proj, HotExpertsLoRA around
                       the fused experts, ...); plain fp32 tensors replicated on every process: their gradients
                       are averaged with one bucketed all-reduce per optimizer step, so AdamW state and
-                      checkpoints are those of a single process (`train/checkpoint.py` unchanged)
+                      checkpoints are those of a single process (`loop/checkpoint.py` unchanged)
 
 The base is sharded once per run and never re-wrapped: the warm-up's all-expert LoRA is attached, trained and
 removed, then the hot-expert adapters are attached, all on the same sharded base. Adapter code runs inside its

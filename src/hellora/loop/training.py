@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 
 from hellora.config import TrainConfig
 from hellora.data.collate import PadCollator
-from hellora.train.checkpoint import (list_checkpoints, load_checkpoint, rng_state, save_checkpoint, seed_rng,
+from hellora.loop.checkpoint import (list_checkpoints, load_checkpoint, rng_state, save_checkpoint, seed_rng,
                                       usable_checkpoint)
-from hellora.train.fsdp import average_replicated_gradients, clip_grad_norm_, is_sharded
+from hellora.loop.fsdp import average_replicated_gradients, clip_grad_norm_, is_sharded
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_text
 
@@ -223,7 +223,7 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
     model.train()
-    sharded = is_sharded(model)  # FSDP: the frozen base is sharded, the adapters are replicated (train/fsdp.py)
+    sharded = is_sharded(model)  # FSDP: the frozen base is sharded, the adapters are replicated (loop/fsdp.py)
     if not sharded and accelerator.distributed_type.name != "FSDP":
         model, optimizer = accelerator.prepare(model, optimizer)
     collate = PadCollator(pad_token_id)
