@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from hellora.adapters.config import AdapterConfig
+from hellora.placement import NEEDS_REFERENCE, needs_reference
 from hellora.utils.checks import check, number, positive_int
 from hellora.utils.dtypes import MODEL_DTYPE_NAMES
 from hellora.utils.errors import HelloraError
@@ -101,11 +102,18 @@ class SelectionConfig:
     seed: int = 0
     p: float = 0.5                     # coverage strategy: mass to reach
     path: str | None = None            # train on a saved placement.json (from `hellora select`); no profiling
+    reference: str | None = None       # retention strategy: profile.json of the data whose skills should be kept
 
     def __post_init__(self) -> None:
         self.strategy = str(Strategy.parse(self.strategy, "selection.strategy"))
         positive_int(self.k, "selection.k", optional=True)
         number(self.p, "selection.p", low=0.0, high=1.0, low_open=True)
+        if needs_reference(self.strategy) and not self.reference:
+            raise HelloraError(f"selection.strategy: {self.strategy!r} ranks experts against a reference profile; "
+                               f"set selection.reference to the profile.json of the data whose skills to keep")
+        if self.reference and not needs_reference(self.strategy):
+            raise HelloraError(f"selection.reference: only strategy {', '.join(sorted(NEEDS_REFERENCE))} reads a "
+                               f"reference profile, not {self.strategy!r}")
 
 
 @dataclass

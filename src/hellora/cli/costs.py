@@ -5,7 +5,15 @@ runs, its self-check, a micro-bench).
 
 from __future__ import annotations
 
-from hellora.cli.support import STRATEGY_HELP, flags, key_values, print_json
+from hellora.cli.support import (
+    REFERENCE_HELP,
+    STRATEGY_HELP,
+    check_reference_flag,
+    flags,
+    key_values,
+    print_json,
+)
+from hellora.methods.registry import get_method
 from hellora.placement import STRATEGIES
 from hellora.utils.errors import HelloraError
 from hellora.vocab import Convention, ExpertPrecision, Method, Targets, Variant
@@ -49,10 +57,10 @@ def _expert_storage(args, report: dict):
     hot = ExpertPrecision.parse(args.hot_experts, "--hot-experts")
     if cold is ExpertPrecision.KEEP and hot is ExpertPrecision.KEEP:
         return None
-    method = Method.parse(args.method, "--method")
-    if method not in (Method.HELLORA, Method.LORA):
-        raise HelloraError(f"--cold-experts: quantized experts need --method hellora or lora (got {method})")
-    return ExpertStorage(cold, hot, report["k"] if method is Method.HELLORA else report["num_experts"])
+    rules = get_method(Method.parse(args.method, "--method"), Variant.parse(args.variant, "--variant"))
+    if rules.quantized_experts_refusal:
+        raise HelloraError(f"--cold-experts: {rules.quantized_experts_refusal}")
+    return ExpertStorage(cold, hot, report["k"] if rules.adapts_hot_experts else report["num_experts"])
 
 
 def add_params(sub) -> None:
@@ -85,8 +93,10 @@ def add_params(sub) -> None:
 def cmd_flops(args) -> None:
     from hellora.flops import flops_report
 
+    check_reference_flag(args.strategy, args.reference)
     report = flops_report(args.model, args.methods.split(","), convention=args.convention, k=args.k, rank=args.rank,
-                          profile=args.profile, strategy=args.strategy, trust_remote_code=args.trust_remote_code)
+                          profile=args.profile, strategy=args.strategy, reference=args.reference,
+                          trust_remote_code=args.trust_remote_code)
     if args.json:
         print_json(report["rows"])
         return
@@ -104,6 +114,7 @@ def add_flops(sub) -> None:
     p.add_argument("--profile", help="profile.json with the task's routing counts (default: uniform routing)")
     p.add_argument("--methods", default="lora,hellora", help="comma-separated: lora, hellora, loramoe")
     p.add_argument("--strategy", default="layer", choices=STRATEGIES, help=STRATEGY_HELP)
+    p.add_argument("--reference", default=None, help=REFERENCE_HELP)
     p.add_argument("--convention", choices=Convention.values(), default="exact",
                    help="exact: the adapters as they run; paper: Table 3's convention (docs/evaluation.md)")
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the paper's k for a preset, "

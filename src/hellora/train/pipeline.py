@@ -23,6 +23,7 @@ from hellora.adapters.accounting import count_parameters
 from hellora.adapters.io import load_adapter, read_lori_d, save_adapter
 from hellora.config import RunConfig, dump_config
 from hellora.placement import HotExpertPlacement
+from hellora.profiling.profile import ExpertProfile
 from hellora.profiling.stage import planned_profile_mode, profile_stage
 from hellora.quant.run import check_expert_storage, quantize_for_run
 from hellora.train.fsdp import check_fsdp_supported, fsdp_requested, is_sharded, shard_frozen_base
@@ -159,8 +160,9 @@ def _profile_and_select(config, run, model, features, source, accelerator, pad_i
         accelerator.wait_for_everyone()
         return placement
     profile = profile_stage(config, run, model, features, source, accelerator, pad_id, recorder, progress)
+    reference = ExpertProfile.load(config.selection.reference) if config.selection.reference else None
     placement = profile.select(config.selection.strategy, config.selection.k, seed=config.selection.seed,
-                               p=config.selection.p)
+                               p=config.selection.p, reference=reference)
     if accelerator.is_main_process:
         placement.save(placement_path)
     recorder.step("select", strategy=placement.strategy, k=placement.k, experts=placement.total_experts)
