@@ -4,7 +4,7 @@ NF4 cold experts, evaluate with --adapter (the experts stored as trained), expor
 import json
 
 from hellora.cli import main
-from tests.cli.conftest import CPU_RECIPES, FAST, demo_home  # noqa: F401 (the fixture)
+from tests.cli.conftest import CPU_RECIPES, FAST
 
 
 def test_readme_quantized_experts_commands(demo_home, monkeypatch, capsys):
