@@ -119,3 +119,40 @@ def test_every_expert_kernel_path_serves_quantized_experts(kernel, monkeypatch):
     embeds = torch.randn(2, 12, model.config.hidden_size, generator=torch.Generator().manual_seed(5))
     for a, b in zip(loss_and_grads(model, embeds)[:2], loss_and_grads(ref, embeds)[:2]):
         check_equal(a, b, torch.float32)
+
+
+@pytest.mark.parametrize("family", ["olmoe", "mixtral", "gpt_oss"])
+def test_hot_expert_rows_weights_and_adapter_gradients_are_unaffected(family):
+    """Tokens routed only to hot experts get the same output and the same adapter gradients with the cold experts
+    quantized as without; the hot experts' stored weights are the originals bit for bit."""
+    from hellora.adapters.experts import HotExpertsLoRA
+
+    model = tiny_model(family)
+    moe = describe_moe_model(model).moe_layers[0]
+    experts = model.get_submodule(moe.experts_path).requires_grad_(False)
+    originals = {name: getattr(experts, name).detach().clone() for name in ("gate_up_proj", "down_proj")}
+    g = torch.Generator().manual_seed(1)
+    plain = HotExpertsLoRA(experts, moe.layout, list(HOT), r=4, alpha=8, init="random", generator=g)
+    quantized = copy.deepcopy(plain)
+    for name in ("gate_up_proj", "down_proj"):
+        weight = getattr(quantized.base_layer, name)
+        store = QuantizedExpertWeight(weight.detach(), ["keep" if e in HOT else "nf4"
+                                                        for e in range(moe.layout.num_experts)])
+        delattr(quantized.base_layer, name)
+        setattr(quantized.base_layer, name, store)
+        for e in HOT:
+            assert torch.equal(store.expert(e), originals[name][e])
+    x = torch.randn(40, moe.layout.hidden_size, generator=g)
+    idx = torch.stack([torch.randperm(moe.layout.num_experts, generator=g)[:2] for _ in range(40)])
+    idx[:10] = torch.tensor(HOT)  # ten tokens routed to the hot experts only
+    w = torch.rand(40, 2, generator=g)
+    outs, grads = [], []
+    for layer in (plain, quantized):
+        out = layer(x, idx, w)
+        out[:10].square().sum().backward()
+        outs.append(out[:10].detach())
+        grads.append({n: p.grad.clone() for n, p in layer.named_parameters() if p.grad is not None})
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-6, atol=1e-7)
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-6, atol=1e-7)

@@ -61,7 +61,7 @@ def grouped_linear_loop(
 
 
 def grouped_linear(
-    x: torch.Tensor, weight: torch.Tensor, routing: ExpertRouting, bias: torch.Tensor | None = None,
+    x: torch.Tensor, weight: torch.Tensor | torch.nn.Module, routing: ExpertRouting, bias: torch.Tensor | None = None,
     transposed: bool = False,
 ) -> torch.Tensor:
     """Grouped `x @ W[e]^T` over the expert segments of `routing`; (S, in) -> (S, out).

@@ -55,17 +55,17 @@ def quantize_experts(model: nn.Module, hot_experts: Mapping[int, Iterable[int]] 
     """Store each MoE layer's hot experts (`hot_experts[layer]`, a placement's `experts` works) as `hot` and the
     others as `cold`, in place; returns `model`. Layers missing from `hot_experts` are all cold. Both `keep`: no-op.
     """
-    cold = ExpertPrecision.parse(cold, "model.cold_experts")
-    hot = ExpertPrecision.parse(hot, "model.hot_experts")
-    if cold is ExpertPrecision.KEEP and hot is ExpertPrecision.KEEP:
+    cold_p: ExpertPrecision = ExpertPrecision.parse(cold, "model.cold_experts")
+    hot_p: ExpertPrecision = ExpertPrecision.parse(hot, "model.hot_experts")
+    if cold_p is ExpertPrecision.KEEP and hot_p is ExpertPrecision.KEEP:
         return model
-    require_torchao("model.cold_experts" if cold is not ExpertPrecision.KEEP else "model.hot_experts")
+    require_torchao("model.cold_experts" if cold_p is not ExpertPrecision.KEEP else "model.hot_experts")
     hot_experts = getattr(hot_experts, "experts", hot_experts) or {}
     if is_quantized(model):
         raise HelloraError("model.cold_experts: this model's experts are already stored quantized")
     for layer, layout, module in _experts_modules(model):
         hot_set = {int(e) for e in hot_experts.get(layer, ())}
-        precisions = [hot if e in hot_set else cold for e in range(layout.num_experts)]
+        precisions = [hot_p if e in hot_set else cold_p for e in range(layout.num_experts)]
         for name in FUSED_WEIGHTS:
             weight = getattr(module, name)
             if weight.device.type == "meta":

@@ -91,12 +91,13 @@ class QuantizedExpertWeight(nn.Module):
         """Expert `e`'s (rows, cols) weight in the compute dtype: a view for a kept expert, else dequantized."""
         precision, i = self.precisions[e], self.slot[e]
         if precision is ExpertPrecision.KEEP:
-            return self.kept[i]
+            return self._buffers["kept"][i]  # type: ignore[index]
         if precision is ExpertPrecision.INT8:
             return formats.dequantize_int8({f: getattr(self, b)[i] for b, f in INT8_BUFFERS.items()},
                                            self.compute_dtype)
         parts = {f: getattr(self, b)[i] for b, f in NF4_BUFFERS.items()}
-        return formats.dequantize_nf4({**parts, "nf4": self.nf4_table}, tuple(self.full_shape[1:]),
+        rows, cols = self.full_shape[1:]
+        return formats.dequantize_nf4({**parts, "nf4": self._buffers["nf4_table"]}, (rows, cols),  # type: ignore[dict-item]
                                       self.compute_dtype)
 
     def __getitem__(self, e: int) -> torch.Tensor:
