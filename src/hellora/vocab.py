@@ -149,6 +149,14 @@ class Convention(Choice):
     PAPER = "paper"
 
 
+class GenerationBackend(Choice):
+    """What generates `hellora eval`'s completions (`hellora.eval.generation`): transformers, or vLLM on a merged
+    checkpoint (`hellora.eval.vllm_backend`)."""
+
+    HF = "hf"
+    VLLM = "vllm"
+
+
 def resolve_hot_k(k: int | None, router_top_k: int) -> int:
     """Hot experts per layer: the requested `k`, else the router's own top-k (the paper's default).
 
