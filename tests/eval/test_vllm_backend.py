@@ -11,8 +11,15 @@ import types
 import pytest
 
 from hellora.eval.generation import SamplingSettings
-from hellora.eval.vllm_backend import (HF_DEFAULT_TOP_K, VllmEngineSettings, checkpoint_dtype, engine_dtype,
-                                       generate_vllm, progress_bar_allowed, sampling_kwargs)
+from hellora.eval.vllm_backend import (
+    HF_DEFAULT_TOP_K,
+    VllmEngineSettings,
+    checkpoint_dtype,
+    engine_dtype,
+    generate_vllm,
+    progress_bar_allowed,
+    sampling_kwargs,
+)
 from hellora.utils.errors import HelloraError
 
 

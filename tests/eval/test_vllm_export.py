@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from hellora.adapters import AdapterConfig, attach_adapters
 from hellora.adapters.export import export_merged
-from hellora.adapters.export_vllm import export_vllm, expert_weight_names
+from hellora.adapters.export_vllm import expert_weight_names, export_vllm
 from hellora.models.tiny import tiny_model
 from hellora.utils.errors import HelloraError
 from tests.helpers import first_k_placement

