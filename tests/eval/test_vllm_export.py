@@ -76,7 +76,7 @@ def test_every_pair_is_the_update_the_merged_export_folds_in(family, tmp_path):
 
 
 def test_vllm_has_no_dora_loramoe_or_interleaved_experts(tmp_path):
-    with pytest.raises(HelloraError, match="vLLM has no DoRA"):
+    with pytest.raises(HelloraError, match="a LoRA folder cannot hold DoRA"):
         export_vllm(_adapted("olmoe", variant="dora"), tmp_path / "a")
     with pytest.raises(HelloraError, match="interleaves gate and up"):
         export_vllm(_adapted("gpt_oss"), tmp_path / "b")

@@ -21,7 +21,7 @@ LoRA (it asserts so), and its fused MoE-LoRA kernel skips only layers with no Mo
 an expert-parallel rank, not zero pairs: every (token, expert) pair routed in an adapted layer runs the shrink and
 expand GEMMs, cold experts included (docs/serving.md).
 
-Refused, as for PEFT: LoRAMoE (no LoRA mixture in vLLM) and DoRA (vLLM has no DoRA); also interleaved gate_up
+Refused, as for PEFT (the method's `peft_refusal`): LoRAMoE, DoRA and full fine-tuning; also interleaved gate_up
 layouts (GPT-OSS), whose per-expert names vLLM does not use: serve those from `--format peft` with the flags above.
 LoRI-D / LoRI-S export as plain LoRA (B times its mask). A `hellora_placement.json` sidecar keeps the placement.
 """
@@ -42,7 +42,6 @@ from hellora.adapters.lori import mask_name
 from hellora.adapters.router import RouterLoRA
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json
-from hellora.vocab import Method, Variant
 
 __all__ = ["VLLM_FORMAT", "expert_weight_names", "export_vllm"]
 
@@ -59,12 +58,12 @@ def expert_weight_names(model_type: str) -> tuple[str, str, str]:
 
 
 def _refuse_unsupported(model: nn.Module) -> None:
-    cfg = adapter_state(model).config
-    if cfg.method is Method.LORAMOE:
-        raise HelloraError("vLLM export: vLLM cannot serve LoRAMoE (a router-mixed set of LoRA pairs); keep the "
-                           "hellora adapter")
-    if cfg.variant is Variant.DORA:
-        raise HelloraError("vLLM export: vLLM has no DoRA; write a merged checkpoint (--format merged) and serve that")
+    """What a plain LoRA folder cannot hold, vLLM cannot serve either: the method's PEFT refusal applies as is."""
+    rules = adapter_state(model).config.rules
+    if rules.peft_refusal:
+        raise HelloraError(f"vLLM export: a LoRA folder cannot hold {rules.peft_refusal}; "
+                           + ("write a merged checkpoint (--format merged) and serve that" if rules.mergeable
+                              else "keep the hellora adapter"))
     for path, layer in adapter_layers(model).items():
         if isinstance(layer, HotExpertsLoRA) and layer.layout.interleaved:
             raise HelloraError(f"vLLM export: {path} interleaves gate and up (GPT-OSS); vLLM has no per-expert "
@@ -115,8 +114,6 @@ def vllm_tensors(model: nn.Module, tensors: dict[str, torch.Tensor] | None = Non
 def export_vllm(model: nn.Module, out_dir: str | Path, *, base_model: str | None = None,
                 tensors: dict[str, torch.Tensor] | None = None, overwrite: bool = False) -> Path:
     """Write `model`'s hellora adapters as a vLLM LoRA folder (adapter_config.json + adapter_model.safetensors)."""
-    from hellora.adapters.export import _refuse_nonempty
-
     out = Path(out_dir)
     state = adapter_state(model)
     cfg = state.config
@@ -126,7 +123,11 @@ def export_vllm(model: nn.Module, out_dir: str | Path, *, base_model: str | None
     config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": cfg.r, "lora_alpha": cfg.alpha,
               "target_modules": suffixes, "lora_dropout": 0.0, "bias": "none", "use_rslora": False,
               "use_dora": False, "base_model_name_or_path": base_model or state.model_id}
-    _refuse_nonempty(out, overwrite)
+    if out.exists() and not out.is_dir():
+        raise HelloraError(f"--out {out} is a file; choose a folder")
+    if not overwrite and out.exists() and any(out.iterdir()):  # as export.py's other formats
+        raise HelloraError(f"output folder {out} already exists and is not empty; choose another --out "
+                           f"or pass --overwrite to replace it (nothing was changed)")
     with atomic_dir(out) as tmp:
         atomic_write_json(tmp / "adapter_config.json", config)
         save_file(saved, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
