@@ -42,7 +42,11 @@ def build(work: Path, steps: int) -> dict:
         from hellora.data import build_tiny_tokenizer
         from hellora.data.skills import generate_skill_examples
         from hellora.demo.run import save_base_model, save_skill_data
-        from hellora.study.core import SkillMoESpec, mixture_features, pretrain_skill_moe
+        from hellora.study.core import (
+            SkillMoESpec,
+            mixture_features,
+            pretrain_skill_moe,
+        )
 
         tokenizer = build_tiny_tokenizer()
         spec = SkillMoESpec(hidden_size=64, layers=2, experts=8, top_k=2, pretrain_steps=300, pretrain_lr=5e-3,
@@ -74,7 +78,7 @@ def vllm_generate(model: str, prompts: list[str], *, lora: str | None = None, ra
     from vllm.lora.request import LoRARequest
 
     args: dict = {"model": model, "dtype": "float32", "seed": 0, "generation_config": "vllm", "enforce_eager": True,
-                  "gpu_memory_utilization": 0.3}
+                  "gpu_memory_utilization": 0.15}  # four engines in turn
     if lora is not None:
         args.update(enable_lora=True, max_loras=1, max_lora_rank=max_lora_rank(rank))
         if three_d:
