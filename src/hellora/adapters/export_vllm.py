@@ -112,8 +112,12 @@ def vllm_tensors(model: nn.Module, tensors: dict[str, torch.Tensor] | None = Non
 
 
 def export_vllm(model: nn.Module, out_dir: str | Path, *, base_model: str | None = None,
-                tensors: dict[str, torch.Tensor] | None = None, overwrite: bool = False) -> Path:
-    """Write `model`'s hellora adapters as a vLLM LoRA folder (adapter_config.json + adapter_model.safetensors)."""
+                tensors: dict[str, torch.Tensor] | None = None, overwrite: bool = False,
+                base_experts: dict | None = None) -> Path:
+    """Write `model`'s hellora adapters as a vLLM LoRA folder (adapter_config.json + adapter_model.safetensors).
+
+    `base_experts`: how training stored the base's experts (as `export_peft`'s), recorded in the sidecar.
+    """
     out = Path(out_dir)
     state = adapter_state(model)
     cfg = state.config
@@ -134,6 +138,7 @@ def export_vllm(model: nn.Module, out_dir: str | Path, *, base_model: str | None
         atomic_write_json(tmp / "hellora_placement.json", {
             "format": VLLM_FORMAT, "fingerprint": state.fingerprint, "adapter": cfg.to_dict(),
             "experts": {str(k): v for k, v in state.experts.items()}, "base_model": config["base_model_name_or_path"],
+            "base_experts": base_experts or {"cold_experts": "keep", "hot_experts": "keep"},
             "serve": {"max_lora_rank_at_least": cfg.r, "enable_mixed_moe_lora_format": False,
                       "is_3d_lora_weight": False},
         })
