@@ -11,6 +11,9 @@
 #                                                           # carried in .data/wheels/ when the machine is offline)
 #   bash scripts/device/gpu_session.sh proxy                # the GPU-sized proxy study (far longer than one call:
 #                                                           # it resumes where it stopped, call after call)
+#   bash scripts/device/gpu_session.sh vllm                 # the adapter served unmerged by vLLM (per-expert and
+#                                                           # stock-PEFT exports) vs the merged export; needs vLLM
+#                                                           # installed there (docs/serving.md), a few minutes
 #
 # Before the call, here:  mkdir -p .data && cp -r ../shared/datasets/{gsm8k,codealpaca} .data/   (and add /.data/
 # to .git/info/exclude), then run this through the device machine with carry=[".data"]. `hellora doctor` runs
@@ -85,6 +88,13 @@ part_proxy() {
         "text_files=[$DATA/gsm8k/train.jsonl, $DATA/codealpaca/code_alpaca_2k.json]" 2>&1 | tee "$RUNS/proxy.log" | tail -30
     local rc=${PIPESTATUS[0]}
     cp "$RUNS/proxy.log" "$RUNS/proxy/" 2>/dev/null; pack proxy "$RUNS/proxy"; return "$rc"
+}
+part_vllm() {
+    # vllm_unmerged.py checks that vLLM imports (exit 2 with one line if not), then builds, exports and compares
+    python3 scripts/device/vllm_unmerged.py --work "$RUNS/vllm" --out "$OUT/vllm_unmerged.json" 2>&1 |
+        tee "$RUNS/vllm.log" | grep -v -E "^(\(EngineCore|INFO|DEBUG)" | tail -40
+    local rc=${PIPESTATUS[0]}
+    cp "$RUNS/vllm.log" "$OUT/vllm.log" 2>/dev/null; return "$rc"
 }
 
 failed=0

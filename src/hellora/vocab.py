@@ -160,6 +160,14 @@ class Convention(Choice):
     PAPER = "paper"
 
 
+class GenerationBackend(Choice):
+    """What generates `hellora eval`'s completions (`hellora.eval.generation`): transformers, or vLLM on a merged
+    checkpoint (`hellora.eval.vllm_backend`)."""
+
+    HF = "hf"
+    VLLM = "vllm"
+
+
 class ContrastKind(Choice):
     """What a base-level contrast tests (`hellora.report.stats.base_contrast`): a difference (two-sided), or "not
     worse than by more than a margin" (one-sided, H0: diff <= -margin)."""

@@ -9,7 +9,8 @@ experts get zeros. Every other parameter target (down_proj, routers, 2D MLP weig
 2r, its pair zero-padded (the same update), so only `target_modules` (attention Linears, rank r) need a
 `rank_pattern`: PEFT checks pattern keys against targeted modules only and would warn about parameter keys.
 PEFT then folds the (exact, zero-padded) update into every expert each step, which is fine for inference.
-A `hellora_placement.json` sidecar keeps the placement.
+A `hellora_placement.json` sidecar keeps the placement. (`vllm`: the per-expert layout vLLM's MoE-LoRA loads
+natively, at rank r; `hellora.adapters.export_vllm`, docs/serving.md.)
 
 LoRI-D / LoRI-S export as plain LoRA (B times its mask; PEFT need not know A was frozen). DoRA and LoRAMoE are
 refused: PEFT's `target_parameters` (how fused experts and routers are reached) has no DoRA, and PEFT has no
@@ -240,18 +241,23 @@ def export_adapter(adapter: str | Path, fmt: str, out: str | Path, *, model: str
     record = read_adapter_record(adapter)
     spec = recorded_model(record, model)
     trust = trust_remote_code or spec["trust_remote_code"]
-    if fmt == "peft":
-        # PEFT export needs shapes, not weights: build the model on the meta device.
+    if fmt in ("peft", "vllm"):
+        # PEFT / vLLM exports need shapes, not weights: build the model on the meta device.
         overrides = spec["overrides"] if spec["name"] in PRESETS else None  # as training built it
         net = meta_model(spec["name"], trust_remote_code=trust, overrides=overrides)
         attach_from_record(net, record, where=f"adapter {adapter}")
         from hellora.quant.run import recorded_storage
 
         storage = {key: value.value for key, value in recorded_storage(record).items()}
+        if fmt == "vllm":
+            from hellora.adapters.export_vllm import export_vllm
+
+            return export_vllm(net, out, base_model=spec["name"], tensors=read_adapter_tensors(adapter),
+                               overwrite=overwrite, base_experts=storage)
         return export_peft(net, out, base_model=spec["name"], tensors=read_adapter_tensors(adapter),
                            overwrite=overwrite, base_experts=storage)
     if fmt != "merged":
-        raise HelloraError(f"--format: unknown format {fmt!r}; choose peft or merged")
+        raise HelloraError(f"--format: unknown format {fmt!r}; choose peft, vllm or merged")
     if spec["name"] in PRESETS:
         raise HelloraError(f"adapter {adapter} was trained on preset {spec['name']!r}, an architecture with random "
                            f"weights: a merged checkpoint of it means nothing; export --format peft, or pass --model "

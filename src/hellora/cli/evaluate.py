@@ -9,6 +9,7 @@ import logging
 
 from hellora.cli.support import COMMON_HELP, flags, print_json
 from hellora.utils.errors import HelloraError
+from hellora.vocab import GenerationBackend
 
 log = logging.getLogger("hellora")
 
@@ -39,6 +40,23 @@ def _int_list(text: str, flag: str) -> tuple[int, ...]:
         return tuple(int(k) for k in text.split(","))
     except ValueError:
         raise HelloraError(f"{flag}: expected comma-separated integers such as 1,5,10, got {text!r}") from None
+
+
+def _vllm_engine(args):
+    """The vLLM engine settings of `hellora eval --backend vllm`, checked before anything is generated."""
+    from pathlib import Path
+
+    from hellora.eval.vllm_backend import VllmEngineSettings, engine_dtype
+
+    if not Path(args.model).is_dir():
+        raise HelloraError(f"--model {args.model}: --backend vllm needs a merged checkpoint folder "
+                           f"(hellora export --format merged)")
+    if args.tokenizer is not None and not Path(args.tokenizer).is_dir():
+        raise HelloraError(f"--tokenizer {args.tokenizer}: --backend vllm needs a tokenizer folder")
+    dtype = engine_dtype(args.dtype, args.model)  # "auto": the checkpoint's own, as transformers reads it
+    return VllmEngineSettings(args.model, dtype=dtype, tokenizer=args.tokenizer,
+                              trust_remote_code=args.trust_remote_code,
+                              progress=not (args.json or args.no_progress))
 
 
 def cmd_eval(args) -> None:
@@ -76,7 +94,8 @@ def cmd_eval(args) -> None:
                                  num_samples=args.num_samples).values())
     for protocol in protocols:
         check_judge(protocol, None)
-    if args.backend == "vllm" and args.adapter:
+    backend = GenerationBackend.parse(args.backend, "--backend")
+    if backend is GenerationBackend.VLLM and args.adapter:
         raise HelloraError("--backend vllm runs a merged checkpoint: export one with `hellora export --format merged` "
                            "and pass it as --model, without --adapter")
     if args.cross_task and not args.adapter:
@@ -86,7 +105,12 @@ def cmd_eval(args) -> None:
     if args.dtype is None:  # the protocol's dtype when all tasks agree on one
         dtypes = {p.dtype for p in protocols}
         args.dtype = dtypes.pop() if len(dtypes) == 1 else "auto"
-    model, tokenizer = _model_and_tokenizer(args)
+    vllm_engine = None
+    if backend is GenerationBackend.VLLM:  # vLLM loads the checkpoint itself: no transformers copy beside it
+        vllm_engine = _vllm_engine(args)
+        model, tokenizer = None, None
+    else:
+        model, tokenizer = _model_and_tokenizer(args)
     common = dict(out_dir=out, protocol=args.protocol, limit=args.limit, batch_size=args.batch_size,
                   progress=not (args.json or args.no_progress), num_samples=args.num_samples, max_new_tokens=args.max_new_tokens, ks=ks,
                   overwrite=args.overwrite)
@@ -94,7 +118,7 @@ def cmd_eval(args) -> None:
         matrix = cross_task(model, tokenizer, data, **common)
         print_json(matrix) if args.json else [print(t, v) for t, v in matrix.items()]
         return
-    reports = evaluate_tasks(model, tokenizer, data, backend=args.backend, merged_dir=args.model,
+    reports = evaluate_tasks(model, tokenizer, data, backend=backend, vllm_engine=vllm_engine,
                              sources={"model": args.model, "adapter": args.adapter}, **common)
     for report in reports:
         print_json(report) if args.json else print(f"{report['task']} [{report['protocol']['name']}]: "
@@ -124,7 +148,8 @@ def add_eval(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--num-samples", type=int, help="samples per prompt (HumanEval default 20)")
-    p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="vllm: --model must be a merged folder")
+    p.add_argument("--backend", choices=GenerationBackend.values(), default=GenerationBackend.HF.value,
+                   help="vllm: --model must be a merged folder, run in the protocol's dtype (docs/serving.md)")
     p.add_argument("--cross-task", action="store_true", help="each task before/after the adapter (Appendix G)")
     p.add_argument("--overwrite", action="store_true", help="replace existing eval files in --out (with --samples: its _results.jsonl)")
     p.add_argument("--dtype", default=None, help="weights dtype (default: the protocol's; lori: float32)")
@@ -143,8 +168,9 @@ def cmd_export(args) -> None:
 def add_export(sub) -> None:
     p = sub.add_parser("export", help="export an adapter for stock PEFT, or merged into the base weights")
     p.add_argument("--adapter", required=True, help="adapter folder (a run's adapter/)")
-    p.add_argument("--format", choices=["peft", "merged"], required=True,
-                   help="peft: a stock-PEFT adapter folder; merged: the base model with the update folded in")
+    p.add_argument("--format", choices=["peft", "vllm", "merged"], required=True,
+                   help="peft: a stock-PEFT adapter folder; vllm: a LoRA folder in vLLM's per-expert MoE layout "
+                   "(docs/serving.md); merged: the base model with the update folded in")
     flags(p, "out", out_help="folder to write", out_required=True)
     p.add_argument("--model", default=None, help="base model (default: the one the adapter records)")
     p.add_argument("--dtype", default="auto", help=COMMON_HELP["--dtype"] + " (merged)")

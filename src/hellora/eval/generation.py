@@ -2,8 +2,8 @@
 
 Generations are written to JSONL (one line per sample: prompt, completion, sampling settings, and any fields of
 the source record such as task_id or answer) atomically, so scoring can be rerun alone on the file. The HF
-backend runs a model (with or without hellora adapters); the optional vLLM backend runs a merged checkpoint
-folder when vLLM is installed.
+backend (here) runs a model (with or without hellora adapters); the optional vLLM backend
+(`hellora.eval.vllm_backend`) runs a merged checkpoint folder under the same settings when vLLM is installed.
 """
 
 from __future__ import annotations
@@ -125,27 +125,6 @@ def _batches(prompts: list[str], settings: SamplingSettings, batch_size: int) ->
         return [jobs[s:s + batch_size] for s in range(0, len(jobs), batch_size)]
     per_prompt = [jobs[i * settings.num_samples:(i + 1) * settings.num_samples] for i in range(len(prompts))]
     return [group[s:s + batch_size] for group in per_prompt for s in range(0, len(group), batch_size)]
-
-
-def generate_vllm(model_dir: str, prompts: list[str], settings: SamplingSettings) -> list[list[str]]:
-    """The same through vLLM on a merged checkpoint folder (`hellora export --format merged`)."""
-    try:
-        from vllm import LLM, SamplingParams
-    except ImportError:
-        raise HelloraError("backend vllm: vLLM is not installed (pip install vllm), or use --backend hf") from None
-    if settings.max_length is not None:
-        raise HelloraError("backend vllm: this protocol budgets prompt + generation (max_length); use --backend hf")
-    llm = LLM(model=model_dir)
-    top_k = settings.top_k if settings.do_sample and settings.top_k else -1
-    params = SamplingParams(n=settings.num_samples, max_tokens=settings.max_new_tokens, seed=settings.seed,
-                            temperature=settings.temperature if settings.do_sample else 0.0,
-                            top_p=settings.top_p if settings.do_sample else 1.0, top_k=top_k,
-                            stop=list(settings.stop) or None, skip_special_tokens=settings.skip_special_tokens)
-    inputs = prompts
-    if not settings.add_special_tokens:  # vLLM adds BOS to text prompts: hand it token ids instead
-        tok = llm.get_tokenizer()
-        inputs = [{"prompt_token_ids": tok(p, add_special_tokens=False)["input_ids"]} for p in prompts]
-    return [[o.text for o in result.outputs] for result in llm.generate(inputs, params)]
 
 
 def write_generations(path: str | Path, records: list[dict], prompts: list[str], completions: list[list[str]],

@@ -14,15 +14,19 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-from hellora.eval.generation import generate_hf, generate_vllm, write_generations
+from hellora.eval.generation import generate_hf, write_generations
 from hellora.eval.protocols import Protocol
 from hellora.eval.tasks import get_eval_task
 from hellora.eval.tasks.base import Judge
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, read_json
 from hellora.utils.meta import run_metadata
+from hellora.vocab import GenerationBackend
+
+if TYPE_CHECKING:
+    from hellora.eval.vllm_backend import VllmEngineSettings
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +96,16 @@ def _model_dtype(model) -> str | None:
 
 def evaluate_task(task: str, model, tokenizer, *, out_dir: str | Path, data: str | None = None,
                   limit: int | None = None, protocol: Protocol | None = None, batch_size: int = 8,
-                  backend: str = "hf", merged_dir: str | None = None, ks: tuple = (1, 5, 10), tag: str = "",
-                  progress: bool = True, overwrite: bool = False, sources: dict | None = None,
-                  judge: Judge | None = None) -> dict:
-    """One task under one protocol: generations, scores, `eval_<task><tag>.json`; returns the report."""
+                  backend: GenerationBackend | str = GenerationBackend.HF, merged_dir: str | None = None,
+                  ks: tuple = (1, 5, 10), tag: str = "", progress: bool = True, overwrite: bool = False,
+                  sources: dict | None = None, judge: Judge | None = None,
+                  vllm_engine: VllmEngineSettings | None = None) -> dict:
+    """One task under one protocol: generations, scores, `eval_<task><tag>.json`; returns the report.
+
+    backend vllm runs `vllm_engine` (default: `merged_dir` in the protocol's dtype); the report's "backend" records
+    what generated (name, version, dtype; for vLLM the dtype it reports having loaded).
+    """
+    backend = GenerationBackend.parse(backend, "--backend")
     spec = get_eval_task(task)
     protocol = protocol or spec.protocol()
     out = Path(out_dir)
@@ -103,19 +113,26 @@ def evaluate_task(task: str, model, tokenizer, *, out_dir: str | Path, data: str
     check_judge(protocol, judge)
     records = spec.load(data, limit)
     prompts = [spec.prompt(r, protocol) for r in records]
-    dtype = _model_dtype(model) if model is not None else None
+    start = time.perf_counter()
+    if backend is GenerationBackend.VLLM:
+        from hellora.eval.vllm_backend import VllmEngineSettings, generate_vllm
+
+        if vllm_engine is None and merged_dir is None:
+            raise HelloraError("--backend vllm: give --model, a merged checkpoint folder")
+        engine = vllm_engine or VllmEngineSettings(str(merged_dir), dtype=protocol.dtype)
+        generated = generate_vllm(replace(engine, progress=engine.progress and progress), prompts, protocol.sampling)
+        completions, ran = generated.completions, generated.engine
+    else:
+        import transformers
+
+        completions = generate_hf(model, tokenizer, prompts, protocol.sampling, batch_size=batch_size,
+                                  progress=progress, desc=f"{task}{tag}")
+        ran = {"name": "hf", "version": transformers.__version__, "dtype": _model_dtype(model)}
+    generation_s = time.perf_counter() - start
+    dtype = ran["dtype"]
     if protocol.dtype != "auto" and dtype is not None and dtype != protocol.dtype:
         log.warning("%s: protocol %s evaluates in %s but the model is in %s; the report records both", task,
                     protocol.name, protocol.dtype, dtype)
-    start = time.perf_counter()
-    if backend == "vllm":
-        completions = generate_vllm(merged_dir, prompts, protocol.sampling)
-    elif backend == "hf":
-        completions = generate_hf(model, tokenizer, prompts, protocol.sampling, batch_size=batch_size,
-                                  progress=progress, desc=f"{task}{tag}")
-    else:
-        raise HelloraError(f"--backend: choose hf or vllm, got {backend!r}")
-    generation_s = time.perf_counter() - start
     saved = [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
     generations = write_generations(out / f"{spec.name}{tag}_generations.jsonl", saved, prompts, completions,
                                     protocol.sampling)
@@ -123,7 +140,7 @@ def evaluate_task(task: str, model, tokenizer, *, out_dir: str | Path, data: str
     settings = protocol.to_dict()
     report = {"task": str(spec.name), "protocol": settings, "headline": spec.headline(scores, protocol),
               "scores": {k: v for k, v in scores.items() if k != "per_task"}, "settings": settings["sampling"],
-              "model_dtype": dtype, "examples": len(prompts), "generation_s": round(generation_s, 2),
+              "model_dtype": dtype, "backend": ran, "examples": len(prompts), "generation_s": round(generation_s, 2),
               "files": {"data": data, "generations": str(generations), **(sources or {})}, "meta": run_metadata()}
     atomic_write_json(out / f"eval_{spec.name}{tag}.json", report)
     return report
@@ -131,10 +148,11 @@ def evaluate_task(task: str, model, tokenizer, *, out_dir: str | Path, data: str
 
 def evaluate_tasks(model, tokenizer, tasks: Mapping[str, str | None], *, out_dir: str | Path,
                    protocol: str | None = None, limit: int | None = None, batch_size: int = 8,
-                   max_new_tokens: int | None = None, num_samples: int | None = None, backend: str = "hf",
-                   merged_dir: str | None = None, ks: tuple = (1, 5, 10), tag: str = "", progress: bool = True,
-                   overwrite: bool = False, sources: dict | None = None, judge: Judge | None = None,
-                   summary: bool = True) -> list[dict]:
+                   max_new_tokens: int | None = None, num_samples: int | None = None,
+                   backend: GenerationBackend | str = GenerationBackend.HF, merged_dir: str | None = None,
+                   ks: tuple = (1, 5, 10), tag: str = "", progress: bool = True, overwrite: bool = False,
+                   sources: dict | None = None, judge: Judge | None = None, summary: bool = True,
+                   vllm_engine: VllmEngineSettings | None = None) -> list[dict]:
     """Every task of `tasks` ({task: data file or None}) under `protocol`; `eval.json` updated when `summary`.
 
     All protocols are resolved and all outputs checked before the first generation.
@@ -145,7 +163,8 @@ def evaluate_tasks(model, tokenizer, tasks: Mapping[str, str | None], *, out_dir
         check_judge(chosen, judge)
     reports = [evaluate_task(t, model, tokenizer, out_dir=out_dir, data=data, limit=limit, protocol=protocols[t],
                              batch_size=batch_size, backend=backend, merged_dir=merged_dir, ks=ks, tag=tag,
-                             progress=progress, overwrite=True, sources=sources, judge=judge)
+                             progress=progress, overwrite=True, sources=sources, judge=judge,
+                             vllm_engine=vllm_engine)
                for t, data in tasks.items()]
     if summary:
         write_eval_summary(out_dir, reports, sources)
