@@ -131,11 +131,13 @@ def _experts_peft_pair(layer: HotExpertsLoRA, param: str, num_experts: int, tens
 
 
 def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None = None,
-                tensors: dict[str, torch.Tensor] | None = None, overwrite: bool = False) -> Path:
+                tensors: dict[str, torch.Tensor] | None = None, overwrite: bool = False,
+                trust_remote_code: bool = False) -> Path:
     """Write a stock-PEFT adapter folder for `model`'s hellora adapters.
 
     `tensors` (full parameter name -> tensor) overrides the model's own adapter weights, so the export can run
     on a meta-device model with weights read from a saved adapter: no base weights are needed.
+    `trust_remote_code` is the user's choice that `model` was built with (its meta skeleton is rebuilt the same way).
     """
     from peft import get_peft_model
 
@@ -152,7 +154,7 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
 
     config = _peft_config(model, base_model)
     with torch.device("meta"):
-        skeleton = model_from_config(model.config, dtype=None, trust_remote_code=True)
+        skeleton = model_from_config(model.config, dtype=None, trust_remote_code=trust_remote_code)
     peft_model = get_peft_model(skeleton, config)
     from peft.tuners.lora import LoraLayer
 
@@ -208,6 +210,8 @@ def recorded_model(record: dict, model: str | None = None) -> dict:
     """The base-model spec an adapter record names: {name, overrides, tokenizer, trust_remote_code}.
 
     `model` (e.g. `--model`) replaces the recorded name; the recorded overrides then apply only to the same name.
+    `trust_remote_code` is what the record claims (true only for a JSON `true`): a reason to refuse without the
+    user's flag (`hellora.models.trust.check_recorded_trust`), never a reason to turn it on.
     """
     spec = dict(record.get("model") or {})
     spec.setdefault("name", record.get("base_model"))
@@ -216,7 +220,7 @@ def recorded_model(record: dict, model: str | None = None) -> dict:
     if not spec.get("name"):
         raise HelloraError("the adapter does not name its base model; pass --model")
     return {"name": spec["name"], "overrides": spec.get("overrides") or {}, "tokenizer": spec.get("tokenizer"),
-            "trust_remote_code": bool(spec.get("trust_remote_code", False))}
+            "trust_remote_code": spec.get("trust_remote_code") is True}
 
 
 def export_adapter(adapter: str | Path, fmt: str, out: str | Path, *, model: str | None = None, dtype: str = "auto",
@@ -226,19 +230,21 @@ def export_adapter(adapter: str | Path, fmt: str, out: str | Path, *, model: str
     from hellora.adapters.io import attach_from_record, load_adapter, read_adapter_record, read_adapter_tensors
     from hellora.models.loading import load_model, load_tokenizer, meta_model
     from hellora.models.presets import PRESETS
+    from hellora.models.trust import check_recorded_trust, user_trust
 
     out = Path(out)
     _refuse_nonempty(out, overwrite)  # before any model is built
     record = read_adapter_record(adapter)
     spec = recorded_model(record, model)
-    trust = trust_remote_code or spec["trust_remote_code"]
+    trust = user_trust(trust_remote_code)  # the user's flag alone; the record may only make us refuse
+    check_recorded_trust(spec["trust_remote_code"], trust, f"adapter {adapter}")
     if fmt == "peft":
         # PEFT export needs shapes, not weights: build the model on the meta device.
         overrides = spec["overrides"] if spec["name"] in PRESETS else None  # as training built it
         net = meta_model(spec["name"], trust_remote_code=trust, overrides=overrides)
         attach_from_record(net, record, where=f"adapter {adapter}")
         return export_peft(net, out, base_model=spec["name"], tensors=read_adapter_tensors(adapter),
-                           overwrite=overwrite)
+                           overwrite=overwrite, trust_remote_code=trust)
     if fmt != "merged":
         raise HelloraError(f"--format: unknown format {fmt!r}; choose peft or merged")
     if spec["name"] in PRESETS:
