@@ -42,6 +42,7 @@ from hellora.adapters.router import RouterLoRA
 from hellora.models.loading import model_from_config
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json
+from hellora.utils.ownership import OutputKind, check_replaceable, mark_folder
 from hellora.vocab import Method, Variant
 
 
@@ -53,11 +54,10 @@ _PEFT_REMAPPED_NAMES = {"gate_proj", "up_proj", "down_proj", "w1", "w2", "w3", "
 
 
 def _refuse_nonempty(out: Path, overwrite: bool = False) -> None:
-    if out.exists() and not out.is_dir():
+    """The overwrite policy (`hellora.utils.ownership`): an existing export is replaced only when hellora made it."""
+    if out.exists() and not out.is_dir() and not out.is_symlink():
         raise HelloraError(f"--out {out} is a file; choose a folder")
-    if not overwrite and out.exists() and any(out.iterdir()):
-        raise HelloraError(f"output folder {out} already exists and is not empty; choose another --out "
-                           f"or pass --overwrite to replace it (nothing was changed)")
+    check_replaceable(out, overwrite, kind=OutputKind.EXPORT)
 
 
 def _peft_config(model: nn.Module, base_model: str | None):
@@ -187,6 +187,7 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
             "format": "hellora.peft-sidecar/1", "fingerprint": state.fingerprint, "adapter": state.config.to_dict(),
             "experts": {str(k): v for k, v in state.experts.items()}, "base_model": config.base_model_name_or_path,
         })
+        mark_folder(tmp, OutputKind.EXPORT, finished=True)
     return out
 
 
@@ -203,6 +204,7 @@ def export_merged(model: nn.Module, out_dir: str | Path, *, safe_serialization: 
         model.save_pretrained(str(tmp), safe_serialization=safe_serialization)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
+        mark_folder(tmp, OutputKind.EXPORT, finished=True)
     return out
 
 
@@ -227,7 +229,8 @@ def export_adapter(adapter: str | Path, fmt: str, out: str | Path, *, model: str
                    trust_remote_code: bool = False, overwrite: bool = False) -> Path:
     """`hellora export`: a saved hellora adapter as a stock-PEFT folder (`fmt="peft"`) or merged into its base
     model (`fmt="merged"`), rebuilding the base model the adapter records (overrides included)."""
-    from hellora.adapters.io import attach_from_record, load_adapter, read_adapter_record, read_adapter_tensors
+    from hellora.adapters.io import (attach_from_record, check_adapter_tensors, load_adapter, read_adapter_record,
+                                     read_adapter_tensors)
     from hellora.models.loading import load_model, load_tokenizer, meta_model
     from hellora.models.presets import PRESETS
     from hellora.models.trust import check_recorded_trust, user_trust
@@ -243,7 +246,9 @@ def export_adapter(adapter: str | Path, fmt: str, out: str | Path, *, model: str
         overrides = spec["overrides"] if spec["name"] in PRESETS else None  # as training built it
         net = meta_model(spec["name"], trust_remote_code=trust, overrides=overrides)
         attach_from_record(net, record, where=f"adapter {adapter}")
-        return export_peft(net, out, base_model=spec["name"], tensors=read_adapter_tensors(adapter),
+        tensors = read_adapter_tensors(adapter)
+        check_adapter_tensors(net, tensors, f"adapter {adapter}")  # LoRI-S masks present: never exported unmasked
+        return export_peft(net, out, base_model=spec["name"], tensors=tensors,
                            overwrite=overwrite, trust_remote_code=trust)
     if fmt != "merged":
         raise HelloraError(f"--format: unknown format {fmt!r}; choose peft or merged")

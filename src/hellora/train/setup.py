@@ -14,6 +14,7 @@ import torch
 from hellora.config import RunConfig
 from hellora.data import encode_pairs, get_task
 from hellora.models.families import describe_moe_model
+from hellora.models.fingerprint import config_fingerprint
 from hellora.models.loading import load_model, load_tokenizer
 from hellora.placement import HotExpertPlacement, check_k
 from hellora.utils.errors import HelloraError
@@ -73,8 +74,13 @@ def check_run_inputs(config: RunConfig, model, tokenizer) -> None:
     if len(tokenizer) > vocab:
         raise HelloraError(f"model.tokenizer has {len(tokenizer)} tokens but the model embeds only {vocab}; "
                            f"use the model's own tokenizer")
-    if config.selection.path:
-        HotExpertPlacement.load(config.selection.path)  # exists and is a placement, before any work
+    fits = (spec.moe_layer_indices, spec.num_experts, config_fingerprint(model.config))
+    if config.selection.path:  # a placement (or profile) of this model, checked before the run folder is made
+        HotExpertPlacement.load(config.selection.path).check_fits(*fits, f"selection.path {config.selection.path}")
+    if config.profile.path and config.adapter.chooses_hot_experts:
+        from hellora.profiling.profile import ExpertProfile
+
+        ExpertProfile.load(config.profile.path).check_fits(*fits, f"profile.path {config.profile.path}")
     if config.eval.enabled:  # the eval step's protocols and data, before hours of training
         from hellora.eval.run import RECIPE_FIELDS, check_tasks
 
