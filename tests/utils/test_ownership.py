@@ -272,3 +272,18 @@ def test_atomic_writes_follow_the_umask(tmp_path):
         [str(Path(hio.__file__).parents[2]), os.environ.get("PYTHONPATH", "")])})
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o640
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o750
+
+
+def test_eval_overwrite_replaces_only_its_own_reports(tmp_path, capsys):
+    data = tmp_path / "skill.jsonl"
+    data.write_text(json.dumps({"prompt": "sort 2 1", "answer": "1 2", "skill": "sort"}) + "\n")
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "eval_skill.json").write_text('{"my": "own results"}')
+    argv = ["eval", "--model", str(tmp_path / "model"), "--task", "skill", "--data", str(data), "--out", str(out)]
+    _fails(capsys, argv, "exists", "--overwrite")
+    _fails(capsys, [*argv, "--overwrite"], "only evaluation reports hellora wrote", "nothing was changed")
+    assert (out / "eval_skill.json").read_text() == '{"my": "own results"}'
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    _fails(capsys, [*argv[:-1], str(tmp_path / "link"), "--overwrite"], "symbolic link")

@@ -110,7 +110,8 @@ class replacing_run:
     def __enter__(self):
         if not self.overwrite:
             status = self.run / "run.json"
-            if status.is_file() and read_json(status, "run status").get("status") == "finished":
+            record = read_json(status, "run status") if status.is_file() else None
+            if isinstance(record, dict) and record.get("status") == "finished":
                 raise HelloraError(f"output_dir {self.run} already holds a finished run; choose another output_dir, "
                                    f"or pass --overwrite to start over (nothing was changed)")
             return self

@@ -183,10 +183,27 @@ def _end(run: Path, status: str, reason: str, step: int | None = None) -> dict:
     return reached
 
 
+def read_run_record(path: str | Path) -> dict:
+    """A run.json, checked as untrusted input before a rerun builds on it (one line naming the field): an object
+    whose status is text, steps and restartable objects, attempts and config_changes lists."""
+    from hellora.utils.records import mapping, optional_text
+
+    where = f"run status {path}"
+    record = mapping(read_json(path, "run status"), where)
+    optional_text(record.get("status"), f"{where}: field 'status'")
+    optional_text(record.get("run_id"), f"{where}: field 'run_id'")
+    for key in ("steps", "restartable"):
+        mapping(record.get(key), f"{where}: field {key!r}", optional=True)
+    for key in ("attempts", "config_changes"):
+        if not isinstance(record.get(key, []), list):
+            raise HelloraError(f"{where}: field {key!r} must be a list, got {type(record[key]).__name__}")
+    return record
+
+
 def run_finished(run: str | Path) -> bool:
     """Whether `run` holds a run whose run.json says it finished."""
     status = Path(run) / "run.json"
-    return status.is_file() and read_json(status, "run status").get("status") == "finished"
+    return status.is_file() and read_run_record(status).get("status") == "finished"
 
 
 def _reresolved(saved: Path) -> str | None:
@@ -256,11 +273,12 @@ class RunRecorder:
     def __init__(self, run: Path, config: RunConfig, accelerator) -> None:
         self.path = run / "run.json"
         self.main = accelerator.is_main_process
-        previous = read_json(self.path, "run status") if self.path.is_file() else {}
+        previous = read_run_record(self.path) if self.path.is_file() else {}
         values = _restartable(config)
         changes = list(previous.get("config_changes", []))
-        changed = {k: {"old": previous["restartable"].get(k), "new": v} for k, v in values.items()
-                   if "restartable" in previous and previous["restartable"].get(k) != v}
+        restartable = previous.get("restartable")
+        changed = {k: {"old": restartable.get(k), "new": v} for k, v in values.items()
+                   if restartable is not None and restartable.get(k) != v}
         if changed:
             newest = list_checkpoints(run / "checkpoints")
             changes.append({"changes": changed, "from_checkpoint": newest[-1].name if newest else None,
@@ -277,7 +295,7 @@ class RunRecorder:
         self.data = {"format": RUN_FORMAT, "run_id": run_id, "status": "running", "pid": os.getpid(), "method": config.adapter.method,
                      "processes": accelerator.num_processes, "meta": run_metadata(config.train.seed),
                      "restartable": values, "config_changes": changes, "attempts": attempts,
-                     "steps": previous.get("steps", {})}
+                     "steps": previous.get("steps") or {}}
         _RECORDERS[_key(run)] = self
 
     def step(self, name: str, **values) -> None:

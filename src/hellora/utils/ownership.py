@@ -139,3 +139,22 @@ def check_replaceable(path: str | os.PathLike, overwrite: bool, *, flag: str = "
     if why:
         raise HelloraError(f"{flag} {path}: --overwrite replaces only outputs hellora made, and {why}; choose "
                            f"another {flag} or remove it yourself (nothing was changed)")
+
+
+EVAL_REPORT_KEYS = ("task", "protocol", "headline", "scores", "meta")  # what evaluate_task writes
+
+
+def check_eval_outputs(report: Path, generations: Path) -> None:
+    """Before `eval --overwrite` replaces `eval_<task>.json` (and `<task>_generations.jsonl` beside it): the
+    report must be one hellora's eval wrote (its fields), and neither file a symbolic link. Generations with no
+    report beside them are what an interrupted eval leaves, rewritten as before."""
+    for path in (report, generations):
+        if path.is_symlink():
+            raise HelloraError(f"{path} is a symbolic link; --overwrite replaces only files hellora wrote "
+                               f"(nothing was changed)")
+    if not report.exists():
+        return
+    data = _json_object(report) if report.is_file() else None
+    if data is None or not all(key in data for key in EVAL_REPORT_KEYS):
+        raise HelloraError(f"{report}: --overwrite replaces only evaluation reports hellora wrote, and this is not "
+                           f"one; choose another --out or remove it yourself (nothing was changed)")
