@@ -232,3 +232,37 @@ def test_train_refuses_a_profile_of_another_model_before_any_folder(write_recipe
     nan = _write(tmp_path / "nan.json", _profile(counts=[[math.nan] * 4] * 2))
     assert main(["train", str(recipe), f"profile.path={nan}", "--no-progress"]) == 2
     assert "field 'counts'" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+# --- study configs ---
+
+def _study_fields() -> list[str]:
+    from dataclasses import fields
+
+    from hellora.study.config import StudyConfig
+
+    return [f.name for f in fields(StudyConfig)]
+
+
+@FAST
+@given(field=st.sampled_from(_study_fields()), value=JSON_VALUES)
+def test_any_value_in_a_study_config_is_accepted_checked_or_refused_in_one_line(field, value):
+    from hellora.study.config import StudyConfig
+
+    try:
+        cfg = StudyConfig(**{field: value})
+    except HelloraError as e:
+        _one_line(e)
+        return
+    assert all(type(s) is int for s in cfg.base_seeds + cfg.ft_seeds)
+    assert all(math.isfinite(v) and v > 0 for v in cfg.lr_grid + cfg.fft_lr_grid)
+    assert 1 <= cfg.top_k <= cfg.experts and math.isfinite(cfg.pretrain_lr)
+
+
+def test_a_study_file_that_is_not_a_mapping_is_refused(tmp_path):
+    from hellora.study.config import StudyConfig
+
+    path = tmp_path / "study.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(HelloraError, match="expected key: value pairs"):
+        StudyConfig.from_yaml(path)
