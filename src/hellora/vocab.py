@@ -77,8 +77,9 @@ class Strategy(Choice):
     """How hot experts are chosen (`hellora.placement.SELECTORS` holds one function per member).
 
     Every member but MANUAL selects from a routing profile's counts; FIRST_K needs only the layer count (the
-    parameter accounting's stand-in: which experts are hot does not change how many weights train); MANUAL marks a
-    placement written by hand, which no function selects.
+    parameter accounting's stand-in: which experts are hot does not change how many weights train); RETENTION also
+    reads a reference profile (`placement.NEEDS_REFERENCE`); MANUAL marks a placement written by hand, which no
+    function selects.
     """
 
     LAYER = "layer"
@@ -88,9 +89,19 @@ class Strategy(Choice):
     COVERAGE = "coverage"
     ENTROPY = "entropy"
     COLD_ENTROPY = "cold-entropy"
+    RETENTION = "retention"
     ALL = "all"
     FIRST_K = "first-k"
     MANUAL = "manual"
+
+
+class ExpertPrecision(Choice):
+    """How a group of frozen expert weights is stored (`model.cold_experts`, `model.hot_experts`): in the compute
+    dtype, or quantized per expert by torchao (int8 weight-only per row, or NF4 with double-quantized scales)."""
+
+    KEEP = "keep"
+    INT8 = "int8"
+    NF4 = "nf4"
 
 
 class ProfileMode(Choice):
@@ -130,7 +141,7 @@ class EvalTask(Choice):
 
 
 CHOICES: dict[str, type[Choice]] = {cls.__name__: cls for cls in (Method, Variant, Targets, Strategy, ProfileMode,
-                                                                  Scheduler, TrainTask, EvalTask)}
+                                                                  Scheduler, TrainTask, EvalTask, ExpertPrecision)}
 
 
 def _represent_choice(dumper: yaml.SafeDumper, value: Choice) -> yaml.Node:
@@ -147,6 +158,22 @@ class Convention(Choice):
 
     EXACT = "exact"
     PAPER = "paper"
+
+
+class ContrastKind(Choice):
+    """What a base-level contrast tests (`hellora.report.stats.base_contrast`): a difference (two-sided), or "not
+    worse than by more than a margin" (one-sided, H0: diff <= -margin)."""
+
+    SUPERIORITY = "superiority"
+    NONINFERIORITY = "noninferiority"
+
+
+class Alternative(Choice):
+    """The alternative hypothesis of a test of mean(d) = 0: either sign, mean > 0, or mean < 0."""
+
+    TWO_SIDED = "two-sided"
+    GREATER = "greater"
+    LESS = "less"
 
 
 def resolve_hot_k(k: int | None, router_top_k: int) -> int:

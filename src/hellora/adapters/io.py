@@ -202,5 +202,9 @@ def load_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
     with torch.no_grad():
         for name, param in params.items():
             param.copy_(tensors[name])
+    if not any(p.is_meta for p in model.parameters()):
+        from hellora.quant.run import apply_recorded_storage
+
+        apply_recorded_storage(model, record)  # the experts stored as in training (keep: nothing to do)
     return model
 
