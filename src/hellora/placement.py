@@ -34,7 +34,10 @@ from pathlib import Path
 
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, read_json
+from hellora.utils.records import integer, integer_list, layer_key, mapping, optional_text
 from hellora.vocab import Strategy
+
+PLACEMENT_FORMAT = "hellora.placement/1"
 
 
 # Names that hand-made or inherited placements carry in existing placement and adapter files: read as MANUAL.
@@ -72,7 +75,7 @@ class HotExpertPlacement:
 
     def to_dict(self) -> dict:
         return {
-            "format": "hellora.placement/1",
+            "format": PLACEMENT_FORMAT,
             "strategy": self.strategy.value,
             "k": self.k,
             "num_experts": self.num_experts,
@@ -87,19 +90,44 @@ class HotExpertPlacement:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "placement") -> "HotExpertPlacement":
-        if data.get("format") != "hellora.placement/1":
+        """A placement from its JSON form, every field checked as untrusted input (one line naming the field):
+        integer expert ids (not 2.5, not true) in [0, num_experts), layer keys that are whole numbers."""
+        data = mapping(data, where)
+        if data.get("format") != PLACEMENT_FORMAT:
             raise HelloraError(f"{where}: not a hellora placement (format {data.get('format')!r})")
-        try:
-            experts = {int(l): ids for l, ids in data["experts"].items()}
-        except (KeyError, ValueError, AttributeError) as e:
-            raise HelloraError(f"{where}: field 'experts' must map layer index -> expert ids ({e})") from None
-        return cls(experts=experts, num_experts=int(data["num_experts"]), strategy=saved_strategy(data.get("strategy")),
-                   k=data.get("k"), model_id=data.get("model_id"), fingerprint=data.get("fingerprint"),
-                   source=data.get("source") or {})
+        if "experts" not in data or "num_experts" not in data:
+            raise HelloraError(f"{where}: missing field {'experts' if 'experts' not in data else 'num_experts'!r}")
+        num_experts = integer(data["num_experts"], f"{where}: field 'num_experts'", low=1)
+        experts = {}
+        for key, ids in mapping(data["experts"], f"{where}: field 'experts'").items():
+            layer = layer_key(key, f"{where}: field 'experts'")
+            experts[layer] = integer_list(ids, f"{where}: experts of layer {layer}", low=0, below=num_experts)
+        k = integer(data.get("k"), f"{where}: field 'k'", low=1, optional=True)
+        strategy = data.get("strategy")
+        if strategy is not None and not isinstance(strategy, str):
+            raise HelloraError(f"{where}: field 'strategy' must be text, got {strategy!r}")
+        return cls(experts=experts, num_experts=num_experts, strategy=saved_strategy(strategy), k=k,
+                   model_id=optional_text(data.get("model_id"), f"{where}: field 'model_id'"),
+                   fingerprint=optional_text(data.get("fingerprint"), f"{where}: field 'fingerprint'"),
+                   source=mapping(data.get("source"), f"{where}: field 'source'", optional=True))
 
     @classmethod
     def load(cls, path: str | Path) -> "HotExpertPlacement":
         return cls.from_dict(read_json(path, "placement file"), where=f"placement file {path}")
+
+    def check_fits(self, moe_layers: list[int], num_experts: int, fingerprint: str | None, where: str) -> None:
+        """Refuse (one line) a placement for another model: another architecture fingerprint, another expert
+        count, or a layer that is not one of the model's MoE layers (`moe_layers`, decoder-layer indices)."""
+        if self.fingerprint and fingerprint and self.fingerprint != fingerprint:
+            raise HelloraError(f"{where} was made for another model ({self.model_id!r}, fingerprint "
+                               f"{self.fingerprint}); this model has fingerprint {fingerprint}")
+        if self.num_experts != num_experts:
+            raise HelloraError(f"{where}: num_experts {self.num_experts}, but the model's MoE layers have "
+                               f"{num_experts} experts")
+        unknown = sorted(set(self.experts) - set(moe_layers))
+        if unknown:
+            raise HelloraError(f"{where}: layer {unknown[0]} is not an MoE layer of this model (its MoE layers: "
+                               f"{moe_layers})")
 
     @property
     def total_experts(self) -> int:

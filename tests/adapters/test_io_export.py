@@ -86,7 +86,7 @@ def test_existing_outputs_are_not_overwritten(tmp_path):
     assert (tmp_path / "adapter" / "hellora_adapter.safetensors").read_bytes() == before
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
-    with pytest.raises(HelloraError, match="not empty"):
+    with pytest.raises(HelloraError, match="already exists"):
         export_peft(model, tmp_path / "out")
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
@@ -111,7 +111,7 @@ def test_cli_export_from_saved_adapter(tmp_path):
     torch.testing.assert_close(merged_logits, ours, rtol=1e-4, atol=1e-5)
     again = subprocess.run([sys.executable, "-m", "hellora.cli", "export", "--adapter", str(tmp_path / "adapter"),
                             "--format", "peft", "--out", str(tmp_path / "peft")], capture_output=True, text=True)
-    assert again.returncode == 2 and "not empty" in again.stderr and "Traceback" not in again.stderr
+    assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
 
 
 def test_adapter_saved_before_the_variant_fields_still_loads(tmp_path):

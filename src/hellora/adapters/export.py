@@ -43,6 +43,7 @@ from hellora.adapters.router import RouterLoRA
 from hellora.models.loading import model_from_config
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json
+from hellora.utils.ownership import OutputKind, check_replaceable, mark_folder
 
 
 # PEFT (0.21) rewrites `target_modules` entries ending in these names into fused-expert `target_parameters` for
@@ -53,11 +54,10 @@ _PEFT_REMAPPED_NAMES = {"gate_proj", "up_proj", "down_proj", "w1", "w2", "w3", "
 
 
 def _refuse_nonempty(out: Path, overwrite: bool = False) -> None:
-    if out.exists() and not out.is_dir():
+    """The overwrite policy (`hellora.utils.ownership`): an existing export is replaced only when hellora made it."""
+    if out.exists() and not out.is_dir() and not out.is_symlink():
         raise HelloraError(f"--out {out} is a file; choose a folder")
-    if not overwrite and out.exists() and any(out.iterdir()):
-        raise HelloraError(f"output folder {out} already exists and is not empty; choose another --out "
-                           f"or pass --overwrite to replace it (nothing was changed)")
+    check_replaceable(out, overwrite, kind=OutputKind.EXPORT)
 
 
 def _peft_config(model: nn.Module, base_model: str | None):
@@ -131,7 +131,7 @@ def _experts_peft_pair(layer: HotExpertsLoRA, param: str, num_experts: int, tens
 
 def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None = None,
                 tensors: dict[str, torch.Tensor] | None = None, overwrite: bool = False,
-                base_experts: dict | None = None) -> Path:
+                trust_remote_code: bool = False, base_experts: dict | None = None) -> Path:
     """Write a stock-PEFT adapter folder for `model`'s hellora adapters.
 
     `base_experts`: how the base's experts were stored in training ({"cold_experts": "nf4", ...}), written to the
@@ -139,6 +139,7 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
 
     `tensors` (full parameter name -> tensor) overrides the model's own adapter weights, so the export can run
     on a meta-device model with weights read from a saved adapter: no base weights are needed.
+    `trust_remote_code` is the user's choice that `model` was built with (its meta skeleton is rebuilt the same way).
     """
     from peft import get_peft_model
 
@@ -155,7 +156,7 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
 
     config = _peft_config(model, base_model)
     with torch.device("meta"):
-        skeleton = model_from_config(model.config, dtype=None, trust_remote_code=True)
+        skeleton = model_from_config(model.config, dtype=None, trust_remote_code=trust_remote_code)
     peft_model = get_peft_model(skeleton, config)
     from peft.tuners.lora import LoraLayer
 
@@ -190,6 +191,7 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
             "experts": {str(k): v for k, v in state.experts.items()}, "base_model": config.base_model_name_or_path,
             "base_experts": base_experts or {"cold_experts": "keep", "hot_experts": "keep"},
         })
+        mark_folder(tmp, OutputKind.EXPORT, finished=True)
     return out
 
 
@@ -210,6 +212,7 @@ def export_merged(model: nn.Module, out_dir: str | Path, *, safe_serialization: 
         model.save_pretrained(str(tmp), safe_serialization=safe_serialization)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
+        mark_folder(tmp, OutputKind.EXPORT, finished=True)
     return out
 
 
@@ -217,6 +220,8 @@ def recorded_model(record: dict, model: str | None = None) -> dict:
     """The base-model spec an adapter record names: {name, overrides, tokenizer, trust_remote_code}.
 
     `model` (e.g. `--model`) replaces the recorded name; the recorded overrides then apply only to the same name.
+    `trust_remote_code` is what the record claims (true only for a JSON `true`): a reason to refuse without the
+    user's flag (`hellora.models.trust.check_recorded_trust`), never a reason to turn it on.
     """
     spec = dict(record.get("model") or {})
     spec.setdefault("name", record.get("base_model"))
@@ -225,37 +230,42 @@ def recorded_model(record: dict, model: str | None = None) -> dict:
     if not spec.get("name"):
         raise HelloraError("the adapter does not name its base model; pass --model")
     return {"name": spec["name"], "overrides": spec.get("overrides") or {}, "tokenizer": spec.get("tokenizer"),
-            "trust_remote_code": bool(spec.get("trust_remote_code", False))}
+            "trust_remote_code": spec.get("trust_remote_code") is True}
 
 
 def export_adapter(adapter: str | Path, fmt: str, out: str | Path, *, model: str | None = None, dtype: str = "auto",
                    trust_remote_code: bool = False, overwrite: bool = False) -> Path:
     """`hellora export`: a saved hellora adapter as a stock-PEFT folder (`fmt="peft"`) or merged into its base
     model (`fmt="merged"`), rebuilding the base model the adapter records (overrides included)."""
-    from hellora.adapters.io import attach_from_record, load_adapter, read_adapter_record, read_adapter_tensors
+    from hellora.adapters.io import (attach_from_record, check_adapter_tensors, load_adapter, read_adapter_record,
+                                     read_adapter_tensors)
     from hellora.models.loading import load_model, load_tokenizer, meta_model
     from hellora.models.presets import PRESETS
+    from hellora.models.trust import check_recorded_trust, user_trust
 
     out = Path(out)
     _refuse_nonempty(out, overwrite)  # before any model is built
     record = read_adapter_record(adapter)
     spec = recorded_model(record, model)
-    trust = trust_remote_code or spec["trust_remote_code"]
+    trust = user_trust(trust_remote_code)  # the user's flag alone; the record may only make us refuse
+    check_recorded_trust(spec["trust_remote_code"], trust, f"adapter {adapter}")
     if fmt in ("peft", "vllm"):
         # PEFT / vLLM exports need shapes, not weights: build the model on the meta device.
         overrides = spec["overrides"] if spec["name"] in PRESETS else None  # as training built it
         net = meta_model(spec["name"], trust_remote_code=trust, overrides=overrides)
         attach_from_record(net, record, where=f"adapter {adapter}")
+        tensors = read_adapter_tensors(adapter)
+        check_adapter_tensors(net, tensors, f"adapter {adapter}")  # LoRI-S masks present: never exported unmasked
         from hellora.quant.run import recorded_storage
 
         storage = {key: value.value for key, value in recorded_storage(record).items()}
         if fmt == "vllm":
             from hellora.adapters.export_vllm import export_vllm
 
-            return export_vllm(net, out, base_model=spec["name"], tensors=read_adapter_tensors(adapter),
+            return export_vllm(net, out, base_model=spec["name"], tensors=tensors,
                                overwrite=overwrite, base_experts=storage)
-        return export_peft(net, out, base_model=spec["name"], tensors=read_adapter_tensors(adapter),
-                           overwrite=overwrite, base_experts=storage)
+        return export_peft(net, out, base_model=spec["name"], tensors=tensors,
+                           overwrite=overwrite, trust_remote_code=trust, base_experts=storage)
     if fmt != "merged":
         raise HelloraError(f"--format: unknown format {fmt!r}; choose peft, vllm or merged")
     if spec["name"] in PRESETS:

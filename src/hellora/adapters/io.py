@@ -27,6 +27,7 @@ from hellora.placement import HotExpertPlacement, saved_strategy
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write, atomic_write_json, read_json
 from hellora.utils.meta import run_metadata
+from hellora.utils.records import integer, integer_list, layer_key, mapping, optional_text
 from hellora.vocab import Variant
 
 WEIGHTS = "hellora_adapter.safetensors"
@@ -82,15 +83,63 @@ def save_adapter(model: nn.Module, out_dir: str | Path, *, base_model: str | Non
     return out
 
 
-def read_adapter_record(adapter_dir: str | Path) -> dict:
-    path = Path(adapter_dir) / CONFIG
-    record = read_json(path, "adapter config")
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise HelloraError(f"{path}: not a hellora adapter (expected format {FORMAT!r})")
+def check_adapter_record(record, where: str) -> dict:
+    """An adapter record (`hellora_adapter.json`) checked as untrusted input, one `HelloraError` line per failure
+    naming the field: format, the adapter config's presence, expert keys that are layer indices with integer
+    expert ids, text where text belongs, and the base-model spec (`model`: name, overrides, tokenizer,
+    trust_remote_code as a JSON bool). Shapes and LoRI-S masks are checked against the model by
+    `check_adapter_tensors`, layers and expert ranges by `attach_from_record`."""
+    record = mapping(record, where)
+    if record.get("format") != FORMAT:
+        raise HelloraError(f"{where}: not a hellora adapter (expected format {FORMAT!r})")
     missing = [k for k in ("adapter", "experts", "fingerprint") if k not in record]
     if missing:
-        raise HelloraError(f"{path}: missing field {missing[0]!r}")
+        raise HelloraError(f"{where}: missing field {missing[0]!r}")
+    mapping(record["adapter"], f"{where}: field 'adapter'")
+    for key, ids in mapping(record["experts"], f"{where}: field 'experts'").items():
+        layer = layer_key(key, f"{where}: field 'experts'")
+        integer_list(ids, f"{where}: experts of layer {layer}", low=0)
+    for key in ("fingerprint", "base_model", "model_type"):
+        optional_text(record.get(key), f"{where}: field {key!r}")
+    if record.get("router_adapted") is not None and not isinstance(record["router_adapted"], bool):
+        raise HelloraError(f"{where}: field 'router_adapted' has the wrong type ({type(record['router_adapted']).__name__})")
+    placement = mapping(record.get("placement"), f"{where}: field 'placement'", optional=True)
+    optional_text(placement.get("strategy"), f"{where}: field 'placement.strategy'")
+    integer(record.get("trainable_parameters"), f"{where}: field 'trainable_parameters'", low=0, optional=True)
+    spec = mapping(record.get("model"), f"{where}: field 'model'", optional=True)
+    for key in ("name", "tokenizer"):
+        optional_text(spec.get(key), f"{where}: field 'model.{key}'")
+    mapping(spec.get("overrides"), f"{where}: field 'model.overrides'", optional=True)
+    if spec.get("trust_remote_code") is not None and not isinstance(spec["trust_remote_code"], bool):
+        raise HelloraError(f"{where}: field 'model.trust_remote_code' must be true or false, got "
+                           f"{spec['trust_remote_code']!r}")
     return record
+
+
+def read_adapter_record(adapter_dir: str | Path) -> dict:
+    path = Path(adapter_dir) / CONFIG
+    return check_adapter_record(read_json(path, "adapter config"), str(path))
+
+
+def check_adapter_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
+    """The saved tensors are exactly the adapter the record describes, attached to `model`: every parameter and
+    LoRI-S mask present (a record claiming LoRI-S without its masks is refused, not exported unmasked), nothing
+    else, each of the attached shape, masks bool and parameters floating point."""
+    params: dict[str, torch.Tensor] = dict(adapter_parameters(model))
+    masks = {mask_name(n): m for n, m in mask_buffers(model).items()}
+    expected = {**params, **masks}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise HelloraError(f"{where}: weights do not match its config "
+                           f"({'missing ' + missing[0] if missing else 'unexpected ' + unexpected[0]})")
+    for name, param in expected.items():
+        if tuple(tensors[name].shape) != tuple(param.shape):
+            raise HelloraError(f"{where}: {name} has shape {tuple(tensors[name].shape)}, expected {tuple(param.shape)}")
+        if name in masks and tensors[name].dtype != torch.bool:
+            raise HelloraError(f"{where}: LoRI-S mask {name} must be bool, got {tensors[name].dtype}")
+        if name in params and not tensors[name].is_floating_point():
+            raise HelloraError(f"{where}: {name} must be floating point, got {tensors[name].dtype}")
 
 
 def read_adapter_tensors(adapter_dir: str | Path) -> dict[str, torch.Tensor]:
@@ -112,12 +161,16 @@ def attach_from_record(model: nn.Module, record: dict, where: str = "adapter") -
             f"{record.get('fingerprint')}); this model has fingerprint {fingerprint}"
         )
     config = AdapterConfig.from_dict(record["adapter"], where=f"{where}: adapter")
-    experts = {int(layer): ids for layer, ids in record["experts"].items()}
+    experts = {int(layer): ids for layer, ids in record["experts"].items()}  # checked by check_adapter_record
     placement = None
     if config.rules.adapts_hot_experts:
-        placement = HotExpertPlacement(experts, describe_moe_model(model).num_experts,
-                                       saved_strategy(record.get("placement", {}).get("strategy")),
+        spec = describe_moe_model(model)
+        for layer, ids in experts.items():
+            integer_list(ids, f"{where}: experts of layer {layer}", low=0, below=spec.num_experts)
+        placement = HotExpertPlacement(experts, spec.num_experts,
+                                       saved_strategy((record.get("placement") or {}).get("strategy")),
                                        fingerprint=fingerprint)
+        placement.check_fits(spec.moe_layer_indices, spec.num_experts, fingerprint, f"{where}: field 'experts'")
     return attach_adapters(model, config, placement, init_lori=False)
 
 
@@ -143,18 +196,11 @@ def load_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
     record = read_adapter_record(adapter_dir)
     attach_from_record(model, record, where=f"adapter {adapter_dir}")
     tensors = read_adapter_tensors(adapter_dir)
+    check_adapter_tensors(model, tensors, f"adapter {adapter_dir}")
     params: dict[str, torch.Tensor] = dict(adapter_parameters(model))
     params.update({mask_name(n): m for n, m in mask_buffers(model).items()})
-    missing = sorted(set(params) - set(tensors))
-    unexpected = sorted(set(tensors) - set(params))
-    if missing or unexpected:
-        raise HelloraError(f"adapter {adapter_dir}: weights do not match its config "
-                           f"({'missing ' + missing[0] if missing else 'unexpected ' + unexpected[0]})")
     with torch.no_grad():
         for name, param in params.items():
-            if tuple(tensors[name].shape) != tuple(param.shape):
-                raise HelloraError(f"adapter {adapter_dir}: {name} has shape {tuple(tensors[name].shape)}, "
-                                   f"expected {tuple(param.shape)}")
             param.copy_(tensors[name])
     if not any(p.is_meta for p in model.parameters()):
         from hellora.quant.run import apply_recorded_storage

@@ -7,7 +7,10 @@ from pathlib import Path
 
 from hellora.cli.support import (REFERENCE_HELP, STRATEGY_HELP, check_reference_flag, flags, key_values, need_file,
                                  print_json, refuse_existing, replacing_run)
-from hellora.placement import STRATEGIES
+from hellora.placement import PLACEMENT_FORMAT, STRATEGIES
+from hellora.utils.ownership import OutputKind
+
+PROFILE_FORMAT = "hellora.profile/1"  # hellora.profiling.profile.FORMAT, without importing torch for --help
 
 
 def cmd_demo(args) -> None:
@@ -15,7 +18,7 @@ def cmd_demo(args) -> None:
 
     from hellora.demo.run import DemoConfig, run_demo
 
-    refuse_existing(args.out, args.overwrite)
+    refuse_existing(args.out, args.overwrite, kind=OutputKind.DEMO)
     if args.threads:
         torch.set_num_threads(args.threads)
     run_demo(args.out, DemoConfig(seed=args.seed), progress=True)
@@ -82,7 +85,7 @@ def add_proxy(sub) -> None:
 def cmd_report(args) -> None:
     from hellora.report.tables import write_report
 
-    refuse_existing(args.out, args.overwrite)
+    refuse_existing(args.out, args.overwrite, kind=OutputKind.REPORT)
     path = write_report(args.runs, args.out)
     print(path.read_text() if not args.quiet else path)
 
@@ -130,7 +133,7 @@ def cmd_profile(args) -> None:
     from hellora.profiling.stage import profile_only
 
     config = load_run_config(args.recipe, args.overrides)
-    refuse_existing(args.out, args.overwrite)
+    refuse_existing(args.out, args.overwrite, formats=(PROFILE_FORMAT,))
     out = Path(args.out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # replaced onto --out only when complete
     try:
@@ -156,7 +159,7 @@ def cmd_select(args) -> None:
 
     need_file(args.profile, "--profile")
     check_reference_flag(args.strategy, args.reference)
-    refuse_existing(args.out, args.overwrite)
+    refuse_existing(args.out, args.overwrite, formats=(PLACEMENT_FORMAT,))
     reference = ExpertProfile.load(args.reference) if args.reference else None
     placement = ExpertProfile.load(args.profile).select(args.strategy, args.k, seed=args.seed, p=args.p,
                                                         reference=reference)

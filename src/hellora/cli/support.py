@@ -1,7 +1,8 @@
 """Pieces of the `hellora` command line shared by every subcommand: parser, flag groups, output policy, logging.
 
 The overwrite policy lives here: `refuse_existing` refuses an existing output before any work unless
-`--overwrite`, and `replacing_run` is what `train --overwrite` does with an existing run folder.
+`--overwrite`, and even then unless hellora made it (`hellora.utils.ownership`); `replacing_run` is what
+`train --overwrite` does with an existing run folder, which it replaces only when it is a run hellora made.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from hellora.placement import NEEDS_REFERENCE, needs_reference
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import read_json
+from hellora.utils.ownership import OutputKind, check_replaceable, why_not_ours
 
 log = logging.getLogger("hellora")
 
@@ -101,13 +103,11 @@ def flags(p: argparse.ArgumentParser, *groups: str, out_help: str | None = None,
         p.add_argument("--trust-remote-code", action="store_true", help=COMMON_HELP["--trust-remote-code"])
 
 
-def refuse_existing(path, overwrite: bool, flag: str = "--out") -> None:
-    """The overwrite policy: an existing output (a file, or a non-empty folder) is refused before any work."""
-    path = Path(path)
-    exists = path.is_file() or (path.is_dir() and any(path.iterdir()))
-    if exists and not overwrite:
-        raise HelloraError(f"{flag} {path} already exists; choose another {flag} or pass --overwrite to replace it "
-                           f"(nothing was changed)")
+def refuse_existing(path, overwrite: bool, flag: str = "--out", *, kind: OutputKind | None = None,
+                    formats: tuple[str, ...] = ()) -> None:
+    """The overwrite policy: an existing output (a file, or a non-empty folder) is refused before any work, unless
+    `overwrite` and hellora made it (a folder of `kind`, or a JSON file of one of `formats`)."""
+    check_replaceable(path, overwrite, flag=flag, kind=kind, formats=formats)
 
 
 def need_file(path, flag: str) -> None:
@@ -126,15 +126,20 @@ class replacing_run:
     def __enter__(self):
         if not self.overwrite:
             status = self.run / "run.json"
-            if status.is_file() and read_json(status, "run status").get("status") == "finished":
+            record = read_json(status, "run status") if status.is_file() else None
+            if isinstance(record, dict) and record.get("status") == "finished":
                 raise HelloraError(f"output_dir {self.run} already holds a finished run; choose another output_dir, "
                                    f"or pass --overwrite to start over (nothing was changed)")
             return self
+        if self.run.is_symlink():
+            raise HelloraError(f"output_dir {self.run} is a symbolic link; --overwrite replaces only run folders "
+                               f"hellora made: give the real path (nothing was changed)")
         if not (self.run.is_dir() and any(self.run.iterdir())):
             return self
-        if not ((self.run / "run.json").is_file() or (self.run / "config.yaml").is_file()):
-            raise HelloraError(f"output_dir {self.run} holds no hellora run; --overwrite replaces only run folders "
-                               f"(nothing was changed)")
+        why = why_not_ours(self.run, OutputKind.RUN)
+        if why:
+            raise HelloraError(f"output_dir {self.run}: --overwrite replaces only run folders hellora made, and {why}; "
+                               f"choose another output_dir or remove it yourself (nothing was changed)")
         import os
 
         self.aside = self.run.with_name(f".{self.run.name}.replaced.{os.getpid()}")

@@ -35,6 +35,7 @@ from hellora.report.heatmap import plot_activation_heatmaps
 from hellora.study.core import SkillMoESpec, finetune_copy, mixture_features, pretrain_skill_moe
 from hellora.study.toy import accuracy, skill_features
 from hellora.utils.io import atomic_dir, atomic_write_json, atomic_write_text
+from hellora.utils.ownership import OutputKind, mark_folder
 from hellora.utils.meta import run_metadata
 from hellora.vocab import Method
 
@@ -78,6 +79,7 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
     cfg = cfg or DemoConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    mark_folder(out, OutputKind.DEMO)  # hellora's: `hellora demo --overwrite` may replace it (utils/ownership.py)
     started = time.perf_counter()
     accelerator = Accelerator(cpu=True)
     tokenizer = build_tiny_tokenizer()
@@ -144,6 +146,7 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
     report["data"] = save_skill_data(out / "data", {f"{cfg.target}-train": finetune_examples,
                                                     **{f"{s}-test": tests[s] for s in cfg.skills}})
     atomic_write_json(out / "demo.json", report)
+    mark_folder(out, OutputKind.DEMO, finished=True)
     if progress:
         print(format_demo_report(report))
     return report

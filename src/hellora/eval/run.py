@@ -71,14 +71,18 @@ def check_tasks(tasks: Mapping[str, str | None], protocol: str | None = None, *,
 
 
 def check_outputs(out_dir: str | Path, tasks, tags: tuple[str, ...] = ("",), overwrite: bool = False) -> None:
-    """Refuse (one error) if any `eval_<task><tag>.json` already exists in `out_dir`, unless `overwrite`."""
-    if overwrite:
-        return
+    """Refuse (one error) if any `eval_<task><tag>.json` already exists in `out_dir`, unless `overwrite`; with it,
+    refuse unless that report (and the generations beside it) are hellora's (`hellora.utils.ownership`)."""
+    from hellora.utils.ownership import check_eval_outputs
+
+    if Path(out_dir).is_symlink():
+        raise HelloraError(f"--out {out_dir} is a symbolic link; give the real path (nothing was changed)")
     for task in tasks:
         for tag in tags:
             path = Path(out_dir) / f"eval_{task}{tag}.json"
-            if path.exists():
+            if path.exists() and not overwrite:
                 raise HelloraError(f"{path} exists; choose another --out or pass --overwrite")
+            check_eval_outputs(path, Path(out_dir) / f"{task}{tag}_generations.jsonl")
 
 
 def check_judge(protocol: Protocol, judge: Judge | None) -> None:

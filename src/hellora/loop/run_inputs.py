@@ -14,6 +14,7 @@ import torch
 from hellora.config import RunConfig
 from hellora.data import encode_pairs, get_task
 from hellora.models.families import describe_moe_model
+from hellora.models.fingerprint import config_fingerprint
 from hellora.models.loading import load_model, load_tokenizer
 from hellora.placement import HotExpertPlacement, check_k
 from hellora.profiling.profile import ExpertProfile
@@ -84,7 +85,10 @@ def check_run_inputs(config: RunConfig, model, tokenizer) -> None:
     if len(tokenizer) > vocab:
         raise HelloraError(f"model.tokenizer has {len(tokenizer)} tokens but the model embeds only {vocab}; "
                            f"use the model's own tokenizer")
-    if config.selection.path:
-        HotExpertPlacement.load(config.selection.path)  # exists and is a placement, before any work
+    fits = (spec.moe_layer_indices, spec.num_experts, config_fingerprint(model.config))
+    if config.selection.path:  # a placement (or profile) of this model, checked before the run folder is made
+        HotExpertPlacement.load(config.selection.path).check_fits(*fits, f"selection.path {config.selection.path}")
     elif config.selection.reference:
         check_reference_for_model(config.selection.reference, spec)
+    if config.profile.path and config.adapter.rules.chooses_hot_experts:
+        ExpertProfile.load(config.profile.path).check_fits(*fits, f"profile.path {config.profile.path}")

@@ -10,6 +10,7 @@ import torch
 
 from hellora.adapters.io import load_adapter, read_adapter_record
 from hellora.models.loading import load_model, load_tokenizer
+from hellora.models.trust import check_recorded_trust
 
 
 def load_model_and_tokenizer(model: str, *, tokenizer: str | None = None, adapter: str | None = None,
@@ -22,6 +23,7 @@ def load_model_and_tokenizer(model: str, *, tokenizer: str | None = None, adapte
         spec = read_adapter_record(adapter).get("model") or {}
         if spec.get("name") == model:
             overrides, recorded_tokenizer = spec.get("overrides") or None, spec.get("tokenizer")
+            check_recorded_trust(spec.get("trust_remote_code"), trust_remote_code, f"adapter {adapter}")
     net = load_model(model, dtype=dtype, trust_remote_code=trust_remote_code, overrides=overrides)
     if adapter:
         load_adapter(net, adapter)

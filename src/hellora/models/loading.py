@@ -2,8 +2,12 @@
 
 A preset (see `presets.py`) gives an architecture with no weights: enough for parameter accounting and
 benchmarks, on the meta device or randomly initialised. Paths and hub ids go through transformers'
-Auto classes (`trust_remote_code` for DeepSeekMoE-style repositories). The tokenizer name "tiny" is hellora's
-in-process character tokenizer (`hellora.data.tiny_tokenizer`).
+Auto classes. The tokenizer name "tiny" is hellora's in-process character tokenizer (`hellora.data.tiny_tokenizer`).
+
+This is the only module that calls transformers' loaders (`from_pretrained`, `from_config`, `AutoConfig`; a test
+reads `src/` to keep it so). `trust_remote_code` (a folder's own Python code, e.g. DeepSeekMoE's repository) is
+the user's choice alone and must arrive here as a plain bool (`hellora.models.trust`); without it, a folder that
+ships code is refused with one line naming the flag.
 
 A name that looks like a path (`./x`, `../x`, `/x`, `~/x`, or one that ends in `/`) but does not exist is reported
 as a missing folder; a hub id while the hub is offline (HF_HUB_OFFLINE=1) asks for a local folder instead.
@@ -18,6 +22,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Pretra
 
 from hellora.models.deepseek_moe import DeepseekMoELayoutConfig, DeepseekMoELayoutForCausalLM
 from hellora.models.presets import PRESETS
+from hellora.models.trust import remote_code_refusal, user_trust
 from hellora.utils.dtypes import MODEL_DTYPES as DTYPES
 from hellora.utils.errors import HelloraError
 
@@ -46,12 +51,22 @@ def _why(model: str, err: Exception) -> str:
     return f"{where}; the hub says: {first}"
 
 
-def _config_from_dict(values: dict) -> PretrainedConfig:
-    values = dict(values)
-    model_type = values.pop("model_type")
+def _custom_code(err: Exception) -> bool:
+    """Whether transformers refused because the folder ships code and trust_remote_code was off."""
+    return "trust_remote_code" in str(err) or "custom code" in str(err)
+
+
+def config_for_model(model_type: str, **values) -> PretrainedConfig:
+    """A config of one of transformers' own model types (or hellora's "deepseek" layout) from field values: no
+    file is read and no code outside transformers and hellora runs."""
     if model_type == "deepseek":
         return DeepseekMoELayoutConfig(**values)
     return AutoConfig.for_model(model_type, **values)
+
+
+def _config_from_dict(values: dict) -> PretrainedConfig:
+    values = dict(values)
+    return config_for_model(values.pop("model_type"), **values)
 
 
 def load_config(model: str, *, trust_remote_code: bool = False, overrides: dict | None = None) -> PretrainedConfig:
@@ -64,10 +79,12 @@ def load_config(model: str, *, trust_remote_code: bool = False, overrides: dict 
         return config
     check_model_name(model)
     try:
-        config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(model, trust_remote_code=user_trust(trust_remote_code))
     except OSError as e:
         raise HelloraError(f"model {model!r}: cannot load its config: {_why(model, e)}") from None
     except ValueError as e:
+        if _custom_code(e):
+            raise remote_code_refusal(model) from None
         raise HelloraError(f"model {model!r}: {str(e).splitlines()[0]}") from None
     for key, value in (overrides or {}).items():
         setattr(config, key, value)
@@ -79,7 +96,12 @@ def model_from_config(config: PretrainedConfig, *, dtype: torch.dtype = torch.fl
     if isinstance(config, DeepseekMoELayoutConfig):
         model = DeepseekMoELayoutForCausalLM(config)
         return model.to(dtype) if dtype is not None else model
-    return AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
+    try:
+        return AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=user_trust(trust_remote_code))
+    except ValueError as e:
+        if _custom_code(e):
+            raise remote_code_refusal(str(getattr(config, "_name_or_path", "") or config.model_type)) from None
+        raise
 
 
 def meta_model(model: str, *, trust_remote_code: bool = False, overrides: dict | None = None):
@@ -105,9 +127,13 @@ def load_model(model: str, *, dtype: str = "auto", device_map=None, trust_remote
     check_model_name(model)
     try:
         return AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype, device_map=device_map,
-                                                    trust_remote_code=trust_remote_code)
+                                                    trust_remote_code=user_trust(trust_remote_code))
     except OSError as e:
         raise HelloraError(f"model {model!r}: cannot load weights: {_why(model, e)}") from None
+    except ValueError as e:
+        if _custom_code(e):
+            raise remote_code_refusal(model) from None
+        raise
 
 
 def load_tokenizer(model: str, *, trust_remote_code: bool = False):
@@ -118,8 +144,12 @@ def load_tokenizer(model: str, *, trust_remote_code: bool = False):
         return build_tiny_tokenizer()
     check_model_name(model, "tokenizer")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
+        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=user_trust(trust_remote_code))
+    except ValueError as e:
+        if _custom_code(e):
+            raise remote_code_refusal(model) from None
+        raise HelloraError(f"model {model!r}: cannot load its tokenizer: {_why(model, e)}") from None
+    except OSError as e:
         raise HelloraError(f"model {model!r}: cannot load its tokenizer: {_why(model, e)}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -7,7 +7,9 @@ kernel (16-byte alignment in float32) is exercised, not only the loop fallback.
 from __future__ import annotations
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
+from transformers import PretrainedConfig
+
+from hellora.models.loading import config_for_model, model_from_config
 
 COMMON = dict(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
               max_position_embeddings=128, tie_word_embeddings=False, pad_token_id=0, bos_token_id=1,
@@ -40,7 +42,7 @@ FAMILIES: dict[str, dict] = {
 def tiny_config(family: str, **overrides) -> PretrainedConfig:
     """A small config of `family` (a transformers model_type in `FAMILIES`)."""
     values = {**COMMON, **FAMILIES[family], **overrides}
-    config = AutoConfig.for_model(family, **values)
+    config = config_for_model(family, **values)
     return config
 
 
@@ -51,7 +53,7 @@ def tiny_model(family: str, seed: int = 0, dtype: torch.dtype = torch.float32, *
     """
     config = tiny_config(family, **overrides)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model = model_from_config(config, dtype=dtype)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():

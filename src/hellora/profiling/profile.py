@@ -14,6 +14,7 @@ from pathlib import Path
 from hellora.placement import HotExpertPlacement, needs_k, select_experts
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, read_json
+from hellora.utils.records import integer, integer_list, mapping, number_rows, optional_text
 from hellora.vocab import Strategy, resolve_hot_k
 
 FORMAT = "hellora.profile/1"
@@ -82,13 +83,9 @@ class ExpertProfile:
 
     @classmethod
     def load(cls, path: str | Path) -> "ExpertProfile":
-        data = read_json(path, "profile file")
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise HelloraError(f"profile file {path}: not a hellora profile (expected format {FORMAT!r})")
-        missing = [k for k in ("layers", "counts", "num_experts", "top_k") if k not in data]
-        if missing:
-            raise HelloraError(f"profile file {path}: missing field {missing[0]!r}")
-        return cls.from_dict(data)
+        """A saved profile, every field checked as untrusted input before use (`check_profile_record`)."""
+        where = f"profile file {path}"
+        return cls.from_dict(check_profile_record(read_json(path, "profile file"), where))
 
     @classmethod
     def from_dict(cls, data: dict) -> "ExpertProfile":
@@ -97,6 +94,53 @@ class ExpertProfile:
                    tokens=data.get("tokens") or [], num_experts=data["num_experts"], top_k=data["top_k"],
                    model_id=data.get("model_id"), fingerprint=data.get("fingerprint"), mode=data.get("mode", "forward"),
                    source=data.get("source") or {}, meta=data.get("meta") or {})
+
+    def check_fits(self, moe_layers: list[int], num_experts: int, fingerprint: str | None, where: str) -> None:
+        """Refuse (one line) a profile of another model: another fingerprint, expert count or set of MoE layers."""
+        if self.fingerprint and fingerprint and self.fingerprint != fingerprint:
+            raise HelloraError(f"{where} was measured on another model ({self.model_id!r}, fingerprint "
+                               f"{self.fingerprint}); this model has fingerprint {fingerprint}")
+        if self.num_experts != num_experts:
+            raise HelloraError(f"{where}: num_experts {self.num_experts}, but the model's MoE layers have "
+                               f"{num_experts} experts")
+        if sorted(self.layers) != sorted(moe_layers):
+            unknown = sorted(set(self.layers) - set(moe_layers))
+            what = f"layer {unknown[0]} is not an MoE layer of this model" if unknown else "it misses MoE layers"
+            raise HelloraError(f"{where}: {what} (the model's MoE layers: {moe_layers}; the profile's: {self.layers})")
+
+
+def check_profile_record(data, where: str) -> dict:
+    """The JSON form of a profile, checked field by field (one `HelloraError` line naming the field): known
+    format; layers distinct integers >= 0; num_experts >= 1 and 1 <= top_k <= num_experts; counts and mass
+    (L, E) finite numbers >= 0 (a NaN count would rank its expert hottest); token totals integers >= 0."""
+    data = mapping(data, where)
+    if data.get("format") != FORMAT:
+        raise HelloraError(f"{where}: not a hellora profile (expected format {FORMAT!r})")
+    missing = [k for k in ("layers", "counts", "num_experts", "top_k") if k not in data]
+    if missing:
+        raise HelloraError(f"{where}: missing field {missing[0]!r}")
+    layers = integer_list(data["layers"], f"{where}: field 'layers'", low=0)
+    if len(set(layers)) != len(layers):
+        raise HelloraError(f"{where}: field 'layers' lists a layer twice ({layers})")
+    num_experts = integer(data["num_experts"], f"{where}: field 'num_experts'", low=1)
+    integer(data["top_k"], f"{where}: field 'top_k'", low=1, below=num_experts + 1)  # type: ignore[operator]
+    shape = dict(n_rows=len(layers), n_cols=num_experts)
+    number_rows(data["counts"], f"{where}: field 'counts'", **shape)
+    if data.get("mass"):
+        number_rows(data["mass"], f"{where}: field 'mass'", **shape)
+    tokens = data.get("tokens")
+    if tokens:
+        if not isinstance(tokens, list) or len(tokens) != len(layers):
+            raise HelloraError(f"{where}: field 'tokens' must list one token total per layer ({len(layers)})")
+        integer_list(tokens, f"{where}: field 'tokens'", low=0)
+    mode = data.get("mode", "forward")
+    if mode not in ("forward", "warmup"):
+        raise HelloraError(f"{where}: field 'mode' must be forward or warmup, got {mode!r}")
+    for key in ("model_id", "fingerprint"):
+        optional_text(data.get(key), f"{where}: field {key!r}")
+    for key in ("source", "meta"):
+        mapping(data.get(key), f"{where}: field {key!r}", optional=True)
+    return data
 
 
 def check_reference_profile(target: ExpertProfile, reference: ExpertProfile, where: str = "reference profile") -> None:

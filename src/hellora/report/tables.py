@@ -23,6 +23,7 @@ from hellora.profiling.profile import ExpertProfile, compare_profiles
 from hellora.quant.run import storage_label
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write, atomic_write_text, read_json
+from hellora.utils.ownership import OutputKind, mark_folder
 from hellora.vocab import Method, Variant
 
 METRICS = [("proxy", "accuracy", "Target acc"), ("proxy", "others", "Other skills"), ("gsm8k", "accuracy", "GSM8K"),
@@ -193,6 +194,7 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path) -> Path:
         runs.append(load_run(d))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    mark_folder(out, OutputKind.REPORT)  # hellora's: `report --overwrite` may replace it (utils/ownership.py)
     sections = ["# hellora report", ""]
     groups = defaultdict(list)
     for run in runs:
@@ -216,4 +218,6 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path) -> Path:
             sections.append(f"![{run['label']}]({name})")
     throughput_plot(runs, out / "throughput.png")
     sections += ["", "![throughput](throughput.png)", ""]
-    return atomic_write_text(out / "report.md", "\n".join(sections))
+    written = atomic_write_text(out / "report.md", "\n".join(sections))
+    mark_folder(out, OutputKind.REPORT, finished=True)
+    return written

@@ -33,7 +33,7 @@ TEST_SEED = 11   # test prompts (target and other skills)
 def pretrained_base(cfg: StudyConfig, out: Path, base_seed: int, tokenizer, accelerator, progress: bool = False):
     """The base for `base_seed`: loaded when its folder is complete with the same recipe, else pretrained and
     saved atomically (a kill mid-pretraining leaves no folder, so the next run pretrains again)."""
-    from transformers import AutoModelForCausalLM
+    from hellora.models.loading import load_model
 
     folder = base_folder(out, base_seed)
     record = cfg.pretrain_record(base_seed)
@@ -41,7 +41,7 @@ def pretrained_base(cfg: StudyConfig, out: Path, base_seed: int, tokenizer, acce
         saved = read_json(folder / "study_pretrain.json", "pretrain record")
         if saved.get("recipe") != record:
             raise HelloraError(f"{folder} holds a model pretrained with another config; choose another --out")
-        model = AutoModelForCausalLM.from_pretrained(folder)
+        model = load_model(str(folder), dtype="float32")
         model.config.output_router_logits = False
         return model, saved
     counts = [(s, cfg.pretrain_per_skill) for s in cfg.skills]

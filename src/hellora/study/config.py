@@ -5,6 +5,7 @@ The model and pretraining fields decide a base (cached per base seed); the rest 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -18,6 +19,31 @@ from hellora.vocab import Method
 PRETRAIN_FIELDS = ("skills", "targets", "target_pretrain", "pretrain_per_skill", "text_files", "text_examples",
                    "hidden_size", "intermediate_size", "layers", "experts", "top_k", "aux_loss", "pretrain_steps",
                    "pretrain_lr", "pretrain_batch")
+
+
+_LIST_ITEMS = {"skills": "text", "targets": "text", "arms": "text", "text_files": "text", "base_seeds": "integer",
+               "ft_seeds": "integer", "warmup_fractions": "number", "lr_grid": "number", "fft_lr_grid": "number"}
+
+
+def _check_field_types(cfg) -> None:
+    """Each field of a study config has its type (text, integers that are not bools, finite numbers), so the range
+    checks after it compare like with like; one line naming the field."""
+    from hellora.utils.records import integer, is_integer, number
+
+    for name, kind in _LIST_ITEMS.items():
+        value = getattr(cfg, name)
+        if not isinstance(value, list):
+            raise HelloraError(f"proxy config: {name} must be a list, got {value!r}")
+        for item in value:
+            ok = isinstance(item, str) if kind == "text" else is_integer(item) if kind == "integer" else \
+                isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item)
+            if not ok:
+                raise HelloraError(f"proxy config: {name} must list only {kind}s, got {item!r}")
+    for name in ("aux_loss", "pretrain_lr", "warmup_fraction"):
+        number(getattr(cfg, name), f"proxy config: {name}", low=0)
+    for name, low in (("target_pretrain", 0), ("text_examples", 0), ("pretrain_per_skill", 0), ("hidden_size", 1),
+                      ("intermediate_size", 1)):
+        integer(getattr(cfg, name), f"proxy config: {name}", low=low)
 
 
 @dataclass
@@ -55,6 +81,7 @@ class StudyConfig:
     threads: int = 1                     # torch threads per process
 
     def __post_init__(self) -> None:
+        _check_field_types(self)  # types first (a study config is a file like any other: untrusted)
         for name in ("skills", "targets", "base_seeds", "ft_seeds", "warmup_fractions", "lr_grid", "fft_lr_grid",
                      "arms", "text_files"):
             if not isinstance(getattr(self, name), list):
@@ -121,6 +148,8 @@ class StudyConfig:
         from hellora.config import read_recipe
 
         data = read_recipe(path) if path else {}
+        if data is not None and not isinstance(data, dict):
+            raise HelloraError(f"proxy config {path}: expected key: value pairs, got a {type(data).__name__}")
         data = {**(data or {}), **(overrides or {})}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)

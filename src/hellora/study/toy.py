@@ -13,16 +13,16 @@ from hellora.loop.training import train_loop
 def build_skill_moe(vocab_size: int, *, hidden_size: int, layers: int, experts: int, top_k: int, seed: int,
                     intermediate_size: int | None = None, aux_loss: float = 0.02):
     """Random-init OLMoE-architecture causal LM with the router's load-balancing loss on (for pretraining)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from hellora.models.loading import config_for_model, model_from_config
 
-    config = AutoConfig.for_model(
+    config = config_for_model(
         "olmoe", vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size or hidden_size,
         num_hidden_layers=layers, num_attention_heads=max(1, hidden_size // 32),
         num_key_value_heads=max(1, hidden_size // 32),
         num_experts=experts, num_experts_per_tok=top_k, max_position_embeddings=128, router_aux_loss_coef=aux_loss,
         output_router_logits=True, pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
     torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return model_from_config(config, dtype=torch.float32)
 
 
 def skill_features(tokenizer, examples: list[dict]) -> list[dict]:

@@ -2,7 +2,9 @@
 
     runs/x/                 one run; its lock is runs/.x.lock beside the folder's real path (`folder_lock`)
     runs/x/config.yaml      the resolved config; a rerun with the same config resumes, another config is refused
-    runs/x/run.json         status, versions, device, processes, seed, each pipeline step's timing and results
+    runs/x/run.json         status, versions, device, processes, seed, each pipeline step's timing and results;
+                            its `format` and `run_id` mark the folder as hellora's (only such a folder is replaced
+                            by --overwrite, `hellora.utils.ownership`)
 
 run.json's `status` is `running` while a process works on the run (its `pid` names it), `finished` at the end, and
 otherwise says how the last attempt ended: `diverged` (a NaN/inf loss, gradient or parameter), `interrupted`
@@ -34,6 +36,7 @@ from hellora.loop.training import TrainingDiverged
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, folder_lock, read_json
 from hellora.utils.meta import run_metadata
+from hellora.utils.ownership import RUN_FORMAT, new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,8 @@ def hold_run_folder(output_dir: str | Path) -> Iterator[None]:
     check_output_dir(run)
     try:
         with nullcontext() if int(os.environ.get("RANK", "0")) != 0 else folder_lock(run), _sigterm_interrupts():
+            if int(os.environ.get("RANK", "0")) == 0:
+                remove_leftovers(run)
             try:
                 yield
             except TrainingDiverged as e:
@@ -111,6 +116,38 @@ def hold_run_folder(output_dir: str | Path) -> Iterator[None]:
             raise
         raise HelloraError(f"{e.filename or run}: {e.strerror or os.strerror(e.errno)}; {_WRITE_ERRORS[e.errno]}") \
             from None
+
+
+def remove_leftovers(run: Path) -> list[str]:
+    """Delete what a killed writer of this run left half-done: hellora's temporary files and folders
+    (`.adapter.*.tmp`, `.placement.json.*.tmp`, `.checkpoint-N.*.tmp`, ...) and folders it had moved aside
+    (`.*.old-*`), in the run folder and its checkpoints/. Only in a run hellora made (run.json with its format),
+    and only while holding the run's lock, so no live writer owns them. Returns the removed names."""
+    import fnmatch
+    import shutil
+
+    record = run / "run.json"
+    try:
+        ours = json.loads(record.read_text()).get("format") == RUN_FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        return []
+    removed = []
+    for folder in (run, run / "checkpoints"):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for entry in folder.iterdir():
+            if not (fnmatch.fnmatchcase(entry.name, ".*.tmp") or fnmatch.fnmatchcase(entry.name, ".*.old-*")):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(str(entry.relative_to(run)))
+    if removed:
+        log.info("removed %d leftover temporary file(s) of an interrupted write in %s", len(removed), run)
+    return removed
 
 
 def _reached(run: Path) -> dict:
@@ -146,10 +183,27 @@ def _end(run: Path, status: str, reason: str, step: int | None = None) -> dict:
     return reached
 
 
+def read_run_record(path: str | Path) -> dict:
+    """A run.json, checked as untrusted input before a rerun builds on it (one line naming the field): an object
+    whose status is text, steps and restartable objects, attempts and config_changes lists."""
+    from hellora.utils.records import mapping, optional_text
+
+    where = f"run status {path}"
+    record = mapping(read_json(path, "run status"), where)
+    optional_text(record.get("status"), f"{where}: field 'status'")
+    optional_text(record.get("run_id"), f"{where}: field 'run_id'")
+    for key in ("steps", "restartable"):
+        mapping(record.get(key), f"{where}: field {key!r}", optional=True)
+    for key in ("attempts", "config_changes"):
+        if not isinstance(record.get(key, []), list):
+            raise HelloraError(f"{where}: field {key!r} must be a list, got {type(record[key]).__name__}")
+    return record
+
+
 def run_finished(run: str | Path) -> bool:
     """Whether `run` holds a run whose run.json says it finished."""
     status = Path(run) / "run.json"
-    return status.is_file() and read_json(status, "run status").get("status") == "finished"
+    return status.is_file() and read_run_record(status).get("status") == "finished"
 
 
 def _reresolved(saved: Path) -> str | None:
@@ -219,11 +273,12 @@ class RunRecorder:
     def __init__(self, run: Path, config: RunConfig, accelerator) -> None:
         self.path = run / "run.json"
         self.main = accelerator.is_main_process
-        previous = read_json(self.path, "run status") if self.path.is_file() else {}
+        previous = read_run_record(self.path) if self.path.is_file() else {}
         values = _restartable(config)
         changes = list(previous.get("config_changes", []))
-        changed = {k: {"old": previous["restartable"].get(k), "new": v} for k, v in values.items()
-                   if "restartable" in previous and previous["restartable"].get(k) != v}
+        restartable = previous.get("restartable")
+        changed = {k: {"old": restartable.get(k), "new": v} for k, v in values.items()
+                   if restartable is not None and restartable.get(k) != v}
         if changed:
             newest = list_checkpoints(run / "checkpoints")
             changes.append({"changes": changed, "from_checkpoint": newest[-1].name if newest else None,
@@ -236,10 +291,11 @@ class RunRecorder:
         elif previous.get("status") == "running":  # we hold the lock, so that process is gone: killed (-9, power)
             attempts.append({"status": "killed", "reason": f"process {previous.get('pid', '?')} ended without "
                              f"recording why (SIGKILL, out of memory, power loss)", **_reached(run)})
-        self.data = {"status": "running", "pid": os.getpid(), "method": config.adapter.method,
+        run_id = previous.get("run_id") if isinstance(previous.get("run_id"), str) else new_run_id()
+        self.data = {"format": RUN_FORMAT, "run_id": run_id, "status": "running", "pid": os.getpid(), "method": config.adapter.method,
                      "processes": accelerator.num_processes, "meta": run_metadata(config.train.seed),
                      "restartable": values, "config_changes": changes, "attempts": attempts,
-                     "steps": previous.get("steps", {})}
+                     "steps": previous.get("steps") or {}}
         _RECORDERS[_key(run)] = self
 
     def step(self, name: str, **values) -> None:

@@ -20,14 +20,31 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _as_umask_allows(path: str | os.PathLike, mode: int) -> None:
+    """Give a file made by mkstemp/mkdtemp (always 0600/0700) the mode a plain open/mkdir would: `mode & ~umask`."""
+    try:
+        os.chmod(path, mode & ~current_umask())
+    except OSError:
+        pass
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call `write(tmp_path)` to produce the file, then move it over `path` atomically."""
+    """Call `write(tmp_path)` to produce the file, then move it over `path` atomically. The file gets the
+    permissions the user's umask gives a new file (0644 under umask 022), not mkstemp's private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        _as_umask_allows(tmp, 0o666)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -113,6 +130,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _as_umask_allows(tmp, 0o777)
     try:
         yield tmp
         fsync_tree(tmp)
@@ -132,53 +150,88 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _lock_path(folder: Path, given: Path) -> Path:
+    """`.<name>.lock` beside `folder` (a real path), refusing the filesystem root, which has no beside."""
+    from hellora.utils.errors import HelloraError
+
+    if folder.parent == folder or not folder.name:
+        raise HelloraError(f"{given}: a filesystem root cannot be an output folder; choose a folder inside it "
+                           f"(nothing was changed)")
+    return folder.parent / f".{folder.name}.lock"
+
+
+def _take_lock(path: Path, shown) -> int:
+    """Open and flock `path`, retrying when the file we locked was meanwhile removed by its previous holder (who
+    unlinks it on release): the lock is held only on the file that the path names."""
+    import fcntl
+
+    from hellora.utils.errors import HelloraError
+
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise HelloraError(f"{shown} is in use by another hellora process (pid {holder}); wait for it to "
+                               "finish or choose another output_dir (nothing was changed)") from None
+        try:
+            mine, named = os.fstat(fd), os.stat(path)
+            if (mine.st_dev, mine.st_ino) == (named.st_dev, named.st_ino):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
 @contextmanager
 def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive advisory lock on `folder` while the body runs, or fail at once naming the holder.
 
     Two processes writing one run folder (a double launch, two sweeps over one output_dir) would interleave their
     files without either noticing. The lock is `flock` on the sibling `.<name>.lock` of the folder's real path
-    (symlinks resolved), so every way of reaching one folder takes the same lock. The kernel releases an flock
-    when its holder exits, even by SIGKILL; what such a death leaves is only the holder's pid written in the
-    file. That stale record is what "reclaiming" means here: the next holder finds the pid dead, logs that it
-    takes the lock over, and writes its own. A clean exit empties the file. The file itself is left in place
-    (removing it while others may have it open would let two processes lock two different files). Where `fcntl`
-    does not exist (Windows) nothing is locked.
+    (symlinks resolved), so every way of reaching one folder takes the same lock; a filesystem root is refused
+    (it has no sibling). Parent folders made for the lock are removed again when the folder itself was never made.
+    The holder writes its pid in the file and removes the file when the body ends, however
+    it ends (a refusal included), so nothing is left behind; a process that opened the file before it was removed
+    notices that the path now names another file and takes the lock again (`_take_lock`). The kernel releases an
+    flock when its holder exits, even by SIGKILL; what such a death leaves is the file with the dead holder's pid.
+    That stale record is what "reclaiming" means here: the next holder finds the pid dead, logs that it takes the
+    lock over, and removes the file when done. Where `fcntl` does not exist (Windows) nothing is locked.
     """
     try:
-        import fcntl
+        import fcntl  # noqa: F401
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    from hellora.utils.errors import HelloraError
-
     given = Path(folder)
     folder = Path(os.path.realpath(given))
+    path = _lock_path(folder, given)
+    shown = given if given == folder else f"{given} (= {folder})"
+    made = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]
     folder.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder.parent / f".{folder.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _take_lock(path, shown)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            shown = given if given == folder else f"{given} (= {folder})"
-            raise HelloraError(f"{shown} is in use by another hellora process (pid {holder}); wait for it to "
-                               "finish or choose another output_dir (nothing was changed)") from None
         previous = os.pread(fd, 32, 0).decode(errors="replace").strip()
         if previous.isdigit() and int(previous) != os.getpid() and not _pid_alive(int(previous)):
             logging.getLogger(__name__).warning("reclaimed the lock of %s left by pid %s, which is no longer running",
                                                 folder, previous)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        try:
-            yield
-        finally:
-            try:
-                os.ftruncate(fd, 0)
-            except OSError:
-                pass
+        yield
     finally:
+        try:
+            os.unlink(path)  # still holding the lock: a waiting process then retries on a fresh file
+        except OSError:
+            pass
         os.close(fd)  # releases the lock
+        if not folder.exists():  # nothing was written (a refusal): the parents made for the lock go too
+            for parent in made:
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
