@@ -191,7 +191,7 @@ def run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
     setup_logging(args.verbose)
     where = f"hellora {args.command}"
     try:
-        args.func(args)
+        code = args.func(args)  # a command may return a non-zero status after printing its result
     except HelloraError as e:
         if debug:
             raise
@@ -212,7 +212,7 @@ def run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         print(f"{where}: unexpected error: {type(e).__name__}: {first}{resume_hint(args)} "
               f"(rerun with --debug for the traceback)", file=sys.stderr)
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 def print_json(obj) -> None:
     print(json.dumps(obj, indent=2))

@@ -94,9 +94,10 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
 
     extra_loss = _balance_loss(config, accelerator) if config.adapter.method is Method.LORAMOE else None
 
+    load = machine_load()  # throughput is only comparable with the load it was measured under
     result = train_loop(model, features, config.train, accelerator=accelerator, run_dir=run, pad_token_id=pad_id,
                         progress=progress, extra_loss=extra_loss)
-    recorder.step("train", **{k: v for k, v in result.to_dict().items() if k != "losses"})
+    recorder.step("train", **{k: v for k, v in result.to_dict().items() if k != "losses"}, **load)
     if accelerator.is_main_process:
         trained = accelerator.unwrap_model(model)
         if config.adapter.method is Method.FFT:  # full fine-tuning: the whole model is the result
@@ -113,10 +114,14 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
 
 
 def _finish(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecorder, accelerator, progress: bool):
-    """Evaluate (when configured) and mark the run finished."""
+    """Evaluate (when configured) and mark the run finished, or `degenerate` / `diverged` when training stalled or
+    blew up (`hellora.train.loop.training_health`); either way training completed (`completed`)."""
     if config.eval.enabled and accelerator.is_main_process:
         _evaluate(config, model, tokenizer, run, recorder, progress)
-    recorder.data["status"] = "finished"
+    train = recorder.data["steps"].get("train", {})
+    health = train.get("health", "ok")
+    recorder.data.update(status="finished" if health == "ok" else health, completed=True,
+                         reason=train.get("health_reason"))
     recorder.save()
     accelerator.end_training()
     return recorder.data
@@ -132,6 +137,16 @@ def _evaluate(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecor
                              num_samples=config.eval.num_samples, progress=progress, overwrite=True,
                              sources={"model": config.model.name, "adapter": str(run / "adapter")})
     recorder.step("eval", **{r["task"]: r["headline"] for r in reports})
+
+
+def machine_load() -> dict:
+    """The 1-minute load average and core count as training starts ({} where the OS does not report a load)."""
+    import os
+
+    try:
+        return {"load_avg_1m": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count()}
+    except (AttributeError, OSError):
+        return {}
 
 
 def _balance_loss(config: RunConfig, accelerator):

@@ -147,9 +147,10 @@ def _end(run: Path, status: str, reason: str, step: int | None = None) -> dict:
 
 
 def run_finished(run: str | Path) -> bool:
-    """Whether `run` holds a run whose run.json says it finished."""
+    """Whether `run` holds a run whose run.json says it finished (or completed training degenerate / diverged)."""
     status = Path(run) / "run.json"
-    return status.is_file() and read_json(status, "run status").get("status") == "finished"
+    data = read_json(status, "run status") if status.is_file() else {}
+    return data.get("status") == "finished" or bool(data.get("completed"))
 
 
 def _reresolved(saved: Path) -> str | None:
