@@ -62,9 +62,10 @@ def cmd_eval(args) -> None:
         print_json(summary) if args.json else print({k: v for k, v in summary.items() if k.startswith("pass@")})
         return
     if args.model is None and args.adapter:  # the base model the adapter's run recorded
+        from hellora.adapters.export import recorded_model
         from hellora.adapters.io import read_adapter_record
 
-        args.model = (read_adapter_record(args.adapter).get("model") or {}).get("name")
+        args.model = recorded_model(read_adapter_record(args.adapter))["name"]  # its run's model, or base_model=
     if not args.task or not args.model:
         raise HelloraError("give --task and --model (or an --adapter that records its model; or: hellora eval "
                            "humaneval --samples FILE --problems FILE)")
