@@ -129,10 +129,11 @@ def cmd_train(args) -> int:
     import sys
 
     from hellora.config import load_run_config
-    from hellora.train.pipeline import run_training
 
     config = load_run_config(args.recipe, args.overrides)
-    config.resolved()  # every default filled and checked before any work
+    config.resolved()  # every default filled and checked before any work, and before torch is imported (< 1 s)
+    from hellora.train.pipeline import run_training
+
     with replacing_run(Path(config.output_dir), args.overwrite):
         result = run_training(config, progress=not args.no_progress,
                               restart_from_checkpoint=args.restart_from_checkpoint)
@@ -159,10 +160,11 @@ def cmd_profile(args) -> None:
     import os
 
     from hellora.config import load_run_config
+
+    config = load_run_config(args.recipe, args.overrides)  # checked before torch is imported
+    refuse_existing(args.out, args.overwrite)
     from hellora.profiling.stage import profile_only
 
-    config = load_run_config(args.recipe, args.overrides)
-    refuse_existing(args.out, args.overwrite)
     out = Path(args.out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # replaced onto --out only when complete
     try:
