@@ -12,6 +12,9 @@ from hellora.vocab import Convention, Method, Targets, Variant
 
 
 def cmd_params(args) -> None:
+    if args.k is not None and Method.parse(args.method, "--method") is not Method.HELLORA:
+        raise HelloraError(f"--k {args.k}: hot experts per layer apply only to --method hellora; {args.method} "
+                           f"adapts every expert (drop --k)")
     from hellora.adapters.accounting import parameter_report
 
     report = parameter_report(args.model, args.method, k=args.k, r=args.rank, alpha=args.alpha,
@@ -31,7 +34,9 @@ def cmd_params(args) -> None:
                      if k in report}, "variant": args.variant, "adapter_total": report.get("adapter_total"),
                      **({"memory": plan.to_dict()} if plan else {})})
         return
-    print(f"{report['model']}  method={report['method']}  k={report['k']}  r={report['r']}  "
+    experts = f"k={report['k']}" if Method.parse(report["method"], "method") is Method.HELLORA \
+        else f"experts=all ({report['k']})"
+    print(f"{report['model']}  method={report['method']}  {experts}  r={report['r']}  "
           f"targets={report['targets']}")
     print(f"trainable {report['trainable']:,} / total {report['total']:,} = {report['trainable_pct']:.3f}%")
     for role, n in report["by_role"].items():
@@ -55,7 +60,7 @@ def add_params(sub) -> None:
     p.add_argument("--alpha", type=float, default=64.0, help="LoRA scaling numerator (update = alpha/r * BA)")
     p.add_argument("--placement", choices=Targets.values(), default="all",
                    help="pure: experts only; gate: + router; all: + attention")
-    p.add_argument("--gpus", type=int, default=None, help="also estimate memory per GPU for this many GPUs")
+    p.add_argument("--gpus", type=int, default=None, help="also estimate memory per GPU for this many GPUs (default: no memory estimate)")
     p.add_argument("--fsdp", action="store_true", help="the memory estimate shards the frozen base (train.fsdp)")
     p.add_argument("--batch", type=int, default=1, help="memory estimate: sequences per GPU at once (micro-batch)")
     p.add_argument("--seq", type=int, default=2048, help="memory estimate: tokens per sequence")
@@ -89,7 +94,7 @@ def add_flops(sub) -> None:
                    help="exact: the adapters as they run; paper: Table 3's convention (docs/evaluation.md)")
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the paper's k for a preset, "
                    "else the router's top-k)")
-    p.add_argument("--rank", type=int, default=None)
+    p.add_argument("--rank", type=int, default=None, help="LoRA rank (default: 32, the paper's; LoRAMoE 4)")
     flags(p, "json", "remote")
     p.set_defaults(func=cmd_flops)
 
@@ -122,7 +127,8 @@ def add_bench(sub) -> None:
     p.add_argument("--layers", type=int, default=4, help="decoder layers to keep (0: all)")
     p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=8, help="sequences per step")
     p.add_argument("--seq", type=int, default=512, help="tokens per sequence")
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
+                   help="weights dtype of the benchmarked layers")
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the router's top-k)")
     p.add_argument("--rank", type=int, default=32)
     p.add_argument("--hot-share", type=float, default=0.5, help="share of assignments routed to the k hot experts "
@@ -131,11 +137,11 @@ def add_bench(sub) -> None:
     p.add_argument("--steps", type=int, default=10, help="timed steps")
     p.add_argument("--setups", default=None, help="comma-separated subset of frozen,hellora,lora,peft-lora,peft-attn; "
                    "hellora and lora take suffixes to compare paths: a kernel @reference, @torch, @loop or @triton, and "
-                   "@unfused (no shared q/k/v A product), e.g. hellora@reference@unfused")
+                   "@unfused (no shared q/k/v A product), e.g. hellora@reference@unfused (default: all of them)")
     p.add_argument("--interleave", action="store_true", help="time the setups round-robin, each on its own model "
                    "copy, so a shared machine's changing load hits them alike")
-    p.add_argument("--override", action="append", help="model config field, e.g. hidden_size=256 (repeatable)")
-    p.add_argument("--out", help="write the JSON result here")
+    p.add_argument("--override", action="append", help="model config field, e.g. hidden_size=256 (repeatable; default: the preset's own)")
+    p.add_argument("--out", help="write the JSON result here (default: print only)")
     flags(p, "json")
     p.set_defaults(func=cmd_bench)
 

@@ -119,7 +119,7 @@ def add_eval(sub) -> None:
     p.add_argument("--tokenizer", help="tokenizer (default: the model's; 'tiny' for hellora's character one)")
     p.add_argument("--data", action="append", help="benchmark file (or task=PATH per task)")
     p.add_argument("--out", help="output folder (default: next to the adapter)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N items")
+    p.add_argument("--limit", type=int, help="evaluate only the first N items (default: all)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--num-samples", type=int, help="samples per prompt (HumanEval default 20)")

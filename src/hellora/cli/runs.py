@@ -73,7 +73,7 @@ def cmd_proxy(args) -> None:
 def add_proxy(sub) -> None:
     p = sub.add_parser("proxy", help="the proxy study: pretrain small MoEs on skills, compare placements with seeds and tests")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the study config")
-    p.add_argument("--config", default=None, help="study YAML (recipes/proxy/cpu.yaml)")
+    p.add_argument("--config", default=None, help="study YAML, e.g. recipes/proxy/cpu.yaml (default: the built-in defaults of hellora.study.config, overridden by key=value)")
     p.add_argument("--out", default="runs/proxy")
     flags(p, "progress")
     p.set_defaults(func=cmd_proxy)

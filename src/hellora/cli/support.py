@@ -66,9 +66,18 @@ def fill_help(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 fill_help(sub)
-        elif action.help is None:
-            flag = next((o for o in action.option_strings if o.startswith("--")), None)
-            action.help = COMMON_HELP.get(flag) if flag else None
+        else:
+            if action.help is None:
+                flag = next((o for o in action.option_strings if o.startswith("--")), None)
+                action.help = COMMON_HELP.get(flag) if flag else None
+            if shows_no_default(action):
+                action.help = (action.help or "") + " (default: %(default)s)"
+
+
+def shows_no_default(action: argparse.Action) -> bool:
+    """An option with a value default whose help does not say it (so --help can print it)."""
+    return (bool(action.option_strings) and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS)
+            and action.help is not argparse.SUPPRESS and "default" not in (action.help or ""))
 
 
 def flags(p: argparse.ArgumentParser, *groups: str, out_help: str | None = None, out_required: bool = False) -> None:
