@@ -55,6 +55,6 @@ def test_the_last_line_gives_the_loss_to_4_digits_the_eval_score_and_the_adapter
     assert main(["train", str(recipe), "--no-progress"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     loss = json.loads((tmp_path / "ok" / "run.json").read_text())["steps"]["train"]["final_loss"]
-    assert last.startswith(f"finished: {tmp_path / 'ok'}  steps=12  final loss={loss:.4g}  ")
+    assert last.startswith(f"finished: {tmp_path / 'ok'}  steps=12  final loss={loss:#.4g}  ")
     assert "skill accuracy=" in last and last.endswith(f"adapter={tmp_path / 'ok' / 'adapter'}")
-    assert len(f"{loss:.4g}".replace(".", "").lstrip("0")) <= 4
+    assert len(f"{loss:#.4g}".replace(".", "").lstrip("0")) == 4

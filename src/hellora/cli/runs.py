@@ -113,7 +113,7 @@ def run_summary(result: dict, output_dir: str) -> str:
     train = result["steps"].get("train", {})
     loss = train.get("final_loss")
     parts = [f"{result.get('status', 'finished')}: {output_dir}", f"steps={train.get('steps')}",
-             f"final loss={loss:.4g}" if isinstance(loss, (int, float)) else "final loss=-"]
+             f"final loss={loss:#.4g}" if isinstance(loss, (int, float)) else "final loss=-"]
     for task, headline in (result["steps"].get("eval") or {}).items():
         if isinstance(headline, dict):
             parts += [f"{task} {metric}={100 * value:.2f}%" for metric, value in headline.items()

@@ -198,6 +198,9 @@ def run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         return e.code if isinstance(e.code, int) else 2
     args.debug = debug
     setup_logging(args.verbose)
+    from hellora.utils.progress import quiet_library_progress
+
+    quiet_library_progress(not getattr(args, "no_progress", False))  # no "Loading weights" bars in logs
     where = f"hellora {args.command}"
     try:
         code = args.func(args)  # a command may return a non-zero status after printing its result

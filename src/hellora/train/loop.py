@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from hellora.config import TrainConfig
 from hellora.data.collate import PadCollator
@@ -38,6 +37,7 @@ from hellora.train.checkpoint import (list_checkpoints, load_checkpoint, rng_sta
 from hellora.train.fsdp import average_replicated_gradients, clip_grad_norm_, is_sharded
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_text
+from hellora.utils.progress import progress_bar
 
 
 log = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
     step_times, losses = list(stats.get("step_times", [])), []
     examples, tokens, earlier_wall = stats.get("examples", 0), stats.get("tokens", 0), stats.get("wall_time_s", 0.0)
     stall = StallWatch(stats.get("stall"))
-    bar = tqdm(total=total, initial=start, desc=name, disable=not (progress and accelerator.is_main_process),
+    bar = progress_bar(total=total, initial=start, desc=name, disable=not (progress and accelerator.is_main_process),
                unit="step", dynamic_ncols=True)
     loss_value = None
     start_time = time.perf_counter()
