@@ -106,6 +106,10 @@ def load_config(model: str, *, trust_remote_code: bool = False, overrides: dict 
     if model in PRESETS:
         values = dict(PRESETS[model].config)
         values.update(overrides or {})
+        for token in ("bos_token_id", "eos_token_id", "pad_token_id"):  # a smaller vocab_size override drops
+            if token not in (overrides or {}) and isinstance(values.get(token), int) \
+                    and values[token] >= values.get("vocab_size", values[token] + 1):
+                values[token] = None  # special ids it no longer holds (transformers warns about them otherwise)
         config = _config_from_dict(values)
         config._name_or_path = model
         return config
