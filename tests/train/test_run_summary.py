@@ -47,14 +47,21 @@ def test_a_huge_learning_rate_ends_degenerate_with_a_non_zero_exit(write_recipe,
     assert "degenerate" in (tmp_path / "rep" / "report.md").read_text()
 
 
-def test_the_last_line_gives_the_loss_to_4_digits_the_eval_score_and_the_adapter(write_recipe, tmp_path, capsys):
+def test_the_last_line_gives_the_loss_to_4_digits_the_eval_score_and_the_adapter(write_recipe, tmp_path, capsys,
+                                                                                 caplog):
     skill = tmp_path / "skill.jsonl"
     skill.write_text("".join(json.dumps({"prompt": f"{i}+1=", "answer": str(i + 1)}) + "\n" for i in range(4)))
-    recipe = write_recipe(out="ok", train=SHORT % "0.002", adapter="{method: lora, r: 4, alpha: 8}", data=DATA,
+    recipe = write_recipe(out="ok", train=SHORT % "0.002", data=DATA,  # hellora: a warm-up profile of 8 examples
                           eval="{enabled: true, tasks: [skill], data: {skill: %s}, max_new_tokens: 4}" % skill)
-    assert main(["train", str(recipe), "--no-progress"]) == 0
+    with caplog.at_level("INFO", logger="hellora"):
+        assert main(["train", str(recipe), "--no-progress"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    loss = json.loads((tmp_path / "ok" / "run.json").read_text())["steps"]["train"]["final_loss"]
+    steps = json.loads((tmp_path / "ok" / "run.json").read_text())["steps"]
+    loss = steps["train"]["final_loss"]
+    # the data summary came before training and is recorded; the warm-up's small profile was warned about
+    assert steps["data"]["examples"] == 24 and steps["data"]["truncated_answers"] > 0  # max_length 48 cuts GSM8K
+    assert "data: 24 examples;" in caplog.text and "answers truncated by max_length 48" in caplog.text
+    assert "the profile covers only" in caplog.text
     assert last.startswith(f"finished: {tmp_path / 'ok'}  steps=12  final loss={loss:#.4g}  ")
     assert "skill accuracy=" in last and last.endswith(f"adapter={tmp_path / 'ok' / 'adapter'}")
     assert len(f"{loss:#.4g}".replace(".", "").lstrip("0")) == 4

@@ -12,6 +12,7 @@ the running sums are reduced after every batch and every process stops at the sa
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from hellora.profiling.warmup import warmup_profile
 from hellora.train.setup import build_features, check_run_inputs, load_run_model, load_run_tokenizer, make_accelerator, pad_id_of
 from hellora.utils.errors import HelloraError
 from hellora.vocab import ProfileMode
+
+log = logging.getLogger(__name__)
 
 
 def planned_profile_mode(config, run: Path) -> ProfileMode | None:
@@ -123,6 +126,7 @@ def profile_only(config, out: str | Path, *, progress: bool = True) -> ExpertPro
         raise HelloraError(f"{out} exists; choose another --out (nothing was changed)")
     tokenizer = load_run_tokenizer(config)
     features, source = build_features(config, tokenizer)
+    source.pop("summary")
     model = load_run_model(config)
     check_run_inputs(config, model, tokenizer)
     sample, src = profile_sample(config, features, source)
@@ -130,4 +134,7 @@ def profile_only(config, out: str | Path, *, progress: bool = True) -> ExpertPro
     profile = forward_profile(model, sample, config, pad_id_of(tokenizer), src, accelerator, progress)
     if accelerator.is_main_process:
         profile.save(out)
+        few = profile.few_tokens_warning()
+        if few:
+            log.warning(few)
     return profile

@@ -54,6 +54,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
     profile_mode = planned_profile_mode(config, run)  # config and folder alone: refused before loading anything
     tokenizer = load_run_tokenizer(config)
     features, source = build_features(config, tokenizer)
+    data_summary = source.pop("summary")
     model = load_run_model(config)
     check_run_inputs(config, model, tokenizer)
     pad_id = pad_id_of(tokenizer)
@@ -71,7 +72,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
             log.info("resuming the run in %s", run)
     accelerator.wait_for_everyone()
     recorder = RunRecorder(run, config, accelerator)
-    recorder.save()
+    recorder.step("data", **data_summary)
     if config.train.report_to:
         accelerator.init_trackers(run.name, config={"lr": config.train.learning_rate, "method": config.adapter.method})
 

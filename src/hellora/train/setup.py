@@ -7,6 +7,7 @@ Used by the pipeline (`hellora train`) and by profiling alone (`hellora profile`
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -17,6 +18,8 @@ from hellora.models.families import describe_moe_model
 from hellora.models.loading import load_model, load_tokenizer
 from hellora.placement import HotExpertPlacement, check_k
 from hellora.utils.errors import HelloraError
+
+log = logging.getLogger(__name__)
 
 
 def _mixed_precision(setting: str) -> str:
@@ -55,11 +58,20 @@ def model_spec(config: RunConfig) -> dict:
 
 
 def build_features(config: RunConfig, tokenizer) -> tuple[list[dict], dict]:
+    """(tokenized training examples, the data's source record). The data summary (`hellora.data.summary`: empty,
+    unknown-character and truncated examples, with counts) is logged here, before any model is loaded, and
+    returned under source["summary"] for run.json (callers pop it: it is not part of a profile's source)."""
+    from hellora.data.summary import format_summary, summarize_pairs
+
     task = get_task(config.data.task)
     records = task.load(config.data.train, limit=config.data.limit)
     pairs = task.format_records(records)
     features = encode_pairs(tokenizer, pairs, config.data.max_length, config.data.max_prompt_length)
-    source = {"task": config.data.task, "data": config.data.train or "hub default", "examples": len(features)}
+    summary = summarize_pairs(tokenizer, pairs, features, config.data.max_length, config.data.max_prompt_length)
+    line, problems = format_summary(summary)
+    (log.warning if problems else log.info)(line)
+    source = {"task": config.data.task, "data": config.data.train or "hub default", "examples": len(features),
+              "summary": summary}
     return features, source
 
 
