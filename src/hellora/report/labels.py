@@ -9,7 +9,8 @@
 
 from __future__ import annotations
 
-from hellora.vocab import Method, Strategy, Variant
+from hellora.methods.registry import get_method
+from hellora.vocab import Method, Variant
 
 LABEL_LEGEND = ("Labels: `(strategy)` names a selection strategy other than the paper's layer-wise top-k; `k=N` "
                 "is the number of hot experts per layer when set; `p=X%` means the LoRA warm-up that profiled the "
@@ -19,27 +20,13 @@ LABEL_LEGEND = ("Labels: `(strategy)` names a selection strategy other than the 
 
 
 def method_label(adapter: dict, selection: dict, profile: dict | None = None) -> str:
-    """e.g. "HELLoRA (random) k=4 p=25%" from a resolved config's adapter / selection / profile sections."""
+    """A run's row label: its method object's (`AdapterMethod.label_for`), then its targets when not "all"."""
     method = Method.parse(adapter.get("method", "hellora"), "config.yaml: adapter.method")
     variant = Variant.parse(adapter.get("variant", "none"), "config.yaml: adapter.variant")
-    if method is Method.FFT:
-        return "FFT"
-    if method is Method.LORAMOE:
-        return "LoRAMoE"
-    label = {Variant.DORA: "DoRA", Variant.LORI_D: "LoRI-D", Variant.LORI_S: "LoRI-S"}.get(variant, "LoRA")
-    if method is Method.HELLORA:
-        label = {"LoRA": "HELLoRA", "DoRA": "HELLoRA-DoRA"}.get(label, "HEL" + label)
-        strategy = Strategy.parse(selection.get("strategy", "layer"), "config.yaml: selection.strategy")
-        if strategy is not Strategy.LAYER:
-            label += f" ({strategy})"
-        if selection.get("k"):
-            label += f" k={selection['k']}"
-        fraction = (profile or {}).get("fraction", 0.1)
-        if fraction != 0.1:
-            label += f" p={100 * fraction:g}%"
-        mode = (profile or {}).get("mode", "warmup")
-        if mode != "warmup":  # the paper profiles with a LoRA warm-up; other modes are their own rows
-            label += f" ({mode} profile)"
+    rules = get_method(method, variant)
+    label = rules.label_for(selection, profile)
+    if not rules.uses_targets:
+        return label
     targets = adapter.get("targets", adapter.get("placement", "all"))  # run folders may hold the old key
     if targets != "all":
         label += f" [{targets}]"

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hellora.methods.base import AdapterMethod
+from hellora.methods.registry import NO_VARIANT, get_method
 from hellora.vocab import Method, Variant
 
 
@@ -23,7 +25,7 @@ from hellora.vocab import Method, Variant
 class Arm:
     name: str
     method: Method                   # lora | hellora | fft  (AdapterConfig.method)
-    variant: Variant = Variant.NONE  # none | lori_d | lori_s
+    variant: Variant = NO_VARIANT    # none | lori_d | lori_s
     strategy: str | None = None      # selection rule for "hellora": layer | model | random | cold
     placement: str = "all"           # pure | gate | all
     k_factor: float = 1.0            # hot experts per layer = k_factor x router top-k
@@ -34,7 +36,12 @@ class Arm:
 
     @property
     def needs_profile(self) -> bool:
-        return self.method is Method.HELLORA and self.lori_from is None
+        return self.rules.adapts_hot_experts and self.lori_from is None
+
+    @property
+    def rules(self) -> AdapterMethod:
+        """The arm's registered method object (`hellora.methods`)."""
+        return get_method(self.method, self.variant)
 
     def __post_init__(self) -> None:  # plain strings in the table below become vocabulary members
         object.__setattr__(self, "method", Method.parse(self.method, f"arm {self.name}: method"))

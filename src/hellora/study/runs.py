@@ -28,7 +28,6 @@ from hellora.study.toy import train_steps
 from hellora.train.loop import TrainingDiverged
 from hellora.utils.io import atomic_dir, atomic_write_json, atomic_write_text, read_json
 from hellora.utils.meta import run_metadata
-from hellora.vocab import Method, Variant
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def _placement(ctx: TargetContext, arm: Arm, ft_seed: int):
 
 
 def _adapter_config(ctx: TargetContext, arm: Arm, ft_seed: int) -> AdapterConfig:
-    if arm.method is Method.FFT:
+    if arm.rules.trains_whole_model:
         return AdapterConfig(method="fft")
     lori_from = None
     if arm.lori_from:
@@ -185,7 +184,7 @@ def final_run(ctx: TargetContext, arm_name: str, ft_seed: int, lr: float) -> Pat
             "study": config["study"],
             "steps": {"attach": {k: params[k] for k in ("trainable", "total", "trainable_pct")},
                       "train": {k: v for k, v in (result.to_dict() if result else {}).items() if k != "losses"}}})
-        if arm.variant is Variant.LORI_D and result is not None:
+        if arm.rules.starts_lori_s and result is not None:
             save_adapter(tuned, tmp / "adapter", base_model="proxy-moe")
         atomic_write_json(tmp / "study_run.json", record)
     return folder
