@@ -154,3 +154,30 @@ def test_eight_runs_get_a_legend_and_labels_that_do_not_overlap(tmp_path):
 def test_the_legend_explains_the_labels(tmp_path):
     text = make_report([make_run(tmp_path, "a")], tmp_path / "rep").path.read_text()
     assert "`p=X%` means the LoRA warm-up" in text
+
+
+def _study_run(root, name, method, base, seed, score):
+    run = make_run(root, name, method=method, seed=seed, score=score)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["study"] = {"arm": method, "target": "sort", "base_seed": base, "ft_seed": seed}
+    config["selection"]["seed"] = 1000 * base + seed
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    return run
+
+
+def test_runs_with_bases_use_the_base_as_the_unit(tmp_path):
+    hellora = {0: (0.5, 0.7), 1: (0.8, 0.8), 2: (0.4, 0.6)}  # base means 60, 80, 50
+    lora = {0: (0.5, 0.5), 1: (0.7, 0.7), 2: (0.4, 0.4)}     # base means 50, 70, 40: every base 10 below
+    runs = [_study_run(tmp_path, f"{m}-b{b}-s{s}", m, b, s, scores[b][s])
+            for m, scores in (("hellora", hellora), ("lora", lora)) for b in range(3) for s in range(2)]
+    text = make_report(runs, tmp_path / "rep").path.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| HELLoRA | 3 | 6 |"))
+    assert "| 63.33 | 15.28 |" in row and "0: 60.00, 1: 80.00, 2: 50.00" in row  # mean and std of base means
+    lo, hi = (float(x) for x in row.split("| [")[1].split("]")[0].split(", "))
+    assert abs(lo - (63.333 - 4.303 * 15.275 / 3 ** 0.5)) < 0.02 and abs(hi - (63.333 + 4.303 * 15.275 / 3 ** 0.5)) < 0.02
+    contrast = next(line for line in text.splitlines() if line.startswith("| HELLoRA >= LoRA |"))
+    assert "| 3 | +10.00 | [+10.00, +10.00] |" in contrast and "| 0.2500 |" in contrast  # 2 of 8 sign patterns
+    # two bases: no pooled CI
+    few = make_report([r for r in runs if "-b2-" not in r.name], tmp_path / "rep2").path.read_text()
+    row = next(line for line in few.splitlines() if line.startswith("| HELLoRA | 2 | 4 |"))
+    assert "| 70.00 | 14.14 | - |" in row

@@ -87,16 +87,22 @@ def _fmt(value: float | None) -> str:
 def stats_table(rows: list[Row]) -> str | None:
     """Markdown: per row n / mean / std / 95% CI of the first metric present (std and CI only from 2 seeds), then
     each ordering of `LABEL_CLAIMS` whose two rows have >= 2 runs with matching seeds (paired bootstrap CI,
-    Wilcoxon p)."""
+    Wilcoxon p). Runs that carry bases (a study's `study.base_seed`) get the base-level statistics instead
+    (`hellora.report.base_table`)."""
     from hellora.report.stats import describe, pair_up, paired_test
 
     runs = [r for row in rows for r in row.runs]
     metric = next((m for m in METRICS if any((m[0], m[1]) in r.scores for r in runs)), None)
     if metric is None:
         return None
+    if any(r.base is not None for r in runs):  # several base models: the base is the unit (hellora.report.stats)
+        from hellora.report.base_table import base_stats_table
+
+        return base_stats_table(rows, metric, LABEL_CLAIMS)
     values = {row.label: per_seed(row, (metric[0], metric[1])) for row in rows}
     values = {label: v for label, v in values.items() if v}
-    lines = [f"Metric: {metric[2]} (95% CI by Student's t over seeds; no std or CI from a single seed)", "",
+    lines = [f"Metric: {metric[2]} (95% CI by Student's t over fine-tune seeds of one base model; no std or CI from "
+             f"a single seed)", "",
              "| Method | n | mean | std | 95% CI |", "|---|---|---|---|---|"]
     for label, by_seed in values.items():
         d = describe(list(by_seed.values()))
@@ -178,7 +184,7 @@ def make_report(run_dirs: list[str | Path], out_dir: str | Path, *, include_unfi
         sections += _bullets("Not pooled:", notes) + _bullets("Repeated seeds:", repeats)
         stats = stats_table(rows)
         if stats:
-            sections += ["### Seed statistics", "", stats, ""]
+            sections += ["### Statistics", "", stats, ""]
         table = warmup_table(group)
         if table:
             sections += ["### Warm-up fraction (against the largest)", "", table, ""]
