@@ -174,7 +174,8 @@ def test_runs_with_bases_use_the_base_as_the_unit(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| HELLoRA | 3 | 6 |"))
     assert "| 63.33 | 15.28 |" in row and "0: 60.00, 1: 80.00, 2: 50.00" in row  # mean and std of base means
     lo, hi = (float(x) for x in row.split("| [")[1].split("]")[0].split(", "))
-    assert abs(lo - (63.333 - 4.303 * 15.275 / 3 ** 0.5)) < 0.02 and abs(hi - (63.333 + 4.303 * 15.275 / 3 ** 0.5)) < 0.02
+    half = 4.303 * 15.275 / 3 ** 0.5  # t(0.975, df 2) * std / sqrt(bases)
+    assert abs(lo - (63.333 - half)) < 0.02 and abs(hi - (63.333 + half)) < 0.02
     contrast = next(line for line in text.splitlines() if line.startswith("| HELLoRA >= LoRA |"))
     assert "| 3 | +10.00 | [+10.00, +10.00] |" in contrast and "| 0.2500 |" in contrast  # 2 of 8 sign patterns
     # two bases: no pooled CI

@@ -42,7 +42,8 @@ def test_a_redirected_cli_log_has_no_loading_bars(tiny_model_dir, tmp_path):
     data.write_text('{"prompt": "ab", "answer": "ba"}\n')
     with open(tmp_path / "log.txt", "w") as log:
         done = subprocess.run([sys.executable, "-m", "hellora.cli", "eval", "--task", "skill", "--model",
-                               str(tiny_model_dir), "--data", str(data), "--max-new-tokens", "4", "--out", str(tmp_path / "ev")],
+                               str(tiny_model_dir), "--data", str(data), "--max-new-tokens", "4", "--out",
+                               str(tmp_path / "ev")],
                               stderr=log, stdout=subprocess.DEVNULL, timeout=300,
                               env={**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"})
     text = (tmp_path / "log.txt").read_text()

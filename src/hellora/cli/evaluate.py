@@ -51,8 +51,6 @@ def default_eval_out(model: str, adapter: str | None) -> str:
 
 
 def cmd_eval(args) -> None:
-    from pathlib import Path
-
     from hellora.eval.run import check_judge, check_outputs, check_tasks, cross_task, evaluate_tasks, resolve_protocol
 
     if args.k is not None:
