@@ -61,12 +61,12 @@ class ExpertProfile:
     def select(self, strategy: str = "layer", k: int | None = None, *, seed: int = 0, p: float = 0.5
                ) -> HotExpertPlacement:
         """Hot experts from this profile; k defaults to the router's top-k. Warns when the profile is small."""
-        few = self.few_tokens_warning()
-        if few:
-            log.warning(few)
         if needs_k(strategy):
             k = resolve_hot_k(k, self.top_k)
         experts = select_experts(self.counts_by_layer(), strategy, k, seed=seed, p=p, num_experts=self.num_experts)
+        few = self.few_tokens_warning()  # after the inputs were accepted: a refusal stays one line
+        if few:
+            log.warning(few)
         return HotExpertPlacement(
             experts=experts, num_experts=self.num_experts, strategy=strategy, k=k, model_id=self.model_id,
             fingerprint=self.fingerprint,

@@ -23,7 +23,8 @@ from hellora.profiling.profile import ExpertProfile
 from hellora.profiling.reduce import counts_stop, reduce_counts
 from hellora.profiling.stable import stability_tracker
 from hellora.profiling.warmup import warmup_profile
-from hellora.train.setup import build_features, check_run_inputs, load_run_model, load_run_tokenizer, make_accelerator, pad_id_of
+from hellora.train.setup import (build_features, check_run_inputs, load_run_model, load_run_tokenizer,
+                                 log_data_summary, make_accelerator, pad_id_of)
 from hellora.utils.errors import HelloraError
 from hellora.vocab import ProfileMode
 
@@ -126,9 +127,10 @@ def profile_only(config, out: str | Path, *, progress: bool = True) -> ExpertPro
         raise HelloraError(f"{out} exists; choose another --out (nothing was changed)")
     tokenizer = load_run_tokenizer(config)
     features, source = build_features(config, tokenizer)
-    source.pop("summary")
+    summary = source.pop("summary")
     model = load_run_model(config)
     check_run_inputs(config, model, tokenizer)
+    log_data_summary(summary)
     sample, src = profile_sample(config, features, source)
     accelerator = make_accelerator(config)
     profile = forward_profile(model, sample, config, pad_id_of(tokenizer), src, accelerator, progress)

@@ -27,7 +27,7 @@ from hellora.profiling.stage import planned_profile_mode, profile_stage
 from hellora.train.fsdp import check_fsdp_supported, fsdp_requested, is_sharded, shard_frozen_base
 from hellora.train.loop import resolve_steps, train_loop
 from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_folder
-from hellora.train.setup import (build_features, check_run_inputs, load_run_model, load_run_tokenizer,
+from hellora.train.setup import (build_features, check_run_inputs, load_run_model, load_run_tokenizer, log_data_summary,
                                  make_accelerator, model_spec, pad_id_of)
 from hellora.utils.io import atomic_write_text
 from hellora.vocab import ProfileMode
@@ -66,6 +66,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
         check_fsdp_supported(config.adapter.method, config.adapter.variant, profile_mode or ProfileMode.NONE,
                              accelerator.mixed_precision)
     if accelerator.is_main_process:
+        log_data_summary(data_summary)  # before training, once the inputs were accepted (a refusal stays one line)
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run / "config.yaml", config_text)
         if resuming:

@@ -150,7 +150,8 @@ def run_finished(run: str | Path) -> bool:
     """Whether `run` holds a run whose run.json says it finished (or completed training degenerate / diverged)."""
     status = Path(run) / "run.json"
     data = read_json(status, "run status") if status.is_file() else {}
-    return data.get("status") == "finished" or bool(data.get("completed"))
+    return data.get("status") == "finished" or (data.get("status") in ("degenerate", "diverged")
+                                                and bool(data.get("completed")))
 
 
 def _reresolved(saved: Path) -> str | None:

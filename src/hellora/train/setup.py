@@ -59,20 +59,26 @@ def model_spec(config: RunConfig) -> dict:
 
 def build_features(config: RunConfig, tokenizer) -> tuple[list[dict], dict]:
     """(tokenized training examples, the data's source record). The data summary (`hellora.data.summary`: empty,
-    unknown-character and truncated examples, with counts) is logged here, before any model is loaded, and
-    returned under source["summary"] for run.json (callers pop it: it is not part of a profile's source)."""
-    from hellora.data.summary import format_summary, summarize_pairs
+    unknown-character and truncated examples, with counts) is returned under source["summary"]; callers pop it
+    (it is not part of a profile's source) and pass it to `log_data_summary` once every input was checked."""
+    from hellora.data.summary import summarize_pairs
 
     task = get_task(config.data.task)
     records = task.load(config.data.train, limit=config.data.limit)
     pairs = task.format_records(records)
     features = encode_pairs(tokenizer, pairs, config.data.max_length, config.data.max_prompt_length)
     summary = summarize_pairs(tokenizer, pairs, features, config.data.max_length, config.data.max_prompt_length)
-    line, problems = format_summary(summary)
-    (log.warning if problems else log.info)(line)
     source = {"task": config.data.task, "data": config.data.train or "hub default", "examples": len(features),
               "summary": summary}
     return features, source
+
+
+def log_data_summary(summary: dict) -> None:
+    """The data summary's one line: a warning when some examples are empty, unknown to the tokenizer or truncated."""
+    from hellora.data.summary import format_summary
+
+    line, problems = format_summary(summary)
+    (log.warning if problems else log.info)(line)
 
 
 def check_run_inputs(config: RunConfig, model, tokenizer) -> None:
