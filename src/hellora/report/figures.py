@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hellora.report.runs import Row
+from hellora.report.runs import Row, load_average
 from hellora.utils.io import atomic_write
 
 
@@ -27,8 +27,6 @@ def load_caption(loads: list[float | None]) -> str:
 
 def throughput_plot(rows: list[Row], path: Path) -> Path | None:
     """Bar chart of training samples/s per run; None (and no file) when no run recorded a throughput."""
-    from hellora.report.tables import load_average
-
     bars = [(row, run, run.status["steps"].get("train", {}).get("samples_per_s")) for row in rows for run in row.runs]
     bars = [(row, run, speed) for row, run, speed in bars if isinstance(speed, (int, float)) and speed > 0]
     if not bars:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from hellora.quant.run import storage_label
 from hellora.report.labels import method_label
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import read_json
@@ -76,6 +77,12 @@ class Run:
         return json.dumps(kept, sort_keys=True, default=str)
 
 
+def load_average(run: Run) -> float | None:
+    """The 1-minute load average recorded when training started (None for runs that did not record it)."""
+    value = run.status.get("steps", {}).get("train", {}).get("load_avg_1m")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def flatten(config: dict) -> dict:
     """{"section.key": value} for a two-level config (top-level scalars keep their own name)."""
     flat = {}
@@ -123,7 +130,8 @@ def load_run(path: str | Path) -> Run:
     config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").is_file() else {}
     if not isinstance(config, dict):
         raise HelloraError(f"{path / 'config.yaml'}: not a config (expected a mapping)")
-    label = method_label(config.get("adapter") or {}, config.get("selection") or {}, config.get("profile"))
+    label = method_label(config.get("adapter") or {}, config.get("selection") or {}, config.get("profile")) \
+        + storage_label(config.get("model") or {})  # e.g. " cold=nf4": experts stored quantized
     return Run(path=path, status=status, config=config, scores=_scores(path), label=label, flat=flatten(config))
 
 

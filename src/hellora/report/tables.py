@@ -20,7 +20,8 @@ from pathlib import Path
 from hellora.placement import HotExpertPlacement
 from hellora.profiling.profile import ExpertProfile, compare_profiles
 from hellora.report.labels import LABEL_LEGEND, method_label
-from hellora.report.runs import Row, Run, duplicate_seeds, health_flags, load_run, pool_rows, split_unfinished
+from hellora.report.runs import (Row, Run, duplicate_seeds, health_flags, load_average, load_run, pool_rows,
+                                 split_unfinished)
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_text
 
@@ -48,12 +49,6 @@ def per_seed(row: Row, metric: tuple[str, str]) -> dict[tuple, float]:
         if metric in run.scores:
             found[run.seed_key()].append(run.scores[metric])
     return {key: statistics.mean(values) for key, values in found.items()}
-
-
-def load_average(run: Run) -> float | None:
-    """The 1-minute load average recorded when training started (None for runs that did not record it)."""
-    value = run.status.get("steps", {}).get("train", {}).get("load_avg_1m")
-    return float(value) if isinstance(value, (int, float)) else None
 
 
 def results_table(rows: list[Row]) -> str:
