@@ -21,9 +21,6 @@ from pathlib import Path
 import yaml
 
 from hellora.config import load_run_config
-from hellora.report.tables import write_report
-from hellora.train.pipeline import run_training
-from hellora.train.run_folder import run_finished
 from hellora.utils.errors import HelloraError
 
 
@@ -65,11 +62,16 @@ def run_sweep(path: str | Path, extra: list[str] = (), *, dry_run: bool = False,
         if dry_run:
             print("hellora train", sweep["base"], " ".join(overrides))
             continue
+        from hellora.train.pipeline import run_training  # after every run's config was checked (no torch before)
+        from hellora.train.run_folder import run_finished
+
         if run_finished(out):
             done.append(out)
             continue
         run_training(config, progress=progress)
         done.append(out)
     if done and sweep.get("report") and not dry_run:
+        from hellora.report.tables import write_report
+
         write_report(done, Path(sweep["output_dir"]) / "report")
     return done

@@ -193,7 +193,8 @@ def test_an_unmoving_loss_is_warned_about_in_the_log_and_run_json(write_recipe, 
     recipe = write_recipe(out="flat", train=train, adapter="{method: lora, r: 4, alpha: 8}",
                           data="{task: gsm8k, train: %s, limit: 8, max_length: 48, max_prompt_length: 32}"
                           % GSM8K)
-    assert main(["train", str(recipe), "--no-progress"]) == 0
+    assert main(["train", str(recipe), "--no-progress"]) == 3  # completed, but degenerate (tests/train/test_run_summary.py)
+    assert _status(tmp_path / "flat")["status"] == "degenerate"
     warnings = _status(tmp_path / "flat")["steps"]["train"]["warnings"]
     assert len(warnings) == 1 and "the loss has not moved for 20 steps" in warnings[0]
     assert "the loss has not moved" in caplog.text

@@ -141,8 +141,6 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
     on a meta-device model with weights read from a saved adapter: no base weights are needed.
     `trust_remote_code` is the user's choice that `model` was built with (its meta skeleton is rebuilt the same way).
     """
-    from peft import get_peft_model
-
     out = Path(out_dir)
     state = adapter_state(model)
     layers = adapter_layers(model)
@@ -157,7 +155,7 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
     config = _peft_config(model, base_model)
     with torch.device("meta"):
         skeleton = model_from_config(model.config, dtype=None, trust_remote_code=trust_remote_code)
-    peft_model = get_peft_model(skeleton, config)
+    peft_model = quiet_get_peft_model(skeleton, config)
     from peft.tuners.lora import LoraLayer
 
     saved: dict[str, torch.Tensor] = {}
@@ -214,6 +212,18 @@ def export_merged(model: nn.Module, out_dir: str | Path, *, safe_serialization: 
             tokenizer.save_pretrained(str(tmp))
         mark_folder(tmp, OutputKind.EXPORT, finished=True)
     return out
+
+
+def quiet_get_peft_model(model, config):
+    """`peft.get_peft_model`, without the FutureWarning transformers 5 raises when PEFT reads the deprecated
+    `model.is_gradient_checkpointing` (PEFT's own access, nothing a user can change; other warnings pass)."""
+    import warnings
+
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def recorded_model(record: dict, model: str | None = None) -> dict:

@@ -75,6 +75,7 @@ def save_adapter(model: nn.Module, out_dir: str | Path, *, base_model: str | Non
         "placement": state.placement,
         "trainable_parameters": count_parameters(model)["trainable"],
         "meta": run_metadata(state.config.seed),
+        **({"model": {"name": base_model}} if base_model else {}),  # what eval --adapter and export rebuild
         **(extra or {}),
     }
     with atomic_dir(out) as tmp:

@@ -70,7 +70,9 @@ def install_routing(model, spec, routing) -> list:
 
 
 def peft_model(model, spec, attention_only: bool, r: int, alpha: float):
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
+
+    from hellora.adapters.export import quiet_get_peft_model
 
     params = []
     if not attention_only:
@@ -78,7 +80,7 @@ def peft_model(model, spec, attention_only: bool, r: int, alpha: float):
             params += [f"{moe.router_path}.weight", f"{moe.experts_path}.gate_up_proj", f"{moe.experts_path}.down_proj"]
     config = LoraConfig(r=r, lora_alpha=alpha, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
                         target_parameters=params or None)
-    return get_peft_model(model, config)
+    return quiet_get_peft_model(model, config)
 
 
 def stepper(model, batch):

@@ -19,7 +19,17 @@ from hellora.utils.errors import HelloraError
 from hellora.vocab import Convention, ExpertPrecision, Method, Targets, Variant
 
 
+def _adapts_hot_experts(method: str, variant: str) -> bool:
+    """Whether --k means anything for this method: it adapts a hot subset of experts (the method registry says)."""
+    from hellora.methods.registry import get_method
+
+    return get_method(Method.parse(method, "--method"), Variant.parse(variant, "--variant")).adapts_hot_experts
+
+
 def cmd_params(args) -> None:
+    if args.k is not None and not _adapts_hot_experts(args.method, args.variant):
+        raise HelloraError(f"--k {args.k}: hot experts per layer apply only to --method hellora; {args.method} "
+                           f"adapts every expert (drop --k)")
     from hellora.adapters.accounting import parameter_report
 
     report = parameter_report(args.model, args.method, k=args.k, r=args.rank, alpha=args.alpha,
@@ -40,7 +50,9 @@ def cmd_params(args) -> None:
                      if k in report}, "variant": args.variant, "adapter_total": report.get("adapter_total"),
                      **({"memory": plan.to_dict()} if plan else {})})
         return
-    print(f"{report['model']}  method={report['method']}  k={report['k']}  r={report['r']}  "
+    experts = f"k={report['k']}" if _adapts_hot_experts(report["method"], args.variant) \
+        else f"experts=all ({report['k']})"
+    print(f"{report['model']}  method={report['method']}  {experts}  r={report['r']}  "
           f"targets={report['targets']}")
     print(f"trainable {report['trainable']:,} / total {report['total']:,} = {report['trainable_pct']:.3f}%")
     for role, n in report["by_role"].items():
@@ -78,7 +90,7 @@ def add_params(sub) -> None:
     p.add_argument("--alpha", type=float, default=64.0, help="LoRA scaling numerator (update = alpha/r * BA)")
     p.add_argument("--placement", choices=Targets.values(), default="all",
                    help="pure: experts only; gate: + router; all: + attention")
-    p.add_argument("--gpus", type=int, default=None, help="also estimate memory per GPU for this many GPUs")
+    p.add_argument("--gpus", type=int, default=None, help="also estimate memory per GPU for this many GPUs (default: no memory estimate)")
     p.add_argument("--fsdp", action="store_true", help="the memory estimate shards the frozen base (train.fsdp)")
     p.add_argument("--batch", type=int, default=1, help="memory estimate: sequences per GPU at once (micro-batch)")
     p.add_argument("--seq", type=int, default=2048, help="memory estimate: tokens per sequence")
@@ -119,7 +131,7 @@ def add_flops(sub) -> None:
                    help="exact: the adapters as they run; paper: Table 3's convention (docs/evaluation.md)")
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the paper's k for a preset, "
                    "else the router's top-k)")
-    p.add_argument("--rank", type=int, default=None)
+    p.add_argument("--rank", type=int, default=None, help="LoRA rank (default: 32, the paper's; LoRAMoE 4)")
     flags(p, "json", "remote")
     p.set_defaults(func=cmd_flops)
 
@@ -152,7 +164,8 @@ def add_bench(sub) -> None:
     p.add_argument("--layers", type=int, default=4, help="decoder layers to keep (0: all)")
     p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=8, help="sequences per step")
     p.add_argument("--seq", type=int, default=512, help="tokens per sequence")
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
+                   help="weights dtype of the benchmarked layers")
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the router's top-k)")
     p.add_argument("--rank", type=int, default=32)
     p.add_argument("--hot-share", type=float, default=0.5, help="share of assignments routed to the k hot experts "
@@ -161,11 +174,11 @@ def add_bench(sub) -> None:
     p.add_argument("--steps", type=int, default=10, help="timed steps")
     p.add_argument("--setups", default=None, help="comma-separated subset of frozen,hellora,lora,peft-lora,peft-attn; "
                    "hellora and lora take suffixes to compare paths: a kernel @reference, @torch, @loop or @triton, and "
-                   "@unfused (no shared q/k/v A product), e.g. hellora@reference@unfused")
+                   "@unfused (no shared q/k/v A product), e.g. hellora@reference@unfused (default: all of them)")
     p.add_argument("--interleave", action="store_true", help="time the setups round-robin, each on its own model "
                    "copy, so a shared machine's changing load hits them alike")
-    p.add_argument("--override", action="append", help="model config field, e.g. hidden_size=256 (repeatable)")
-    p.add_argument("--out", help="write the JSON result here")
+    p.add_argument("--override", action="append", help="model config field, e.g. hidden_size=256 (repeatable; default: the preset's own)")
+    p.add_argument("--out", help="write the JSON result here (default: print only)")
     flags(p, "json")
     p.set_defaults(func=cmd_bench)
 

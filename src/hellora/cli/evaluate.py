@@ -59,9 +59,16 @@ def _vllm_engine(args):
                               progress=not (args.json or args.no_progress))
 
 
-def cmd_eval(args) -> None:
+def default_eval_out(model: str, adapter: str | None) -> str:
+    """--out when not given: the adapter's run folder's eval/ (beside adapter/), else eval-<model folder name>."""
     from pathlib import Path
 
+    if adapter:
+        return str(Path(adapter).resolve().parent / "eval")
+    return f"eval-{Path(model.rstrip('/')).name or 'model'}"
+
+
+def cmd_eval(args) -> None:
     from hellora.eval.run import check_judge, check_outputs, check_tasks, cross_task, evaluate_tasks, resolve_protocol
 
     if args.k is not None:
@@ -82,9 +89,10 @@ def cmd_eval(args) -> None:
                                                      if k.startswith("pass@") or k in ("suspect_passes", "protocol")})
         return
     if args.model is None and args.adapter:  # the base model the adapter's run recorded
+        from hellora.adapters.export import recorded_model
         from hellora.adapters.io import read_adapter_record
 
-        args.model = (read_adapter_record(args.adapter).get("model") or {}).get("name")
+        args.model = recorded_model(read_adapter_record(args.adapter))["name"]  # its run's model, or base_model=
     if not args.task or not args.model:
         raise HelloraError("give --task and --model (or an --adapter that records its model; or: hellora eval "
                            "humaneval --samples FILE --problems FILE)")
@@ -100,7 +108,7 @@ def cmd_eval(args) -> None:
                            "and pass it as --model, without --adapter")
     if args.cross_task and not args.adapter:
         raise HelloraError("--cross-task compares before/after an adapter: give --adapter")
-    out = args.out or (str(Path(args.adapter).parent / "eval") if args.adapter else "eval")
+    out = args.out or default_eval_out(args.model, args.adapter)
     check_outputs(out, list(data), ("_before", "_after") if args.cross_task else ("",), args.overwrite)
     if args.dtype is None:  # the protocol's dtype when all tasks agree on one
         dtypes = {p.dtype for p in protocols}
@@ -122,7 +130,8 @@ def cmd_eval(args) -> None:
                              sources={"model": args.model, "adapter": args.adapter}, **common)
     for report in reports:
         print_json(report) if args.json else print(f"{report['task']} [{report['protocol']['name']}]: "
-                                                    f"{report['headline']}  ({out}/eval_{report['task']}.json)")
+                                                    f"{report['headline']}  ({out}/eval_{report['task']}.json"
+                                                    f"{'' if args.out else ', the default --out'})")
 
 
 def add_eval(sub) -> None:
@@ -143,8 +152,9 @@ def add_eval(sub) -> None:
     p.add_argument("--adapter", help="hellora adapter folder to apply")
     p.add_argument("--tokenizer", help="tokenizer (default: the model's; 'tiny' for hellora's character one)")
     p.add_argument("--data", action="append", help="benchmark file (or task=PATH per task)")
-    p.add_argument("--out", help="output folder (default: next to the adapter)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N items")
+    p.add_argument("--out", help="output folder (default: with --adapter, eval/ beside the adapter folder, as a run "
+                   "keeps it; else eval-NAME in the current folder, NAME the model folder's name)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N items (default: all)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--num-samples", type=int, help="samples per prompt (HumanEval default 20)")

@@ -76,41 +76,74 @@ def cmd_proxy(args) -> None:
 def add_proxy(sub) -> None:
     p = sub.add_parser("proxy", help="the proxy study: pretrain small MoEs on skills, compare placements with seeds and tests")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the study config")
-    p.add_argument("--config", default=None, help="study YAML (recipes/proxy/cpu.yaml)")
+    p.add_argument("--config", default=None, help="study YAML, e.g. recipes/proxy/cpu.yaml (default: the built-in defaults of hellora.study.config, overridden by key=value)")
     p.add_argument("--out", default="runs/proxy")
     flags(p, "progress")
     p.set_defaults(func=cmd_proxy)
 
 
-def cmd_report(args) -> None:
-    from hellora.report.tables import write_report
+def cmd_report(args) -> int:
+    import sys
+
+    from hellora.report.tables import make_report
 
     refuse_existing(args.out, args.overwrite, kind=OutputKind.REPORT)
-    path = write_report(args.runs, args.out)
-    print(path.read_text() if not args.quiet else path)
+    report = make_report(args.runs, args.out, include_unfinished=args.include_unfinished)
+    print(report.path.read_text() if not args.quiet else report.path)
+    for line in report.left_out + report.warnings:
+        print(f"hellora report: warning: {line}", file=sys.stderr)
+    if report.left_out and not args.include_unfinished:
+        print(f"hellora report: {len(report.left_out)} run(s) did not finish and were left out; exit status 3 "
+              f"(--include-unfinished to report them)", file=sys.stderr)
+        return 3
+    return 0
 
 
 def add_report(sub) -> None:
     p = sub.add_parser("report", help="markdown tables and PNG figures from saved run folders")
-    p.add_argument("runs", nargs="+", help="run folders written by hellora train")
+    p.add_argument("runs", nargs="+", help="run folders written by hellora train (or a study)")
     flags(p, "out", out_help="folder for report.md and the figures")
     p.set_defaults(out="report")
     p.add_argument("--quiet", action="store_true", help="print only the report's path")
+    p.add_argument("--include-unfinished", action="store_true", help="report runs that did not finish (interrupted, "
+                   "failed) in rows of their own; without it they are left out with a warning and exit status 3")
     p.set_defaults(func=cmd_report)
 
 
-def cmd_train(args) -> None:
+def run_summary(result: dict, output_dir: str) -> str:
+    """The last line of `hellora train`: status, steps, loss to 4 significant digits, each eval headline score,
+    throughput and where the adapter (or full model) is."""
+    train = result["steps"].get("train", {})
+    loss = train.get("final_loss")
+    parts = [f"{result.get('status', 'finished')}: {output_dir}", f"steps={train.get('steps')}",
+             f"final loss={loss:#.4g}" if isinstance(loss, (int, float)) else "final loss=-"]
+    for task, headline in (result["steps"].get("eval") or {}).items():
+        if isinstance(headline, dict):
+            parts += [f"{task} {metric}={100 * value:.2f}%" for metric, value in headline.items()
+                      if isinstance(value, (int, float))]
+    if train.get("samples_per_s"):
+        parts.append(f"samples/s={train['samples_per_s']:.4g}")
+    saved = Path(output_dir) / ("adapter" if (Path(output_dir) / "adapter").is_dir() else "model")
+    parts.append(f"{saved.name}={saved}")
+    return "  ".join(parts)
+
+
+def cmd_train(args) -> int:
+    import sys
+
     from hellora.config import load_run_config
-    from hellora.train.pipeline import run_training
 
     config = load_run_config(args.recipe, args.overrides)
-    config.resolved()  # every default filled and checked before any work
+    config.resolved()  # every default filled and checked before any work, and before torch is imported (< 1 s)
+    from hellora.train.pipeline import run_training
+
     with replacing_run(Path(config.output_dir), args.overwrite):
         result = run_training(config, progress=not args.no_progress,
                               restart_from_checkpoint=args.restart_from_checkpoint)
-    train = result["steps"].get("train", {})
-    print(f"finished: {config.output_dir}  steps={train.get('steps')}  final loss={train.get('final_loss')}  "
-          f"samples/s={train.get('samples_per_s')}")
+    if result.get("status") != "finished":  # degenerate or diverged: trained to the end, but learned nothing useful
+        print(f"hellora train: warning: the run is {result.get('status')}: {result.get('reason')}", file=sys.stderr)
+    print(run_summary(result, config.output_dir))
+    return 0 if result.get("status") == "finished" else 3
 
 
 def add_train(sub) -> None:
@@ -130,10 +163,11 @@ def cmd_profile(args) -> None:
     import os
 
     from hellora.config import load_run_config
+
+    config = load_run_config(args.recipe, args.overrides)  # checked before torch is imported
+    refuse_existing(args.out, args.overwrite, formats=(PROFILE_FORMAT,))
     from hellora.profiling.stage import profile_only
 
-    config = load_run_config(args.recipe, args.overrides)
-    refuse_existing(args.out, args.overwrite, formats=(PROFILE_FORMAT,))
     out = Path(args.out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # replaced onto --out only when complete
     try:

@@ -84,9 +84,18 @@ def fill_help(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 fill_help(sub)
-        elif action.help is None:
-            flag = next((o for o in action.option_strings if o.startswith("--")), None)
-            action.help = COMMON_HELP.get(flag) if flag else None
+        else:
+            if action.help is None:
+                flag = next((o for o in action.option_strings if o.startswith("--")), None)
+                action.help = COMMON_HELP.get(flag) if flag else None
+            if shows_no_default(action):
+                action.help = (action.help or "") + " (default: %(default)s)"
+
+
+def shows_no_default(action: argparse.Action) -> bool:
+    """An option with a value default whose help does not say it (so --help can print it)."""
+    return (bool(action.option_strings) and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS)
+            and action.help is not argparse.SUPPRESS and "default" not in (action.help or ""))
 
 
 def flags(p: argparse.ArgumentParser, *groups: str, out_help: str | None = None, out_required: bool = False) -> None:
@@ -210,9 +219,12 @@ def run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         return e.code if isinstance(e.code, int) else 2
     args.debug = debug
     setup_logging(args.verbose)
+    from hellora.utils.progress import quiet_library_progress
+
+    quiet_library_progress(not getattr(args, "no_progress", False))  # no "Loading weights" bars in logs
     where = f"hellora {args.command}"
     try:
-        args.func(args)
+        code = args.func(args)  # a command may return a non-zero status after printing its result
     except HelloraError as e:
         if debug:
             raise
@@ -233,7 +245,7 @@ def run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         print(f"{where}: unexpected error: {type(e).__name__}: {first}{resume_hint(args)} "
               f"(rerun with --debug for the traceback)", file=sys.stderr)
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 def print_json(obj) -> None:
     print(json.dumps(obj, indent=2))

@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_text
+from hellora.utils.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,8 @@ def generate_hf(model, tokenizer, prompts: list[str], settings: SamplingSettings
     torch.manual_seed(settings.seed)
     outputs: list[list[str]] = [[] for _ in prompts]
     try:
-        for chunk in tqdm(_batches(prompts, settings, batch_size), desc=desc, disable=not progress, unit="batch"):
+        for chunk in progress_bar(_batches(prompts, settings, batch_size), desc=desc, disable=not progress,
+                                  unit="batch"):
             enc = tokenizer([p for _, p in chunk], return_tensors="pt", padding=True,
                             add_special_tokens=settings.add_special_tokens)
             enc = {k: v.to(device) for k, v in enc.items()}

@@ -7,6 +7,7 @@ Used by the pipeline (`hellora train`) and by profiling alone (`hellora profile`
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -19,6 +20,8 @@ from hellora.models.loading import load_model, load_tokenizer
 from hellora.placement import HotExpertPlacement, check_k
 from hellora.profiling.profile import ExpertProfile
 from hellora.utils.errors import HelloraError
+
+log = logging.getLogger(__name__)
 
 
 def _mixed_precision(setting: str) -> str:
@@ -58,12 +61,27 @@ def model_spec(config: RunConfig) -> dict:
 
 
 def build_features(config: RunConfig, tokenizer) -> tuple[list[dict], dict]:
+    """(tokenized training examples, the data's source record). The data summary (`hellora.data.summary`: empty,
+    unknown-character and truncated examples, with counts) is returned under source["summary"]; callers pop it
+    (it is not part of a profile's source) and pass it to `log_data_summary` once every input was checked."""
+    from hellora.data.summary import summarize_pairs
+
     task = get_task(config.data.task)
     records = task.load(config.data.train, limit=config.data.limit)
     pairs = task.format_records(records)
     features = encode_pairs(tokenizer, pairs, config.data.max_length, config.data.max_prompt_length)
-    source = {"task": config.data.task, "data": config.data.train or "hub default", "examples": len(features)}
+    summary = summarize_pairs(tokenizer, pairs, features, config.data.max_length, config.data.max_prompt_length)
+    source = {"task": config.data.task, "data": config.data.train or "hub default", "examples": len(features),
+              "summary": summary}
     return features, source
+
+
+def log_data_summary(summary: dict) -> None:
+    """The data summary's one line: a warning when some examples are empty, unknown to the tokenizer or truncated."""
+    from hellora.data.summary import format_summary
+
+    line, problems = format_summary(summary)
+    (log.warning if problems else log.info)(line)
 
 
 def check_reference_for_model(path: str, spec) -> None:

@@ -12,7 +12,9 @@ checkpoint (only finite parameters are ever checkpointed). A resume starts from 
 (`usable_checkpoint`), cuts metrics.jsonl back to it (or to nothing, before the first one) so that each step is
 logged exactly once, and carries the run's statistics (examples, tokens, step times, wall time) across segments.
 A gradient norm of exactly 0, or a loss that does not move, for `STALL_STEPS` steps in a row gives a warning in
-the log and in the result.
+the log and in the result. A run that ends in such a stall (for `STALL_STEPS` steps, or the last half of a shorter
+run), or whose final loss is far above its first, gets `LoopResult.health` `degenerate` / `diverged` with the reason
+(`training_health`): the pipeline records it as the run's status, so a learning rate of 1e6 does not end "finished".
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from hellora.config import TrainConfig
 from hellora.data.collate import PadCollator
@@ -36,6 +37,7 @@ from hellora.loop.checkpoint import (list_checkpoints, load_checkpoint, rng_stat
 from hellora.loop.fsdp import average_replicated_gradients, clip_grad_norm_, is_sharded
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_text
+from hellora.utils.progress import progress_bar
 
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class LoopResult:
     resumed_from: int | None = None
     warnings: list = field(default_factory=list)
     losses: list = field(default_factory=list)
+    health: str = "ok"  # "ok", "degenerate" (stalled) or "diverged" (finite, but the loss blew up): training_health
+    health_reason: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -171,9 +175,12 @@ class StallWatch:
         state = state or {}
         self.zero, self.flat = state.get("zero", 0), state.get("flat", 0)
         self.previous = state.get("previous")
+        self.first = state.get("first")  # the run's first loss (for training_health's divergence test)
         self.warnings = list(state.get("warnings", []))
 
     def update(self, step: int, loss: float, grad_norm: float) -> None:
+        if self.first is None:
+            self.first = loss
         self.zero = self.zero + 1 if grad_norm == 0.0 else 0
         same = self.previous is not None and abs(loss - self.previous) <= 1e-7 * max(1.0, abs(loss))
         self.flat = self.flat + 1 if same else 0
@@ -187,7 +194,32 @@ class StallWatch:
                 self.warnings.append(message)
 
     def state(self) -> dict:
-        return {"zero": self.zero, "flat": self.flat, "previous": self.previous, "warnings": self.warnings}
+        return {"zero": self.zero, "flat": self.flat, "previous": self.previous, "first": self.first,
+                "warnings": self.warnings}
+
+
+DIVERGED_LOSS_RATIO = 2.0  # a final loss this many times the first one (and 1 nat above it) is a blow-up
+
+
+def training_health(stall: StallWatch, steps: int) -> tuple[str, str | None]:
+    """("ok", None), or ("degenerate" | "diverged", why) for a run of `steps` optimizer steps that has ended.
+
+    degenerate: the run ended with its gradient norm at exactly 0, or its loss unmoved, for `STALL_STEPS` steps in a
+    row (or the last half of a shorter run, at least 2 steps): the adapters stopped learning (a learning rate of 1e6
+    saturates the model until every gradient is 0). diverged: the final loss is `DIVERGED_LOSS_RATIO` times the
+    first and at least 1 above it, although finite (non-finite values stop the run earlier, `TrainingDiverged`)."""
+    if stall.first is not None and stall.previous is not None and stall.previous > max(
+            DIVERGED_LOSS_RATIO * stall.first, stall.first + 1.0):
+        return "diverged", (f"the loss rose from {stall.first:.4g} to {stall.previous:.4g}; lower "
+                            f"train.learning_rate")
+    need = min(STALL_STEPS, max(2, steps // 2))
+    if stall.zero >= need:
+        return "degenerate", (f"the gradient norm was 0 for the last {stall.zero} of {steps} steps: the adapters "
+                              f"stopped learning (is train.learning_rate far too high, or 0?)")
+    if stall.flat >= need:
+        return "degenerate", (f"the loss did not move for the last {stall.flat} of {steps} steps (check that the "
+                              f"adapters are trainable, the labels are not all masked and the learning rate is not 0)")
+    return "ok", None
 
 
 def _gather_rng_states(world: int) -> list[dict]:
@@ -231,7 +263,7 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
     step_times, losses = list(stats.get("step_times", [])), []
     examples, tokens, earlier_wall = stats.get("examples", 0), stats.get("tokens", 0), stats.get("wall_time_s", 0.0)
     stall = StallWatch(stats.get("stall"))
-    bar = tqdm(total=total, initial=start, desc=name, disable=not (progress and accelerator.is_main_process),
+    bar = progress_bar(total=total, initial=start, desc=name, disable=not (progress and accelerator.is_main_process),
                unit="step", dynamic_ncols=True)
     loss_value = None
     start_time = time.perf_counter()
@@ -300,8 +332,11 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
     bar.close()
     wall = earlier_wall + time.perf_counter() - start_time
     timed = step_times[1:] or step_times
+    health, why = training_health(stall, total)
+    if why:
+        log.warning("training ended %s: %s", health, why)
     return LoopResult(steps=total, examples=examples, final_loss=loss_value, wall_time_s=round(wall, 3),
                       median_step_s=round(statistics.median(timed), 4) if timed else None,
                       samples_per_s=round(examples / wall, 3) if wall and examples else None,
                       tokens_per_s=round(tokens / wall, 1) if wall and tokens else None, resumed_from=resumed,
-                      warnings=stall.warnings, losses=losses)
+                      warnings=stall.warnings, losses=losses, health=health, health_reason=why)

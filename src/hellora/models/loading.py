@@ -39,6 +39,53 @@ def check_model_name(model: str, what: str = "model") -> None:
         return
     if looks_like_path(model) and not os.path.exists(os.path.expanduser(model)):
         raise HelloraError(f"{what} {model!r}: no such local folder (check the path; presets: {', '.join(PRESETS)})")
+    if not os.path.exists(os.path.expanduser(model)) and not _hub_offline() and not _cached(model) \
+            and not hub_reachable():
+        raise HelloraError(f"{what} {model!r}: not a local folder, not in the hub cache, and the hub "
+                           f"({_hub_host()}) cannot be reached: download it and pass its local folder, or set "
+                           f"HF_HUB_OFFLINE=1")
+
+
+HUB_PROBE_TIMEOUT_S = 3.0  # one TCP connection attempt, instead of transformers' retries for ~50 s
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
+def _hub_host() -> str:
+    from urllib.parse import urlparse
+
+    return urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+
+
+def _cached(model: str) -> bool:
+    """Whether the hub cache already holds `model`'s config.json (then nothing needs the network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(model, "config.json"), str)
+    except Exception:  # an id the hub library rejects: let transformers give its own message
+        return True
+
+
+_REACHABLE: dict[str, bool] = {}
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the hub's host opens within `timeout` seconds (asked once per process)."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = url.hostname or "huggingface.co"
+    if host not in _REACHABLE:
+        try:
+            socket.create_connection((host, url.port or (80 if url.scheme == "http" else 443)), timeout=timeout).close()
+            _REACHABLE[host] = True
+        except OSError:
+            _REACHABLE[host] = False
+    return _REACHABLE[host]
 
 
 def _why(model: str, err: Exception) -> str:
@@ -46,7 +93,7 @@ def _why(model: str, err: Exception) -> str:
     if os.path.exists(model):
         return first
     where = f"not a preset ({', '.join(PRESETS)}) and not a local folder"
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+    if _hub_offline():
         return f"{where}, and the hub is offline (HF_HUB_OFFLINE=1): download it and pass its local folder"
     return f"{where}; the hub says: {first}"
 
@@ -74,6 +121,10 @@ def load_config(model: str, *, trust_remote_code: bool = False, overrides: dict 
     if model in PRESETS:
         values = dict(PRESETS[model].config)
         values.update(overrides or {})
+        for token in ("bos_token_id", "eos_token_id", "pad_token_id"):  # a smaller vocab_size override drops
+            if token not in (overrides or {}) and isinstance(values.get(token), int) \
+                    and values[token] >= values.get("vocab_size", values[token] + 1):
+                values[token] = None  # special ids it no longer holds (transformers warns about them otherwise)
         config = _config_from_dict(values)
         config._name_or_path = model
         return config

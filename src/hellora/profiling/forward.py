@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from hellora.models.families import describe_moe_model
 from hellora.models.fingerprint import config_fingerprint, model_name
 from hellora.profiling.counter import ExpertActivationCounter
 from hellora.profiling.profile import ExpertProfile
 from hellora.utils.meta import run_metadata
+from hellora.utils.progress import progress_bar
 
 _MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "inputs_embeds")
 
@@ -42,7 +42,8 @@ def profile_experts(
     start = time.perf_counter()
     try:
         with ExpertActivationCounter(model, spec) as counter:
-            for batch in tqdm(batches, desc="profiling experts", disable=not progress, total=total, unit="batch"):
+            for batch in progress_bar(batches, desc="profiling experts", disable=not progress, total=total,
+                                      unit="batch"):
                 if batch is not None:
                     inputs = {k: v.to(device) for k, v in batch.items() if k in _MODEL_INPUTS}
                     model(**inputs, use_cache=False)

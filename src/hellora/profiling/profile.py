@@ -8,6 +8,7 @@ which is how the paper judges how much data the warm-up needs (Table 10).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,10 @@ from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, read_json
 from hellora.utils.records import integer, integer_list, mapping, number_rows, optional_text
 from hellora.vocab import Strategy, resolve_hot_k
+
+log = logging.getLogger(__name__)
+
+MIN_PROFILE_TOKENS = 1000  # fewer routed tokens per layer than this give a noisy hot set (a warning, not an error)
 
 FORMAT = "hellora.profile/1"
 
@@ -57,13 +62,17 @@ class ExpertProfile:
     def select(self, strategy: str = "layer", k: int | None = None, *, seed: int = 0, p: float = 0.5,
                reference: ExpertProfile | None = None) -> HotExpertPlacement:
         """Hot experts from this profile; k defaults to the router's top-k. `reference` is the profile of the data
-        whose skills should be kept, read by strategy retention (checked to describe the same model)."""
+        whose skills should be kept, read by strategy retention (checked to describe the same model). Warns when
+        the profile is small."""
         if needs_k(strategy):
             k = resolve_hot_k(k, self.top_k)
         if reference is not None:
             check_reference_profile(self, reference)
         experts = select_experts(self.counts_by_layer(), strategy, k, seed=seed, p=p, num_experts=self.num_experts,
                                  reference=reference.counts_by_layer() if reference is not None else None)
+        few = self.few_tokens_warning()  # after the inputs were accepted: a refusal stays one line
+        if few:
+            log.warning(few)
         extra: dict = {"p": p} if strategy == Strategy.COVERAGE else {}
         if reference is not None:
             extra["reference"] = {"mode": reference.mode, **reference.source}
@@ -72,6 +81,16 @@ class ExpertProfile:
             fingerprint=self.fingerprint,
             source={"profile_mode": self.mode, **self.source, "seed": seed, **extra},
         )
+
+    def few_tokens_warning(self) -> str | None:
+        """A warning when the profile routed fewer than `MIN_PROFILE_TOKENS` tokens per layer, else None."""
+        if not self.tokens:  # a profile that does not record its token totals: nothing to judge by
+            return None
+        seen = min(self.tokens)
+        if seen >= MIN_PROFILE_TOKENS:
+            return None
+        return (f"the profile covers only {seen} tokens per layer (fewer than ~{MIN_PROFILE_TOKENS:,}): its hot "
+                f"experts are a noisy estimate; profile more data (a larger profile.fraction)")
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "model_id": self.model_id, "fingerprint": self.fingerprint, "mode": self.mode,

@@ -12,6 +12,7 @@ the running sums are reduced after every batch and every process stops at the sa
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -22,9 +23,12 @@ from hellora.profiling.profile import ExpertProfile
 from hellora.profiling.reduce import counts_stop, reduce_counts
 from hellora.profiling.stable import stability_tracker
 from hellora.profiling.warmup import warmup_profile
-from hellora.loop.run_inputs import build_features, check_run_inputs, load_run_model, load_run_tokenizer, make_accelerator, pad_id_of
+from hellora.loop.run_inputs import (build_features, check_run_inputs, load_run_model, load_run_tokenizer,
+                                     log_data_summary, make_accelerator, pad_id_of)
 from hellora.utils.errors import HelloraError
 from hellora.vocab import ProfileMode
+
+log = logging.getLogger(__name__)
 
 
 def planned_profile_mode(config, run: Path) -> ProfileMode | None:
@@ -123,11 +127,16 @@ def profile_only(config, out: str | Path, *, progress: bool = True) -> ExpertPro
         raise HelloraError(f"{out} exists; choose another --out (nothing was changed)")
     tokenizer = load_run_tokenizer(config)
     features, source = build_features(config, tokenizer)
+    summary = source.pop("summary")
     model = load_run_model(config)
     check_run_inputs(config, model, tokenizer)
+    log_data_summary(summary)
     sample, src = profile_sample(config, features, source)
     accelerator = make_accelerator(config)
     profile = forward_profile(model, sample, config, pad_id_of(tokenizer), src, accelerator, progress)
     if accelerator.is_main_process:
         profile.save(out)
+        few = profile.few_tokens_warning()
+        if few:
+            log.warning(few)
     return profile

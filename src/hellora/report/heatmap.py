@@ -1,7 +1,8 @@
 """Per-layer expert activation heatmaps with hot experts marked (the paper's Figures 1, 5, 6, 7).
 
 Reads only a saved profile (and optionally a placement): rows are MoE layers, columns experts, colour the share of
-the layer's top-k assignments each expert received; hot experts get a box.
+the layer's top-k assignments each expert received; hot experts (those the placement adapts) get a lime box, named
+in each panel's legend.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def plot_activation_heatmaps(profiles: dict[str, ExpertProfile], path: str | Pat
             for row, layer in enumerate(profile.layers):
                 for e in hot.experts.get(layer, []):
                     ax.add_patch(Rectangle((e - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="lime", linewidth=1.5))
+            box = Rectangle((0, 0), 1, 1, fill=False, edgecolor="lime", linewidth=1.5)
+            ax.legend([box], [f"hot expert ({hot.strategy}, adapted)"], loc="upper center",
+                      bbox_to_anchor=(0.5, -0.12 - 0.6 / max(1, len(profile.layers))), fontsize=7, frameon=False)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of assignments")
     if title:
         fig.suptitle(title)

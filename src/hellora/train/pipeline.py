@@ -30,7 +30,7 @@ from hellora.loop.training import resolve_steps, train_loop
 from hellora.quant.run import check_expert_storage, quantize_for_run
 from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_folder
 from hellora.loop.run_inputs import (build_features, check_run_inputs, load_run_model, load_run_tokenizer,
-                                 make_accelerator, model_spec, pad_id_of)
+                                     log_data_summary, make_accelerator, model_spec, pad_id_of)
 from hellora.utils.io import atomic_write_text
 from hellora.vocab import ProfileMode
 
@@ -56,6 +56,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
     profile_mode = planned_profile_mode(config, run)  # config and folder alone: refused before loading anything
     tokenizer = load_run_tokenizer(config)
     features, source = build_features(config, tokenizer)
+    data_summary = source.pop("summary")
     model = load_run_model(config)
     check_run_inputs(config, model, tokenizer)
     check_eval_step(config)
@@ -69,13 +70,14 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
         check_fsdp_supported(config.adapter.method, config.adapter.variant, profile_mode or ProfileMode.NONE,
                              accelerator.mixed_precision)
     if accelerator.is_main_process:
+        log_data_summary(data_summary)  # before training, once the inputs were accepted (a refusal stays one line)
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run / "config.yaml", config_text)
         if resuming:
             log.info("resuming the run in %s", run)
     accelerator.wait_for_everyone()
     recorder = RunRecorder(run, config, accelerator)
-    recorder.save()
+    recorder.step("data", **data_summary)
     if config.train.report_to:
         accelerator.init_trackers(run.name, config={"lr": config.train.learning_rate, "method": config.adapter.method})
 
@@ -99,9 +101,10 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
 
     extra_loss = _balance_loss(config, accelerator) if config.adapter.rules.has_balance_loss else None
 
+    load = machine_load()  # throughput is only comparable with the load it was measured under
     result = train_loop(model, features, config.train, accelerator=accelerator, run_dir=run, pad_token_id=pad_id,
                         progress=progress, extra_loss=extra_loss)
-    recorder.step("train", **{k: v for k, v in result.to_dict().items() if k != "losses"})
+    recorder.step("train", **{k: v for k, v in result.to_dict().items() if k != "losses"}, **load)
     if accelerator.is_main_process:
         trained = accelerator.unwrap_model(model)
         if config.adapter.rules.trains_whole_model:  # full fine-tuning: the whole model is the result
@@ -118,10 +121,14 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
 
 
 def _finish(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecorder, accelerator, progress: bool):
-    """Evaluate (when configured) and mark the run finished."""
+    """Evaluate (when configured) and mark the run finished, or `degenerate` / `diverged` when training stalled or
+    blew up (`hellora.train.loop.training_health`); either way training completed (`completed`)."""
     if config.eval.enabled and accelerator.is_main_process:
         _evaluate(config, model, tokenizer, run, recorder, progress)
-    recorder.data["status"] = "finished"
+    train = recorder.data["steps"].get("train", {})
+    health = train.get("health", "ok")
+    recorder.data.update(status="finished" if health == "ok" else health, completed=True,
+                         reason=train.get("health_reason"))
     recorder.save()
     accelerator.end_training()
     return recorder.data
@@ -148,6 +155,16 @@ def check_eval_step(config: RunConfig) -> None:
     ev = config.eval
     check_tasks({t: ev.data.get(t) for t in ev.tasks}, ev.protocol, max_new_tokens=ev.max_new_tokens,
                 num_samples=ev.num_samples, fields=RECIPE_FIELDS)
+
+
+def machine_load() -> dict:
+    """The 1-minute load average and core count as training starts ({} where the OS does not report a load)."""
+    import os
+
+    try:
+        return {"load_avg_1m": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count()}
+    except (AttributeError, OSError):
+        return {}
 
 
 def _balance_loss(config: RunConfig, accelerator):

@@ -201,9 +201,11 @@ def read_run_record(path: str | Path) -> dict:
 
 
 def run_finished(run: str | Path) -> bool:
-    """Whether `run` holds a run whose run.json says it finished."""
+    """Whether `run` holds a run whose run.json says it finished (or completed training degenerate / diverged)."""
     status = Path(run) / "run.json"
-    return status.is_file() and read_run_record(status).get("status") == "finished"
+    data = read_run_record(status) if status.is_file() else {}
+    return data.get("status") == "finished" or (data.get("status") in ("degenerate", "diverged")
+                                                and bool(data.get("completed")))
 
 
 def _reresolved(saved: Path) -> str | None:
