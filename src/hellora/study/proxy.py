@@ -18,7 +18,7 @@ runs.py (one run), runner.py (the driver), scoring.py, summary.py, figures.py, r
 
 from __future__ import annotations
 
-from hellora.study.arms import ARMS, CLAIMS
+from hellora.study.arms import ARMS
 from hellora.study.config import StudyConfig
 from hellora.study.runner import run_study
 
@@ -26,4 +26,4 @@ ProxyConfig = StudyConfig
 METHODS = ARMS  # the arm names a config's `arms` may list
 run_proxy = run_study
 
-__all__ = ["ARMS", "CLAIMS", "METHODS", "ProxyConfig", "StudyConfig", "run_proxy", "run_study"]
+__all__ = ["ARMS", "METHODS", "ProxyConfig", "StudyConfig", "run_proxy", "run_study"]
