@@ -149,6 +149,22 @@ class Convention(Choice):
     PAPER = "paper"
 
 
+class ContrastKind(Choice):
+    """What a base-level contrast tests (`hellora.report.stats.base_contrast`): a difference (two-sided), or "not
+    worse than by more than a margin" (one-sided, H0: diff <= -margin)."""
+
+    SUPERIORITY = "superiority"
+    NONINFERIORITY = "noninferiority"
+
+
+class Alternative(Choice):
+    """The alternative hypothesis of a test of mean(d) = 0: either sign, mean > 0, or mean < 0."""
+
+    TWO_SIDED = "two-sided"
+    GREATER = "greater"
+    LESS = "less"
+
+
 def resolve_hot_k(k: int | None, router_top_k: int) -> int:
     """Hot experts per layer: the requested `k`, else the router's own top-k (the paper's default).
 
