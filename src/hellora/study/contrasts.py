@@ -8,7 +8,7 @@ the arms that ran (secondary, descriptive). Its value per base is one number per
     iso_retention   the other skills' mean exact match (points) at the moment the arm's target test accuracy
                     first reaches `iso_target`, interpolated along each lr's checkpoints, best lr (the frontier)
 
-`kind` superiority tests a - b > 0; noninferiority tests a - b > -margin (margin in points, stated in advance).
+`kind` (hellora.vocab.ContrastKind) superiority tests a - b != 0 (two-sided); noninferiority tests a - b > -margin (margin in points, stated in advance).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Choice
+from hellora.vocab import Choice, ContrastKind
 
 MAX_PRIMARY = 3
 
@@ -26,13 +26,6 @@ class ContrastMetric(Choice):
 
     TEST = "test"
     ISO_RETENTION = "iso_retention"
-
-
-class ContrastKind(Choice):
-    """Superiority (a > b) or non-inferiority (a > b - margin); the names `hellora.report.stats` takes."""
-
-    SUPERIORITY = "superiority"
-    NONINFERIORITY = "noninferiority"
 
 
 @dataclass(frozen=True)
@@ -45,8 +38,9 @@ class Contrast:
 
     @property
     def name(self) -> str:
-        sign = ">" if self.kind is ContrastKind.SUPERIORITY else f"> -{self.margin:g} +"
-        return f"{self.a} {sign} {self.b} ({self.metric})"
+        if self.kind is ContrastKind.SUPERIORITY:
+            return f"{self.a} vs {self.b} ({self.metric})"
+        return f"{self.a} >= {self.b} - {self.margin:g} ({self.metric})"
 
     def to_dict(self) -> dict:
         return {"a": self.a, "b": self.b, "metric": str(self.metric), "kind": str(self.kind), "margin": self.margin}

@@ -30,8 +30,9 @@ from hellora.utils.io import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
-# fields that may change between a run and its resumption (they only add or remove whole runs)
-_ADDITIVE = ("arms", "targets", "base_seeds", "ft_seeds", "workers")
+# fields that may change between a run and its resumption (they only add or remove whole runs, or change the
+# analysis of the same runs)
+_ADDITIVE = ("arms", "targets", "base_seeds", "ft_seeds", "workers", "primary", "iso_target")
 
 
 def _setup_worker(threads: int) -> None:

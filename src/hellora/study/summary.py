@@ -11,7 +11,6 @@ Two steps, so the published numbers can be re-derived from what the repository k
 from __future__ import annotations
 
 import json
-import statistics
 from dataclasses import asdict
 from pathlib import Path
 
@@ -103,7 +102,7 @@ def run_contrasts(per_target: dict[str, dict], contrasts: list[Contrast], scope:
         if len(runs_a) < 2:
             row.update({"n_bases": len(runs_a), "p": None, "note": "fewer than 2 bases with both arms"})
         else:
-            row.update(stats.base_contrast(runs_a, runs_b, margin=c.margin, kind=str(c.kind)))
+            row.update(stats.base_contrast(runs_a, runs_b, margin=c.margin, kind=c.kind))
         rows.append(row)
     return rows
 
@@ -205,7 +204,3 @@ def summarise(cfg: StudyConfig, out: Path, *, timing: dict | None = None, comman
     write_data(out / "data", study, records, befores)
     atomic_write_json(out / "study.json", study)
     return study
-
-
-def mean_or_none(values: list[float]) -> float | None:
-    return statistics.mean(values) if values else None
