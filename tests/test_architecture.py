@@ -1,5 +1,5 @@
 """The package's shape: no import cycle (function-level imports included), small modules, choices compared as
-members rather than strings, and `py.typed` shipped.
+members rather than strings, method rules in one place (the registry), and `py.typed` shipped.
 
 Files still being split or converted in parallel work are listed in PENDING_*: while one of them offends, its
 test reports xfail naming it; any other offender fails, and a clean tree passes.
@@ -163,3 +163,73 @@ def test_lazy_package_exports_resolve_to_their_modules():
         assert getattr(adapters, name) is getattr(importlib.import_module(f"hellora.adapters.{home}"), name)
     with pytest.raises(AttributeError):
         adapters.no_such_name
+
+
+# `Method.LORA`, `Variant.DORA`: a method or variant member named in code (`Method.parse` is not a member)
+METHOD_MEMBER = re.compile(r"\b(?:Method|Variant)\.([A-Z][A-Z0-9_]*)\b")
+METHOD_RULE_HOMES = {"hellora/vocab.py", "hellora/methods/registry.py"}  # the enum, and the registry keyed by it
+
+
+def _modules_naming_several_methods(package: Path) -> dict[str, list[str]]:
+    found = {}
+    for path in sorted(package.rglob("*.py")):
+        code = "\n".join(line.split("#", 1)[0] for line in path.read_text(encoding="utf-8").splitlines())
+        members = sorted({m.group(0) for m in METHOD_MEMBER.finditer(code)})
+        if len(members) >= 2:
+            found[str(path.relative_to(package.parent))] = members
+    return found
+
+
+def test_the_method_grep_finds_modules_that_name_two_members(tmp_path):
+    pkg = tmp_path / "hellora"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("if m is Method.LORA or v is Variant.DORA:\n    pass\n")
+    (pkg / "b.py").write_text("x = Method.parse(s, 'f')  # Method.FFT in a comment\ny = Method.LORA\n")
+    assert _modules_naming_several_methods(pkg) == {"hellora/a.py": ["Method.LORA", "Variant.DORA"]}
+
+
+def test_only_the_enum_and_the_registry_name_several_methods():
+    """A method's rules live in its object (`hellora.methods`): at most 2 modules name two or more Method/Variant
+    members, the vocabulary and the registry; everything else asks the object (`AdapterConfig.rules`)."""
+    found = _modules_naming_several_methods(PACKAGE)
+    assert set(found) <= METHOD_RULE_HOMES, {k: v for k, v in found.items() if k not in METHOD_RULE_HOMES}
+
+
+# a file the doc names: `adapters/inject.py`, models/loading.py, adapters/{linear,router}.py (placeholders skipped)
+DOC_FILE = re.compile(r"(?<![\w/.{-])([\w{},/-]+\.py)\b")
+
+
+def _named_files(text: str) -> set[str]:
+    names = set()
+    for token in DOC_FILE.findall(text):
+        brace = re.fullmatch(r"(.*)\{([\w,]+)\}(.*)", token)
+        names |= {f"{brace[1]}{part}{brace[3]}" for part in brace[2].split(",")} if brace else {token}
+    return names
+
+
+def _missing_files(names: set[str], root: Path) -> list[str]:
+    package = root / "src" / "hellora"
+    basenames = {p.name for p in package.rglob("*.py")}
+    missing = []
+    for name in sorted(names):
+        if "/" in name:
+            found = (package / name).is_file() or (root / name).is_file()
+        else:  # a bare file name, inside a row or list that names its folder
+            found = name in basenames or (root / name).is_file()
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def test_the_doc_file_finder_reads_paths_braces_and_bare_names(tmp_path):
+    text = "`adapters/{linear,dora}.py` and models/loading.py, `eval/tasks/<task>.py`, `sharded.py`"
+    assert _named_files(text) == {"adapters/linear.py", "adapters/dora.py", "models/loading.py", "sharded.py"}
+    (tmp_path / "src" / "hellora" / "adapters").mkdir(parents=True)
+    (tmp_path / "src" / "hellora" / "adapters" / "linear.py").write_text("")
+    assert _missing_files({"adapters/linear.py", "adapters/dora.py", "linear.py"}, tmp_path) == ["adapters/dora.py"]
+
+
+def test_every_file_the_architecture_doc_names_exists():
+    names = _named_files((ROOT / "docs" / "architecture.md").read_text(encoding="utf-8"))
+    assert len(names) > 40
+    assert _missing_files(names, ROOT) == []

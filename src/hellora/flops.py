@@ -1,8 +1,8 @@
 """Adapter FLOPs per token (the paper's Table 3), from the adapters attached to a model and measured routing.
 
 Only the adapters' own work is counted (the backbone's is the same for every method). An adapter applied to one
-input row costs, in multiply-adds: LoRA r*(in + out); LoRAMoE N*r*(in + out) + N*in (its router). FLOPs are twice
-that. Per token:
+input row costs, in multiply-adds: LoRA r*(in + out); DoRA r*(in + out) + out (its per-row rescale); LoRAMoE
+N*r*(in + out) + N*in (its router). FLOPs are twice that. Per token:
     attention, router, shared-expert and dense-MLP adapters run once;
     an expert's adapters run once per assignment of the token to that expert, i.e. with weight
     counts[l][e] / tokens[l] from a profile (uniform top_k / E without one).
@@ -47,7 +47,8 @@ def _row_macs(in_features: int, out_features: int, weights) -> int:
     if router is not None:  # LoRAMoE: N LoRA experts + the mixing router
         n = router.shape[-2]
         return n * r * (in_features + out_features) + n * in_features
-    return r * (in_features + out_features)
+    magnitude = out_features if getattr(weights, "lora_magnitude", None) is not None else 0  # DoRA: m / ||W'|| per row
+    return r * (in_features + out_features) + magnitude
 
 
 def _linear_dims(layer) -> tuple[int, int]:
@@ -175,8 +176,8 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
     Returns {"model", "convention", "k", "routing", "rows": {method: {"forward_per_token", "train_per_token",
     "by_role", "vs_lora_pct"}}}.
     """
-    from hellora.adapters.accounting import DEFAULT_RANK
     from hellora.adapters.config import AdapterConfig
+    from hellora.methods.registry import get_method
     from hellora.models.presets import PRESETS
     from hellora.vocab import Convention, Method
 
@@ -184,12 +185,13 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
     if isinstance(profile, (str, Path)):
         profile = ExpertProfile.load(profile)
     methods = [Method.parse(m.strip() if isinstance(m, str) else m, "methods") for m in methods]
-    if convention is Convention.PAPER and Method.LORAMOE in methods:
+    outside_table = [m for m in methods if not get_method(m).in_paper_flops_table]
+    if convention is Convention.PAPER and outside_table:
         raise HelloraError("convention paper: Table 3 defines LoRA and HELLoRA only; use --convention exact for "
-                           "loramoe")
+                           f"{outside_table[0]}")
     rows, hot_k = {}, None
     for method in methods:
-        config = AdapterConfig(method=method, r=rank or DEFAULT_RANK.get(method, 32))
+        config = AdapterConfig(method=method, r=rank or get_method(method).default_rank)
         options = dict(k=k, profile=profile, strategy=strategy, paper=convention is Convention.PAPER)
         if model in PRESETS:  # config values alone: no torch
             from hellora.models.shapes import model_shapes
@@ -208,11 +210,11 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
 
 def _adapted_experts(config: AdapterConfig, profile: ExpertProfile | None, strategy: str, hot_k: int,
                      moe_layers: list[int], num_experts: int):
-    """hellora's placement: selected from the profile, or the first k experts (uniform routing); None otherwise."""
+    """A hot-expert method's placement: selected from the profile, or the first k experts (uniform routing); None
+    for methods that adapt every expert."""
     from hellora.placement import first_k_placement
-    from hellora.vocab import Method
 
-    if config.method is not Method.HELLORA:
+    if not config.rules.adapts_hot_experts:
         return None
     return profile.select(strategy, hot_k) if profile else first_k_placement(moe_layers, num_experts, hot_k)
 

@@ -35,13 +35,12 @@ from hellora.adapters.config import AdapterConfig
 from hellora.adapters.shape_count import count_from_shapes, counted, lori_keep_count, split_kept
 from hellora.models.presets import PRESETS, default_hot_k
 from hellora.models.shapes import model_shapes
+from hellora.methods.registry import DEFAULT_METHOD, NO_VARIANT, get_method
 from hellora.placement import check_k
 from hellora.vocab import Method, Targets, Variant
 
 if TYPE_CHECKING:
     from torch import nn
-
-DEFAULT_RANK = {Method.LORAMOE: 4}  # LoRAMoE's original configuration (paper Table 1); 32 otherwise (Table 7)
 
 
 def count_parameters(model: nn.Module) -> dict:
@@ -89,35 +88,32 @@ def _renamed_targets(targets, placement, caller: str):
 
 
 def _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts) -> AdapterConfig:
-    """The AdapterConfig of a count request (r defaults to the method's paper rank)."""
+    """The AdapterConfig of a count request (r defaults to the method's paper rank, `AdapterMethod.default_rank`)."""
     method = Method.parse(method, "method")
-    r = r if r is not None else DEFAULT_RANK.get(method, 32)
+    r = r if r is not None else get_method(method, Variant.parse(variant, "adapter.variant")).default_rank
     return AdapterConfig(method=method, r=r, alpha=alpha, targets=targets, router=router, variant=variant,
                          lori_density=lori_density, loramoe_experts=loramoe_experts)
 
 
 def _described(report: dict, model: str, config: AdapterConfig, k: int, num_experts: int, top_k: int,
                moe_layers: int) -> dict:
-    method = config.method
-    report.update(model=model, method=method.value, variant=config.variant.value,
-                  k=k if method is Method.HELLORA else num_experts, r=config.r, targets=config.targets.value,
+    rules = config.rules
+    report.update(model=model, method=config.method.value, variant=config.variant.value,
+                  k=k if rules.adapts_hot_experts else num_experts, r=config.r, targets=config.targets.value,
                   num_experts=num_experts, top_k=top_k, moe_layers=moe_layers)
-    if config.variant is Variant.LORI_S:
-        report["lori_density"] = config.lori_density
-    if method is Method.LORAMOE:
-        report["loramoe_experts"] = config.loramoe_experts
+    report.update(rules.report_fields(config))
     return report
 
 
 def parameter_report(
-    model: str, method: Method | str = Method.HELLORA, *, k: int | None = None, r: int | None = None,
+    model: str, method: Method | str = DEFAULT_METHOD, *, k: int | None = None, r: int | None = None,
     alpha: float = 64.0, targets: Targets | str = Targets.ALL, router: bool | None = None,
-    trust_remote_code: bool = False, variant: Variant | str = Variant.NONE, lori_density: float = 0.1,
+    trust_remote_code: bool = False, variant: Variant | str = NO_VARIANT, lori_density: float = 0.1,
     loramoe_experts: int = 6, placement: str | None = None,
 ) -> dict:
     """Trainable / total parameters of `method` (+ `variant`) on `model` (preset, path or hub id), from its config.
 
-    r defaults to the paper's: 32, or 4 for LoRAMoE. k (hellora only) defaults to the paper's k for a preset
+    r defaults to the paper's: 32, or 4 for LoRAMoE. k (hot-expert methods only) defaults to the paper's k for a preset
     (`hellora.models.presets.paper_k`), else the router's top-k. Presets are counted from their config values
     (no torch); anything else on the meta device (`meta_parameter_report`).
     """
@@ -128,7 +124,7 @@ def parameter_report(
                                      loramoe_experts=loramoe_experts)
     config = _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts)
     shapes = model_shapes(PRESETS[model].config)
-    if config.method is Method.HELLORA:
+    if config.rules.adapts_hot_experts:
         k = default_hot_k(k, model, shapes.top_k)
         check_k(k, shapes.num_experts)
     report = count_from_shapes(shapes, config, k)
@@ -136,9 +132,9 @@ def parameter_report(
 
 
 def meta_parameter_report(
-    model: str, method: Method | str = Method.HELLORA, *, k: int | None = None, r: int | None = None,
+    model: str, method: Method | str = DEFAULT_METHOD, *, k: int | None = None, r: int | None = None,
     alpha: float = 64.0, targets: Targets | str = Targets.ALL, router: bool | None = None,
-    trust_remote_code: bool = False, variant: Variant | str = Variant.NONE, lori_density: float = 0.1,
+    trust_remote_code: bool = False, variant: Variant | str = NO_VARIANT, lori_density: float = 0.1,
     loramoe_experts: int = 6, placement: str | None = None, overrides: dict | None = None,
 ) -> dict:
     """`parameter_report` by attaching the adapters to `model` built on the meta device (config `overrides`
@@ -153,7 +149,7 @@ def meta_parameter_report(
     net = meta_model(model, trust_remote_code=trust_remote_code, overrides=overrides)
     spec = describe_moe_model(net)
     hot = None
-    if config.method is Method.HELLORA:
+    if config.rules.adapts_hot_experts:
         k = default_hot_k(k, model, spec.top_k)
         hot = first_k_placement(spec.moe_layer_indices, spec.num_experts, k)
     attach_adapters(net, config, hot, spec, init_lori=False)

@@ -6,6 +6,8 @@ import functools
 import warnings
 from dataclasses import asdict, dataclass, fields
 
+from hellora.methods.base import AdapterMethod
+from hellora.methods.registry import DEFAULT_METHOD, NO_VARIANT, get_method
 from hellora.utils.dtypes import DTYPE_NAMES
 from hellora.utils.errors import HelloraError
 from hellora.vocab import Choice, Method, Targets, Variant
@@ -49,7 +51,7 @@ class AdapterConfig:
                weights and their names are unchanged, see `hellora.adapters.shared_input`). False = one per projection.
     """
 
-    method: Method = Method.HELLORA
+    method: Method = DEFAULT_METHOD
     r: int = 32
     alpha: float = 64.0
     dropout: float = 0.0
@@ -58,7 +60,7 @@ class AdapterConfig:
     init: str = "default"
     adapter_dtype: str = "float32"
     seed: int = 0
-    variant: Variant = Variant.NONE
+    variant: Variant = NO_VARIANT
     lori_from: str | None = None
     lori_density: float = 0.1
     loramoe_experts: int = 6
@@ -80,10 +82,8 @@ class AdapterConfig:
             raise HelloraError(f"adapter.init: unknown init {self.init!r}; choose one of {', '.join(INITS)}")
         if self.adapter_dtype not in DTYPE_NAMES:
             raise HelloraError(f"adapter.adapter_dtype: choose one of {', '.join(DTYPE_NAMES)}, got {self.adapter_dtype!r}")
-        if self.variant is not Variant.NONE and self.method not in (Method.HELLORA, Method.LORA):
-            raise HelloraError(f"adapter.variant: {self.variant!r} applies to methods 'lora' and 'hellora', "
-                               f"not {self.method!r}")
-        if self.lori_from is not None and (not isinstance(self.lori_from, str) or self.variant is not Variant.LORI_S):
+        rules = get_method(self.method, self.variant)  # refuses a combination nobody registered
+        if self.lori_from is not None and (not isinstance(self.lori_from, str) or not rules.continues_from_lori_d):
             raise HelloraError("adapter.lori_from: a LoRI-D adapter folder, used only with variant 'lori_s'")
         if not (isinstance(self.lori_density, (int, float)) and 0.0 < self.lori_density <= 1.0):
             raise HelloraError(f"adapter.lori_density: must be in (0, 1], got {self.lori_density!r}")
@@ -95,8 +95,7 @@ class AdapterConfig:
             raise HelloraError(f"adapter.loramoe_delta: must be in [0, 1), got {self.loramoe_delta!r}")
         if not isinstance(self.fuse_shared_inputs, bool):
             raise HelloraError(f"adapter.fuse_shared_inputs: must be true or false, got {self.fuse_shared_inputs!r}")
-        if self.method is Method.LORAMOE and self.router:
-            raise HelloraError("adapter.router: method 'loramoe' adapts expert FFNs only, not the router")
+        rules.check(self)
 
     @property
     def placement(self) -> Targets:
@@ -105,22 +104,27 @@ class AdapterConfig:
         return self.targets
 
     @property
+    def rules(self) -> AdapterMethod:
+        """The registered method object of `method` + `variant` (`hellora.methods`): ask it, never the name."""
+        return get_method(self.method, self.variant)
+
+    @property
     def scale(self) -> float:
         return float(self.alpha) / self.r
 
     @property
     def adapts_attention(self) -> bool:
-        return self.targets is Targets.ALL and self.method in (Method.HELLORA, Method.LORA)
+        return self.targets is Targets.ALL and self.rules.uses_targets
 
     @property
     def chooses_hot_experts(self) -> bool:
         """hellora picks its own hot experts (profile, then select); HELLoRI-S keeps its LoRI-D adapter's."""
-        return self.method is Method.HELLORA and self.variant is not Variant.LORI_S
+        return self.rules.chooses_hot_experts
 
     @property
     def adapts_router_targets(self) -> bool:
         """The targets include the router (it is still skipped where `router` or the family says no)."""
-        return self.targets in (Targets.GATE, Targets.ALL) and self.method in (Method.HELLORA, Method.LORA)
+        return self.targets in (Targets.GATE, Targets.ALL) and self.rules.uses_targets
 
     def adapts_router(self, fused: bool) -> bool:
         """Whether a MoE layer's router gets an adapter: the targets include it, and `router` says yes (None:

@@ -42,7 +42,6 @@ from hellora.adapters.router import RouterLoRA
 from hellora.models.loading import model_from_config
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json
-from hellora.vocab import Method, Variant
 
 
 # PEFT (0.21) rewrites `target_modules` entries ending in these names into fused-expert `target_parameters` for
@@ -65,11 +64,10 @@ def _peft_config(model: nn.Module, base_model: str | None):
 
     state = adapter_state(model)
     cfg = state.config
-    if cfg.method is Method.LORAMOE or cfg.variant is Variant.DORA:
-        what = "LoRAMoE (a router-mixed set of LoRA pairs)" if cfg.method is Method.LORAMOE else \
-            "DoRA on fused experts and routers (PEFT's target_parameters has no DoRA)"
-        raise HelloraError(f"PEFT export: stock PEFT cannot express {what}; keep the hellora adapter"
-                           + (" or write a merged checkpoint (--format merged)" if cfg.method is not Method.LORAMOE else ""))
+    rules = cfg.rules
+    if rules.peft_refusal:
+        raise HelloraError(f"PEFT export: stock PEFT cannot express {rules.peft_refusal}; keep the hellora adapter"
+                           + (" or write a merged checkpoint (--format merged)" if rules.mergeable else ""))
     layers = adapter_layers(model)
     factor = 2 if any(isinstance(layer, HotExpertsLoRA) for layer in layers.values()) else 1  # gate_up: rank 2r
     modules, parameters, rank_pattern, alpha_pattern = [], [], {}, {}

@@ -22,26 +22,20 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
-
 import torch
 from torch import nn
 
 from hellora.adapters.base import AdapterLayer
 from hellora.adapters.config import AdapterConfig
-from hellora.adapters.dora import DoRALinear, DoRARouter, ExpertDoRAWeights
-from hellora.adapters.experts import ExpertLoRAWeights, HotExpertsLoRA
-from hellora.adapters.linear import LoRALinear
+from hellora.adapters.experts import HotExpertsLoRA
 from hellora.adapters.lori import LoRIDAdapter, apply_lori, init_lori_s
-from hellora.adapters.loramoe import ExpertLoRAMoEWeights, LoRAMoELinear
-from hellora.adapters.router import RouterLoRA
 from hellora.adapters.shared_input import group_shared_inputs
 from hellora.models.families import MoEModelSpec, describe_moe_model
 from hellora.models.fingerprint import config_fingerprint, model_name
 from hellora.placement import HotExpertPlacement, saved_strategy
 from hellora.utils.dtypes import DTYPES
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Method, Strategy, Variant
+from hellora.vocab import Strategy
 
 
 @dataclass
@@ -75,10 +69,10 @@ def resolve_experts(
 ) -> dict[int, list[int]]:
     """Layer index -> expert ids to adapt; checks the placement belongs to this model."""
     layers = spec.moe_layer_indices
-    if config.method in (Method.LORA, Method.LORAMOE):
+    if not config.rules.adapts_hot_experts:
         return {layer: list(range(spec.num_experts)) for layer in layers}
     if placement is None:
-        raise HelloraError("method 'hellora' needs a placement: profile the task, then select hot experts")
+        raise HelloraError(f"method {config.method!r} needs a placement: profile the task, then select hot experts")
     fingerprint = config_fingerprint(model.config)
     if placement.fingerprint and placement.fingerprint != fingerprint:
         raise HelloraError(
@@ -95,16 +89,6 @@ def resolve_experts(
             + (f"missing {missing}" if missing else f"unknown {extra}")
         )
     return {layer: list(placement.experts[layer]) for layer in layers}
-
-
-def _layer_classes(config: AdapterConfig) -> tuple[type, type, object]:
-    """(Linear wrapper, router wrapper, fused-experts weights class) of a method and variant."""
-    if config.method is Method.LORAMOE:
-        return (partial(LoRAMoELinear, num_experts=config.loramoe_experts), None,
-                partial(ExpertLoRAMoEWeights, num_experts=config.loramoe_experts))
-    if config.variant is Variant.DORA:
-        return DoRALinear, DoRARouter, ExpertDoRAWeights
-    return LoRALinear, RouterLoRA, ExpertLoRAWeights
 
 
 def _lori_s_placement(lori_d: LoRIDAdapter, spec: MoEModelSpec) -> HotExpertPlacement:
@@ -130,19 +114,20 @@ def attach_adapters(
     config = config or AdapterConfig()
     if getattr(model, "hellora_adapter", None) is not None:
         raise HelloraError("this model already has hellora adapters attached")
-    if config.method is Method.FFT:
+    rules = config.rules
+    if rules.trains_whole_model:
         for p in model.parameters():
             p.requires_grad_(True)
         return model
     spec = spec or describe_moe_model(model)
-    lori_s = config.variant is Variant.LORI_S
-    if lori_s and config.method is Method.HELLORA and placement is None and lori_d is not None and init_lori:
+    lori_s = rules.continues_from_lori_d
+    if lori_s and rules.adapts_hot_experts and placement is None and lori_d is not None and init_lori:
         placement = _lori_s_placement(lori_d, spec)
     experts_map = resolve_experts(spec, config, placement, model)
     dtype = DTYPES[config.adapter_dtype]
     generator = torch.Generator().manual_seed(config.seed)
     opts = dict(dtype=dtype, init=config.init, generator=generator)
-    linear_cls, router_cls, weights_cls = _layer_classes(config)
+    linear_cls, router_cls, weights_cls = rules.layer_classes(config)
     on_meta = any(p.device.type == "meta" for p in model.parameters())
     if lori_s and init_lori and lori_d is None and not on_meta:
         raise HelloraError("adapter.lori_from: variant 'lori_s' needs a finished LoRI-D adapter (its A and the mask "
@@ -189,8 +174,8 @@ def attach_adapters(
         router_adapted=router_adapted,
         placement=placement.to_dict() if placement else {"strategy": Strategy.ALL.value},
     )
-    if config.variant in (Variant.LORI_D, Variant.LORI_S):
-        apply_lori(model, config.variant)
+    if rules.freezes_a:
+        apply_lori(model, masked=rules.masks_b)
     if lori_s and init_lori and lori_d is not None:
         init_lori_s(model, lori_d, config.lori_density)
     return model

@@ -27,7 +27,7 @@ from hellora.placement import HotExpertPlacement, saved_strategy
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write, atomic_write_json, read_json
 from hellora.utils.meta import run_metadata
-from hellora.vocab import Method, Variant
+from hellora.vocab import Variant
 
 WEIGHTS = "hellora_adapter.safetensors"
 CONFIG = "hellora_adapter.json"
@@ -114,7 +114,7 @@ def attach_from_record(model: nn.Module, record: dict, where: str = "adapter") -
     config = AdapterConfig.from_dict(record["adapter"], where=f"{where}: adapter")
     experts = {int(layer): ids for layer, ids in record["experts"].items()}
     placement = None
-    if config.method is Method.HELLORA:
+    if config.rules.adapts_hot_experts:
         placement = HotExpertPlacement(experts, describe_moe_model(model).num_experts,
                                        saved_strategy(record.get("placement", {}).get("strategy")),
                                        fingerprint=fingerprint)
@@ -124,7 +124,7 @@ def attach_from_record(model: nn.Module, record: dict, where: str = "adapter") -
 def read_lori_d(adapter_dir: str | Path) -> LoRIDAdapter:
     """The finished LoRI-D adapter in `adapter_dir` (its record and tensors), which a LoRI-S run starts from."""
     record = read_adapter_record(adapter_dir)
-    variant = record.get("adapter", {}).get("variant", Variant.NONE)
+    variant = record.get("adapter", {}).get("variant", "none")
     if variant != Variant.LORI_D:
         raise HelloraError(f"adapter.lori_from: {adapter_dir} is a {variant!r} adapter; LoRI-S starts from a "
                            f"finished LoRI-D adapter (variant 'lori_d'), whose A is still its random init")

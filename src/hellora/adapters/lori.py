@@ -22,10 +22,9 @@ import torch
 from torch import nn
 
 from hellora.adapters.config import AdapterConfig
-from hellora.adapters.shape_count import lori_keep_count
+from hellora.methods.counts import lori_keep_count
 from hellora.models.fingerprint import config_fingerprint
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Variant
 
 MASK = "lora_B_mask"
 
@@ -65,11 +64,12 @@ def _key(path: str, leaf: str) -> str:
     return f"{path}.{leaf}" if path else leaf
 
 
-def apply_lori(model: nn.Module, variant: Variant) -> None:
-    """Freeze every A; for "lori_s" also add an all-False `lora_B_mask` per B, to be filled by `set_lori_masks`."""
+def apply_lori(model: nn.Module, masked: bool) -> None:
+    """Freeze every A; when `masked` (LoRI-S) also add an all-False `lora_B_mask` per B, to be filled by
+    `set_lori_masks`."""
     for module in lora_pairs(model).values():
         module.lora_A.requires_grad_(False)
-        if variant is Variant.LORI_S and MASK not in module._buffers:
+        if masked and MASK not in module._buffers:
             module.register_buffer(MASK, torch.zeros(module.lora_B.shape, dtype=torch.bool,
                                                      device=module.lora_B.device))
 

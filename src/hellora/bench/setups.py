@@ -11,10 +11,10 @@ from contextlib import contextmanager
 import torch
 
 from hellora.kernels.subset_lora import BACKEND_ENV, KERNEL_CHOICES
-from hellora.vocab import Method
+from hellora.methods.registry import BENCH_SETUPS
 
-SETUPS = ("frozen", "hellora", "lora", "peft-lora", "peft-attn")
-KERNEL_SETUPS = ("hellora", "lora")  # the setups that take @suffixes
+KERNEL_SETUPS = tuple(BENCH_SETUPS)  # our adapters (`AdapterMethod.bench_setup`): the setups that take @suffixes
+SETUPS = ("frozen", *KERNEL_SETUPS, "peft-lora", "peft-attn")
 SUFFIXES = (*KERNEL_CHOICES, "unfused")
 
 
@@ -98,9 +98,10 @@ def set_up(model, name: str, r: int, alpha: float, spec, hot):
     from hellora.adapters import AdapterConfig, attach_adapters
 
     method, kernel, fuse = check_setup(name)
-    if method in (Method.HELLORA, Method.LORA):
-        attach_adapters(model, AdapterConfig(method=method, r=r, alpha=alpha, fuse_shared_inputs=fuse),
-                        hot if method == Method.HELLORA else None, spec)
+    if method in BENCH_SETUPS:
+        rules = BENCH_SETUPS[method]
+        config = AdapterConfig(method=rules.method, variant=rules.variant, r=r, alpha=alpha, fuse_shared_inputs=fuse)
+        attach_adapters(model, config, hot if rules.adapts_hot_experts else None, spec)
     elif method.startswith("peft-"):
         model = peft_model(model, spec, method.endswith("-attn"), r, alpha)
     return model, method, kernel

@@ -40,7 +40,7 @@ from hellora.flops import adapter_flops
 from hellora.models.families import describe_moe_model
 from hellora.placement import HotExpertPlacement
 from hellora.profiling import ExpertActivationCounter
-from hellora.vocab import Method, Strategy, resolve_hot_k
+from hellora.vocab import Strategy, resolve_hot_k
 
 @dataclass
 class BenchConfig:
@@ -144,7 +144,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
             finally:
                 for h in handles:
                     h.remove()
-                if method in (Method.HELLORA, Method.LORA):
+                if method in KERNEL_SETUPS:
                     remove_adapters(model)
                 elif net is not model:
                     model = net.unload()

@@ -29,6 +29,7 @@ from hellora.adapters import AdapterConfig
 from hellora.adapters.accounting import count_parameters
 from hellora.data import PadCollator, build_tiny_tokenizer
 from hellora.data.skills import generate_skill_examples
+from hellora.methods.registry import get_method
 from hellora.profiling import profile_experts
 from hellora.report.heatmap import plot_activation_heatmaps
 from hellora.study.core import SkillMoESpec, finetune_copy, mixture_features, pretrain_skill_moe
@@ -39,6 +40,9 @@ from hellora.vocab import Method
 
 log = logging.getLogger(__name__)
 
+
+# the compared methods, named as a recipe names them: hot-expert LoRA against LoRA on every expert
+ARMS = tuple(Method.parse(name, "demo arm") for name in ("hellora", "lora"))
 
 @dataclass
 class DemoConfig:
@@ -109,11 +113,12 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
     finetune_examples = generate_skill_examples(cfg.target, cfg.finetune_examples, seed=cfg.seed + 3, split="train")
     finetune = skill_features(tokenizer, finetune_examples)
     results = {}
-    for method in (Method.HELLORA, Method.LORA):
-        say(f"[3/4] fine-tuning with {'HELLoRA' if method is Method.HELLORA else 'LoRA'}")
+    for method in ARMS:
+        rules = get_method(method)
+        say(f"[3/4] fine-tuning with {rules.label}")
         tick = time.perf_counter()
         tuned, run = finetune_copy(model, AdapterConfig(method=method, r=cfg.rank, alpha=2 * cfg.rank, seed=cfg.seed),
-                                   placement if method is Method.HELLORA else None, finetune, cfg.finetune_steps,
+                                   placement if rules.adapts_hot_experts else None, finetune, cfg.finetune_steps,
                                    cfg.finetune_lr, cfg.batch_size, accelerator, method)
         timings[f"finetune_{method}_s"] = time.perf_counter() - tick
         params = count_parameters(tuned)
@@ -180,7 +185,8 @@ def format_demo_report(report: dict) -> str:
     ]
     for method, r in report["results"].items():
         acc = r["accuracy"]
-        lines.append(f"{('HELLoRA' if method == Method.HELLORA else 'LoRA'):<10}{acc[target]:>12.2f}"
+        label = get_method(Method.parse(method, "demo.json: results")).label
+        lines.append(f"{label:<10}{acc[target]:>12.2f}"
                      f"{sum(acc[s] for s in others) / len(others):>14.2f}{r['trainable']:>12,}"
                      f"{r['trainable_pct']:>10.2f}{r['median_step_s']:>9.3f}")
     lines += ["", f"heatmap: {report['heatmap']}   numbers: {Path(report['heatmap']).parent / 'demo.json'}   "

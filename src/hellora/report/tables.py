@@ -17,11 +17,12 @@ from pathlib import Path
 
 import yaml
 
+from hellora.methods.registry import get_method
 from hellora.placement import HotExpertPlacement
 from hellora.profiling.profile import ExpertProfile, compare_profiles
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write, atomic_write_text, read_json
-from hellora.vocab import Method, Strategy, Variant
+from hellora.vocab import Method, Variant
 
 METRICS = [("proxy", "accuracy", "Target acc"), ("proxy", "others", "Other skills"), ("gsm8k", "accuracy", "GSM8K"),
            ("humaneval", "pass@1", "HE@1"), ("humaneval", "pass@5", "HE@5"), ("humaneval", "pass@10", "HE@10"),
@@ -30,26 +31,13 @@ METRICS = [("proxy", "accuracy", "Target acc"), ("proxy", "others", "Other skill
 
 
 def method_label(adapter: dict, selection: dict, profile: dict | None = None) -> str:
+    """A run's row label: its method object's (`AdapterMethod.label_for`), then its targets when not "all"."""
     method = Method.parse(adapter.get("method", "hellora"), "config.yaml: adapter.method")
     variant = Variant.parse(adapter.get("variant", "none"), "config.yaml: adapter.variant")
-    if method is Method.FFT:
-        return "FFT"
-    if method is Method.LORAMOE:
-        return "LoRAMoE"
-    label = {Variant.DORA: "DoRA", Variant.LORI_D: "LoRI-D", Variant.LORI_S: "LoRI-S"}.get(variant, "LoRA")
-    if method is Method.HELLORA:
-        label = {"LoRA": "HELLoRA", "DoRA": "HELLoRA-DoRA"}.get(label, "HEL" + label)
-        strategy = selection.get("strategy", "layer")
-        if strategy != Strategy.LAYER:
-            label += f" ({strategy})"
-        if selection.get("k"):
-            label += f" k={selection['k']}"
-        fraction = (profile or {}).get("fraction", 0.1)
-        if fraction != 0.1:
-            label += f" p={100 * fraction:g}%"
-        mode = (profile or {}).get("mode", "warmup")
-        if mode != "warmup":  # the paper profiles with a LoRA warm-up; other modes are their own rows
-            label += f" ({mode} profile)"
+    rules = get_method(method, variant)
+    label = rules.label_for(selection, profile)
+    if not rules.uses_targets:
+        return label
     targets = adapter.get("targets", adapter.get("placement", "all"))  # run folders may hold the old key
     if targets != "all":
         label += f" [{targets}]"

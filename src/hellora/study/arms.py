@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hellora.methods.base import AdapterMethod
+from hellora.methods.registry import NO_VARIANT, get_method
 from hellora.vocab import Choice, Method, Variant
 
 # the retention-aware rule's name in hellora.vocab.Strategy (kept in one place: the selector lives in placement.py)
@@ -40,7 +42,7 @@ class ProfileSource(Choice):
 class Arm:
     name: str
     method: Method                   # lora | hellora | fft  (AdapterConfig.method)
-    variant: Variant = Variant.NONE  # none | lori_d | lori_s
+    variant: Variant = NO_VARIANT    # none | lori_d | lori_s
     strategy: str | None = None      # selection rule for "hellora" (a hellora.vocab.Strategy value)
     placement: str = "all"           # pure | gate | all
     k_factor: float = 1.0            # hot experts per layer = k_factor x router top-k
@@ -52,7 +54,12 @@ class Arm:
 
     @property
     def needs_profile(self) -> bool:
-        return self.method is Method.HELLORA and self.lori_from is None
+        return self.rules.adapts_hot_experts and self.lori_from is None
+
+    @property
+    def rules(self) -> AdapterMethod:
+        """The arm's registered method object (`hellora.methods`)."""
+        return get_method(self.method, self.variant)
 
     @property
     def after(self) -> str | None:

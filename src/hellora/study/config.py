@@ -23,7 +23,6 @@ from hellora.study.arms import ARMS
 from hellora.study.contrasts import MAX_PRIMARY, Contrast
 from hellora.study.core import SkillMoESpec
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Method
 
 # fields that decide a pretrained base (its cache key, with the base seed)
 PRETRAIN_FIELDS = ("skills", "targets", "target_pretrain", "pretrain_per_skill", "text_files", "text_examples",
@@ -157,7 +156,7 @@ class StudyConfig:
 
     def lr_grid_for(self, arm: str) -> list:
         """The learning rates an arm runs at: full fine-tuning has its own, lower grid."""
-        return self.fft_lr_grid if ARMS[arm].method is Method.FFT else self.lr_grid
+        return self.fft_lr_grid if ARMS[arm].rules.trains_whole_model else self.lr_grid
 
     def moe_spec(self) -> SkillMoESpec:
         """The base's shape and pretraining schedule, for `study.core.pretrain_skill_moe`."""

@@ -28,7 +28,6 @@ from hellora.study.paths import run_folder
 from hellora.train.loop import TrainingDiverged, train_loop
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json, read_json
-from hellora.vocab import Method, Variant
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +79,7 @@ def placement_for(ctx: RunContext, arm: Arm, lr: float):
 
 
 def adapter_config(ctx: RunContext, arm: Arm, lr: float) -> AdapterConfig:
-    if arm.method is Method.FFT:
+    if arm.rules.trains_whole_model:
         return AdapterConfig(method="fft")
     lori_from = None
     if arm.lori_from:
@@ -95,7 +94,7 @@ def adapted_model(ctx: RunContext, arm: Arm, config: AdapterConfig, placement):
     from hellora.adapters.io import read_lori_d
 
     tuned = copy.deepcopy(ctx.model)
-    lori_d = read_lori_d(config.lori_from) if config.variant is Variant.LORI_S else None
+    lori_d = read_lori_d(config.lori_from) if arm.rules.continues_from_lori_d else None
     attach_adapters(tuned, config, placement, lori_d=lori_d)
     return tuned
 
@@ -154,7 +153,7 @@ def run_arm(ctx: RunContext, arm_name: str, lr: float) -> Path:
         "profile": source,
     }
     with atomic_dir(folder) as tmp:
-        if arm.variant is Variant.LORI_D and result is not None:
+        if arm.rules.starts_lori_s and result is not None:
             save_adapter(tuned, tmp / "adapter", base_model="proxy-moe")
         if arm_name == "lora" and result is not None:
             routing_on(tuned, ctx.data.finetune, {"skill": ctx.target, "seed": ctx.ft_seed, "lr": lr,

@@ -38,6 +38,7 @@ import torch.distributed as dist
 from torch import nn
 
 from hellora.utils.errors import HelloraError
+from hellora.methods.registry import get_method
 from hellora.vocab import Method, ProfileMode, Variant
 
 log = logging.getLogger(__name__)
@@ -54,14 +55,10 @@ def check_fsdp_supported(method: str, variant: str, profile_mode: str = "none", 
     """Refuse what FSDP cannot train here, naming the field, before anything is written."""
     if mixed_precision == "fp16":  # a loss scaler would need unscaling before the replicated-gradient clipping
         raise HelloraError("train.mixed_precision: fp16 is not supported under FSDP; use bf16 or no")
-    method, variant = Method.parse(method, "adapter.method"), Variant.parse(variant, "adapter.variant")
-    if method is Method.FFT:
-        raise HelloraError("train.fsdp: full fine-tuning (adapter.method fft) is not supported under FSDP "
-                           "(it shards and freezes the base); use an adapter method or DDP")
-    if variant is Variant.DORA:
-        raise HelloraError("train.fsdp: adapter.variant dora is not supported under FSDP (its magnitude is "
-                           "initialised from full base weights, which are sharded outside a forward); use DDP")
-    if method is Method.HELLORA and profile_mode == ProfileMode.FORWARD:
+    rules = get_method(Method.parse(method, "adapter.method"), Variant.parse(variant, "adapter.variant"))
+    if rules.fsdp_refusal:
+        raise HelloraError(f"train.fsdp: {rules.fsdp_refusal}")
+    if rules.adapts_hot_experts and profile_mode == ProfileMode.FORWARD:
         raise HelloraError("train.fsdp: profile.mode forward is not supported under FSDP (processes would run "
                            "different numbers of sharded forwards); use profile.mode warmup, or profile with "
                            "`hellora profile` and set profile.path")

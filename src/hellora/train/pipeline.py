@@ -30,7 +30,7 @@ from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_fol
 from hellora.train.setup import (build_features, check_run_inputs, load_run_model, load_run_tokenizer,
                                  make_accelerator, model_spec, pad_id_of)
 from hellora.utils.io import atomic_write_text
-from hellora.vocab import Method, ProfileMode
+from hellora.vocab import ProfileMode
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +92,14 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
     recorder.step("attach", trainable=params["trainable"], total=params["total"],
                   trainable_pct=params["trainable_pct"], by_role=params["by_role"])
 
-    extra_loss = _balance_loss(config, accelerator) if config.adapter.method is Method.LORAMOE else None
+    extra_loss = _balance_loss(config, accelerator) if config.adapter.rules.has_balance_loss else None
 
     result = train_loop(model, features, config.train, accelerator=accelerator, run_dir=run, pad_token_id=pad_id,
                         progress=progress, extra_loss=extra_loss)
     recorder.step("train", **{k: v for k, v in result.to_dict().items() if k != "losses"})
     if accelerator.is_main_process:
         trained = accelerator.unwrap_model(model)
-        if config.adapter.method is Method.FFT:  # full fine-tuning: the whole model is the result
+        if config.adapter.rules.trains_whole_model:  # full fine-tuning: the whole model is the result
             trained.save_pretrained(run / "model")
         else:
             save_adapter(trained, run / "adapter", base_model=config.model.name, overwrite=True,
