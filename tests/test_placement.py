@@ -3,8 +3,8 @@
 import pytest
 
 from hellora.placement import (SELECTORS, STRATEGIES, HotExpertPlacement, cold_entropy_experts, cold_topk,
-                               coverage_experts, entropy_experts, layer_topk, model_topk, needs_k, random_experts,
-                               select_experts)
+                               coverage_experts, entropy_experts, layer_topk, model_topk, needs_k, needs_reference,
+                               random_experts, select_experts)
 from hellora.utils.errors import HelloraError
 from hellora.vocab import Strategy
 
@@ -64,7 +64,8 @@ def test_every_strategy_but_manual_has_a_selector():
     assert set(SELECTORS) == set(Strategy) - {Strategy.MANUAL}
     assert STRATEGIES == tuple(s.value for s in SELECTORS)
     for strategy in SELECTORS:
-        chosen = select_experts(COUNTS, strategy, 2, seed=1, p=0.5)
+        reference = COUNTS if needs_reference(strategy) else None
+        chosen = select_experts(COUNTS, strategy, 2, seed=1, p=0.5, reference=reference)
         assert set(chosen) == set(COUNTS) and all(chosen.values()), strategy
     assert select_experts({1: [], 4: []}, "first-k", 3, num_experts=8) == {1: [0, 1, 2], 4: [0, 1, 2]}
     assert needs_k("layer") and not needs_k("coverage") and not needs_k(Strategy.ALL)

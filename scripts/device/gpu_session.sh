@@ -5,6 +5,10 @@
 #   bash scripts/device/gpu_session.sh tests bench          # doctor, CUDA tests, then hellora bench at OLMoE shapes
 #   bash scripts/device/gpu_session.sh bench-more           # Mixtral-8x7B and Qwen3-30B-A3B shapes (fewer layers)
 #   bash scripts/device/gpu_session.sh smoke methods        # the GPU smoke recipe end to end; every method's sweep
+#   bash scripts/device/gpu_session.sh quant                # cold experts kept / int8 / nf4: CUDA exactness test,
+#                                                           # step time and peak CUDA memory at OLMoE and Mixtral
+#                                                           # shapes (needs torchao: pip install it from a wheel
+#                                                           # carried in .data/wheels/ when the machine is offline)
 #   bash scripts/device/gpu_session.sh proxy                # the GPU-sized proxy study (far longer than one call:
 #                                                           # it resumes where it stopped, call after call)
 #
@@ -53,6 +57,14 @@ part_bench() {
 part_bench-more() {
     hellora bench --model mixtral-8x7b --layers 4 --setups "$SETUPS" --out "$OUT/bench_mixtral.json" &&
     hellora bench --model qwen3-30b-a3b --layers 12 --setups "$SETUPS" --out "$OUT/bench_qwen3.json"
+}
+part_quant() {
+    python3 -c "import torchao" 2>/dev/null || python3 -m pip install -q --no-deps "$DATA"/wheels/torchao-*.whl ||
+        { echo "quant: torchao is not installed and no wheel in $DATA/wheels"; return 1; }
+    python3 -m pytest tests/gpu/test_cuda_quant.py -q -p no:cacheprovider 2>&1 | tee "$OUT/quant_tests.log" | tail -3
+    local QSETUPS=frozen,hellora,hellora@int8,hellora@nf4,lora,lora@nf4
+    hellora bench --model olmoe-1b-7b --layers 4 --setups "$QSETUPS" --out "$OUT/bench_quant_olmoe.json" &&
+    hellora bench --model mixtral-8x7b --layers 2 --setups "$QSETUPS" --out "$OUT/bench_quant_mixtral.json"
 }
 part_smoke() {
     hellora train recipes/smoke/olmoe-reduced-gsm8k.yaml data.train="$DATA/gsm8k/train.jsonl" \

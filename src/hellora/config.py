@@ -19,11 +19,12 @@ from pathlib import Path
 import yaml
 
 from hellora.adapters.config import AdapterConfig
+from hellora.placement import NEEDS_REFERENCE, needs_reference
 from hellora.utils.checks import check, number, positive_int
 from hellora.utils.dtypes import MODEL_DTYPE_NAMES
 from hellora.utils.errors import HelloraError
 from hellora.utils.yaml_values import key_lines, load_yaml, parse_value
-from hellora.vocab import CHOICES, EvalTask, Method, ProfileMode, Scheduler, Strategy, TrainTask
+from hellora.vocab import CHOICES, EvalTask, ExpertPrecision, Method, ProfileMode, Scheduler, Strategy, TrainTask
 
 # Table 7 of the paper: (PEFT learning rate, full fine-tuning learning rate, epochs) per task family.
 PAPER_SCHEDULE = {
@@ -43,11 +44,19 @@ class ModelConfig:
     trust_remote_code: bool = False
     overrides: dict = field(default_factory=dict)  # config fields to change (e.g. fewer layers for a smoke run)
     tokenizer: str | None = None       # default: the model's; "tiny" = hellora's in-process character tokenizer
+    cold_experts: ExpertPrecision = ExpertPrecision.KEEP  # keep | int8 | nf4: storage of the frozen non-adapted experts
+    hot_experts: ExpertPrecision = ExpertPrecision.KEEP   # the same for the adapted experts (QLoRA-style: nf4)
 
     def __post_init__(self) -> None:
         check(isinstance(self.name, str) and self.name.strip() != "", "model.name",
                "give a preset, a local folder or a hub id", self.name)
         check(self.dtype in MODEL_DTYPE_NAMES, "model.dtype", f"choose one of {', '.join(MODEL_DTYPE_NAMES)}", self.dtype)
+        self.cold_experts = ExpertPrecision.parse(self.cold_experts, "model.cold_experts")
+        self.hot_experts = ExpertPrecision.parse(self.hot_experts, "model.hot_experts")
+
+    @property
+    def quantizes_experts(self) -> bool:
+        return self.cold_experts is not ExpertPrecision.KEEP or self.hot_experts is not ExpertPrecision.KEEP
 
 
 @dataclass
@@ -93,11 +102,18 @@ class SelectionConfig:
     seed: int = 0
     p: float = 0.5                     # coverage strategy: mass to reach
     path: str | None = None            # train on a saved placement.json (from `hellora select`); no profiling
+    reference: str | None = None       # retention strategy: profile.json of the data whose skills should be kept
 
     def __post_init__(self) -> None:
         self.strategy = str(Strategy.parse(self.strategy, "selection.strategy"))
         positive_int(self.k, "selection.k", optional=True)
         number(self.p, "selection.p", low=0.0, high=1.0, low_open=True)
+        if needs_reference(self.strategy) and not self.reference:
+            raise HelloraError(f"selection.strategy: {self.strategy!r} ranks experts against a reference profile; "
+                               f"set selection.reference to the profile.json of the data whose skills to keep")
+        if self.reference and not needs_reference(self.strategy):
+            raise HelloraError(f"selection.reference: only strategy {', '.join(sorted(NEEDS_REFERENCE))} reads a "
+                               f"reference profile, not {self.strategy!r}")
 
 
 @dataclass

@@ -168,11 +168,12 @@ def _paper_rule(exact: dict, n_layers: int, n_moe: int, rank, hidden: int, num_e
 
 def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "exact", k: int | None = None,
                  rank: int | None = None, profile: str | Path | ExpertProfile | None = None, strategy: str = "layer",
-                 trust_remote_code: bool = False) -> dict:
+                 reference: str | Path | ExpertProfile | None = None, trust_remote_code: bool = False) -> dict:
     """Adapter FLOPs per token of each method on `model` (a preset, folder or hub id; config only).
 
     k (hellora's hot experts per layer) defaults to the paper's k for the preset (`hellora.models.presets`), else
     the router's top-k. Without `profile`, routing is uniform and hellora's hot experts are the first k.
+    `reference` (the routing of the data whose skills should be kept) is read by strategy retention.
     Returns {"model", "convention", "k", "routing", "rows": {method: {"forward_per_token", "train_per_token",
     "by_role", "vs_lora_pct"}}}.
     """
@@ -184,6 +185,10 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
     convention = Convention.parse(convention, "convention")
     if isinstance(profile, (str, Path)):
         profile = ExpertProfile.load(profile)
+    if isinstance(reference, (str, Path)):
+        reference = ExpertProfile.load(reference)
+    if reference is not None and profile is None:
+        raise HelloraError("reference: ranking against a reference profile needs the target's profile too (--profile)")
     methods = [Method.parse(m.strip() if isinstance(m, str) else m, "methods") for m in methods]
     outside_table = [m for m in methods if not get_method(m).in_paper_flops_table]
     if convention is Convention.PAPER and outside_table:
@@ -192,7 +197,8 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
     rows, hot_k = {}, None
     for method in methods:
         config = AdapterConfig(method=method, r=rank or get_method(method).default_rank)
-        options = dict(k=k, profile=profile, strategy=strategy, paper=convention is Convention.PAPER)
+        options = dict(k=k, profile=profile, strategy=strategy, reference=reference,
+                       paper=convention is Convention.PAPER)
         if model in PRESETS:  # config values alone: no torch
             from hellora.models.shapes import model_shapes
 
@@ -209,19 +215,21 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
 
 
 def _adapted_experts(config: AdapterConfig, profile: ExpertProfile | None, strategy: str, hot_k: int,
-                     moe_layers: list[int], num_experts: int):
+                     moe_layers: list[int], num_experts: int, reference: ExpertProfile | None = None):
     """A hot-expert method's placement: selected from the profile, or the first k experts (uniform routing); None
     for methods that adapt every expert."""
     from hellora.placement import first_k_placement
 
     if not config.rules.adapts_hot_experts:
         return None
-    return profile.select(strategy, hot_k) if profile else first_k_placement(moe_layers, num_experts, hot_k)
+    if profile is None:
+        return first_k_placement(moe_layers, num_experts, hot_k)
+    return profile.select(strategy, hot_k, reference=reference)
 
 
 def method_flops_on_meta(model: str, config: AdapterConfig, *, k: int | None, profile: ExpertProfile | None,
                          strategy: str, paper: bool, trust_remote_code: bool = False,
-                         overrides: dict | None = None) -> tuple[dict, int]:
+                         overrides: dict | None = None, reference: ExpertProfile | None = None) -> tuple[dict, int]:
     """(row, hot k) of one method: its adapters attached to `model` built on the meta device, then counted."""
     from hellora.adapters.inject import attach_adapters
     from hellora.models.families import describe_moe_model
@@ -231,20 +239,22 @@ def method_flops_on_meta(model: str, config: AdapterConfig, *, k: int | None, pr
     net = meta_model(model, trust_remote_code=trust_remote_code, overrides=overrides)
     spec = describe_moe_model(net)
     hot_k = default_hot_k(k, model, spec.top_k)
-    placement = _adapted_experts(config, profile, strategy, hot_k, spec.moe_layer_indices, spec.num_experts)
+    placement = _adapted_experts(config, profile, strategy, hot_k, spec.moe_layer_indices, spec.num_experts,
+                                 reference)
     attach_adapters(net, config, placement, spec)
     row = adapter_flops(net, profile)
     return (paper_convention(net, row) if paper else row), hot_k
 
 
 def method_flops_from_shapes(model: str, shapes: ModelShapes, config: AdapterConfig, *, k: int | None,
-                             profile: ExpertProfile | None, strategy: str, paper: bool) -> tuple[dict, int]:
+                             profile: ExpertProfile | None, strategy: str, paper: bool,
+                             reference: ExpertProfile | None = None) -> tuple[dict, int]:
     """`method_flops_on_meta` from a preset's shapes (`model` names it for the paper's k), without torch."""
     from hellora.models.presets import default_hot_k
 
     hot_k = default_hot_k(k, model, shapes.top_k)
     moe_layers = shapes.moe_layer_indices
-    placement = _adapted_experts(config, profile, strategy, hot_k, moe_layers, shapes.num_experts)
+    placement = _adapted_experts(config, profile, strategy, hot_k, moe_layers, shapes.num_experts, reference)
     experts = placement.experts if placement else {i: list(range(shapes.num_experts)) for i in moe_layers}
     row = shape_flops(shapes, config, experts, profile)
     if paper:

@@ -15,6 +15,9 @@ An estimate from shapes alone (no weights read). Per GPU, in bytes:
                  8 V bytes per token. With gradient checkpointing each layer keeps only its input (H) and one
                  layer is recomputed at a time.
 
+With `--cold-experts int8|nf4` (and `--hot-experts`), the routed experts' share of `frozen` is counted as torchao
+stores them per expert (`quant/sizes.py`: codes, scales, the NF4 table), the rest of the base staying bf16.
+
 Allocator fragmentation, CUDA context (~0.5-1 GB) and temporary buffers (the LoRA kernels' hot-row gathers,
 attention workspaces) are not counted: keep 10-15 % of the card free.
 """
@@ -23,7 +26,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from hellora.quant.sizes import moe_layer_expert_bytes
 from hellora.utils.errors import HelloraError
+from hellora.vocab import ExpertPrecision
 
 GB = 1e9
 WEIGHT_BYTES = 2      # bf16 frozen base
@@ -48,6 +53,29 @@ class ModelSizes:
     vocab: int
     expert_intermediate: int
     top_k: int
+    moe_layers: int = 0
+    num_experts: int = 0
+    experts_transposed: bool = False  # gpt-oss stores gate_up (E, H, 2I): int8 scales are per stored row
+
+
+@dataclass(frozen=True)
+class ExpertStorage:
+    """How the routed experts are stored (`model.cold_experts` / `model.hot_experts`); `num_hot` per MoE layer."""
+
+    cold: ExpertPrecision = ExpertPrecision.KEEP
+    hot: ExpertPrecision = ExpertPrecision.KEEP
+    num_hot: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cold", ExpertPrecision.parse(self.cold, "cold_experts"))
+        object.__setattr__(self, "hot", ExpertPrecision.parse(self.hot, "hot_experts"))
+
+    @property
+    def quantized(self) -> bool:
+        return self.cold is not ExpertPrecision.KEEP or self.hot is not ExpertPrecision.KEEP
+
+    def to_dict(self) -> dict:
+        return {"cold_experts": self.cold.value, "hot_experts": self.hot.value, "hot_per_layer": self.num_hot}
 
 
 @dataclass(frozen=True)
@@ -62,6 +90,7 @@ class MemoryPlan:
     optimizer: float
     activations: float
     activations_checkpointed: float
+    experts: ExpertStorage | None = None
 
     @property
     def total(self) -> float:
@@ -72,7 +101,9 @@ class MemoryPlan:
         return self.total - self.activations + self.activations_checkpointed
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "total": self.total, "total_checkpointed": self.total_checkpointed}
+        data = {**asdict(self), "total": self.total, "total_checkpointed": self.total_checkpointed}
+        data["experts"] = self.experts.to_dict() if self.experts else None
+        return data
 
 
 def activation_bytes(sizes: ModelSizes, tokens: int, *, checkpointed: bool) -> float:
@@ -84,12 +115,30 @@ def activation_bytes(sizes: ModelSizes, tokens: int, *, checkpointed: bool) -> f
     return ACT_BYTES * tokens * sizes.layers * per_layer + logits
 
 
-def plan_memory(sizes: ModelSizes, *, gpus: int, fsdp: bool, batch: int = 1, seq: int = 2048) -> MemoryPlan:
+def frozen_expert_bytes(sizes: ModelSizes, experts: ExpertStorage) -> tuple[int, int]:
+    """(entries of the routed experts, their bytes as `experts` stores them), all MoE layers."""
+    entries = sizes.moe_layers * sizes.num_experts * 3 * sizes.hidden * sizes.expert_intermediate
+    stored = sizes.moe_layers * moe_layer_expert_bytes(
+        experts.cold, experts.hot, num_experts=sizes.num_experts, num_hot=experts.num_hot, hidden=sizes.hidden,
+        intermediate=sizes.expert_intermediate, compute_bytes=WEIGHT_BYTES, transposed=sizes.experts_transposed)
+    return entries, stored
+
+
+def plan_memory(sizes: ModelSizes, *, gpus: int, fsdp: bool, batch: int = 1, seq: int = 2048,
+                experts: ExpertStorage | None = None) -> MemoryPlan:
     """Bytes per GPU of each part for `batch` sequences of `seq` tokens per GPU (one micro-batch)."""
     for name, value in (("gpus", gpus), ("batch", batch), ("seq", seq)):
         if value < 1:
             raise HelloraError(f"--{name} must be at least 1 (got {value})")
-    if fsdp and gpus > 1:
+    if experts is not None and experts.quantized:
+        if fsdp and gpus > 1:
+            raise HelloraError("--fsdp: quantized experts are not sharded by FSDP here; plan one GPU per process "
+                               "without --fsdp, or --cold-experts keep")
+        if sizes.base == 0 or not sizes.moe_layers:
+            raise HelloraError("--cold-experts: quantized experts need frozen routed experts (not full fine-tuning)")
+        entries, stored = frozen_expert_bytes(sizes, experts)
+        frozen = WEIGHT_BYTES * (sizes.base - entries) + stored
+    elif fsdp and gpus > 1:
         gathered = sizes.root + 2 * sizes.largest_layer
         frozen = WEIGHT_BYTES * (sizes.base / gpus + gathered)
     else:
@@ -99,7 +148,7 @@ def plan_memory(sizes: ModelSizes, *, gpus: int, fsdp: bool, batch: int = 1, seq
                       adapters=MASTER_BYTES * sizes.trainable, gradients=GRAD_BYTES * sizes.trainable,
                       optimizer=ADAMW_BYTES * sizes.trainable,
                       activations=activation_bytes(sizes, tokens, checkpointed=False),
-                      activations_checkpointed=activation_bytes(sizes, tokens, checkpointed=True))
+                      activations_checkpointed=activation_bytes(sizes, tokens, checkpointed=True), experts=experts)
 
 
 def model_sizes(model: str, trainable: int, *, trust_remote_code: bool = False) -> ModelSizes:
@@ -112,8 +161,14 @@ def model_sizes(model: str, trainable: int, *, trust_remote_code: bool = False) 
     from hellora.models.shapes import model_shapes
 
     shapes = model_shapes(PRESETS[model].config)
+    return shape_sizes(shapes, trainable)
+
+
+def shape_sizes(shapes, trainable: int) -> ModelSizes:
+    """`ModelSizes` of a `models.shapes.ModelShapes` (no torch)."""
     return _sizes(shapes.size, [layer.size for layer in shapes.layers], trainable, hidden=shapes.hidden,
-                  vocab=shapes.vocab, expert_intermediate=shapes.expert_intermediate, top_k=shapes.top_k)
+                  vocab=shapes.vocab, expert_intermediate=shapes.expert_intermediate, top_k=shapes.top_k,
+                  moe_layers=len(shapes.moe_layers), num_experts=shapes.num_experts)
 
 
 def meta_model_sizes(model: str, trainable: int, *, trust_remote_code: bool = False,
@@ -134,7 +189,8 @@ def meta_model_sizes(model: str, trainable: int, *, trust_remote_code: bool = Fa
         config = net.config
         intermediate = getattr(config, "moe_intermediate_size", None) or config.intermediate_size
     return _sizes(total, layer_sizes, trainable, hidden=net.config.hidden_size, vocab=net.config.vocab_size,
-                  expert_intermediate=intermediate, top_k=spec.top_k)
+                  expert_intermediate=intermediate, top_k=spec.top_k, moe_layers=len(spec.moe_layers),
+                  num_experts=spec.num_experts, experts_transposed=bool(moe.layout and moe.layout.transposed))
 
 
 def _sizes(total: int, layer_sizes: list[int], trainable: int, **shape) -> ModelSizes:
@@ -156,4 +212,7 @@ def format_plan(plan: MemoryPlan) -> str:
             f"  activations      {plan.activations / GB:8.2f} GB  "
             f"({plan.activations_checkpointed / GB:.2f} GB with gradient checkpointing)",
             f"  total            {plan.total / GB:8.2f} GB  ({plan.total_checkpointed / GB:.2f} GB with checkpointing)"]
+    if plan.experts is not None and plan.experts.quantized:
+        rows.insert(2, f"    (routed experts: {plan.experts.num_hot} hot per layer as {plan.experts.hot}, the rest as "
+                       f"{plan.experts.cold}; torchao per-expert storage)")
     return "\n".join(rows)

@@ -11,12 +11,16 @@ A placement maps each MoE layer (its decoder-layer index) to a sorted list of ex
                  scaled so the mean k over layers is the budget k: flat layers get more experts, peaked fewer.
 - `cold-entropy` `entropy`'s per-layer budgets k_l filled with each layer's least-routed experts: the cold
                  control of `entropy` (same adapter parameters per layer, the experts the task uses least).
+- `retention`    per layer, the k experts most specific to the target: the target's routing share minus a
+                 reference profile's (the routing of the other data whose skills should be kept), so experts the
+                 target shares with the other skills rank below experts only the target uses.
 - `all`          every expert (plain LoRA's coverage).
 - `first-k`      experts 0..k-1 of every layer, no profile needed: a stand-in where only the count matters.
 - `manual`       a placement written by hand (this class or a placement file); no function selects it.
 
 Ties break deterministically towards the lower expert id. Adding a strategy: a member of
-`hellora.vocab.Strategy`, its function here, and its row in `SELECTORS`.
+`hellora.vocab.Strategy`, its function here, and its row in `SELECTORS` (and in `NEEDS_REFERENCE` when it reads a
+second, reference profile).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import math
 import random as _random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 from hellora.utils.errors import HelloraError
@@ -186,6 +191,39 @@ def cold_entropy_experts(counts: dict[int, list[float]], k: int) -> dict[int, li
     return {layer: sorted(_rank(row, descending=False)[:budgets[layer]]) for layer, row in counts.items()}
 
 
+def _exact_shares(row: list[float]) -> list[Fraction]:
+    """A layer's counts as exact shares of its assignments (all zero when the layer saw nothing): exact, so two
+    experts whose scores are equal tie, and the tie-break decides, not float rounding."""
+    if any(isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c < 0 for c in row):
+        raise HelloraError(f"routing counts must be finite numbers >= 0, got {list(row)}")
+    exact = [Fraction(c) for c in row]
+    total = sum(exact)
+    return [c / total if total else Fraction(0) for c in exact]
+
+
+def retention_topk(counts: dict[int, list[float]], reference: dict[int, list[float]], k: int) -> dict[int, list[int]]:
+    """Per layer, the k experts most specific to the target: score = target share - reference share.
+
+    counts: layer -> the target's per-expert counts (E,); reference: layer -> the counts of the data whose skills
+    should be kept (same layers, same E). Shares are counts / the layer's row sum, so a larger reference sample
+    does not outweigh the target. Ties break towards the higher target count, then the lower expert id.
+    """
+    num_experts = len(next(iter(counts.values())))
+    check_k(k, num_experts)
+    if set(reference) != set(counts):
+        raise HelloraError(f"reference profile: MoE layers {sorted(reference)} differ from the target's "
+                           f"{sorted(counts)}")
+    out = {}
+    for layer, row in counts.items():
+        if len(reference[layer]) != len(row):
+            raise HelloraError(f"reference profile: layer {layer} has {len(reference[layer])} experts, the "
+                               f"target's has {len(row)}")
+        target, kept = _exact_shares(row), _exact_shares(reference[layer])
+        ranked = sorted(range(len(row)), key=lambda e: (-(target[e] - kept[e]), -row[e], e))
+        out[layer] = sorted(ranked[:k])
+    return out
+
+
 def first_k_experts(layers: list[int], num_experts: int, k: int) -> dict[int, list[int]]:
     """Experts 0..k-1 of every layer."""
     check_k(k, num_experts)
@@ -202,21 +240,26 @@ def all_experts(layers: list[int], num_experts: int) -> dict[int, list[int]]:
     return {layer: list(range(num_experts)) for layer in layers}
 
 
-Selector = Callable[[dict[int, list[float]], "int | None", int, float, int], dict[int, list[int]]]
+Counts = dict[int, list[float]]
+Selector = Callable[[Counts, "int | None", int, float, int, "Counts | None"], dict[int, list[int]]]
 
-# Strategy -> (needs k, selector(counts, k, seed, p, num_experts)). MANUAL has no row: nothing selects it.
+# Strategy -> (needs k, selector(counts, k, seed, p, num_experts, reference counts)). MANUAL has no row: nothing
+# selects it.
 SELECTORS: dict[Strategy, tuple[bool, Selector]] = {
-    Strategy.LAYER: (True, lambda counts, k, seed, p, n: layer_topk(counts, k)),
-    Strategy.MODEL: (True, lambda counts, k, seed, p, n: model_topk(counts, k)),
-    Strategy.COLD: (True, lambda counts, k, seed, p, n: cold_topk(counts, k)),
-    Strategy.RANDOM: (True, lambda counts, k, seed, p, n: random_experts(list(counts), n, k, seed)),
-    Strategy.COVERAGE: (False, lambda counts, k, seed, p, n: coverage_experts(counts, p)),
-    Strategy.ENTROPY: (True, lambda counts, k, seed, p, n: entropy_experts(counts, k)),
-    Strategy.COLD_ENTROPY: (True, lambda counts, k, seed, p, n: cold_entropy_experts(counts, k)),
-    Strategy.ALL: (False, lambda counts, k, seed, p, n: all_experts(list(counts), n)),
-    Strategy.FIRST_K: (True, lambda counts, k, seed, p, n: first_k_experts(list(counts), n, k)),
+    Strategy.LAYER: (True, lambda counts, k, seed, p, n, ref: layer_topk(counts, k)),
+    Strategy.MODEL: (True, lambda counts, k, seed, p, n, ref: model_topk(counts, k)),
+    Strategy.COLD: (True, lambda counts, k, seed, p, n, ref: cold_topk(counts, k)),
+    Strategy.RANDOM: (True, lambda counts, k, seed, p, n, ref: random_experts(list(counts), n, k, seed)),
+    Strategy.COVERAGE: (False, lambda counts, k, seed, p, n, ref: coverage_experts(counts, p)),
+    Strategy.ENTROPY: (True, lambda counts, k, seed, p, n, ref: entropy_experts(counts, k)),
+    Strategy.COLD_ENTROPY: (True, lambda counts, k, seed, p, n, ref: cold_entropy_experts(counts, k)),
+    Strategy.RETENTION: (True, lambda counts, k, seed, p, n, ref: retention_topk(counts, ref or {}, k)),
+    Strategy.ALL: (False, lambda counts, k, seed, p, n, ref: all_experts(list(counts), n)),
+    Strategy.FIRST_K: (True, lambda counts, k, seed, p, n, ref: first_k_experts(list(counts), n, k)),
 }
 STRATEGIES = tuple(strategy.value for strategy in SELECTORS)
+# Strategies that rank the target's routing against a reference profile's (selection.reference, --reference).
+NEEDS_REFERENCE = frozenset({Strategy.RETENTION})
 
 
 def needs_k(strategy: Strategy | str) -> bool:
@@ -225,11 +268,19 @@ def needs_k(strategy: Strategy | str) -> bool:
     return strategy in SELECTORS and SELECTORS[strategy][0]
 
 
+def needs_reference(strategy: Strategy | str) -> bool:
+    """Whether `strategy` reads a second, reference profile (the routing of data whose skills should be kept)."""
+    return Strategy.parse(strategy, "selection.strategy") in NEEDS_REFERENCE
+
+
 def select_experts(
     counts: dict[int, list[float]], strategy: Strategy | str = Strategy.LAYER, k: int | None = None, *, seed: int = 0,
-    p: float = 0.5, num_experts: int | None = None,
+    p: float = 0.5, num_experts: int | None = None, reference: dict[int, list[float]] | None = None,
 ) -> dict[int, list[int]]:
-    """Dispatch by strategy (`SELECTORS`); `k` defaults to nothing here (callers pass `resolve_hot_k`'s)."""
+    """Dispatch by strategy (`SELECTORS`); `k` defaults to nothing here (callers pass `resolve_hot_k`'s).
+
+    `reference` (layer -> counts) is read by the strategies in NEEDS_REFERENCE, and refused by the others.
+    """
     strategy = Strategy.parse(strategy, "selection.strategy")
     if strategy not in SELECTORS:
         raise HelloraError(f"selection.strategy: {strategy.value!r} marks a placement written by hand; choose one of "
@@ -238,4 +289,10 @@ def select_experts(
     wants_k, select = SELECTORS[strategy]
     if wants_k and k is None:
         raise HelloraError(f"k: strategy {strategy!r} needs the number of hot experts k")
-    return select(counts, k, seed, p, num_experts)
+    if strategy in NEEDS_REFERENCE and reference is None:
+        raise HelloraError(f"selection.reference: strategy {strategy!r} needs a reference profile (the routing of the "
+                           f"data whose skills should be kept)")
+    if strategy not in NEEDS_REFERENCE and reference is not None:
+        raise HelloraError(f"selection.reference: only strategy {', '.join(sorted(NEEDS_REFERENCE))} reads a reference "
+                           f"profile, not {strategy!r}")
+    return select(counts, k, seed, p, num_experts, reference)

@@ -77,8 +77,9 @@ class Strategy(Choice):
     """How hot experts are chosen (`hellora.placement.SELECTORS` holds one function per member).
 
     Every member but MANUAL selects from a routing profile's counts; FIRST_K needs only the layer count (the
-    parameter accounting's stand-in: which experts are hot does not change how many weights train); MANUAL marks a
-    placement written by hand, which no function selects.
+    parameter accounting's stand-in: which experts are hot does not change how many weights train); RETENTION also
+    reads a reference profile (`placement.NEEDS_REFERENCE`); MANUAL marks a placement written by hand, which no
+    function selects.
     """
 
     LAYER = "layer"
@@ -88,9 +89,19 @@ class Strategy(Choice):
     COVERAGE = "coverage"
     ENTROPY = "entropy"
     COLD_ENTROPY = "cold-entropy"
+    RETENTION = "retention"
     ALL = "all"
     FIRST_K = "first-k"
     MANUAL = "manual"
+
+
+class ExpertPrecision(Choice):
+    """How a group of frozen expert weights is stored (`model.cold_experts`, `model.hot_experts`): in the compute
+    dtype, or quantized per expert by torchao (int8 weight-only per row, or NF4 with double-quantized scales)."""
+
+    KEEP = "keep"
+    INT8 = "int8"
+    NF4 = "nf4"
 
 
 class ProfileMode(Choice):
@@ -130,7 +141,7 @@ class EvalTask(Choice):
 
 
 CHOICES: dict[str, type[Choice]] = {cls.__name__: cls for cls in (Method, Variant, Targets, Strategy, ProfileMode,
-                                                                  Scheduler, TrainTask, EvalTask)}
+                                                                  Scheduler, TrainTask, EvalTask, ExpertPrecision)}
 
 
 def _represent_choice(dumper: yaml.SafeDumper, value: Choice) -> yaml.Node:

@@ -88,7 +88,7 @@ def test_eval_pass_k_flag_and_deprecated_k(tmp_path, capsys, caplog):
     out = capsys.readouterr().out
     assert "'pass@1': 0.5" in out and "'pass@2': 1.0" in out
     assert main(["eval", "humaneval", "--samples", str(samples), "--problems", str(problems), "--k", "1",
-                 "--protocol", "human-eval"]) == 0
+                 "--protocol", "human-eval", "--overwrite"]) == 0  # the results file of the first run exists
     assert "deprecated" in caplog.text
     assert main(["eval", "humaneval", "--samples", str(samples), "--problems", str(problems),
                  "--pass-k", "1,x"]) == 2

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from hellora.eval.humaneval import build_program
+from hellora.eval.humaneval import build_checked_sample, build_program
 from hellora.eval.sandbox import PROTECTION_NAMES, Sandbox, SandboxLimits
 from hellora.eval.sandbox.runner import _check_platform
 from hellora.utils.errors import HelloraError
@@ -39,7 +39,12 @@ ADD = {
     "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n",
     "entry_point": "add",
 }
-GOOD = build_program(ADD, ADD["canonical_solution"])
+def sample(problem, completion):
+    """A HumanEval sample as hellora scores it: the completion in the sandbox, the tests in the trusted checker."""
+    return build_checked_sample(problem, completion)
+
+
+GOOD = sample(ADD, ADD["canonical_solution"])
 
 
 def in_function(code: str) -> str:
@@ -105,7 +110,7 @@ def make_canary(folder: Path) -> dict[Path, bytes]:
 def run_then_good(completion: str, *, timeout: float = 5.0, sandbox: Sandbox | None = None, **limit_kw):
     """Run the hostile sample, then a good one, sequentially in one batch; check the shared invariants."""
     sb = sandbox or Sandbox(SandboxLimits(timeout=timeout, **limit_kw))
-    hostile, good = sb.run_many([build_program(ADD, completion), GOOD], workers=1, progress=False)
+    hostile, good = sb.run_many([sample(ADD, completion), GOOD], workers=1, progress=False)
     assert not hostile.passed, (hostile.status, hostile.stdout[-500:], hostile.stderr[-500:])
     assert hostile.status in ("failed", "timeout"), (hostile.status, hostile.error)
     assert hostile.leftovers_surviving == 0
@@ -122,9 +127,14 @@ def run_then_good(completion: str, *, timeout: float = 5.0, sandbox: Sandbox | N
 
 def test_good_and_wrong_samples_are_told_apart():
     sb = Sandbox(SandboxLimits(timeout=5))
-    good, wrong = sb.run_many([GOOD, build_program(ADD, "    return a - b\n")], workers=2, progress=False)
-    assert good.passed and good.status == "passed" and good.exit_code == 0
-    assert not wrong.passed and wrong.status == "failed" and "AssertionError" in wrong.stderr
+    good, wrong = sb.run_many([GOOD, sample(ADD, "    return a - b\n")], workers=2, progress=False)
+    assert good.passed and good.status == "passed"
+    assert not wrong.passed and wrong.status == "failed" and wrong.summary() == "failed: AssertionError"
+    # The generic single-process layout still runs (a plain program: exit 0 and ran to its end)
+    plain_good, plain_wrong = sb.run_many([build_program(ADD, "    return a + b\n"),
+                                           build_program(ADD, "    return a - b\n")], workers=2, progress=False)
+    assert plain_good.passed and plain_good.exit_code == 0
+    assert not plain_wrong.passed and "AssertionError" in plain_wrong.stderr
 
 
 def test_windows_and_unknown_platforms_are_refused():
@@ -563,7 +573,7 @@ def test_os_exit_before_the_tests():
 
 def test_candidate_raising_systemexit_inside_check():
     res = run_then_good(in_function("raise SystemExit(0)"))
-    assert res.exit_code == 0 and res.status == "failed"
+    assert res.status == "failed" and "SystemExit" in res.summary()
 
 
 def test_monkeypatching_the_checker():
@@ -578,8 +588,7 @@ def test_monkeypatching_the_checker():
         """
     )
     res = run_then_good(completion)
-    assert res.exit_code == 0, "the exit-status hack should have worked; only the nonce catches it"
-    assert res.status == "failed" and "AssertionError" in res.stderr
+    assert res.status == "failed" and res.summary() == "failed: AssertionError"  # the checker's own assert
 
 
 def test_deep_recursion():
@@ -651,7 +660,7 @@ def test_all_attacks_in_one_parallel_batch(open_dir, protections):
     ]
     if protections.get("pid_namespace") or protections.get("uid_dropped"):
         hostile.append(at_module_level("import os, signal\nos.kill(-1, signal.SIGKILL)", "a + b"))
-    programs = [build_program(ADD, c) for c in hostile] + [GOOD] * 4
+    programs = [sample(ADD, c) for c in hostile] + [GOOD] * 4
     sb = Sandbox(SandboxLimits(timeout=4, max_processes=16))
     start = time.monotonic()
     results = sb.run_many(programs, workers=4, progress=False)
@@ -714,151 +723,11 @@ def test_capability_check_reads_the_process_sets():
 
 
 # --------------------------------------------------------------------------------------------------------
-# Cheats on the score itself: nine families; at most the two no sandbox can tell from honest code pass,
-# and those are flagged suspect
+# The score itself: forgeries are in test_eval_humaneval_forgery.py; here, what the sample can see
 # --------------------------------------------------------------------------------------------------------
 
-MEAN = {  # a check that calls a builtin (abs), as many HumanEval checks do
-    "task_id": "toy/mean",
-    "prompt": "def mean(xs):\n",
-    "canonical_solution": "    return sum(xs) / len(xs)\n",
-    "test": "def check(candidate):\n    assert abs(candidate([1, 2, 3]) - 2.0) < 1e-6\n"
-            "    assert abs(candidate([4.0]) - 4.0) < 1e-6\n",
-    "entry_point": "mean",
-}
 
-CHEATS = {
-    "always_equal": in_function(
-        """
-        class Anything:
-            def __eq__(self, other):
-                return True
-            def __ne__(self, other):
-                return False
-        return Anything()
-        """),
-    "patch_builtins": at_module_level(
-        """
-        import builtins
-        builtins.abs = lambda x: 0
-        """),
-    "nonce_from_file": at_module_level(
-        """
-        import os, re
-        text = open(__file__).read()
-        for token in set(re.findall(r"[0-9a-f]{16,64}", text)) | set(text.splitlines()):
-            try:
-                os.write(3, token.encode() + b"\\n")
-            except OSError:
-                pass
-        os._exit(0)
-        """),
-    "nonce_from_co_consts": at_module_level(
-        """
-        import gc, os, sys, types
-        def constants(code):
-            for c in code.co_consts:
-                if isinstance(c, types.CodeType):
-                    yield from constants(c)
-                elif isinstance(c, (str, bytes)):
-                    yield c if isinstance(c, bytes) else c.encode()
-        codes = [o for o in gc.get_objects() if isinstance(o, types.FunctionType)]
-        frame = sys._getframe()
-        seen = set()
-        while frame is not None:
-            seen.update(constants(frame.f_code))
-            frame = frame.f_back
-        for f in codes:
-            seen.update(constants(f.__code__))
-        for c in seen:
-            try:
-                os.write(3, c.strip() + b"\\n")
-            except OSError:
-                pass
-        os._exit(0)
-        """),
-    "reexec_without_asserts": at_module_level(
-        """
-        import os, sys
-        if not sys.flags.optimize:
-            os.execv(sys.executable, [sys.executable, "-O"] + sys.argv)
-        """, returns="0"),
-    "sys_exit": at_module_level("import sys\nsys.exit(0)"),
-    "os_exit": at_module_level("import os\nos._exit(0)"),
-    "systemexit_in_check": in_function("raise SystemExit(0)"),
-    "atexit": at_module_level("import atexit, os\natexit.register(os._exit, 0)"),
-}
-
-HONEST = [  # (problem, completion): correct, ordinary solutions
-    (ADD, "    return a + b\n"),
-    (ADD, "    total = a\n    total += b\n    return total\n"),
-    (ADD, "    return sum([a, b])\n"),
-    (ADD, "    import operator\n    return operator.add(a, b)\n"),
-    (ADD, "    return (lambda x, y: x + y)(a, b)\n"),
-    (ADD, "    if b == 0:\n        return a\n    return a + b\n"),
-    (ADD, "    result = 0\n    for x in (a, b):\n        result += x\n    return result\n"),
-    (ADD, "    from functools import reduce\n    return reduce(lambda x, y: x + y, [a, b])\n"),
-    (ADD, "    return int(a) + int(b)\n"),
-    (ADD, "    values = {'a': a, 'b': b}\n    return values['a'] + values['b']\n"),
-    (MEAN, "    return sum(xs) / len(xs)\n"),
-    (MEAN, "    import statistics\n    return statistics.mean(xs)\n"),
-    (MEAN, "    total = 0.0\n    for x in xs:\n        total += x\n    return total / len(xs)\n"),
-    (MEAN, "    import math\n    return math.fsum(xs) / len(xs)\n"),
-    (MEAN, "    n = len(xs)\n    assert n > 0\n    return sum(xs) / n\n"),
-    (MEAN, "    class Acc:\n        def __init__(self):\n            self.t = 0\n    acc = Acc()\n"
-           "    for x in xs:\n        acc.t += x\n    return acc.t / len(xs)\n"),
-    (MEAN, "    return float(sum(xs)) / float(len(xs))\n"),
-    (MEAN, "    xs = sorted(xs)\n    return sum(xs) / len(xs)\n"),
-    (MEAN, "    try:\n        return sum(xs) / len(xs)\n    except ZeroDivisionError:\n        return 0.0\n"),
-    (MEAN, "    import sys\n    print('mean of', len(xs), file=sys.stderr)\n    return sum(xs) / len(xs)\n"),
-]
-
-
-@pytest.fixture(scope="module")
-def cheat_results():
-    names = list(CHEATS)
-    problems = [MEAN if name == "patch_builtins" else ADD for name in names]
-    sb = Sandbox(SandboxLimits(timeout=10))
-    results = sb.run_many([build_program(p, CHEATS[n]) for n, p in zip(names, problems)], workers=4,
-                          progress=False, untrusted=[CHEATS[n] for n in names])
-    return dict(zip(names, results))
-
-
-def test_cheats_counted_as_passes_are_at_most_two_and_flagged(cheat_results):
-    passed = sorted(name for name, r in cheat_results.items() if r.passed)
-    assert set(passed) <= {"always_equal", "patch_builtins"} and len(passed) <= 2, passed
-    assert all(cheat_results[name].suspect for name in passed)
-    from hellora.eval.sandbox import suspect_passes
-
-    assert suspect_passes(cheat_results.values()) == len(passed)
-
-
-def test_every_cheat_is_flagged_suspect(cheat_results):
-    reasons = {name: r.suspect_reasons for name, r in cheat_results.items()}
-    assert all(reasons.values()), reasons
-    assert "__eq__/__ne__ override" in reasons["always_equal"] and "builtins" in reasons["patch_builtins"]
-    assert "sys.flags" in reasons["reexec_without_asserts"] and "os.exec*" in reasons["reexec_without_asserts"]
-    assert "frame/code introspection" in reasons["nonce_from_co_consts"]
-
-
-@pytest.mark.parametrize("name", ["nonce_from_file", "nonce_from_co_consts", "reexec_without_asserts", "sys_exit",
-                                  "os_exit", "systemexit_in_check", "atexit"])
-def test_cheats_the_sandbox_blocks_fail(cheat_results, name):
-    res = cheat_results[name]
-    assert res.status == "failed", (res.status, res.error, res.stderr[-300:])
-    if name == "reexec_without_asserts":
-        assert "PermissionError" in res.stderr  # execve refused by the seccomp filter, not run under -O
-
-
-def test_twenty_honest_correct_samples_pass_unflagged():
-    sb = Sandbox(SandboxLimits(timeout=10))
-    results = sb.run_many([build_program(p, c) for p, c in HONEST], workers=4, progress=False,
-                          untrusted=[c for _, c in HONEST])
-    assert [r.summary() for r in results] == ["passed"] * 20
-    assert [r.suspect_reasons for r in results] == [[]] * 20
-
-
-def test_the_nonce_is_in_no_file_argument_or_environment_the_sample_can_read():
+def test_the_tests_and_the_nonce_are_in_no_file_argument_or_environment_the_sample_can_read():
     completion = in_function(
         """
         import os
@@ -886,11 +755,16 @@ def test_the_nonce_is_in_no_file_argument_or_environment_the_sample_can_read():
     mp = pytest.MonkeyPatch()
     mp.setattr(runner.secrets, "token_hex", recording)
     try:
-        res = sb.run(build_program(ADD, completion))
+        res = sb.run(sample(ADD, completion))
+        plain = sb.run(build_program(ADD, completion))
     finally:
         mp.undo()
     assert res.passed and int(res.stdout.split()[0]) > 0
-    assert all(n not in res.stdout + res.stderr for n in nonces)
+    assert plain.passed and int(plain.stdout.split()[0]) > 0
+    assert nonces and all(n not in res.stdout + res.stderr + plain.stdout + plain.stderr for n in nonces)
+    # The checked sample's files, argv, environment and every process it can see hold no line of the tests
+    seen = res.stdout + res.stderr
+    assert "candidate(2, 3)" not in seen and "def check" not in seen
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="seccomp is Linux only")
@@ -916,9 +790,8 @@ def test_execve_is_blocked_for_the_sample_and_its_children(protections):
         print("child", os.waitstatus_to_exitcode(os.wait()[1]), flush=True)
         return a + b
         """)
-    res = Sandbox(SandboxLimits(timeout=10)).run(build_program(ADD, completion))
+    res = Sandbox(SandboxLimits(timeout=10)).run(sample(ADD, completion))
     assert res.passed and res.stdout.split()[:5] == ["refused", "refused", "refused", "child", "7"], res.stdout
-    assert res.suspect and "os.exec*" in res.suspect_reasons
 
 
 def test_the_exec_filter_is_what_the_kernel_is_given():
@@ -954,7 +827,7 @@ def test_the_exec_filter_is_what_the_kernel_is_given():
     assert driver.exec_filter("sparc") is None
 
 
-def test_humaneval_scoring_counts_suspect_passes(tmp_path):
+def test_humaneval_scoring_counts_suspect_passes_apart(tmp_path):
     import gzip
     import json
 
@@ -964,11 +837,16 @@ def test_humaneval_scoring_counts_suspect_passes(tmp_path):
     with gzip.open(problems, "wt") as f:
         f.write(json.dumps(ADD) + "\n")
     samples = tmp_path / "samples.jsonl"
-    rows = [{"task_id": "toy/add", "completion": c} for c in (ADD["canonical_solution"], CHEATS["always_equal"],
-                                                              CHEATS["sys_exit"])]
+    always_equal = in_function("class Anything:\n    def __eq__(self, other):\n        return True\nreturn Anything()")
+    reads_a_file = in_function("open('/dev/null').read()\nreturn a + b")  # correct, but it reads files
+    rows = [{"task_id": "toy/add", "completion": c} for c in (ADD["canonical_solution"], always_equal, reads_a_file,
+                                                              at_module_level("import sys\nsys.exit(0)"))]
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = evaluate_humaneval_samples(samples, problems, ks=(1,), progress=False)
-    assert summary["pass@1"] == pytest.approx(2 / 3) and summary["suspect_passes"] == 1
+    assert summary["pass@1"] == pytest.approx(1 / 4) and summary["pass@1_with_suspect"] == pytest.approx(2 / 4)
+    assert summary["suspect_passes"] == 1 and summary["protocol"] is None and summary["prompt_layout"] == "unstripped"
     results = [json.loads(line) for line in Path(summary["results_path"]).read_text().splitlines()]
-    assert [(r["passed"], r["suspect"]) for r in results] == [(True, False), (True, True), (False, True)]
-    assert results[1]["suspect_reasons"] == ["__eq__/__ne__ override"]
+    assert [(r["passed"], r["suspect"]) for r in results] == [(True, False), (False, True), (True, True),
+                                                              (False, False)]
+    assert results[1]["result"].startswith("failed: the candidate returned")
+    assert "not plain data" in results[1]["result"]

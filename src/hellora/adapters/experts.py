@@ -37,6 +37,7 @@ from hellora.kernels.reference import expert_subset_lora_
 from hellora.kernels.routing import ExpertRouting, sort_by_expert
 from hellora.kernels.subset_lora import ColumnBlock, expert_kernel_choice, grouped_linear_subset_lora
 from hellora.models.families import FusedExpertLayout
+from hellora.utils.errors import HelloraError
 
 PARTS = ("gate", "up", "down")
 
@@ -224,6 +225,9 @@ class HotExpertsLoRA(AdapterLayer):
 
     @torch.no_grad()
     def merged_base(self) -> nn.Module:
+        if not isinstance(self.base_layer.gate_up_proj, torch.Tensor):
+            raise HelloraError("merge: the experts are stored quantized; dequantize them first "
+                               "(hellora.quant.dequantize_experts)")
         # (part, expert) blocks of the fused weights do not overlap, so each is folded from its own unmerged
         # values (DoRA's norm needs them) and written back before the next: one block of float32 at a time.
         for slot, expert in enumerate(self.hot_experts):

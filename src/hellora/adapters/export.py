@@ -129,8 +129,12 @@ def _experts_peft_pair(layer: HotExpertsLoRA, param: str, num_experts: int, tens
 
 
 def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None = None,
-                tensors: dict[str, torch.Tensor] | None = None, overwrite: bool = False) -> Path:
+                tensors: dict[str, torch.Tensor] | None = None, overwrite: bool = False,
+                base_experts: dict | None = None) -> Path:
     """Write a stock-PEFT adapter folder for `model`'s hellora adapters.
+
+    `base_experts`: how the base's experts were stored in training ({"cold_experts": "nf4", ...}), written to the
+    sidecar so a user knows the adapter was fitted to a quantized base (PEFT itself loads it on any base).
 
     `tensors` (full parameter name -> tensor) overrides the model's own adapter weights, so the export can run
     on a meta-device model with weights read from a saved adapter: no base weights are needed.
@@ -182,6 +186,7 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
         atomic_write_json(tmp / "hellora_placement.json", {
             "format": "hellora.peft-sidecar/1", "fingerprint": state.fingerprint, "adapter": state.config.to_dict(),
             "experts": {str(k): v for k, v in state.experts.items()}, "base_model": config.base_model_name_or_path,
+            "base_experts": base_experts or {"cold_experts": "keep", "hot_experts": "keep"},
         })
     return out
 
@@ -195,6 +200,10 @@ def export_merged(model: nn.Module, out_dir: str | Path, *, safe_serialization: 
     check_mergeable(model)  # before anything is written
     _refuse_nonempty(out, overwrite)
     with atomic_dir(out) as tmp:
+        from hellora.quant.apply import dequantize_experts, is_quantized
+
+        if is_quantized(model):  # experts trained quantized: merged in the compute dtype, as training saw them
+            dequantize_experts(model)
         merge_adapters(model)
         model.save_pretrained(str(tmp), safe_serialization=safe_serialization)
         if tokenizer is not None:
@@ -235,8 +244,11 @@ def export_adapter(adapter: str | Path, fmt: str, out: str | Path, *, model: str
         overrides = spec["overrides"] if spec["name"] in PRESETS else None  # as training built it
         net = meta_model(spec["name"], trust_remote_code=trust, overrides=overrides)
         attach_from_record(net, record, where=f"adapter {adapter}")
+        from hellora.quant.run import recorded_storage
+
+        storage = {key: value.value for key, value in recorded_storage(record).items()}
         return export_peft(net, out, base_model=spec["name"], tensors=read_adapter_tensors(adapter),
-                           overwrite=overwrite)
+                           overwrite=overwrite, base_experts=storage)
     if fmt != "merged":
         raise HelloraError(f"--format: unknown format {fmt!r}; choose peft or merged")
     if spec["name"] in PRESETS:

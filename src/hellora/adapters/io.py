@@ -156,5 +156,9 @@ def load_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
                 raise HelloraError(f"adapter {adapter_dir}: {name} has shape {tuple(tensors[name].shape)}, "
                                    f"expected {tuple(param.shape)}")
             param.copy_(tensors[name])
+    if not any(p.is_meta for p in model.parameters()):
+        from hellora.quant.run import apply_recorded_storage
+
+        apply_recorded_storage(model, record)  # the experts stored as in training (keep: nothing to do)
     return model
 

@@ -25,7 +25,7 @@ def time_interleaved(model, cfg, spec, hot, routing, batch, device, profile, pro
     tokens = cfg.batch * cfg.seq
     setups = {}
     for name in cfg.setups:
-        net, method, kernel = set_up(copy.deepcopy(model), name, cfg.r, cfg.alpha, spec, hot)
+        net, method, kernel, _ = set_up(copy.deepcopy(model), name, cfg.r, cfg.alpha, spec, hot)  # a copy
         handles = install_routing(net, spec, routing) if routing else []
         forward, optimizer = stepper(net, batch)
         setups[name] = dict(net=net, method=method, kernel=kernel, handles=handles, forward=forward,

@@ -69,9 +69,28 @@ def format_table(result: dict) -> str:
                          f"vs `hellora flops` {a['analytic_experts_per_token']:,} "
                          f"(x{a.get('experts_measured_over_analytic', 0):.4f}); all adapters measured "
                          f"{a['measured_forward_per_token']:,} vs {a['analytic_forward_per_token']:,}")
+    lines += _storage_lines(result["rows"])
     if result.get("routing"):
         lines.append(f"hot experts' share of assignments: {result['routing']['hot_share_mean']:.3f}")
     if result.get("profiling"):
         lines.append(f"forward-only profiling of 10% of an epoch = "
                      f"{100 * result['profiling']['fraction_of_epoch_at_10pct']:.2f}% of a training epoch")
     return "\n".join(lines)
+
+
+def _storage_lines(rows: dict) -> list[str]:
+    """Host memory per setup (model bytes, peak RSS of its steps) and each @int8 / @nf4 setup's step time against
+    the same setup with its experts kept, when both ran."""
+    lines = []
+    if any(row.get("model_mib") is not None for row in rows.values()):
+        lines.append("host memory: " + "; ".join(
+            f"{name} model {row['model_mib']:.1f} MiB, peak RSS "
+            + (f"{row['peak_rss_mib']:.0f} MiB" if row.get("peak_rss_mib") is not None else "n/a")
+            for name, row in rows.items() if row.get("model_mib") is not None))
+    for name, row in rows.items():
+        kept = "@".join(p for p in name.split("@") if p not in ("int8", "nf4"))
+        if kept != name and kept in rows:
+            lines.append(f"{name}: step time x{row['step_s'] / rows[kept]['step_s']:.2f} of {kept}, model "
+                         f"x{row['model_mib'] / rows[kept]['model_mib']:.3f}" if row.get("model_mib") else
+                         f"{name}: step time x{row['step_s'] / rows[kept]['step_s']:.2f} of {kept}")
+    return lines

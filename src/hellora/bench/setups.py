@@ -12,10 +12,12 @@ import torch
 
 from hellora.kernels.subset_lora import BACKEND_ENV, KERNEL_CHOICES
 from hellora.methods.registry import BENCH_SETUPS
+from hellora.vocab import ExpertPrecision
 
 KERNEL_SETUPS = tuple(BENCH_SETUPS)  # our adapters (`AdapterMethod.bench_setup`): the setups that take @suffixes
 SETUPS = ("frozen", *KERNEL_SETUPS, "peft-lora", "peft-attn")
-SUFFIXES = (*KERNEL_CHOICES, "unfused")
+STORAGES = (ExpertPrecision.INT8.value, ExpertPrecision.NF4.value)  # @int8 / @nf4: experts stored quantized
+SUFFIXES = (*KERNEL_CHOICES, "unfused", *STORAGES)
 
 
 def check_setup(name: str) -> tuple[str, str, bool]:
@@ -26,9 +28,11 @@ def check_setup(name: str) -> tuple[str, str, bool]:
         raise ValueError(f"unknown setup {name!r}; choose from {', '.join(SETUPS)}")
     bad = [s for s in suffixes if s not in SUFFIXES]
     kernels = [s for s in suffixes if s in KERNEL_CHOICES]
-    if suffixes and (base not in KERNEL_SETUPS or bad or len(kernels) > 1 or len(set(suffixes)) < len(suffixes)):
+    storages = [s for s in suffixes if s in STORAGES]
+    if suffixes and (base not in KERNEL_SETUPS or bad or len(kernels) > 1 or len(storages) > 1
+                     or len(set(suffixes)) < len(suffixes)):
         raise ValueError(f"setup {name!r}: only {' and '.join(KERNEL_SETUPS)} take suffixes: one kernel of "
-                         f"@{', @'.join(KERNEL_CHOICES)}, and @unfused")
+                         f"@{', @'.join(KERNEL_CHOICES)}, @unfused, and one storage of @{', @'.join(STORAGES)}")
     return base, (kernels[0] if kernels else ""), "unfused" not in suffixes
 
 
@@ -92,16 +96,50 @@ def stepper(model, batch):
     return forward, optimizer
 
 
+def storage_of(name: str) -> ExpertPrecision:
+    """The expert storage a setup name asks for: `hellora@nf4` stores the cold experts as NF4, `lora@nf4` every
+    expert (all are hot: QLoRA-style); keep without a storage suffix."""
+    found = [s for s in name.split("@")[1:] if s in STORAGES]
+    return ExpertPrecision.parse(found[0], "setup") if found else ExpertPrecision.KEEP
+
+
+def store_experts(model, name: str, every_expert_hot: bool = False):
+    """Store `model`'s experts as setup `name` asks (after its adapters are attached); returns a function that puts
+    the original full-precision parameters back, so the next setup of a sequential run sees the same weights."""
+    precision = storage_of(name)
+    if precision is ExpertPrecision.KEEP:
+        return lambda: None
+    from hellora.quant.apply import adapted_experts, quantize_experts
+    from hellora.quant.store import QuantizedExpertWeight
+
+    originals = {(module, attr): value for module in model.modules() for attr in ("gate_up_proj", "down_proj")
+                 if isinstance(value := module._parameters.get(attr), torch.nn.Parameter) and value.dim() == 3}
+    quantize_experts(model, adapted_experts(model), cold=precision,
+                     hot=precision if every_expert_hot else ExpertPrecision.KEEP)
+
+    def restore() -> None:
+        for (module, attr), value in originals.items():
+            if isinstance(getattr(module, attr, None), QuantizedExpertWeight):
+                delattr(module, attr)
+                setattr(module, attr, value)
+            module.__dict__.pop("forward", None)
+
+    return restore
+
+
 def set_up(model, name: str, r: int, alpha: float, spec, hot):
-    """(`model` set up as setup `name`, method, expert kernel): our adapters attached in place (hot experts for
-    hellora), or the model wrapped by stock PEFT (a new module), or `model` itself for frozen."""
+    """(`model` set up as setup `name`, method, expert kernel, restore): our adapters attached in place (hot experts
+    for hellora; experts stored quantized with @int8 / @nf4, which `restore()` undoes), or the model wrapped by
+    stock PEFT (a new module), or `model` itself for frozen."""
     from hellora.adapters import AdapterConfig, attach_adapters
 
     method, kernel, fuse = check_setup(name)
+    restore = lambda: None
     if method in BENCH_SETUPS:
         rules = BENCH_SETUPS[method]
         config = AdapterConfig(method=rules.method, variant=rules.variant, r=r, alpha=alpha, fuse_shared_inputs=fuse)
         attach_adapters(model, config, hot if rules.adapts_hot_experts else None, spec)
+        restore = store_experts(model, name, every_expert_hot=not rules.adapts_hot_experts)
     elif method.startswith("peft-"):
         model = peft_model(model, spec, method.endswith("-attn"), r, alpha)
-    return model, method, kernel
+    return model, method, kernel, restore

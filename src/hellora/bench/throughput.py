@@ -34,13 +34,23 @@ import torch
 
 from hellora.adapters import remove_adapters
 from hellora.bench.costs import measure_step_costs, routing_profile
+from hellora.bench.memory import peak_rss_mib, reset_peak_rss, resident_mib
 from hellora.bench.report import add_ratios
-from hellora.bench.setups import KERNEL_SETUPS, SETUPS, check_setup, expert_kernel, install_routing, set_up, stepper
+from hellora.bench.setups import (
+    KERNEL_SETUPS,
+    SETUPS,
+    check_setup,
+    expert_kernel,
+    install_routing,
+    set_up,
+    stepper,
+)
 from hellora.flops import adapter_flops
 from hellora.models.families import describe_moe_model
 from hellora.placement import HotExpertPlacement
 from hellora.profiling import ExpertActivationCounter
 from hellora.vocab import Strategy, resolve_hot_k
+
 
 @dataclass
 class BenchConfig:
@@ -135,15 +145,19 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
         for name in cfg.setups:
             if progress:
                 print(f"bench: {name} ...", flush=True)
-            net, method, kernel = set_up(model, name, cfg.r, cfg.alpha, spec, hot)
+            net, method, kernel, restore = set_up(model, name, cfg.r, cfg.alpha, spec, hot)
             handles = install_routing(net, spec, routing) if routing else []
             try:
                 with expert_kernel(kernel):
+                    model_mib = resident_mib(net)
+                    reset_peak_rss()
                     step_s, peak, trainable, costs = _time_steps(net, batch, cfg.warmup, cfg.steps, device)
+                    rss = peak_rss_mib()
                     analytic = adapter_flops(net, profile) if method in KERNEL_SETUPS else None
             finally:
                 for h in handles:
                     h.remove()
+                restore()
                 if method in KERNEL_SETUPS:
                     remove_adapters(model)
                 elif net is not model:
@@ -153,6 +167,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
                     torch.cuda.empty_cache()
             rows[name] = {"step_s": round(step_s, 5), "peak_gib": round(peak, 2) if peak is not None else None,
                           "trainable": trainable, "tokens_per_s": round(tokens / step_s, 1), "costs": costs,
+                          "model_mib": model_mib, "peak_rss_mib": rss,
                           "adapter_flops_analytic": analytic}
     add_ratios(rows, spec, tokens)
     result = {"config": {k_: v for k_, v in cfg.__dict__.items()}, "rows": rows, "meta": run_metadata(cfg.seed),

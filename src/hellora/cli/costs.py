@@ -5,10 +5,10 @@ runs, its self-check, a micro-bench).
 
 from __future__ import annotations
 
-from hellora.cli.support import STRATEGY_HELP, flags, key_values, print_json
+from hellora.cli.support import REFERENCE_HELP, STRATEGY_HELP, check_reference_flag, flags, key_values, print_json
 from hellora.placement import STRATEGIES
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Convention, Method, Targets, Variant
+from hellora.vocab import Convention, ExpertPrecision, Method, Targets, Variant
 
 
 def cmd_params(args) -> None:
@@ -23,7 +23,8 @@ def cmd_params(args) -> None:
         from hellora.memory_plan import format_plan, model_sizes, plan_memory
 
         sizes = model_sizes(args.model, report["trainable"], trust_remote_code=args.trust_remote_code)
-        plan = plan_memory(sizes, gpus=args.gpus, fsdp=args.fsdp, batch=args.batch, seq=args.seq)
+        plan = plan_memory(sizes, gpus=args.gpus, fsdp=args.fsdp, batch=args.batch, seq=args.seq,
+                           experts=_expert_storage(args, report))
     if args.json:
         print_json({"trainable": report["trainable"], "total": report["total"],
                      "trainable_pct": round(report["trainable_pct"], 4), **{k: report[k] for k in
@@ -38,6 +39,20 @@ def cmd_params(args) -> None:
         print(f"  {role:<10} {n:>14,}")
     if plan:
         print(format_plan(plan))
+
+
+def _expert_storage(args, report: dict):
+    """`--cold-experts` / `--hot-experts` as the plan's expert storage (hot: hellora's k, every expert for lora)."""
+    from hellora.memory_plan import ExpertStorage
+
+    cold = ExpertPrecision.parse(args.cold_experts, "--cold-experts")
+    hot = ExpertPrecision.parse(args.hot_experts, "--hot-experts")
+    if cold is ExpertPrecision.KEEP and hot is ExpertPrecision.KEEP:
+        return None
+    method = Method.parse(args.method, "--method")
+    if method not in (Method.HELLORA, Method.LORA):
+        raise HelloraError(f"--cold-experts: quantized experts need --method hellora or lora (got {method})")
+    return ExpertStorage(cold, hot, report["k"] if method is Method.HELLORA else report["num_experts"])
 
 
 def add_params(sub) -> None:
@@ -59,6 +74,10 @@ def add_params(sub) -> None:
     p.add_argument("--fsdp", action="store_true", help="the memory estimate shards the frozen base (train.fsdp)")
     p.add_argument("--batch", type=int, default=1, help="memory estimate: sequences per GPU at once (micro-batch)")
     p.add_argument("--seq", type=int, default=2048, help="memory estimate: tokens per sequence")
+    p.add_argument("--cold-experts", choices=ExpertPrecision.values(), default="keep",
+                   help="memory estimate: the non-adapted experts stored as int8 / nf4 (model.cold_experts)")
+    p.add_argument("--hot-experts", choices=ExpertPrecision.values(), default="keep",
+                   help="memory estimate: the adapted experts' frozen weights as int8 / nf4 (QLoRA-style)")
     flags(p, "remote", "json")
     p.set_defaults(func=cmd_params)
 
@@ -66,8 +85,10 @@ def add_params(sub) -> None:
 def cmd_flops(args) -> None:
     from hellora.flops import flops_report
 
+    check_reference_flag(args.strategy, args.reference)
     report = flops_report(args.model, args.methods.split(","), convention=args.convention, k=args.k, rank=args.rank,
-                          profile=args.profile, strategy=args.strategy, trust_remote_code=args.trust_remote_code)
+                          profile=args.profile, strategy=args.strategy, reference=args.reference,
+                          trust_remote_code=args.trust_remote_code)
     if args.json:
         print_json(report["rows"])
         return
@@ -85,6 +106,7 @@ def add_flops(sub) -> None:
     p.add_argument("--profile", help="profile.json with the task's routing counts (default: uniform routing)")
     p.add_argument("--methods", default="lora,hellora", help="comma-separated: lora, hellora, loramoe")
     p.add_argument("--strategy", default="layer", choices=STRATEGIES, help=STRATEGY_HELP)
+    p.add_argument("--reference", default=None, help=REFERENCE_HELP)
     p.add_argument("--convention", choices=Convention.values(), default="exact",
                    help="exact: the adapters as they run; paper: Table 3's convention (docs/evaluation.md)")
     p.add_argument("--k", type=int, default=None, help="hot experts per layer (default: the paper's k for a preset, "

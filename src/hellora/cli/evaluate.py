@@ -57,9 +57,11 @@ def cmd_eval(args) -> None:
         protocol = resolve_protocol("humaneval", args.protocol)
         result = evaluate_humaneval_samples(args.samples, args.problems, ks=ks,
                                             progress=not (args.json or args.no_progress),
-                                            timeout=protocol.timeout, strip_prompt=protocol.strip_prompt)
+                                            timeout=protocol.timeout, strip_prompt=protocol.strip_prompt,
+                                            protocol=protocol.name, overwrite=args.overwrite)
         summary = {k: v for k, v in result.items() if k != "per_task"}
-        print_json(summary) if args.json else print({k: v for k, v in summary.items() if k.startswith("pass@")})
+        print_json(summary) if args.json else print({k: v for k, v in summary.items()
+                                                     if k.startswith("pass@") or k in ("suspect_passes", "protocol")})
         return
     if args.model is None and args.adapter:  # the base model the adapter's run recorded
         from hellora.adapters.io import read_adapter_record
@@ -124,7 +126,7 @@ def add_eval(sub) -> None:
     p.add_argument("--num-samples", type=int, help="samples per prompt (HumanEval default 20)")
     p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="vllm: --model must be a merged folder")
     p.add_argument("--cross-task", action="store_true", help="each task before/after the adapter (Appendix G)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing eval files in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace existing eval files in --out (with --samples: its _results.jsonl)")
     p.add_argument("--dtype", default=None, help="weights dtype (default: the protocol's; lori: float32)")
     flags(p, "json", "progress", "remote")
     p.set_defaults(func=cmd_eval)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hellora.cli.support import (STRATEGY_HELP, flags, key_values, need_file, print_json, refuse_existing,
-                                 replacing_run)
+from hellora.cli.support import (REFERENCE_HELP, STRATEGY_HELP, check_reference_flag, flags, key_values, need_file,
+                                 print_json, refuse_existing, replacing_run)
 from hellora.placement import STRATEGIES
 from hellora.utils.errors import HelloraError
 
@@ -164,8 +164,11 @@ def cmd_select(args) -> None:
     from hellora.profiling.profile import ExpertProfile
 
     need_file(args.profile, "--profile")
+    check_reference_flag(args.strategy, args.reference)
     refuse_existing(args.out, args.overwrite)
-    placement = ExpertProfile.load(args.profile).select(args.strategy, args.k, seed=args.seed, p=args.p)
+    reference = ExpertProfile.load(args.reference) if args.reference else None
+    placement = ExpertProfile.load(args.profile).select(args.strategy, args.k, seed=args.seed, p=args.p,
+                                                        reference=reference)
     placement.save(args.out)
     sizes = sorted({len(v) for v in placement.experts.values()})
     print(f"{args.out}: {placement.strategy} placement, {placement.total_experts} experts over "
@@ -179,6 +182,7 @@ def add_select(sub) -> None:
     p.add_argument("--k", type=int, default=None, help="experts per layer (default: the router's top-k)")
     p.add_argument("--p", type=float, default=0.5, help="mass to reach for --strategy coverage")
     p.add_argument("--seed", type=int, default=0, help="seed of --strategy random")
+    p.add_argument("--reference", default=None, help=REFERENCE_HELP)
     flags(p, "out", out_help="placement.json to write (train on it with selection.path=FILE)", out_required=True)
     p.set_defaults(func=cmd_select)
 

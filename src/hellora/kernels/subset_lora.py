@@ -148,7 +148,9 @@ class _GroupedSubsetLoRA(torch.autograd.Function):
         pairs = list(zip(lora[0::2], lora[1::2]))
         out = grouped_linear(x, weight, routing, bias, transposed)
         xa = backend.forward_(out, x, routing, hot, hot_ids, blocks, pairs, scale)
-        ctx.save_for_backward(x, weight, *lora, *xa)
+        stored = weight if isinstance(weight, torch.Tensor) else None  # a per-expert store is no tensor to save
+        ctx.save_for_backward(x, stored, *lora, *xa)
+        ctx.store = None if stored is not None else weight
         ctx.meta = (routing, transposed, hot, hot_ids, blocks, scale, backend, len(pairs))
         return out
 
@@ -156,6 +158,7 @@ class _GroupedSubsetLoRA(torch.autograd.Function):
     def backward(ctx, g):
         routing, transposed, hot, hot_ids, blocks, scale, backend, n = ctx.meta
         x, weight, *rest = ctx.saved_tensors
+        weight = ctx.store if weight is None else weight
         lora, xa = rest[: 2 * n], rest[2 * n:]
         pairs = list(zip(lora[0::2], lora[1::2]))
         need_x = ctx.needs_input_grad[0]
@@ -176,7 +179,8 @@ def grouped_linear_subset_lora(
 ) -> torch.Tensor:
     """`grouped(x, W) + bias`, plus each pair's LoRA on the hot experts' rows of its column block; (S, in) -> (S, out).
 
-    weight (E, out, in), or (E, in, out) when `transposed`, frozen; hot: sorted expert ids (K), hot_ids the same
+    weight (E, out, in), or (E, in, out) when `transposed`, frozen (or stored per expert, quantized: the base product
+    then dequantizes one expert at a time, `quantized.py`); hot: sorted expert ids (K), hot_ids the same
     as a device tensor; pairs: (A (K, r, in), B (K, |block|, r)) per block, cast to x's dtype by the caller's
     autograd (so their gradients flow back in the adapter's own dtype). `backend`: `TorchSubsetLoRA`,
     `TritonSubsetLoRA` (on CPU tensors it runs in Triton's interpreter: tests), `grouped_lora.GroupedSubsetLoRA`

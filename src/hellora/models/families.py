@@ -124,11 +124,17 @@ def _router_top_k(router: nn.Module | None, block: nn.Module, config) -> int:
     raise HelloraError(f"{type(router).__name__}: cannot tell the router's top-k (no top_k attribute or config)")
 
 
+def _is_fused_weight(value) -> bool:
+    """A fused expert parameter, or its per-expert quantized store (`hellora.quant`), which answers to the same
+    shape questions."""
+    return isinstance(value, torch.Tensor) or getattr(value, "is_expert_store", False)
+
+
 def fused_expert_layout(experts: nn.Module) -> FusedExpertLayout | None:
     """Layout of a fused experts module, or None when it is not one (no 3D gate_up_proj/down_proj)."""
     gate_up = getattr(experts, "gate_up_proj", None)
     down = getattr(experts, "down_proj", None)
-    if not (isinstance(gate_up, torch.Tensor) and isinstance(down, torch.Tensor)):
+    if not (_is_fused_weight(gate_up) and _is_fused_weight(down)):
         return None
     if gate_up.dim() != 3 or down.dim() != 3:
         return None

@@ -53,16 +53,23 @@ class ExpertProfile:
         k = resolve_hot_k(k, self.top_k)
         return {l: sum(sorted(row, reverse=True)[:k]) for l, row in self.shares_by_layer().items()}
 
-    def select(self, strategy: str = "layer", k: int | None = None, *, seed: int = 0, p: float = 0.5
-               ) -> HotExpertPlacement:
-        """Hot experts from this profile; k defaults to the router's top-k."""
+    def select(self, strategy: str = "layer", k: int | None = None, *, seed: int = 0, p: float = 0.5,
+               reference: ExpertProfile | None = None) -> HotExpertPlacement:
+        """Hot experts from this profile; k defaults to the router's top-k. `reference` is the profile of the data
+        whose skills should be kept, read by strategy retention (checked to describe the same model)."""
         if needs_k(strategy):
             k = resolve_hot_k(k, self.top_k)
-        experts = select_experts(self.counts_by_layer(), strategy, k, seed=seed, p=p, num_experts=self.num_experts)
+        if reference is not None:
+            check_reference_profile(self, reference)
+        experts = select_experts(self.counts_by_layer(), strategy, k, seed=seed, p=p, num_experts=self.num_experts,
+                                 reference=reference.counts_by_layer() if reference is not None else None)
+        extra: dict = {"p": p} if strategy == Strategy.COVERAGE else {}
+        if reference is not None:
+            extra["reference"] = {"mode": reference.mode, **reference.source}
         return HotExpertPlacement(
             experts=experts, num_experts=self.num_experts, strategy=strategy, k=k, model_id=self.model_id,
             fingerprint=self.fingerprint,
-            source={"profile_mode": self.mode, **self.source, "seed": seed, **({"p": p} if strategy == Strategy.COVERAGE else {})},
+            source={"profile_mode": self.mode, **self.source, "seed": seed, **extra},
         )
 
     def to_dict(self) -> dict:
@@ -90,6 +97,20 @@ class ExpertProfile:
                    tokens=data.get("tokens") or [], num_experts=data["num_experts"], top_k=data["top_k"],
                    model_id=data.get("model_id"), fingerprint=data.get("fingerprint"), mode=data.get("mode", "forward"),
                    source=data.get("source") or {}, meta=data.get("meta") or {})
+
+
+def check_reference_profile(target: ExpertProfile, reference: ExpertProfile, where: str = "reference profile") -> None:
+    """One error unless `reference` counts the same model as `target`: same MoE layers, expert count, and (where
+    both record them) model id and architecture fingerprint."""
+    if reference.layers != target.layers or reference.num_experts != target.num_experts:
+        raise HelloraError(f"{where}: {len(reference.layers)} MoE layers {reference.layers} x {reference.num_experts} "
+                           f"experts, but the target profile has {target.layers} x {target.num_experts}; profile "
+                           f"both on the same model")
+    for name in ("model_id", "fingerprint"):
+        mine, theirs = getattr(target, name), getattr(reference, name)
+        if mine and theirs and mine != theirs:
+            raise HelloraError(f"{where}: {name} {theirs!r} differs from the target profile's {mine!r}; profile both "
+                               f"on the same model")
 
 
 def jaccard(a: set, b: set) -> float:

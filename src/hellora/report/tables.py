@@ -20,6 +20,7 @@ import yaml
 from hellora.methods.registry import get_method
 from hellora.placement import HotExpertPlacement
 from hellora.profiling.profile import ExpertProfile, compare_profiles
+from hellora.quant.run import storage_label
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write, atomic_write_text, read_json
 from hellora.vocab import Method, Variant
@@ -62,7 +63,8 @@ def load_run(path: Path) -> dict:
         else:
             scores[(report["task"], "refusal_rate")] = 100 * s["refusal_rate"]
     return {"path": path, "status": status, "config": config, "scores": scores,
-            "label": method_label(config.get("adapter", {}), config.get("selection", {}), config.get("profile")),
+            "label": method_label(config.get("adapter", {}), config.get("selection", {}), config.get("profile"))
+            + storage_label(config.get("model") or {}),  # e.g. " cold=nf4": experts stored quantized
             "group": (config.get("model", {}).get("name"), config.get("data", {}).get("task"))}
 
 

@@ -23,7 +23,9 @@ from hellora.adapters.accounting import count_parameters
 from hellora.adapters.io import load_adapter, read_lori_d, save_adapter
 from hellora.config import RunConfig, dump_config
 from hellora.placement import HotExpertPlacement
+from hellora.profiling.profile import ExpertProfile
 from hellora.profiling.stage import planned_profile_mode, profile_stage
+from hellora.quant.run import check_expert_storage, quantize_for_run
 from hellora.train.fsdp import check_fsdp_supported, fsdp_requested, is_sharded, shard_frozen_base
 from hellora.train.loop import resolve_steps, train_loop
 from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_folder
@@ -61,6 +63,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
     accelerator = make_accelerator(config)
     resolve_steps(config.train, len(features), accelerator.num_processes)  # batch sizes fit the data
     sharded = fsdp_requested(config.train, accelerator)
+    check_expert_storage(config, sharded=sharded)
     if sharded:
         check_fsdp_supported(config.adapter.method, config.adapter.variant, profile_mode or ProfileMode.NONE,
                              accelerator.mixed_precision)
@@ -88,6 +91,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
         placement = _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress)
     lori_d = read_lori_d(config.adapter.lori_from) if config.adapter.lori_from else None
     attach_adapters(model, config.adapter, placement, lori_d=lori_d)
+    quantize_for_run(model, config.model)  # after attach: the adapted experts are the hot ones
     params = count_parameters(model)
     recorder.step("attach", trainable=params["trainable"], total=params["total"],
                   trainable_pct=params["trainable_pct"], by_role=params["by_role"])
@@ -156,8 +160,9 @@ def _profile_and_select(config, run, model, features, source, accelerator, pad_i
         accelerator.wait_for_everyone()
         return placement
     profile = profile_stage(config, run, model, features, source, accelerator, pad_id, recorder, progress)
+    reference = ExpertProfile.load(config.selection.reference) if config.selection.reference else None
     placement = profile.select(config.selection.strategy, config.selection.k, seed=config.selection.seed,
-                               p=config.selection.p)
+                               p=config.selection.p, reference=reference)
     if accelerator.is_main_process:
         placement.save(placement_path)
     recorder.step("select", strategy=placement.strategy, k=placement.k, experts=placement.total_experts)

@@ -16,6 +16,7 @@ from hellora.data import encode_pairs, get_task
 from hellora.models.families import describe_moe_model
 from hellora.models.loading import load_model, load_tokenizer
 from hellora.placement import HotExpertPlacement, check_k
+from hellora.profiling.profile import ExpertProfile
 from hellora.utils.errors import HelloraError
 
 
@@ -51,7 +52,8 @@ def load_run_model(config: RunConfig):
 def model_spec(config: RunConfig) -> dict:
     """What rebuilds the run's base model (recorded with the adapter, so export and eval need no --model)."""
     return {"name": config.model.name, "overrides": dict(config.model.overrides), "tokenizer": config.model.tokenizer,
-            "trust_remote_code": config.model.trust_remote_code, "dtype": config.model.dtype}
+            "trust_remote_code": config.model.trust_remote_code, "dtype": config.model.dtype,
+            "cold_experts": config.model.cold_experts.value, "hot_experts": config.model.hot_experts.value}
 
 
 def build_features(config: RunConfig, tokenizer) -> tuple[list[dict], dict]:
@@ -61,6 +63,15 @@ def build_features(config: RunConfig, tokenizer) -> tuple[list[dict], dict]:
     features = encode_pairs(tokenizer, pairs, config.data.max_length, config.data.max_prompt_length)
     source = {"task": config.data.task, "data": config.data.train or "hub default", "examples": len(features)}
     return features, source
+
+
+def check_reference_for_model(path: str, spec) -> None:
+    """selection.reference exists, is a profile, and counts this model's MoE layers and experts (before any work)."""
+    reference = ExpertProfile.load(path)
+    if reference.num_experts != spec.num_experts or sorted(reference.layers) != sorted(spec.moe_layer_indices):
+        raise HelloraError(f"selection.reference {path}: routing of {len(reference.layers)} MoE layers x "
+                           f"{reference.num_experts} experts, but the model has {len(spec.moe_layer_indices)} x "
+                           f"{spec.num_experts}; profile the same model")
 
 
 def check_run_inputs(config: RunConfig, model, tokenizer) -> None:
@@ -75,6 +86,8 @@ def check_run_inputs(config: RunConfig, model, tokenizer) -> None:
                            f"use the model's own tokenizer")
     if config.selection.path:
         HotExpertPlacement.load(config.selection.path)  # exists and is a placement, before any work
+    elif config.selection.reference:
+        check_reference_for_model(config.selection.reference, spec)
     if config.eval.enabled:  # the eval step's protocols and data, before hours of training
         from hellora.eval.run import RECIPE_FIELDS, check_tasks
 

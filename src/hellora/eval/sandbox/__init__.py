@@ -18,12 +18,15 @@ the score, so a sample never runs in the harness's own process. Each sample gets
   buffered), and, once the sample ends or times out, SIGKILL to its whole session, its pid namespace and
   every leftover process found in /proc (by session, process group, uid or environment marker) --
   `supervise.py`, `processes.py`;
-* a pass only if the program exits 0 *and* the trusted driver that runs it writes a per-run random nonce to a
-  private result pipe after it returned; the nonce reaches the driver through a pipe it reads once, so it is in
-  no file or code object the program can read, and execve is forbidden (a seccomp filter) so the program
-  cannot re-run itself under `python -O` -- `driver.py`, `protocol.py`;
-* a `suspect` flag on each result whose model-written code reaches for builtins, `__eq__`, `sys.flags`, exec
-  or frame/code introspection, for cheats no sandbox can tell from honest code -- `suspect.py`.
+* for HumanEval (`CheckedSample`), a pass only on the verdict of a separate trusted checker process that holds
+  the tests and calls the candidate over two pipes with plain data: the sample's process holds neither the tests
+  nor any proof of a pass, an always-equal object or a `str` subclass cannot cross the pipe, and a builtins patch
+  stays in the sample -- `checked.py`, `checker.py`, `plain_data.py`, `driver.py`; the driver and the checker are
+  handed over as `-c` source, so the install folder's permissions do not matter (`sources.py`); execve is
+  forbidden in the sample (a seccomp filter); a self-test runs before scoring (`selftest.py`);
+* a plain program (a string) "passes" if it exits 0 after its driver wrote a per-run nonce: generic runs only;
+* a `suspect` flag on each result whose model-written code reads files, /proc or memory, or that returned an
+  object imitating plain data: what the design cannot close (knowing the answers) -- `suspect.py`.
 
 Protections are best effort by platform and privilege; which ones were active is recorded for every run
 (`SandboxResult.protections`, `result.py`) and can be required (`Sandbox(require=...)`, `runner.py`). As
@@ -31,12 +34,14 @@ root, running without an unprivileged uid is refused by default. Windows is refu
 docs/sandbox.md.
 """
 
+from hellora.eval.sandbox.checked import CheckedSample
 from hellora.eval.sandbox.limits import SandboxLimits
 from hellora.eval.sandbox.result import PROTECTION_NAMES, SandboxResult, summarize_protections, suspect_passes
 from hellora.eval.sandbox.runner import Sandbox, default_workers, run_program, run_programs
 
 __all__ = [
     "PROTECTION_NAMES",
+    "CheckedSample",
     "Sandbox",
     "SandboxLimits",
     "SandboxResult",

@@ -1,27 +1,36 @@
 """The sample's first code: trusted, in the sample's own interpreter, before and after the program runs.
 
-Never imported by the harness. The launcher exec()s
+Never imported by the harness. The launcher exec()s it as source, with `plain_data.py` loaded first (`sources.py`):
 
-    python -I -S -B .../hellora/eval/sandbox/driver.py <workdir>/main.py
+    python -I -S -B -c <bootstrap + this file> <workdir>/main.py [--serve ENTRY_POINT] [--require-exec-blocked]
 
-with the private result pipe on fd 3 (`protocol.RESULT_FD`) and the per-run nonce readable once on fd 4
-(`protocol.NONCE_FD`). The driver reads the nonce into a local and closes fd 4, forbids execve for the rest of the
-process's life (a seccomp filter), runs the program, and writes the nonce to fd 3 only if the program returned.
+with the private result pipe on fd 3 (`protocol.RESULT_FD`). It forbids execve for the rest of the process's life
+(a seccomp filter), reports whether that worked ("S <json>" on fd 3), then either
 
-Why this shape: the nonce proves the program ran to the end, so it must not be readable by the program. It is in
-no file (main.py holds only the program) and in no code object (it arrived through a pipe), so `__file__` and
-`co_consts` show nothing; only introspection of this frame (`sys._getframe().f_back`, `gc`, `ctypes`) would find
-it, and the harness flags completions that reach for those (`suspect.py`). Blocking execve stops a program from
-re-running itself under other flags (`python -O` drops the asserts) or running any other binary.
+* serves (`--serve`, HumanEval): runs main.py, which holds the prompt and the completion and *no tests*, then
+  answers calls to ENTRY_POINT read from fd 4 (`protocol.CALLS_FD`) on fd 5 (`protocol.REPLIES_FD`), one JSON line
+  each way, values as plain data (`plain_data.py`). The trusted checker on the other end holds the tests and
+  decides; nothing this process does can change a verdict except the plain values it sends back; or
+* runs a plain program to the end and then writes the nonce read once from fd 4 to fd 3 (a generic program run:
+  proof that it did not exit early, which a program able to read this frame's memory can forge; never used for
+  scores).
 
-Standard library only, and runs outside any package (`-I` keeps its folder off sys.path).
+Why source and not a path: the sample runs under a dropped uid that may not be able to read the install folder
+(a clone in a mode-700 folder), and home folders are hidden from it. Blocking execve stops a program from running
+any other binary. Standard library only, and runs outside any package (`-I -S`).
 """
 
 import json
 import os
 import sys
 
+try:
+    import plain_data  # type: ignore[import-not-found,no-redef]  # put in sys.modules by the bootstrap
+except ImportError:  # imported as a module by the tests
+    from hellora.eval.sandbox import plain_data
+
 RESULT_FD, NONCE_FD = 3, 4
+CALLS_FD, REPLIES_FD = 4, 5  # in --serve mode
 
 # struct sock_filter {u16 code; u8 jt; u8 jf; u32 k}: classic BPF, as seccomp(2) documents it.
 LD_W_ABS, JEQ_K, JGE_K, RET_K = 0x20, 0x15, 0x35, 0x06
@@ -86,12 +95,64 @@ def forbid_exec():
     return None
 
 
-def main():
+def write_all(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def answer(function, entry, message):
+    """The reply to one call: the return value as plain data, the exception it raised, or why it cannot answer."""
     try:
-        nonce = os.read(NONCE_FD, 64)
-        os.close(NONCE_FD)
-    except OSError:  # started without the harness's pipe: nothing can count as a pass
-        nonce = b""
+        args = plain_data.from_wire(message["args"])
+        kwargs = plain_data.from_wire(message["kwargs"])
+    except (KeyError, TypeError, ValueError) as e:
+        return {"bad_call": str(e)[:200]}
+    if function is None:
+        return {"raised": "NameError", "message": "the program defines no callable %s" % entry}
+    try:
+        value = function(*args, **kwargs)
+    except BaseException as e:  # SystemExit and KeyboardInterrupt included: the checker decides what they mean
+        try:
+            import traceback
+
+            traceback.print_exc()  # for the sample's log (stderr), as an in-process run would show it
+            sys.stderr.flush()
+        except BaseException:
+            pass
+        return {"raised": type(e).__name__, "message": str(e)[:1000]}
+    try:
+        return {"ok": plain_data.to_wire(value)}
+    except plain_data.NotPlainData as e:
+        return {"not_plain": e.type_name, "looks_forged": e.looks_forged}
+    except BaseException as e:  # a hostile value may raise anything while it is walked
+        return {"not_plain": "%s while encoding" % type(e).__name__, "looks_forged": True}
+
+
+def serve(program, entry):
+    """Answer the checker's calls until it closes the call pipe."""
+    function = program.get(entry)
+    function = function if callable(function) else None
+    calls = os.fdopen(CALLS_FD, "rb")
+    for line in calls:
+        try:
+            message = plain_data.loads(line)
+        except ValueError as e:
+            reply = {"bad_call": str(e)[:200]}
+        else:
+            reply = answer(function, entry, message)
+        write_all(REPLIES_FD, plain_data.dumps(reply))
+
+
+def main():
+    serving = sys.argv[2:3] == ["--serve"]
+    entry = sys.argv[3] if serving and len(sys.argv) > 3 else ""
+    nonce = b""
+    if not serving:
+        try:
+            nonce = os.read(NONCE_FD, 64)
+            os.close(NONCE_FD)
+        except OSError:  # started without the harness's pipe: nothing can count as a pass
+            nonce = b""
     problem = forbid_exec()
     report = {"exec_blocked": problem is None, "notes": [] if problem is None else ["execve not blocked: " + problem]}
     os.write(RESULT_FD, ("S " + json.dumps(report) + "\n").encode())
@@ -104,7 +165,9 @@ def main():
     sys.path.insert(0, os.path.dirname(path))
     program = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__}
     exec(compile(source, path, "exec"), program)
-    if nonce:
+    if serving:
+        serve(program, entry)
+    elif nonce:
         os.write(RESULT_FD, nonce + b"\n")
 
 

@@ -7,8 +7,10 @@ Never imported by the harness. `runner.py` starts it by path as
 already in its own session, with rlimits set by preexec_fn, a scrubbed environment and the sample's empty
 temp directory as cwd. It builds the namespaces and mounts, drops privileges, reports what it achieved on
 the private result pipe ("P <json>" or "E <json>", see `protocol.py`) and then exec()s the sample's
-interpreter on the trusted driver (`driver.py`), which gets the per-run nonce on fd `NONCE`, blocks execve
-and runs the program. Everything here is best effort except what the config's `require` names.
+interpreter on the trusted driver (`driver.py`, handed over as `-c` source: the dropped uid need not be able to
+read the install), which blocks execve and runs the program: to the end (a plain program, with the nonce on fd 4)
+or serving calls from the trusted checker (a HumanEval sample, calls on fd 4, replies on fd 5). Everything here
+is best effort except what the config's `require` names.
 
 It runs outside any package, possibly in another interpreter than the harness's (`Sandbox(python=...)`),
 and `-I` keeps its own folder off sys.path: standard library only (and its sibling `launcher_os.py`, loaded by
@@ -27,8 +29,7 @@ from launcher_os import (b, exit_like, holds_no_capabilities, inside, mountinfo,
 
 del sys.path[0]
 
-RES = 3  # where the private result pipe ends up; protocol.RESULT_FD, which the driver writes the nonce to
-NONCE = 4  # where the pipe holding the nonce ends up; protocol.NONCE_FD, read once by the driver
+RES = 3  # where the private result pipe ends up (protocol.RESULT_FD); the pipes after it land on 4, 5, ...
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 1024, 2048, 4096, 16384
@@ -56,6 +57,7 @@ class Launcher:
         self.uid0, self.gid0 = os.geteuid(), os.getegid()
         self.libc = self.load_libc()
         self.flags = 0  # the CLONE_NEW* flags that unshare() accepted
+        self.fds = list(range(RES, RES + len(cfg["fds"])))  # the harness's pipes, moved to 3, 4, ... by main()
 
     # -- reporting ---------------------------------------------------------------------------------------
     def note(self, msg):
@@ -146,7 +148,7 @@ class Launcher:
         init = os.fork()
         if init:  # the supervisor, outside the namespace: relay the sample's fate to the harness
             os.close(status_w)
-            for fd in (0, 1, 2, RES, NONCE):
+            for fd in [0, 1, 2] + self.fds:
                 os.close(fd)
             while True:
                 try:
@@ -166,7 +168,7 @@ class Launcher:
         it) and reaps until the sample exits, then reports its wait status and exits."""
         sample = os.fork()
         if sample:
-            for fd in (0, 1, 2, RES, NONCE):
+            for fd in [0, 1, 2] + self.fds:
                 os.close(fd)
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGUSR1, signal.SIGUSR2):
                 signal.signal(sig, signal.SIG_IGN)
@@ -204,6 +206,7 @@ class Launcher:
             hidden = self.hide_homes()
             P["hidden_home"] = len(hidden) == len(self.cfg["hide"])
             P["hidden_paths"] = hidden
+            P["hidden_files"] = self.hide_files()
             failed = []
             for mp, opts in mountinfo():
                 if inside(mp, work):
@@ -250,6 +253,18 @@ class Launcher:
             except OSError as e:
                 self.note("hiding %s: %s" % (top, e))
         return hidden
+
+    def hide_files(self):
+        """Cover each `hide_files` file (the benchmark's problems file: its tests hold the answers) with /dev/null;
+        return how many are covered."""
+        done = 0
+        for path in self.cfg.get("hide_files", []):
+            try:
+                self.mount("/dev/null", path, None, MS_BIND)
+                done += 1
+            except OSError as e:
+                self.note("hiding %s: %s" % (path, e))
+        return done
 
     # -- privileges (in the sample's process only) -------------------------------------------------------
     def drop_capabilities(self):
@@ -360,8 +375,10 @@ class Launcher:
         self.send("P", self.P)
         try:
             strict = ["--require-exec-blocked"] if "exec_blocked" in cfg["require"] else []  # the driver checks it
-            os.execve(cfg["python"], [cfg["python"], "-I", "-S", "-B", cfg["driver"], cfg["program"]] + strict,
-                      cfg["env"])
+            # The driver arrives as source on the command line (-c), never as a path: the dropped uid may not be
+            # able to read the install folder (a mode-700 clone), and home folders are hidden by now.
+            os.execve(cfg["python"], [cfg["python"], "-I", "-S", "-B", "-c", cfg["driver_source"], cfg["program"]]
+                      + cfg["driver_args"] + strict, cfg["env"])
         except OSError as e:
             self.fail("cannot start the sample's interpreter %s: %s" % (cfg["python"], e))
 
@@ -370,12 +387,12 @@ def main():
     cfg = json.loads(sys.argv[1])
     import fcntl
 
-    # parked above both targets first, whatever numbers the two pipes arrived on
-    parked = [fcntl.fcntl(cfg["result_fd"], fcntl.F_DUPFD, NONCE + 1), fcntl.fcntl(cfg["nonce_fd"], fcntl.F_DUPFD,
-                                                                                   NONCE + 1)]
-    os.close(cfg["result_fd"])
-    os.close(cfg["nonce_fd"])
-    for fd, target in zip(parked, (RES, NONCE)):
+    # parked above every target first, whatever numbers the pipes arrived on, then moved to 3, 4, ...
+    top = RES + len(cfg["fds"])
+    parked = [fcntl.fcntl(fd, fcntl.F_DUPFD, top) for fd in cfg["fds"]]
+    for fd in cfg["fds"]:
+        os.close(fd)
+    for target, fd in enumerate(parked, start=RES):
         os.dup2(fd, target)
         os.close(fd)
     Launcher(cfg).run()

@@ -1,4 +1,8 @@
-"""What travels on a sample's private result pipe, and how a pass is recognised.
+"""What travels on a sample's private result pipe, and how a plain program's run to the end is recognised.
+
+(A HumanEval sample passes on the trusted checker's verdict instead, `checked.py`; its driver serves calls on
+`CALLS_FD` / `REPLIES_FD` and never sees a nonce. What follows is the result pipe both modes share, and the nonce
+of plain program runs.)
 
 The pipe is inherited by the launcher, which moves it to fd `RESULT_FD` and writes one report before the
 sample's interpreter starts: "P <json protections>" or, if it refuses to run the sample, "E <json error and
@@ -17,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RESULT_FD = 3  # the launcher moves the private result pipe here (launcher.RES); the driver writes the nonce to it
-NONCE_FD = 4  # the launcher moves the nonce pipe here (launcher.NONCE); the driver reads it once
+NONCE_FD = 4  # a plain program run: the nonce pipe lands here; the driver reads it once
+CALLS_FD, REPLIES_FD = 4, 5  # a checked sample: the checker's calls arrive on 4, the driver answers on 5
 
 
 @dataclass

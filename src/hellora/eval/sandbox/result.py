@@ -47,6 +47,8 @@ class SandboxResult:
     workdir: str = ""  # the (already deleted) temp directory, e.g. to search /proc for stragglers in tests
     suspect: bool = False  # the model-written part reaches for something a cheat needs (`suspect.py`)
     suspect_reasons: list[str] = field(default_factory=list)
+    check_failure: str | None = None  # a checked sample: why the trusted checker failed it
+    check_failure_kind: str | None = None  # assertion | exception | no_reply | not_plain | protocol
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +62,8 @@ class SandboxResult:
         if self.status == "error":
             return f"error: {self.error}"
         last = next((ln for ln in reversed(self.stderr.strip().splitlines()) if ln.strip()), "")
+        if self.check_failure and (self.check_failure_kind != "no_reply" or not last):
+            return f"failed: {self.check_failure[:300]}"
         if not last:
             last = f"exit code {self.exit_code}" + ("" if self.exit_code else " without reaching the end of the checks")
         return f"failed: {last[:300]}"

@@ -22,9 +22,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Sequence
 
+from hellora.eval.sandbox.checked import CheckedSample, CheckerRun
 from hellora.eval.sandbox.limits import SandboxLimits, make_preexec, rlimits_for
 from hellora.eval.sandbox.protocol import read_report
 from hellora.eval.sandbox.result import PROTECTION_NAMES, SandboxResult
+from hellora.eval.sandbox.sources import driver_source
 from hellora.eval.sandbox.suspect import suspect_reasons
 from hellora.eval.sandbox.supervise import CappedBuffer, collect
 from hellora.eval.sandbox.uids import FALLBACK_UID, MAX_SLOTS, SLOTS, sample_uid
@@ -38,9 +40,9 @@ from hellora.eval.sandbox.workdir import (
 )
 from hellora.utils.errors import HelloraError
 
-#: The launcher runs by path: a plain .py file of this package, so it ships with every install.
+#: The launcher runs by path, as the harness's own user (who could import this package, so can read it); the
+#: driver and the checker are handed over as source (`sources.py`).
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher.py")
-DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "driver.py")
 
 
 def _check_platform(os_name: str | None = None) -> None:
@@ -60,6 +62,8 @@ class Sandbox:
     (status "error"). The default (None) requires "uid_dropped" when the harness is root -- model code is
     never run as root -- and nothing otherwise; pass `()` to allow anything.
     `namespaces=False` skips the Linux namespace/mount layer (for debugging or comparison only).
+    `hide_files`: files the sample must not read (the benchmark's problems file), covered by /dev/null in its
+    mount namespace.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class Sandbox:
         hide_paths: Sequence[str] | None = None,
         python: str | None = None,
         tmp_root: str | None = None,
+        hide_files: Sequence[str] = (),
     ) -> None:
         _check_platform()
         self.limits = limits or SandboxLimits()
@@ -87,24 +92,32 @@ class Sandbox:
             raise HelloraError(f"sandbox python interpreter not executable: {self.python}")
         self.tmp_root = os.path.realpath(tmp_root or tempfile.gettempdir())
         self.hide_paths = list(hide_paths) if hide_paths is not None else None
+        self.hide_files = [os.path.realpath(p) for p in hide_files]
 
     # -- one sample --------------------------------------------------------------------------------------
-    def run(self, program: str, untrusted: str | None = None) -> SandboxResult:
-        """Run `program` (Python source) to completion or timeout and report what happened.
+    def run(self, program: str | CheckedSample, untrusted: str | None = None) -> SandboxResult:
+        """Run one sample to completion or timeout and report what happened.
 
-        `untrusted`: the part a model wrote (e.g. a HumanEval completion), scanned for `suspect` constructs;
-        by default the whole program."""
+        A `CheckedSample` (HumanEval scoring) passes only on the trusted checker's verdict: its tests never enter
+        the sandbox. A plain `program` (Python source) "passes" if it ran to its end and exited 0 -- a generic
+        run, forgeable by a program that reads its own memory, never used for scores.
+        `untrusted`: the part a model wrote, scanned for `suspect` constructs (default: the sample's own
+        `untrusted`, else the whole program)."""
+        checked = program if isinstance(program, CheckedSample) else None
+        source = checked.program if checked is not None else str(program)
+        if untrusted is None:
+            untrusted = checked.untrusted if checked is not None and checked.untrusted is not None else source
         slot = SLOTS.acquire()  # its own uid while it runs (as root), shared with no concurrent sample
         try:
-            result = self._run(program, slot)
+            result = self._run(source, slot, checked)
         finally:
             SLOTS.release(slot)
-        result.suspect_reasons = suspect_reasons(program if untrusted is None else untrusted)
+        result.suspect_reasons = sorted(set(suspect_reasons(untrusted)) | set(result.suspect_reasons))
         result.suspect = bool(result.suspect_reasons)
         return result
 
     def run_many(
-        self, programs: Sequence[str], *, workers: int | None = None, progress: bool = True, desc: str = "sandbox",
+        self, programs: Sequence[str | CheckedSample], *, workers: int | None = None, progress: bool = True, desc: str = "sandbox",
         untrusted: Sequence[str] | None = None,
     ) -> list[SandboxResult]:
         """Run many programs on a small thread pool (each thread waits on its own subprocess); results keep
@@ -132,25 +145,46 @@ class Sandbox:
         return self.run("pass\n").protections
 
     # -- internals ---------------------------------------------------------------------------------------
-    def _run(self, program: str, slot: int) -> SandboxResult:
+    def _run(self, program: str, slot: int, checked: CheckedSample | None = None) -> SandboxResult:
         lim = self.limits
         nonce = secrets.token_hex(16)
         marker = secrets.token_hex(12)
         uid = sample_uid(slot) if self.root else None
         workdir = make_workdir(self.tmp_root)
-        try:  # until the pipe exists, nothing below removes the workdir: do it here on failure
+        ours: list[int] = []  # pipe ends the harness keeps (closed at the end)
+        theirs: list[int] = []  # pipe ends handed to the sample (closed once it started)
+        checker_ends: list[int] = []  # pipe ends handed to the checker (closed once it started)
+        try:  # until the pipes exist, nothing below removes the workdir: do it here on failure
             program_path = write_program(workdir, program)
             env = sample_env(workdir, marker)
             hide = self.hide_paths if self.hide_paths is not None else default_hide_paths(self.tmp_root)
             rlimits = rlimits_for(lim, self.root)
+            preexec = make_preexec(rlimits)
+            read_fd, write_fd = os.pipe()
+            ours.append(read_fd)
+            theirs.append(write_fd)
+            if checked is None:
+                nonce_r, nonce_w = os.pipe()  # the nonce waits in a pipe: never in a file, argv or the environment
+                os.write(nonce_w, nonce.encode())
+                os.close(nonce_w)
+                theirs.append(nonce_r)
+                driver_args: list[str] = []
+            else:
+                calls_r, calls_w = os.pipe()
+                replies_r, replies_w = os.pipe()
+                theirs += [calls_r, replies_w]
+                checker_ends += [calls_w, replies_r]
+                driver_args = ["--serve", checked.entry_point]
             cfg = {
                 "workdir": workdir,
                 "program": program_path,
-                "driver": DRIVER,
+                "driver_source": driver_source(),
+                "driver_args": driver_args,
                 "python": self.python,
                 "env": env,
                 "namespaces": self.namespaces,
                 "hide": [os.path.realpath(p) for p in hide],
+                "hide_files": [p for p in self.hide_files if os.path.isfile(p)],
                 "keep": interpreter_paths(self.python),
                 "uid": uid,
                 "fallback_uid": FALLBACK_UID,
@@ -158,16 +192,11 @@ class Sandbox:
                 "rlimits": rlimits,
                 "require": list(self.require),
                 "names": list(PROTECTION_NAMES),
-                "result_fd": -1,
-                "nonce_fd": -1,
+                "fds": theirs,
             }
-            preexec = make_preexec(rlimits)
-            nonce_r, nonce_w = os.pipe()  # the nonce waits in a pipe: never in a file, argv or the environment
-            os.write(nonce_w, nonce.encode())
-            os.close(nonce_w)
-            read_fd, write_fd = os.pipe()
-            cfg["result_fd"], cfg["nonce_fd"] = write_fd, nonce_r
         except BaseException:
+            for fd in ours + theirs + checker_ends:
+                os.close(fd)
             remove_workdir(workdir)
             raise
         out = CappedBuffer(lim.max_output_bytes)
@@ -175,6 +204,7 @@ class Sandbox:
         res = CappedBuffer(64 << 10)
         start = time.monotonic()
         proc = None
+        checker: CheckerRun | None = None
         timed_out = False
         killed = surviving = 0
         try:
@@ -186,20 +216,28 @@ class Sandbox:
                     stderr=subprocess.PIPE,
                     cwd=workdir,
                     env=env,
-                    pass_fds=(write_fd, nonce_r),
+                    pass_fds=tuple(theirs),
                     start_new_session=True,
                     preexec_fn=preexec,
                 )
+                if checked is not None:
+                    checker = CheckerRun(self.python, checked, checker_ends[0], checker_ends[1], self.tmp_root)
             except (OSError, subprocess.SubprocessError) as e:
                 return self._error_result(f"cannot start sandbox process: {e}", start, workdir)
             finally:
-                os.close(write_fd)
-                os.close(nonce_r)
+                for fd in theirs + checker_ends:
+                    os.close(fd)
             timed_out, killed, surviving = collect(
-                proc, read_fd, out, err, res, deadline=start + lim.timeout, uid=uid, marker=marker.encode()
+                proc, read_fd, out, err, res, deadline=start + lim.timeout, uid=uid, marker=marker.encode(),
+                stop=None if checker is None else checker.done.is_set,
             )
+            if checker is not None and not checker.finish(start + lim.timeout + 1.0 - time.monotonic()):
+                timed_out = True
         finally:
-            os.close(read_fd)
+            for fd in ours:
+                os.close(fd)
+            if checker is not None:
+                checker.finish(0.0)
             if proc is not None:
                 for stream in (proc.stdout, proc.stderr):
                     if stream is not None:
@@ -212,13 +250,16 @@ class Sandbox:
                     proc.wait()
             remove_workdir(workdir)
         duration = time.monotonic() - start
-        return self._make_result(proc.returncode, nonce, timed_out, out, err, res, duration, killed, surviving, workdir)
+        result = self._make_result(proc.returncode, nonce, timed_out, out, err, res, duration, killed, surviving,
+                                   workdir, checker)
+        return result
 
     def _error_result(self, msg: str, start: float, workdir: str) -> SandboxResult:
         return SandboxResult(False, "error", None, "", "", False, False, 0, 0, time.monotonic() - start,
                              {}, msg, 0, 0, workdir)
 
-    def _make_result(self, code, nonce, timed_out, out, err, res, duration, killed, surviving, workdir):  # noqa: ANN001
+    def _make_result(self, code, nonce, timed_out, out, err, res, duration, killed, surviving, workdir,  # noqa: ANN001
+                     checker=None):
         report = read_report(res.text(), nonce)
         protections, error = report.protections, report.error
         if protections:
@@ -228,11 +269,17 @@ class Sandbox:
             error = f"sandbox launcher failed before starting the sample (exit code {code}): {err.text()[-500:]}"
         if error is None and "exec_blocked" in self.require and not protections.get("exec_blocked"):
             error = "required sandbox protection not active: exec_blocked (%s)" % "; ".join(protections.get("notes", []))
+        verdict = checker.verdict() if checker is not None else None
+        if checker is not None and verdict is None and error is None and not timed_out:
+            error = (f"the HumanEval checker gave no verdict (exit code {checker.proc.returncode}): "
+                     f"{checker.stderr_tail()}")
         if error is not None:
             status = "error"
+        elif verdict is not None and verdict["passed"]:
+            status = "passed"
         elif timed_out:
             status = "timeout"
-        elif report.nonce_seen and code == 0:
+        elif checker is None and report.nonce_seen and code == 0:
             status = "passed"
         else:
             status = "failed"
@@ -254,6 +301,9 @@ class Sandbox:
             leftovers_killed=killed,
             leftovers_surviving=surviving,
             workdir=workdir,
+            check_failure=None if verdict is None else verdict.get("failure"),
+            check_failure_kind=None if verdict is None else verdict.get("failure_kind"),
+            suspect_reasons=[] if verdict is None else [str(r) for r in verdict.get("suspect_reasons", [])],
         )
 
 

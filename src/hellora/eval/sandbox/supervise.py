@@ -8,6 +8,7 @@ import os
 import selectors
 import subprocess
 import time
+from typing import Callable
 
 from hellora.eval.sandbox.processes import has_exited, kill_sample
 
@@ -44,9 +45,11 @@ def collect(
     deadline: float,
     uid: int | None,
     marker: bytes,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[bool, int, int]:
     """Read stdout, stderr and the result pipe (`read_fd`) into their buffers until the sample is done (or
-    `deadline`, a time.monotonic() value), then destroy its process tree.
+    `deadline`, a time.monotonic() value, or `stop()` is true: the checker has decided), then destroy its
+    process tree.
 
     Returns (timed out, leftover processes killed, processes that survived).
     """
@@ -76,8 +79,8 @@ def collect(
                     buffers[key.fd].add(chunk)
                 else:
                     sel.unregister(key.fd)
-            if not swept and has_exited(proc):
-                # The sample's main process is done: nothing it started may outlive it.
+            if not swept and (has_exited(proc) or (stop is not None and stop())):
+                # The sample's main process is done (or no longer needed): nothing it started may outlive it.
                 extra, _ = kill_sample(proc.pid, uid, marker)
                 killed += extra
                 swept = True

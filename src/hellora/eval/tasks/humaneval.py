@@ -58,7 +58,7 @@ class HumanEvalEval(EvalTaskSpec):
         from hellora.eval.humaneval import evaluate_humaneval_samples
 
         return evaluate_humaneval_samples(generations, data, ks=ks, timeout=protocol.timeout, progress=progress,
-                                          strip_prompt=protocol.strip_prompt)
+                                          strip_prompt=protocol.strip_prompt, protocol=protocol.name)
 
     def headline(self, scores: Mapping[str, Any], protocol: Protocol) -> dict:
         return {k: v for k, v in scores.items() if k.startswith("pass@")}
