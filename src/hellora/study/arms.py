@@ -26,10 +26,6 @@ from hellora.methods.base import AdapterMethod
 from hellora.methods.registry import NO_VARIANT, get_method
 from hellora.vocab import Choice, Method, Variant
 
-# the retention-aware rule's name in hellora.vocab.Strategy (kept in one place: the selector lives in placement.py)
-RETENTION_STRATEGY = "specific"
-
-
 class ProfileSource(Choice):
     """Where a HELLoRA arm's routing profile comes from."""
 
@@ -79,7 +75,7 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
     Arm("hellora", "hellora", strategy="layer", table="4", label="HELLoRA (layer-hot)"),
     Arm("random", "hellora", strategy="random", table="4", label="random k"),
     Arm("hellora-pure", "hellora", strategy="layer", placement="pure", table="5", label="HELLoRA pure"),
-    Arm("retain", "hellora", strategy=RETENTION_STRATEGY, table="new", label="retention-aware (target-specific)"),
+    Arm("retain", "hellora", strategy="retention", table="new", label="retention-aware (target-specific)"),
     Arm("model-hot", "hellora", strategy="model", table="4", label="model-hot"),
     Arm("cold", "hellora", strategy="cold", table="4", label="cold (bottom-k)"),
     Arm("hellora-gate", "hellora", strategy="layer", placement="gate", table="5", label="HELLoRA +gate"),

@@ -157,14 +157,16 @@ def forward_profile(out: Path, target: str, base_seed: int, ft_seed: int, model,
     return profile
 
 
-def other_skills_counts(cfg: StudyConfig, out: Path, base_seed: int) -> list[list[float]]:
-    """The reference for the retention-aware rule: per layer, per expert, the summed routing counts of every
-    pretraining skill on this base (profiled when the base was made, on test-split prompts). (L, E)"""
-    total: list[list[float]] | None = None
-    for skill in cfg.skills:
-        profile = ExpertProfile.load(skill_profile_file(out, base_seed, skill))
-        rows = [[float(c) for c in row] for row in profile.counts]
-        total = rows if total is None else [[a + b for a, b in zip(r, s)] for r, s in zip(total, rows)]
-    if total is None:
+def other_skills_profile(cfg: StudyConfig, out: Path, base_seed: int) -> ExpertProfile:
+    """The reference of the retention-aware rule: the routing of every pretraining skill on this base (profiled
+    when the base was made, on test-split prompts), counts summed over skills. Counts (L, E)."""
+    profiles = [ExpertProfile.load(skill_profile_file(out, base_seed, skill)) for skill in cfg.skills]
+    if not profiles:
         raise HelloraError("proxy study: the retention-aware arm needs at least one other skill")
-    return total
+    first = profiles[0]
+    counts = [[sum(p.counts[i][e] for p in profiles) for e in range(first.num_experts)] for i in range(len(first.layers))]
+    mass = [[sum(p.mass[i][e] for p in profiles) for e in range(first.num_experts)] for i in range(len(first.layers))]
+    return ExpertProfile(layers=first.layers, counts=counts, mass=mass,
+                         tokens=[sum(p.tokens[i] for p in profiles) for i in range(len(first.layers))],
+                         num_experts=first.num_experts, top_k=first.top_k, model_id=first.model_id, mode="forward",
+                         source={"skills": list(cfg.skills), "base_seed": base_seed})

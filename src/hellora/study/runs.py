@@ -21,8 +21,9 @@ from hellora.adapters import AdapterConfig, attach_adapters
 from hellora.adapters.accounting import count_parameters
 from hellora.config import TrainConfig
 from hellora.profiling import ExpertProfile
-from hellora.study.arms import ARMS, Arm, ProfileSource, RETENTION_STRATEGY
-from hellora.study.bases import StudyData, evaluate, forward_profile, other_skills_counts, routing_on, warmup_profile
+from hellora.placement import needs_reference
+from hellora.study.arms import ARMS, Arm, ProfileSource
+from hellora.study.bases import StudyData, evaluate, forward_profile, other_skills_profile, routing_on, warmup_profile
 from hellora.study.config import StudyConfig
 from hellora.study.paths import run_folder
 from hellora.train.loop import TrainingDiverged, train_loop
@@ -52,11 +53,9 @@ def select_hot(ctx: RunContext, arm: Arm, profile: ExpertProfile, k: int):
     """The arm's hot experts from `profile`; the retention-aware rule also reads the other skills' routing on
     this base (summed over skills) as its reference."""
     seed = 1000 * ctx.base_seed + ctx.ft_seed
-    if arm.strategy != RETENTION_STRATEGY:
+    if not needs_reference(arm.strategy):
         return profile.select(arm.strategy, k, seed=seed)
-    from hellora.study.retention import retention_placement
-
-    return retention_placement(profile, other_skills_counts(ctx.cfg, ctx.out, ctx.base_seed), k, seed=seed)
+    return profile.select(arm.strategy, k, seed=seed, reference=other_skills_profile(ctx.cfg, ctx.out, ctx.base_seed))
 
 
 def placement_for(ctx: RunContext, arm: Arm, lr: float):
