@@ -31,8 +31,9 @@ from hellora.utils.io import atomic_write_json, read_json
 log = logging.getLogger(__name__)
 
 # fields that may change between a run and its resumption (they only add or remove whole runs, or change the
-# analysis of the same runs)
-_ADDITIVE = ("arms", "targets", "base_seeds", "ft_seeds", "workers", "primary", "iso_target")
+# analysis of the same runs; a widened lr grid adds runs: run folders are keyed by lr, and the warm-up's lr,
+# the grid value just above its middle, stays the same when the grid grows by one value at each end)
+_ADDITIVE = ("arms", "targets", "base_seeds", "ft_seeds", "workers", "primary", "iso_target", "lr_grid", "fft_lr_grid")
 
 
 def _setup_worker(threads: int) -> None:
