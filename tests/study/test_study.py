@@ -88,6 +88,12 @@ def test_three_bases_give_the_study_json_contract_and_resume(tmp_path, capsys):
     assert main(args) == 0
     after = _finished(tmp_path)
     assert {k for k in after if after[k] != before.get(k)} == {"shift/runs/hellora/b4-s0-lr0.002"}
+    # a grid widened at both ends adds exactly its new learning rates (the warm-up's lr, 0.004, stays)
+    wider = [a for a in args if not a.startswith("lr_grid=")] + ["lr_grid=[0.001, 0.002, 0.004, 0.008]"]
+    assert main(wider) == 0
+    widened = _finished(tmp_path)
+    assert len(widened) == 3 * 5 * 4 and all(widened[k] == v for k, v in after.items())
+    after = widened
 
     # the page regenerates from the data folder alone, and an edited study.json is refused
     from hellora.study.results_doc import MARKER, write_results
