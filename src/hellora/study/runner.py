@@ -167,6 +167,9 @@ def _check_config(cfg: StudyConfig, out: Path) -> None:
     current = {k: v for k, v in asdict(cfg).items() if k not in _ADDITIVE}
     if path.is_file():
         saved = read_json(path, "study config")
+        if not isinstance(saved, dict):
+            raise HelloraError(f"{path}: not a study config (expected a mapping)")
+        saved = {k: v for k, v in saved.items() if k not in _ADDITIVE}  # written when fewer fields were additive
         diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if diff:
             raise HelloraError(f"{out} holds a study run with another config (field {diff[0]!r} differs); "
