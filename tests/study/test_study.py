@@ -147,6 +147,11 @@ def test_out_folder_of_another_config_is_refused(tmp_path):
     _check_config(StudyConfig(arms=["lora"], ft_seeds=[0], primary=[]), tmp_path)  # additive fields may change
     with pytest.raises(HelloraError, match="'rank' differs"):
         _check_config(StudyConfig(rank=4), tmp_path)
+    # a config saved with every field (as before lr_grid became additive) still resumes with a widened grid
+    from dataclasses import asdict
+
+    (tmp_path / "study_config.json").write_text(json.dumps(asdict(StudyConfig())))
+    _check_config(StudyConfig(lr_grid=[0.002, 0.004, 0.00566, 0.008, 0.0113, 0.016]), tmp_path)
 
 
 def test_shipped_configs_load_with_sqrt2_grids_and_runs_start_after_their_sources():
