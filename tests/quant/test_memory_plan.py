@@ -68,7 +68,7 @@ def test_quantized_plan_refuses_fsdp_and_full_finetuning(capsys):
     assert main(["params", "--model", "mixtral-8x7b", "--gpus", "2", "--fsdp", "--cold-experts", "nf4"]) != 0
     assert "--fsdp: quantized experts are not sharded by FSDP here" in capsys.readouterr().err
     assert main(["params", "--model", "mixtral-8x7b", "--method", "fft", "--gpus", "1", "--cold-experts", "nf4"]) != 0
-    assert "--cold-experts: quantized experts need --method hellora or lora" in capsys.readouterr().err
+    assert "--cold-experts: full fine-tuning trains every expert, so none can stay quantized" in capsys.readouterr().err
     with pytest.raises(HelloraError, match="nf4: an expert weight of 6 entries"):
         from hellora.quant.sizes import nf4_blocks
 

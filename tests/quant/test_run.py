@@ -96,8 +96,8 @@ def test_merged_export_dequantizes_to_what_training_saw(int8_run, tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("adapter.method=fft", "model.cold_experts: quantized experts need adapter.method hellora or lora"),
-    ("adapter.variant=dora", "model.cold_experts: adapter.variant dora is not run over quantized experts"),
+    ("adapter.method=fft", "model.cold_experts: full fine-tuning trains every expert, so none can stay quantized"),
+    ("adapter.variant=dora", "model.cold_experts: DoRA is not run over quantized experts"),
 ])
 def test_refusals_name_the_field_before_any_folder(write_recipe, tmp_path, capsys, override, message):
     assert main(["train", str(write_recipe(out="refused")), "model.cold_experts=nf4", override, "--no-progress"]) != 0

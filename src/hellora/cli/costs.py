@@ -5,7 +5,15 @@ runs, its self-check, a micro-bench).
 
 from __future__ import annotations
 
-from hellora.cli.support import REFERENCE_HELP, STRATEGY_HELP, check_reference_flag, flags, key_values, print_json
+from hellora.cli.support import (
+    REFERENCE_HELP,
+    STRATEGY_HELP,
+    check_reference_flag,
+    flags,
+    key_values,
+    print_json,
+)
+from hellora.methods.registry import get_method
 from hellora.placement import STRATEGIES
 from hellora.utils.errors import HelloraError
 from hellora.vocab import Convention, ExpertPrecision, Method, Targets, Variant
@@ -49,10 +57,10 @@ def _expert_storage(args, report: dict):
     hot = ExpertPrecision.parse(args.hot_experts, "--hot-experts")
     if cold is ExpertPrecision.KEEP and hot is ExpertPrecision.KEEP:
         return None
-    method = Method.parse(args.method, "--method")
-    if method not in (Method.HELLORA, Method.LORA):
-        raise HelloraError(f"--cold-experts: quantized experts need --method hellora or lora (got {method})")
-    return ExpertStorage(cold, hot, report["k"] if method is Method.HELLORA else report["num_experts"])
+    rules = get_method(Method.parse(args.method, "--method"), Variant.parse(args.variant, "--variant"))
+    if rules.quantized_experts_refusal:
+        raise HelloraError(f"--cold-experts: {rules.quantized_experts_refusal}")
+    return ExpertStorage(cold, hot, report["k"] if rules.adapts_hot_experts else report["num_experts"])
 
 
 def add_params(sub) -> None:

@@ -65,6 +65,8 @@ class AdapterMethod:
     """What stock PEFT cannot express about it (PEFT export refused); None: exports to PEFT."""
     mergeable: ClassVar[bool] = True
     """Its update is a fixed weight delta, so a merged checkpoint can hold it."""
+    quantized_experts_refusal: ClassVar[str | None] = None
+    """Why it cannot train over quantized experts (`model.cold_experts` / `model.hot_experts`); None: it can."""
 
     def __init__(self, method: Method, variant: Variant) -> None:
         self.method, self.variant = method, variant

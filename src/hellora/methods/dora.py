@@ -19,6 +19,8 @@ class DoRA(LoRA):
     fsdp_refusal = ("adapter.variant dora is not supported under FSDP (its magnitude is initialised from full base "
                     "weights, which are sharded outside a forward); use DDP")
     peft_refusal = "DoRA on fused experts and routers (PEFT's target_parameters has no DoRA)"
+    quantized_experts_refusal = ("DoRA is not run over quantized experts (its magnitude is set from the "
+                                 "full-precision weights)")
 
     def layer_classes(self, config: AdapterSettings) -> tuple[LayerFactory, LayerFactory | None, LayerFactory]:
         from hellora.adapters.dora import DoRALinear, DoRARouter, ExpertDoRAWeights

@@ -12,3 +12,4 @@ class FullFineTuning(AdapterMethod):
     fsdp_refusal = ("full fine-tuning (adapter.method fft) is not supported under FSDP (it shards and freezes the "
                     "base); use an adapter method or DDP")
     peft_refusal = "full fine-tuning (there is no adapter: the run saved the whole model)"
+    quantized_experts_refusal = "full fine-tuning trains every expert, so none can stay quantized"

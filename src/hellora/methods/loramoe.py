@@ -23,6 +23,7 @@ class LoRAMoE(AdapterMethod):
     in_paper_flops_table = False
     peft_refusal = "LoRAMoE (a router-mixed set of LoRA pairs)"
     mergeable = False
+    quantized_experts_refusal = "LoRAMoE is not run over quantized experts"
 
     def check(self, config: AdapterSettings) -> None:
         if config.router:

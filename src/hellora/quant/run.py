@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hellora.utils.errors import HelloraError
-from hellora.vocab import ExpertPrecision, Method, Variant
+from hellora.vocab import ExpertPrecision
 
 if TYPE_CHECKING:
     from torch import nn
@@ -28,14 +28,9 @@ def check_expert_storage(config, *, sharded: bool = False) -> None:
     if not model.quantizes_experts:
         return
     field = "model.cold_experts" if model.cold_experts is not ExpertPrecision.KEEP else "model.hot_experts"
-    method = Method.parse(config.adapter.method, "adapter.method")
-    if method not in (Method.HELLORA, Method.LORA):
-        raise HelloraError(f"{field}: quantized experts need adapter.method hellora or lora (got {method}): "
-                           f"{'full fine-tuning trains every expert' if method is Method.FFT else 'LoRAMoE'} "
-                           f"is not run over quantized experts; use keep")
-    if Variant.parse(config.adapter.variant, "adapter.variant") is Variant.DORA:
-        raise HelloraError(f"{field}: adapter.variant dora is not run over quantized experts (its magnitude is set "
-                           f"from the full-precision weights); use keep or another variant")
+    refusal = config.adapter.rules.quantized_experts_refusal
+    if refusal:
+        raise HelloraError(f"{field}: {refusal}; use keep")
     if sharded:
         raise HelloraError(f"{field}: quantized experts are not sharded by FSDP here (torchao's NF4 shards 2-D "
                            f"weights, hellora stores them per expert); train on one process or use keep")
