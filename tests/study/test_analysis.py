@@ -3,7 +3,14 @@ interpolation, pairing by (target, seed) within a base, and the primary contrast
 
 import pytest
 
-from hellora.study.analysis import Cells, cross_fit, halves, interpolate_at, iso_retention, paired_runs
+from hellora.study.analysis import (
+    Cells,
+    cross_fit,
+    halves,
+    interpolate_at,
+    iso_retention,
+    paired_runs,
+)
 from hellora.study.config import StudyConfig
 from hellora.study.contrasts import Contrast, ContrastMetric
 from hellora.study.summary import summarise_data

@@ -26,6 +26,7 @@ from hellora.methods.base import AdapterMethod
 from hellora.methods.registry import NO_VARIANT, get_method
 from hellora.vocab import Choice, Method, Variant
 
+
 class ProfileSource(Choice):
     """Where a HELLoRA arm's routing profile comes from."""
 

@@ -18,7 +18,13 @@ from hellora.data.text_snippets import text_snippets
 from hellora.profiling import ExpertActivationCounter, ExpertProfile
 from hellora.study.config import StudyConfig
 from hellora.study.core import adapted_copy, mixture_features, pretrain_skill_moe
-from hellora.study.paths import base_folder, before_file, forward_file, skill_profile_file, warmup_file
+from hellora.study.paths import (
+    base_folder,
+    before_file,
+    forward_file,
+    skill_profile_file,
+    warmup_file,
+)
 from hellora.study.scoring import score_features
 from hellora.study.toy import skill_features, train_steps
 from hellora.utils.errors import HelloraError

@@ -170,7 +170,7 @@ class StudyConfig:
         return {**record, "base_seed": base_seed}
 
     @classmethod
-    def from_yaml(cls, path: str | Path | None, overrides: dict | None = None) -> "StudyConfig":
+    def from_yaml(cls, path: str | Path | None, overrides: dict | None = None) -> StudyConfig:
         from hellora.config import read_recipe
 
         data = read_recipe(path) if path else {}

@@ -46,7 +46,7 @@ class Contrast:
         return {"a": self.a, "b": self.b, "metric": str(self.metric), "kind": str(self.kind), "margin": self.margin}
 
     @classmethod
-    def parse(cls, raw: object, where: str) -> "Contrast":
+    def parse(cls, raw: object, where: str) -> Contrast:
         """A contrast from a recipe's mapping; errors name `where` (e.g. 'primary[1]') and the field."""
         if not isinstance(raw, dict):
             raise HelloraError(f"proxy config: {where} must be a mapping with a, b, metric, kind, margin")

@@ -92,11 +92,13 @@ def setup_lines(study: dict) -> list[str]:
     cfg, meta, timing, design = study["config"], study.get("meta", {}), study.get("timing", {}), study["design"]
     lines = [
         f"- Command: `{study.get('command') or 'hellora proxy'}`",
-        f"- Wall time: {_f(timing.get('total_s'), '{:.0f}')} s ({_f(timing.get('pretrain_phase_s'), '{:.0f}')} s "
-        f"pretraining), load average at start / end: {timing.get('loadavg_start', '-')} / "
-        f"{timing.get('loadavg_end', '-')}, {timing.get('invocations', 1)} invocation(s)",
+        f"- Wall time: {_f(timing.get('total_s'), '{:.0f}')} s in total over {timing.get('invocations', 1)} "
+        f"invocation(s); the last took {_f(timing.get('this_invocation_s'), '{:.0f}')} s (of which "
+        f"{_f(timing.get('pretrain_phase_s'), '{:.0f}')} s making or loading the bases), load average (1, 5, 15 min) "
+        f"at its start {timing.get('loadavg_start', '-')}, at its end {timing.get('loadavg_end', '-')}",
         f"- Versions: hellora {meta.get('hellora', '-')}, torch {meta.get('torch', '-')}, transformers "
-        f"{meta.get('transformers', '-')}, python {meta.get('python', '-')}; date {meta.get('time', '-')}",
+        f"{meta.get('transformers', '-')}, peft {meta.get('peft', '-')}, python {meta.get('python', '-')}; "
+        f"summarised {meta.get('created', '-')}",
         f"- Model: OLMoE architecture, hidden {cfg['hidden_size']}, {cfg['layers']} layers, {cfg['experts']} experts, "
         f"top-{cfg['top_k']}; pretraining {cfg['pretrain_steps']} steps x {cfg['pretrain_batch']} on "
         f"{', '.join(cfg['skills'])} ({cfg['pretrain_per_skill']} each), targets {', '.join(cfg['targets'])} "
@@ -113,7 +115,7 @@ def setup_lines(study: dict) -> list[str]:
         f"{', '.join(map(str, design['checkpoint_steps']))}; lr grid {', '.join(f'{v:g}' for v in cfg['lr_grid'])}"
         f" (FFT {', '.join(f'{v:g}' for v in cfg['fft_lr_grid'])}), every arm at every lr",
         f"- Iso-target level: {design['iso_target']:g}% target test exact match; runs finished "
-        f"{study['runs_finished']} of {study['runs_planned']} planned",
+        f"{study['runs_finished']} of {study['runs_planned']} planned (an excluded base's runs are not run)",
     ]
     return lines
 

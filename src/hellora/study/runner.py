@@ -70,14 +70,14 @@ def pretrain_worker(cfg: StudyConfig, out: str, base_seed: int, threads: int = 1
     from hellora.study.toy import skill_features
 
     _setup_worker(threads)
-    out = Path(out)
-    folder = base_folder(out, base_seed)
+    root = Path(out)
+    folder = base_folder(root, base_seed)
     for stale in folder.parent.glob(f".{folder.name}.*.tmp"):  # this base's own leftovers only
         shutil.rmtree(stale, ignore_errors=True)
     _remove_stale(folder)
     tokenizer = build_tiny_tokenizer()
-    model, record = pretrained_base(cfg, out, base_seed, tokenizer, _accelerator())
-    folder = base_folder(out, base_seed) / "profiles"
+    model, record = pretrained_base(cfg, root, base_seed, tokenizer, _accelerator())
+    folder = base_folder(root, base_seed) / "profiles"
     collate = PadCollator(0)
     for skill in cfg.skills + cfg.targets:
         path = folder / f"{skill}.json"
@@ -97,16 +97,16 @@ def cell_worker(cfg: StudyConfig, out: str, target: str, base_seed: int, threads
     from hellora.study.runs import RunContext, run_arm
 
     _setup_worker(threads)
-    out = Path(out)
+    root = Path(out)
     tokenizer = build_tiny_tokenizer()
     accelerator = _accelerator()
-    model, _ = pretrained_base(cfg, out, base_seed, tokenizer, accelerator)
+    model, _ = pretrained_base(cfg, root, base_seed, tokenizer, accelerator)
     for ft_seed in cfg.ft_seeds:
         data = study_data(cfg, target, base_seed, ft_seed, tokenizer)
-        before = before_scores(cfg, out, target, base_seed, ft_seed, model, data)
+        before = before_scores(cfg, root, target, base_seed, ft_seed, model, data)
         if before["excluded"]:  # pre-registered: the target was not new to this base
             continue
-        ctx = RunContext(cfg, out, target, base_seed, ft_seed, model, data, accelerator)
+        ctx = RunContext(cfg, root, target, base_seed, ft_seed, model, data, accelerator)
         for arm in ordered(cfg.arms):
             for lr in cfg.lr_grid_for(arm):
                 run_arm(ctx, arm, lr)
@@ -150,7 +150,7 @@ class _Progress:
         if done > self.bar.n:
             self.bar.update(done - self.bar.n)
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         self._thread.start()
         return self
 

@@ -20,10 +20,17 @@ from pathlib import Path
 from hellora.adapters import AdapterConfig, attach_adapters
 from hellora.adapters.accounting import count_parameters
 from hellora.config import TrainConfig
-from hellora.profiling import ExpertProfile
 from hellora.placement import needs_reference
+from hellora.profiling import ExpertProfile
 from hellora.study.arms import ARMS, Arm, ProfileSource
-from hellora.study.bases import StudyData, evaluate, forward_profile, other_skills_profile, routing_on, warmup_profile
+from hellora.study.bases import (
+    StudyData,
+    evaluate,
+    forward_profile,
+    other_skills_profile,
+    routing_on,
+    warmup_profile,
+)
 from hellora.study.config import StudyConfig
 from hellora.study.paths import run_folder
 from hellora.train.loop import TrainingDiverged, train_loop

@@ -14,9 +14,15 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from hellora.study.analysis import Cells, cross_fit, frontier, iso_retention, paired_runs
+from hellora.study.analysis import (
+    Cells,
+    cross_fit,
+    frontier,
+    iso_retention,
+    paired_runs,
+)
 from hellora.study.config import StudyConfig
-from hellora.study.contrasts import Contrast, ContrastMetric, secondary_contrasts
+from hellora.study.contrasts import Contrast, secondary_contrasts
 from hellora.study.paths import before_file, run_folder
 from hellora.study.runs import read_run
 from hellora.utils.errors import HelloraError
@@ -50,10 +56,13 @@ def _stats():
     return stats
 
 
-def _by_cell(values: dict[int, dict[int, float]] | dict[int, list[float]], kept: dict[int, list[int]]) -> dict:
-    if all(isinstance(v, dict) for v in values.values()):
-        return {str(b): {str(s): v for s, v in seeds.items()} for b, seeds in values.items()}
-    return {str(b): {str(s): v for s, v in zip(kept[b], vals)} for b, vals in values.items()}
+def _by_cell(values: dict, kept: dict[int, list[int]]) -> dict:
+    """base -> seed -> value (JSON keys), from base -> {seed: value} or base -> [value per kept seed]."""
+    out = {}
+    for b, vals in values.items():
+        pairs = vals.items() if isinstance(vals, dict) else zip(kept[b], vals)
+        out[str(b)] = {str(s): v for s, v in pairs}
+    return out
 
 
 def _describe(values: dict[int, list[float]]) -> dict:
@@ -162,7 +171,7 @@ def summarise_data(cfg: StudyConfig, records: list[dict], befores: list[dict], *
 def write_data(folder: Path, study: dict, records: list[dict], befores: list[dict]) -> Path:
     """study.json, runs.jsonl, before.jsonl in `folder` (the kept, re-analysable form of a study)."""
     folder.mkdir(parents=True, exist_ok=True)
-    key = lambda r: (r["target"], r.get("arm", ""), r["base_seed"], r["ft_seed"], r.get("lr", 0))  # noqa: E731
+    key = lambda r: (r["target"], r.get("arm", ""), r["base_seed"], r["ft_seed"], r.get("lr", 0))
     atomic_write_text(folder / "runs.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n"
                                                      for r in sorted(records, key=key)))
     atomic_write_text(folder / "before.jsonl", "".join(json.dumps(b, sort_keys=True) + "\n"
