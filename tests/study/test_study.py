@@ -221,3 +221,13 @@ def test_teacher_forced_scoring_agrees_with_generation_per_example():
     by_forcing = [score_features(model, skill_features(tok, [e]))["exact_match"] for e in test]
     assert by_generation == by_forcing
     assert accuracy(model, tok, test) == score_features(model, skill_features(tok, test))["exact_match"]
+
+
+def test_the_ablations_run_on_the_primary_studys_own_bases():
+    """The targets are part of the pretraining mixture, so a recipe that changes them changes its bases: the
+    ablations must pretrain exactly the primary's bases (same seeds, same pretraining record)."""
+    cpu = StudyConfig.from_yaml(RECIPES / "cpu.yaml")
+    ablations = StudyConfig.from_yaml(RECIPES / "ablations.yaml")
+    assert set(ablations.base_seeds) <= set(cpu.base_seeds) and len(ablations.base_seeds) >= 3
+    for seed in ablations.base_seeds:
+        assert ablations.pretrain_record(seed) == cpu.pretrain_record(seed)
