@@ -1,104 +1,114 @@
-"""The proxy study end to end at toy size: runs, statistics, resume after kill -9, and the scoring shortcut."""
+"""The proxy study end to end at toy size: every arm of both recipes, the study.json contract on 3 bases, resume
+after a removed run, config errors, and the scoring shortcut."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 from hellora.cli import main
-from hellora.study.arms import ARMS, ordered
-from hellora.study.config import StudyConfig
+from hellora.study.arms import ARMS, ProfileSource, ordered
+from hellora.study.config import StudyConfig, sqrt2_grid
 from hellora.utils.errors import HelloraError
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["skills=[copy, upper]", "targets=[shift]", "target_pretrain=8", "pretrain_per_skill=64", "hidden_size=32",
-        "intermediate_size=32", "layers=2", "experts=4", "top_k=2", "pretrain_steps=4", "pretrain_batch=16",
-        "base_seeds=[0]", "ft_seeds=[0, 1]", "finetune_examples=40", "val_examples=8", "test_examples=8",
-        "other_examples=4", "finetune_steps=2", "batch_size=8", "rank=2", "lr_grid=[0.001, 0.003]",
-        "fft_lr_grid=[0.0001]", "workers=1", "arms=[lora, hellora]"]
+RECIPES = ROOT / "recipes" / "proxy"
+TINY = ["skills=[copy, upper]", "targets=[shift]", "target_pretrain=0", "pretrain_per_skill=48", "hidden_size=32",
+        "intermediate_size=32", "layers=2", "experts=4", "top_k=2", "pretrain_steps=3", "pretrain_batch=16",
+        "ft_seeds=[0]", "finetune_examples=32", "val_examples=8", "test_examples=8", "other_examples=4",
+        "finetune_steps=2", "checkpoints=2", "batch_size=8", "rank=2", "fft_lr_grid=[0.0001]", "workers=1",
+        "exclude_before_above=1.0", "iso_target=1", "pilot_seed=null"]
 
 
-def _finished(out: Path) -> dict[str, float]:
-    """Run folder -> mtime of its study_run.json; a run still being written sits in a hidden `.NAME.*.tmp`
-    folder (renamed into place when complete), which is not a finished run."""
+def _finished(out: Path) -> dict[str, int]:
+    """Run folder -> mtime of its study_run.json (a run being written sits in a hidden `.NAME.*.tmp` folder)."""
     return {str(p.parent.relative_to(out)): p.stat().st_mtime_ns for p in out.glob("*/runs/*/*/study_run.json")
             if not p.parent.name.startswith(".")}
 
 
-@pytest.mark.slow
-def test_two_arm_two_seed_study_end_to_end_and_resume(tmp_path, capsys):
-    assert main(["proxy", *TINY, "--out", str(tmp_path), "--no-progress"]) == 0
-    study = json.loads((tmp_path / "study.json").read_text())
-    arms = study["targets"]["shift"]["arms"]
-    assert set(arms) == {"lora", "hellora"}
-    for row in arms.values():
-        assert row["n"] == 2 and set(row) >= {"mean", "std", "ci95", "lr", "trainable_pct", "entropy_before"}
-        assert row["lr"] in (0.001, 0.003)
-    assert arms["hellora"]["trainable"] < arms["lora"]["trainable"]
-    claim = study["orderings"]["shift"][0]
-    assert claim["claim"] == "hellora >= lora" and claim["n"] == 2
-    assert set(claim) >= {"diff", "ci95", "p", "verdict"}
-    chosen = json.loads((tmp_path / "shift" / "tune" / "hellora" / "chosen.json").read_text())
-    assert [t["lr"] for t in chosen["trials"]] == [0.001, 0.003]  # chosen on validation, both recorded
-    run = tmp_path / "shift" / "runs" / "hellora" / "b0-s1"
-    record = json.loads((run / "study_run.json").read_text())
-    assert record["test"]["n"] == 8 and record["diagnostics"]["entropy_after"]
-    assert record["warmup_fraction"] == 0.1 and len(record["hot_experts"]["0"]) == 2
-    assert (tmp_path / "figures" / "accuracy_vs_params.png").is_file()
-    assert "hellora >= lora" in capsys.readouterr().out
+def _recipe_arms() -> set[str]:
+    arms: set[str] = set()
+    for path in RECIPES.glob("*.yaml"):
+        arms |= set(StudyConfig.from_yaml(path).arms)
+    return arms
 
+
+@pytest.mark.slow
+def test_every_arm_of_both_recipes_runs_end_to_end(tmp_path):
+    """One base, one lr, every arm the recipes name (LoRI-S from LoRI-D, the oracle from LoRA, FFT, the
+    retention-aware rule): a refactor that breaks one arm fails here."""
+    arms = sorted(_recipe_arms())
+    assert {"lora", "hellora", "random", "hellora-pure", "retain", "hellori-s", "oracle", "forward-count",
+            "fft", "warmup-100"} <= set(arms)
+    assert main(["proxy", *TINY, "base_seeds=[0]", "lr_grid=[0.002]", f"arms=[{', '.join(arms)}]",
+                 "primary=[]", "--out", str(tmp_path), "--no-progress"]) == 0
+    records = {p.parent.parent.name: json.loads(p.read_text()) for p in tmp_path.glob("shift/runs/*/*/study_run.json")}
+    assert set(records) == set(arms)
+    for arm, r in records.items():
+        assert not r["diverged"], arm
+        assert [c["step"] for c in r["checkpoints"]] == [1, 2], arm
+        assert r["trainable"] > 0, arm
+    assert records["hellori-s"]["hot_experts"] is None  # its placement comes from the LoRI-D adapter
+    assert records["oracle"]["profile"] == "oracle" and records["forward-count"]["profile"] == "forward"
+    assert records["warmup-100"]["profile"] == "warmup 1"
+    assert len(records["hellora-2k"]["hot_experts"]["0"]) == 4 and len(records["retain"]["hot_experts"]["0"]) == 2
+    assert records["fft"]["trainable_pct"] == pytest.approx(100.0)
+
+
+@pytest.mark.slow
+def test_three_bases_give_the_study_json_contract_and_resume(tmp_path, capsys):
+    """Another target, other seeds, 3 bases, every default arm: per arm n/mean/std/CI over bases, per primary
+    contrast bases/CI/p/verdict; a rerun redoes nothing and a removed run folder is redone alone."""
+    args = ["proxy", *TINY, "base_seeds=[3, 4, 5]", "lr_grid=[0.002, 0.004]", "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    study = json.loads((tmp_path / "study.json").read_text())
+    assert study["format"] == "hellora.proxy-study/3"
+    arms = study["targets"]["shift"]["arms"]
+    assert set(arms) == set(StudyConfig().arms)
+    for row in arms.values():
+        test = row["test"]
+        assert test["n_bases"] == 3 and test["std"] is not None and len(test["ci95"]) == 2
+        assert [c["applied_to"] for c in row["lr_choices"]] == [[3, 5], [4]]  # cross-fitted halves
+        assert all(not c["in_sample"] for c in row["lr_choices"])
+    assert len(study["primary"]) == 3
+    for row in study["primary"]:
+        assert set(row) >= {"n_bases", "p_holm", "verdict"}
+    tested = [r for r in study["primary"] if r["metric"] == "test"]
+    assert all(r["n_bases"] == 3 and r["ci95"] is not None and r["df"] == 2 and r["p"] is not None for r in tested)
+    assert (tmp_path / "data" / "runs.jsonl").is_file() and (tmp_path / "figures" / "frontier.png").is_file()
+    assert "[primary]" in capsys.readouterr().out
+
+    before = _finished(tmp_path)
+    assert len(before) == 3 * 5 * 2
+    assert main(args) == 0
+    assert _finished(tmp_path) == before
+    shutil.rmtree(tmp_path / "shift" / "runs" / "hellora" / "b4-s0-lr0.002")
+    assert main(args) == 0
+    after = _finished(tmp_path)
+    assert {k for k in after if after[k] != before.get(k)} == {"shift/runs/hellora/b4-s0-lr0.002"}
+    # a grid widened at both ends adds exactly its new learning rates (the warm-up's lr, 0.004, stays)
+    wider = [a for a in args if not a.startswith("lr_grid=")] + ["lr_grid=[0.001, 0.002, 0.004, 0.008]"]
+    assert main(wider) == 0
+    widened = _finished(tmp_path)
+    assert len(widened) == 3 * 5 * 4 and all(widened[k] == v for k, v in after.items())
+    after = widened
+
+    # the page regenerates from the data folder alone, and an edited study.json is refused
     from hellora.study.results_doc import MARKER, write_results
 
     page = tmp_path / "docs" / "results.md"
     page.parent.mkdir()
     page.write_text("# Results\n\nhand-written conclusion\n\n" + MARKER + "\nold tables\n")
-    text = write_results(tmp_path, page, tmp_path / "docs" / "img").read_text()
+    text = write_results(tmp_path / "data", page, tmp_path / "docs" / "img").read_text()
     assert "hand-written conclusion" in text and "old tables" not in text
-    assert "| hellora >= lora |" in text and "](img/accuracy_vs_params.png)" in text
-    assert (tmp_path / "docs" / "img" / "routing_entropy.png").is_file()
-
-    before = _finished(tmp_path)
-    assert len(before) == 4
-    # a rerun redoes nothing; removing one run folder redoes exactly that run
-    import shutil
-
-    shutil.rmtree(run)
-    assert main(["proxy", *TINY, "--out", str(tmp_path), "--no-progress"]) == 0
-    after = _finished(tmp_path)
-    changed = {k for k in after if after[k] != before.get(k)}
-    assert changed == {"shift/runs/hellora/b0-s1"}
-    # the report reads the run folders and writes the paired statistics
-    from hellora.report.tables import write_report
-
-    report = write_report(sorted(tmp_path.glob("shift/runs/*/*")), tmp_path / "report").read_text()
-    assert "| HELLoRA |" in report and "HELLoRA >= LoRA" in report
-
-
-@pytest.mark.slow
-def test_kill_9_loses_at_most_the_run_in_flight(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    args = [sys.executable, "-m", "hellora.cli", "proxy", *TINY, "ft_seeds=[0, 1, 2, 3]", "--out", str(tmp_path),
-            "--no-progress"]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not _finished(tmp_path) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    first = _finished(tmp_path)
-    assert first, "no run finished before the kill"
-    subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    second = _finished(tmp_path)
-    assert len(second) == 8
-    assert all(second[k] == v for k, v in first.items())  # finished runs were not redone
-    assert not list(tmp_path.glob("**/.*.tmp"))
+    assert "](img/frontier.png)" in text and "## Primary contrasts" in text
+    edited = json.loads((tmp_path / "data" / "study.json").read_text())
+    edited["primary"][0]["p"] = 0.0
+    (tmp_path / "data" / "study.json").write_text(json.dumps(edited))
+    with pytest.raises(HelloraError, match="does not equal its recomputation"):
+        write_results(tmp_path / "data", page, tmp_path / "docs" / "img")
 
 
 def test_config_errors_name_the_field():
@@ -110,27 +120,54 @@ def test_config_errors_name_the_field():
         StudyConfig(skills=["copy", "word"], targets=["word"])
     with pytest.raises(HelloraError, match="needs arm 'hellori-d'"):
         StudyConfig(arms=["hellori-s"])
+    with pytest.raises(HelloraError, match="needs arm 'lora'"):
+        StudyConfig(arms=["oracle"], primary=[])
     with pytest.raises(HelloraError, match="unknown skill"):
         StudyConfig(targets=["nope"])
     with pytest.raises(HelloraError, match="ft_seeds"):
         StudyConfig(ft_seeds=[1, 1])
+    with pytest.raises(HelloraError, match="pilot_seed 3 is also in base_seeds"):
+        StudyConfig(base_seeds=[1, 3], pilot_seed=3)
+    with pytest.raises(HelloraError, match="at most 3"):
+        StudyConfig(primary=[{"a": "hellora", "b": "lora"}] * 4)
+    with pytest.raises(HelloraError, match=r"primary\[0\].margin applies to kind noninferiority"):
+        StudyConfig(primary=[{"a": "hellora", "b": "lora", "margin": 2}])
+    with pytest.raises(HelloraError, match=r"primary\[0\] names arm 'fft'"):
+        StudyConfig(primary=[{"a": "fft", "b": "lora"}])
+    with pytest.raises(HelloraError, match=r"primary\[0\].metric"):
+        StudyConfig(primary=[{"a": "hellora", "b": "lora", "metric": "speed"}])
+    with pytest.raises(HelloraError, match="lr_grid must be increasing"):
+        StudyConfig(lr_grid=[0.01, 0.005])
 
 
 def test_out_folder_of_another_config_is_refused(tmp_path):
     from hellora.study.runner import _check_config
 
     _check_config(StudyConfig(), tmp_path)
-    _check_config(StudyConfig(arms=["lora"], ft_seeds=[0]), tmp_path)  # additive fields may change
+    _check_config(StudyConfig(arms=["lora"], ft_seeds=[0], primary=[]), tmp_path)  # additive fields may change
     with pytest.raises(HelloraError, match="'rank' differs"):
         _check_config(StudyConfig(rank=4), tmp_path)
+    # a config saved with every field (as before lr_grid became additive) still resumes with a widened grid
+    from dataclasses import asdict
+
+    (tmp_path / "study_config.json").write_text(json.dumps(asdict(StudyConfig())))
+    _check_config(StudyConfig(lr_grid=[0.002, 0.004, 0.00566, 0.008, 0.0113, 0.016]), tmp_path)
 
 
-def test_shipped_configs_load_and_lori_s_runs_after_lori_d():
-    for path in (ROOT / "recipes" / "proxy").glob("*.yaml"):
+def test_shipped_configs_load_with_sqrt2_grids_and_runs_start_after_their_sources():
+    for path in RECIPES.glob("*.yaml"):
         cfg = StudyConfig.from_yaml(path)
-        assert len(cfg.targets) >= 1 and set(cfg.arms) <= set(ARMS)
+        assert set(cfg.arms) <= set(ARMS) and len(cfg.primary_contrasts()) <= 3
+        if path.name in ("cpu.yaml", "ablations.yaml"):
+            assert len(cfg.base_seeds) >= 10 or path.name == "ablations.yaml"
+            assert len(cfg.lr_grid) >= 4
+            ratios = [b / a for a, b in zip(cfg.lr_grid, cfg.lr_grid[1:])]
+            assert all(abs(r - 2 ** 0.5) < 0.01 for r in ratios), path
     names = ordered(list(ARMS))
     assert names.index("hellori-d") < names.index("hellori-s")
+    assert names.index("lora") < names.index("oracle")
+    assert ARMS["oracle"].profile is ProfileSource.ORACLE
+    assert sqrt2_grid(0.004, 4) == [0.00238, 0.00336, 0.00476, 0.00673]
 
 
 def test_teacher_forced_exact_match_is_greedy_decoding():
@@ -184,3 +221,13 @@ def test_teacher_forced_scoring_agrees_with_generation_per_example():
     by_forcing = [score_features(model, skill_features(tok, [e]))["exact_match"] for e in test]
     assert by_generation == by_forcing
     assert accuracy(model, tok, test) == score_features(model, skill_features(tok, test))["exact_match"]
+
+
+def test_the_ablations_run_on_the_primary_studys_own_bases():
+    """The targets are part of the pretraining mixture, so a recipe that changes them changes its bases: the
+    ablations must pretrain exactly the primary's bases (same seeds, same pretraining record)."""
+    cpu = StudyConfig.from_yaml(RECIPES / "cpu.yaml")
+    ablations = StudyConfig.from_yaml(RECIPES / "ablations.yaml")
+    assert set(ablations.base_seeds) <= set(cpu.base_seeds) and len(ablations.base_seeds) >= 3
+    for seed in ablations.base_seeds:
+        assert ablations.pretrain_record(seed) == cpu.pretrain_record(seed)

@@ -3,7 +3,7 @@
 import json
 
 from hellora.cli import main
-from hellora.train.loop import STALL_STEPS, StallWatch, training_health
+from hellora.loop.training import STALL_STEPS, StallWatch, training_health
 from tests.conftest import GSM8K
 
 SHORT = "{batch_size: 8, micro_batch_size: 4, max_steps: 12, save_steps: 0, logging_steps: 1, learning_rate: %s}"

@@ -8,6 +8,7 @@ from pathlib import Path
 from hellora.cli.support import (REFERENCE_HELP, STRATEGY_HELP, check_reference_flag, flags, key_values, need_file,
                                  print_json, refuse_existing, replacing_run)
 from hellora.placement import PLACEMENT_FORMAT, STRATEGIES
+from hellora.utils.errors import HelloraError
 from hellora.utils.ownership import OutputKind
 
 PROFILE_FORMAT = "hellora.profile/1"  # hellora.profiling.profile.FORMAT, without importing torch for --help
@@ -56,27 +57,35 @@ def cmd_proxy(args) -> None:
 
     from hellora.study.proxy import StudyConfig, run_study
 
-    overrides = key_values(args.overrides, "override")
+    config, words = args.config, list(args.overrides)
+    if words and "=" not in words[0]:  # `hellora proxy recipes/proxy/cpu.yaml --out DIR`
+        if config:
+            raise HelloraError(f"proxy: a config given twice ({words[0]} and --config {config})")
+        config = words.pop(0)
+    overrides = key_values(words, "override")
     command = "hellora " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["proxy"] else None
-    study = run_study(StudyConfig.from_yaml(args.config, overrides), args.out, progress=not args.no_progress,
+    study = run_study(StudyConfig.from_yaml(config, overrides), args.out, progress=not args.no_progress,
                       command=command)
     for target, block in study["targets"].items():
-        print(f"target {target}:")
+        print(f"target {target}: bases kept {len(block['bases_kept'])}, excluded {len(block['bases_excluded'])}")
         for arm, row in block["arms"].items():
-            ci = row["ci95"] or [row["mean"], row["mean"]]
-            print(f"  {arm:<14} exact match {row['mean']:6.2f} [{ci[0]:6.2f}, {ci[1]:6.2f}] n={row['n']:<3} "
-                  f"params {row['trainable_pct']:.3f}%  lr {row['lr']:g}")
-    for scope, rows in study["orderings"].items():
-        for r in rows:
-            print(f"  [{scope}] {r['claim']:<28} diff {r['diff']:+6.2f} [{r['ci95'][0]:+6.2f}, {r['ci95'][1]:+6.2f}] "
-                  f"p={r['p']:.4f}  {r['verdict']}")
+            test = row["test"]
+            ci = "-" if not test["ci95"] else f"[{test['ci95'][0]:6.2f}, {test['ci95'][1]:6.2f}]"
+            mean = "-" if test["mean"] is None else f"{test['mean']:6.2f}"
+            lrs = ", ".join(f"{c['lr']:g}" + (" (edge)" if c["edge"] else "") for c in row["lr_choices"])
+            print(f"  {arm:<14} test exact match {mean} {ci} bases={test['n_bases']:<3} lr {lrs}")
+    for r in study["primary"]:
+        ci = "-" if not r.get("ci95") else f"[{r['ci95'][0]:+6.2f}, {r['ci95'][1]:+6.2f}]"
+        diff = "-" if r.get("diff") is None else f"{r['diff']:+6.2f}"
+        p = "-" if r.get("p_holm") is None else f"{r['p_holm']:.4f}"
+        print(f"  [primary] {r['contrast']:<44} diff {diff} {ci} bases={r['n_bases']} Holm p={p}  {r['verdict']}")
     print(f"study.json: {args.out}/study.json")
 
 
 def add_proxy(sub) -> None:
-    p = sub.add_parser("proxy", help="the proxy study: pretrain small MoEs on skills, compare placements with seeds and tests")
-    p.add_argument("overrides", nargs="*", help="key=value overrides of the study config")
-    p.add_argument("--config", default=None, help="study YAML, e.g. recipes/proxy/cpu.yaml (default: the built-in defaults of hellora.study.config, overridden by key=value)")
+    p = sub.add_parser("proxy", help="the proxy study: pretrain small MoEs on skills, compare placements over bases")
+    p.add_argument("overrides", nargs="*", help="[CONFIG.yaml] key=value overrides of the study config")
+    p.add_argument("--config", default=None, help="study YAML (recipes/proxy/cpu.yaml)")
     p.add_argument("--out", default="runs/proxy")
     flags(p, "progress")
     p.set_defaults(func=cmd_proxy)

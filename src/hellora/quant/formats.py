@@ -26,7 +26,7 @@ def require_torchao(field: str = "model.cold_experts") -> None:
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        import torchao  # type: ignore[import-untyped]  # noqa: F401
+        import torchao  # noqa: F401
     except ImportError:
         raise HelloraError(f"{field}: int8 / nf4 experts need torchao; pip install 'hellora[quant]'") from None
     finally:
@@ -35,21 +35,21 @@ def require_torchao(field: str = "model.cold_experts") -> None:
 
 def _int8_tensor():
     require_torchao()
-    from torchao.quantization.quantize_.workflows.int8.int8_tensor import Int8Tensor  # type: ignore[import-untyped]
+    from torchao.quantization.quantize_.workflows.int8.int8_tensor import Int8Tensor
 
     return Int8Tensor
 
 
 def _nf4():
     require_torchao()
-    from torchao.quantization.quantize_.workflows.nf4 import nf4_tensor  # type: ignore[import-untyped]
+    from torchao.quantization.quantize_.workflows.nf4 import nf4_tensor
 
     return nf4_tensor
 
 
 def quantize_int8(weight: torch.Tensor) -> dict[str, torch.Tensor]:
     """(rows, cols) -> qdata int8 (rows, cols), scale float32 (rows, 1), zero_point int8 (rows, 1)."""
-    from torchao.quantization.granularity import PerRow  # type: ignore[import-untyped]
+    from torchao.quantization.granularity import PerRow
 
     q = _int8_tensor().from_hp(weight.detach().contiguous(), PerRow())
     return {"qdata": q.qdata, "scale": q.scale, "zero_point": q.zero_point}

@@ -1,10 +1,8 @@
-"""Pretrained bases (cached per base seed), the study's fixed data, and warm-up profiles (cached per run seed).
+"""Pretrained bases (cached per base seed), the data of each (target, base, seed), and routing profiles.
 
-Layout under the study's output folder:
-    bases/seed{B}/                 the pretrained MoE (save_pretrained) + study_pretrain.json (written last)
-    {target}/data-free             nothing: the data are regenerated from fixed seeds (see `study_data`)
-    {target}/base{B}/before.json   the base's scores and routing on the target and the other skills
-    {target}/base{B}/warmup/s{S}-f{F}.json   warm-up profile of fine-tune seed S on fraction F of the data
+Every (target, base seed, fine-tune seed) draws its own fine-tuning, validation and test examples (seeded by all
+three), and its own other-skill test sets, so no two bases share a test item by construction of the seeds (and
+the train/test split of hellora.data.skills keeps validation and test prompts apart).
 """
 
 from __future__ import annotations
@@ -19,15 +17,18 @@ from hellora.data.skills import generate_skill_examples
 from hellora.data.text_snippets import text_snippets
 from hellora.profiling import ExpertActivationCounter, ExpertProfile
 from hellora.study.config import StudyConfig
-from hellora.study.scoring import score_with_routing
 from hellora.study.core import adapted_copy, mixture_features, pretrain_skill_moe
-from hellora.study.paths import base_folder, warmup_file
+from hellora.study.paths import (
+    base_folder,
+    before_file,
+    forward_file,
+    skill_profile_file,
+    warmup_file,
+)
+from hellora.study.scoring import score_features
 from hellora.study.toy import skill_features, train_steps
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json, read_json
-
-DATA_SEED = 7    # fine-tuning + validation examples: the same for every arm and seed
-TEST_SEED = 11   # test prompts (target and other skills)
 
 
 def pretrained_base(cfg: StudyConfig, out: Path, base_seed: int, tokenizer, accelerator, progress: bool = False):
@@ -39,7 +40,7 @@ def pretrained_base(cfg: StudyConfig, out: Path, base_seed: int, tokenizer, acce
     record = cfg.pretrain_record(base_seed)
     if (folder / "study_pretrain.json").is_file():
         saved = read_json(folder / "study_pretrain.json", "pretrain record")
-        if saved.get("recipe") != record:
+        if not isinstance(saved, dict) or saved.get("recipe") != record:
             raise HelloraError(f"{folder} holds a model pretrained with another config; choose another --out")
         model = load_model(str(folder), dtype="float32")
         model.config.output_router_logits = False
@@ -66,27 +67,43 @@ class StudyData:
     others: dict[str, list[dict]]  # non-target skill -> test features
 
 
-def study_data(cfg: StudyConfig, target: str, tokenizer) -> StudyData:
+def data_seed(target: str, base_seed: int, ft_seed: int, role: str) -> int:
+    """A seed for one role's draw of one (target, base, seed): every cell gets its own examples."""
+    return random.Random(f"hellora-study/{target}/{base_seed}/{ft_seed}/{role}").randrange(2 ** 31)
+
+
+def study_data(cfg: StudyConfig, target: str, base_seed: int, ft_seed: int, tokenizer) -> StudyData:
     """Fine-tuning and validation examples from the train split (one draw, split in two: disjoint prompts),
     test examples from the test split (disjoint from both by construction, see hellora.data.skills)."""
-    train = generate_skill_examples(target, cfg.finetune_examples + cfg.val_examples, seed=DATA_SEED, split="train")
-    test = generate_skill_examples(target, cfg.test_examples, seed=TEST_SEED, split="test")
-    others = {s: skill_features(tokenizer, generate_skill_examples(s, cfg.other_examples, seed=TEST_SEED, split="test"))
-              for s in cfg.skills}
+    train = generate_skill_examples(target, cfg.finetune_examples + cfg.val_examples,
+                                    seed=data_seed(target, base_seed, ft_seed, "train"), split="train")
+    test = generate_skill_examples(target, cfg.test_examples, seed=data_seed(target, base_seed, ft_seed, "test"),
+                                   split="test")
+    others = {s: skill_features(tokenizer, generate_skill_examples(
+        s, cfg.other_examples, seed=data_seed(target, base_seed, ft_seed, f"other-{s}"), split="test"))
+        for s in cfg.skills}
     return StudyData(finetune=skill_features(tokenizer, train[:cfg.finetune_examples]),
                      val=skill_features(tokenizer, train[cfg.finetune_examples:]),
                      test=skill_features(tokenizer, test), others=others)
 
 
-def before_scores(cfg: StudyConfig, out: Path, target: str, base_seed: int, model, data: StudyData) -> dict:
-    """The base's target (val, test) and other-skill scores and its routing of the target's test tokens; cached."""
-    path = out / target / f"base{base_seed}" / "before.json"
+def evaluate(model, data: StudyData) -> dict:
+    """Exact match (share) on validation, test and each other skill; the other skills' mean."""
+    others = {s: score_features(model, f)["exact_match"] for s, f in data.others.items()}
+    test = score_features(model, data.test)
+    return {"val": score_features(model, data.val)["exact_match"], "test": test["exact_match"],
+            "test_token_accuracy": test["token_accuracy"], "others": others,
+            "others_mean": sum(others.values()) / len(others) if others else None}
+
+
+def before_scores(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_seed: int, model,
+                  data: StudyData) -> dict:
+    """The base's scores before fine-tuning, and whether the pre-registered rule excludes it; cached."""
+    path = before_file(out, target, base_seed, ft_seed)
     if path.is_file():
         return read_json(path, "base scores")
-    test, routing = score_with_routing(model, data.test)
-    record = {"test": test, "val": score_with_routing(model, data.val)[0],
-              "others": {s: score_with_routing(model, f)[0] for s, f in data.others.items()},
-              "routing": routing.to_dict()}
+    record = {"target": target, "base_seed": base_seed, "ft_seed": ft_seed, **evaluate(model, data)}
+    record["excluded"] = record["val"] > cfg.exclude_before_above
     atomic_write_json(path, record)
     return record
 
@@ -99,11 +116,16 @@ def warmup_sample(features: list[dict], fraction: float, seed: int) -> list[dict
     return [features[i] for i in sorted(order[:n])]
 
 
+def warmup_lr(cfg: StudyConfig) -> float:
+    """The warm-up's learning rate: the grid value just above its middle (the same for every arm)."""
+    return cfg.lr_grid[len(cfg.lr_grid) // 2]
+
+
 def warmup_profile(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_seed: int, fraction: float, model,
                    data: StudyData, accelerator) -> ExpertProfile:
     """The paper's profiling: LoRA on every expert, attention and router (the run's rank, alpha = 2r) trains one
     epoch over the sample with routing counters on every training forward pass; the adapter is thrown away.
-    The learning rate is the middle of `lr_grid`. Cached as JSON per (target, base, seed, fraction)."""
+    Cached as JSON per (target, base, seed, fraction)."""
     path = warmup_file(out, target, base_seed, ft_seed, fraction)
     if path.is_file():
         return ExpertProfile.load(path)
@@ -112,12 +134,45 @@ def warmup_profile(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_
     steps = math.ceil(len(sample) / batch)
     warm = adapted_copy(model, AdapterConfig(method="lora", r=cfg.rank, alpha=2 * cfg.rank, targets="all",
                                              seed=ft_seed))
-    lr = sorted(cfg.lr_grid)[len(cfg.lr_grid) // 2]
     with ExpertActivationCounter(warm) as counter:
-        result = train_steps(warm, sample, steps, lr, batch, accelerator, "warm-up", seed=ft_seed, progress=False)
+        result = train_steps(warm, sample, steps, warmup_lr(cfg), batch, accelerator, "warm-up", seed=ft_seed,
+                             progress=False)
     profile = counter.to_profile("warmup", model_id="proxy-moe",
                                  source={"skill": target, "fraction": fraction, "seed": ft_seed,
                                          "examples": len(sample)},
                                  meta={"steps": result.steps, "median_step_s": result.median_step_s})
     profile.save(path)
     return profile
+
+
+def routing_on(model, features: list[dict], source: dict) -> ExpertProfile:
+    """Forward-mode routing profile of `model` over `features` (no training)."""
+    with ExpertActivationCounter(model) as counter:
+        score_features(model, features)
+    profile = counter.to_profile("forward", model_id="proxy-moe", source=source)
+    return profile
+
+
+def forward_profile(out: Path, target: str, base_seed: int, ft_seed: int, model, data: StudyData) -> ExpertProfile:
+    """Forward counting: the untouched base's routing over the fine-tuning data; cached."""
+    path = forward_file(out, target, base_seed, ft_seed)
+    if path.is_file():
+        return ExpertProfile.load(path)
+    profile = routing_on(model, data.finetune, {"skill": target, "seed": ft_seed, "examples": len(data.finetune)})
+    profile.save(path)
+    return profile
+
+
+def other_skills_profile(cfg: StudyConfig, out: Path, base_seed: int) -> ExpertProfile:
+    """The reference of the retention-aware rule: the routing of every pretraining skill on this base (profiled
+    when the base was made, on test-split prompts), counts summed over skills. Counts (L, E)."""
+    profiles = [ExpertProfile.load(skill_profile_file(out, base_seed, skill)) for skill in cfg.skills]
+    if not profiles:
+        raise HelloraError("proxy study: the retention-aware arm needs at least one other skill")
+    first = profiles[0]
+    counts = [[sum(p.counts[i][e] for p in profiles) for e in range(first.num_experts)] for i in range(len(first.layers))]
+    mass = [[sum(p.mass[i][e] for p in profiles) for e in range(first.num_experts)] for i in range(len(first.layers))]
+    return ExpertProfile(layers=first.layers, counts=counts, mass=mass,
+                         tokens=[sum(p.tokens[i] for p in profiles) for i in range(len(first.layers))],
+                         num_experts=first.num_experts, top_k=first.top_k, model_id=first.model_id, mode="forward",
+                         source={"skills": list(cfg.skills), "base_seed": base_seed})

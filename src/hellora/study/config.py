@@ -1,6 +1,15 @@
 """`StudyConfig`: the proxy study's shape, read from YAML (recipes/proxy/*.yaml) plus key=value overrides.
 
 The model and pretraining fields decide a base (cached per base seed); the rest decide the fine-tuning runs.
+The design the statistics rely on is part of the config, so it is written down before the run:
+- `base_seeds`: the analysed bases (the unit of every test); `pilot_seed`: the base the grid and steps were
+  calibrated on, never analysed (it may not be one of `base_seeds`);
+- `exclude_before_above`: a base whose exact match on the target's validation set is above this share *before*
+  fine-tuning is dropped from that target (the target must be new to the base);
+- `lr_grid`: every arm runs at every value; the reported lr is chosen by cross-fitting over bases;
+- `checkpoints`: evaluations per run (target and other skills), for the forgetting frontier;
+- `primary`: at most 3 contrasts (Holm over them only), `iso_target`: the target accuracy (points) at which
+  retention is compared.
 """
 
 from __future__ import annotations
@@ -11,14 +20,26 @@ from pathlib import Path
 
 from hellora.data.skills import SKILLS
 from hellora.study.arms import ARMS
+from hellora.study.contrasts import MAX_PRIMARY, Contrast
 from hellora.study.core import SkillMoESpec
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Method
 
 # fields that decide a pretrained base (its cache key, with the base seed)
 PRETRAIN_FIELDS = ("skills", "targets", "target_pretrain", "pretrain_per_skill", "text_files", "text_examples",
                    "hidden_size", "intermediate_size", "layers", "experts", "top_k", "aux_loss", "pretrain_steps",
                    "pretrain_lr", "pretrain_batch")
+
+DEFAULT_PRIMARY: list[dict[str, object]] = [
+    {"a": "hellora", "b": "lora", "metric": "test", "kind": "noninferiority", "margin": 5.0},
+    {"a": "hellora", "b": "random", "metric": "test", "kind": "superiority"},
+    {"a": "hellora", "b": "lora", "metric": "iso_retention", "kind": "noninferiority", "margin": 2.0},
+]
+
+
+def sqrt2_grid(centre: float, n: int) -> list[float]:
+    """`n` learning rates spaced x sqrt(2) around `centre` (rounded to 3 significant digits)."""
+    first = -(n - 1) / 2
+    return [float(f"{centre * math.sqrt(2) ** (first + i):.3g}") for i in range(n)]
 
 
 _LIST_ITEMS = {"skills": "text", "targets": "text", "arms": "text", "text_files": "text", "base_seeds": "integer",
@@ -48,42 +69,47 @@ def _check_field_types(cfg) -> None:
 
 @dataclass
 class StudyConfig:
-    skills: list = field(default_factory=lambda: ["add", "sub", "mul", "max", "copy", "upper", "sort"])
-    targets: list = field(default_factory=lambda: ["word", "shift"])  # fine-tuning targets, one study each
-    target_pretrain: int = 0             # examples of each target in pretraining (0: held out; small: rare)
+    skills: list = field(default_factory=lambda: ["add", "max", "copy", "upper", "sort", "reverse"])
+    targets: list = field(default_factory=lambda: ["shift", "sub"])  # fine-tuning targets, one study each
+    target_pretrain: int = 0             # examples of each target in pretraining (0: held out)
+    exclude_before_above: float = 0.05   # drop a base scoring above this on the target's val before fine-tuning
     pretrain_per_skill: int = 800
     text_files: list = field(default_factory=list)  # real text mixed into pretraining (JSON/JSONL/CSV by path)
     text_examples: int = 0
-    hidden_size: int = 64
-    intermediate_size: int = 64
-    layers: int = 4
+    hidden_size: int = 48
+    intermediate_size: int = 96
+    layers: int = 3
     experts: int = 16
     top_k: int = 2
     aux_loss: float = 0.02
-    pretrain_steps: int = 1500
+    pretrain_steps: int = 1000
     pretrain_lr: float = 3e-3
     pretrain_batch: int = 64
-    base_seeds: list = field(default_factory=lambda: [0, 1])
-    ft_seeds: list = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    base_seeds: list = field(default_factory=lambda: list(range(10)))
+    pilot_seed: int | None = 100         # calibration base, never analysed
+    ft_seeds: list = field(default_factory=lambda: [0])
     finetune_examples: int = 512
     val_examples: int = 200              # drawn from the train split, disjoint from the fine-tuning examples
-    test_examples: int = 200             # the test split (never used to choose anything)
-    other_examples: int = 100            # per non-target skill, before/after fine-tuning
+    test_examples: int = 500             # the test split (never used to choose anything)
+    other_examples: int = 200            # per non-target skill, before and at every checkpoint
     finetune_steps: int = 60
+    checkpoints: int = 3                 # evaluations per run, evenly spaced, the last at finetune_steps
     batch_size: int = 32
     rank: int = 8
     warmup_fraction: float = 0.1         # the paper's default warm-up profile
     warmup_fractions: list = field(default_factory=lambda: [0.01, 0.05, 0.1, 1.0])
-    lr_grid: list = field(default_factory=lambda: [1e-3, 3e-3, 1e-2])
-    fft_lr_grid: list = field(default_factory=lambda: [1e-4, 3e-4, 1e-3])
-    arms: list = field(default_factory=lambda: list(ARMS))
-    workers: int = 2                     # processes (bases, then targets, in parallel)
+    lr_grid: list = field(default_factory=lambda: sqrt2_grid(6e-3, 4))
+    fft_lr_grid: list = field(default_factory=lambda: sqrt2_grid(6e-4, 4))
+    arms: list = field(default_factory=lambda: ["lora", "hellora", "random", "hellora-pure", "retain"])
+    primary: list = field(default_factory=lambda: [dict(c) for c in DEFAULT_PRIMARY])
+    iso_target: float = 50.0             # points of target test exact match where retention is compared
+    workers: int = 2                     # processes ((target, base) jobs in parallel)
     threads: int = 1                     # torch threads per process
 
     def __post_init__(self) -> None:
         _check_field_types(self)  # types first (a study config is a file like any other: untrusted)
         for name in ("skills", "targets", "base_seeds", "ft_seeds", "warmup_fractions", "lr_grid", "fft_lr_grid",
-                     "arms", "text_files"):
+                     "arms", "text_files", "primary"):
             if not isinstance(getattr(self, name), list):
                 raise HelloraError(f"proxy config: {name} must be a list, got {getattr(self, name)!r}")
         for skill in self.skills + self.targets:
@@ -99,7 +125,7 @@ class StudyConfig:
         if bad:
             raise HelloraError(f"proxy config: unknown arm {bad[0]!r}; choose from {', '.join(ARMS)}")
         for arm in self.arms:
-            source = ARMS[arm].lori_from
+            source = ARMS[arm].after
             if source and source not in self.arms:
                 raise HelloraError(f"proxy config: arm {arm!r} needs arm {source!r} in arms")
             w = ARMS[arm].warmup
@@ -113,24 +139,50 @@ class StudyConfig:
             raise HelloraError("proxy config: base_seeds and ft_seeds must not repeat a seed")
         if not self.base_seeds or not self.ft_seeds:
             raise HelloraError("proxy config: base_seeds and ft_seeds need at least one seed each")
+        if self.pilot_seed is not None and self.pilot_seed in self.base_seeds:
+            raise HelloraError(f"proxy config: pilot_seed {self.pilot_seed} is also in base_seeds; the pilot base "
+                               f"calibrates the design and is never analysed")
         if not self.lr_grid or not self.fft_lr_grid or any(v <= 0 for v in self.lr_grid + self.fft_lr_grid):
             raise HelloraError("proxy config: lr_grid and fft_lr_grid need positive learning rates")
+        for name in ("lr_grid", "fft_lr_grid"):
+            if sorted(set(getattr(self, name))) != getattr(self, name):
+                raise HelloraError(f"proxy config: {name} must be increasing without repeats")
         for name in ("finetune_examples", "val_examples", "test_examples", "other_examples", "finetune_steps",
                      "batch_size", "rank", "pretrain_steps", "pretrain_batch", "layers", "experts", "top_k", "workers",
-                     "threads"):
+                     "threads", "checkpoints"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise HelloraError(f"proxy config: {name} must be a positive integer, got {value!r}")
         if self.top_k > self.experts:
             raise HelloraError("proxy config: top_k must not exceed experts")
+        if self.checkpoints > self.finetune_steps:
+            raise HelloraError("proxy config: checkpoints must not exceed finetune_steps")
+        if not 0 <= self.exclude_before_above <= 1:
+            raise HelloraError("proxy config: exclude_before_above is a share in [0, 1]")
+        if not 0 < self.iso_target < 100:
+            raise HelloraError("proxy config: iso_target is in points, between 0 and 100")
+        if len(self.primary) > MAX_PRIMARY:
+            raise HelloraError(f"proxy config: primary lists {len(self.primary)} contrasts; at most {MAX_PRIMARY}")
+        for i, contrast in enumerate(self.primary_contrasts()):
+            for arm in (contrast.a, contrast.b):
+                if arm not in self.arms:
+                    raise HelloraError(f"proxy config: primary[{i}] names arm {arm!r}, which is not in arms")
+
+    def primary_contrasts(self) -> list[Contrast]:
+        return [Contrast.parse(raw, f"primary[{i}]") for i, raw in enumerate(self.primary)]
+
+    def checkpoint_steps(self) -> list[int]:
+        """The steps a run is evaluated at: evenly spaced, the last one at `finetune_steps`."""
+        n = self.checkpoints
+        return sorted({max(1, round(self.finetune_steps * (i + 1) / n)) for i in range(n)})
 
     def hot_k(self, factor: float) -> int:
         """Hot experts per layer for an arm's k factor (at least 1, at most every expert)."""
         return max(1, min(self.experts, round(factor * self.top_k)))
 
     def lr_grid_for(self, arm: str) -> list:
-        """The learning rates an arm's validation search tries: full fine-tuning has its own, lower grid."""
-        return self.fft_lr_grid if ARMS[arm].method is Method.FFT else self.lr_grid
+        """The learning rates an arm runs at: full fine-tuning has its own, lower grid."""
+        return self.fft_lr_grid if ARMS[arm].rules.trains_whole_model else self.lr_grid
 
     def moe_spec(self) -> SkillMoESpec:
         """The base's shape and pretraining schedule, for `study.core.pretrain_skill_moe`."""
@@ -144,7 +196,7 @@ class StudyConfig:
         return {**record, "base_seed": base_seed}
 
     @classmethod
-    def from_yaml(cls, path: str | Path | None, overrides: dict | None = None) -> "StudyConfig":
+    def from_yaml(cls, path: str | Path | None, overrides: dict | None = None) -> StudyConfig:
         from hellora.config import read_recipe
 
         data = read_recipe(path) if path else {}

@@ -1,20 +1,21 @@
-"""The study's driver: pretrain the bases, then per target tune each arm's learning rate and run every
-(arm, base seed, fine-tune seed), then summarise.
+"""The study's driver: pretrain the bases, then run every (target, base, seed, arm, learning rate), then
+summarise.
 
 Parallelism: `workers` processes (spawned, one torch thread each: on a small model two single-threaded
 processes on two cores beat one process with two threads, whose threads spin against each other). Bases are
-pretrained one per process; then each process takes whole targets (a target's runs depend on each other only
-through the learning-rate search and LoRI-S's LoRI-D adapter, both kept inside one process). With workers=1
+pretrained one per process; then each process takes whole (target, base) cells (a cell's runs depend on each
+other only through LoRI-S's LoRI-D adapter and the oracle's LoRA run, both kept inside one cell). With workers=1
 everything runs in this process.
 
 Resuming: every finished piece is a file or folder written atomically (see `runs.py`, `bases.py`); a rerun
-with the same --out skips them. A progress bar in this process counts finished runs (learning-rate trials
-included) from the files themselves, every 2 s, with an ETA.
+with the same --out skips them. A progress bar in this process counts finished runs from the files themselves,
+every 2 s, with an ETA.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -23,14 +24,16 @@ from pathlib import Path
 
 from hellora.study.arms import ordered
 from hellora.study.config import StudyConfig
-from hellora.study.paths import base_folder, chosen_file, run_folder
+from hellora.study.paths import base_folder, run_folder
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
-# fields that may change between a run and its resumption (they only add or remove whole runs)
-_ADDITIVE = ("arms", "targets", "base_seeds", "ft_seeds", "workers")
+# fields that may change between a run and its resumption (they only add or remove whole runs, or change the
+# analysis of the same runs; a widened lr grid adds runs: run folders are keyed by lr, and the warm-up's lr,
+# the grid value just above its middle, stays the same when the grid grows by one value at each end)
+_ADDITIVE = ("arms", "targets", "base_seeds", "ft_seeds", "workers", "primary", "iso_target", "lr_grid", "fft_lr_grid")
 
 
 def _setup_worker(threads: int) -> None:
@@ -67,14 +70,14 @@ def pretrain_worker(cfg: StudyConfig, out: str, base_seed: int, threads: int = 1
     from hellora.study.toy import skill_features
 
     _setup_worker(threads)
-    out = Path(out)
-    folder = base_folder(out, base_seed)
+    root = Path(out)
+    folder = base_folder(root, base_seed)
     for stale in folder.parent.glob(f".{folder.name}.*.tmp"):  # this base's own leftovers only
         shutil.rmtree(stale, ignore_errors=True)
     _remove_stale(folder)
     tokenizer = build_tiny_tokenizer()
-    model, record = pretrained_base(cfg, out, base_seed, tokenizer, _accelerator())
-    folder = base_folder(out, base_seed) / "profiles"
+    model, record = pretrained_base(cfg, root, base_seed, tokenizer, _accelerator())
+    folder = base_folder(root, base_seed) / "profiles"
     collate = PadCollator(0)
     for skill in cfg.skills + cfg.targets:
         path = folder / f"{skill}.json"
@@ -86,44 +89,43 @@ def pretrain_worker(cfg: StudyConfig, out: str, base_seed: int, threads: int = 1
     return record
 
 
-def target_worker(cfg: StudyConfig, out: str, target: str, threads: int = 1) -> None:
-    """Every run of one target: per base, per arm (LoRI-D before LoRI-S): lr search, then all seeds."""
+def cell_worker(cfg: StudyConfig, out: str, target: str, base_seed: int, threads: int = 1) -> None:
+    """Every run of one (target, base): per fine-tune seed, the base's scores (and the exclusion rule), then
+    every arm (the ones others start from first) at every learning rate of its grid."""
     from hellora.data import build_tiny_tokenizer
     from hellora.study.bases import before_scores, pretrained_base, study_data
-    from hellora.study.runs import TargetContext, choose_lr, final_run
+    from hellora.study.runs import RunContext, run_arm
 
     _setup_worker(threads)
-    out = Path(out)
-    _remove_stale(out / target)
+    root = Path(out)
     tokenizer = build_tiny_tokenizer()
     accelerator = _accelerator()
-    data = study_data(cfg, target, tokenizer)
-    contexts = {}
-    for base_seed in cfg.base_seeds:
-        model, _ = pretrained_base(cfg, out, base_seed, tokenizer, accelerator)
-        contexts[base_seed] = TargetContext(cfg, out, target, base_seed, model, data,
-                                            before_scores(cfg, out, target, base_seed, model, data), accelerator)
-    tuning = contexts[cfg.base_seeds[0]]
-    for arm in ordered(cfg.arms):
-        lr = choose_lr(tuning, arm)
-        for base_seed in cfg.base_seeds:
-            for ft_seed in cfg.ft_seeds:
-                final_run(contexts[base_seed], arm, ft_seed, lr)
+    model, _ = pretrained_base(cfg, root, base_seed, tokenizer, accelerator)
+    for ft_seed in cfg.ft_seeds:
+        data = study_data(cfg, target, base_seed, ft_seed, tokenizer)
+        before = before_scores(cfg, root, target, base_seed, ft_seed, model, data)
+        if before["excluded"]:  # pre-registered: the target was not new to this base
+            continue
+        ctx = RunContext(cfg, root, target, base_seed, ft_seed, model, data, accelerator)
+        for arm in ordered(cfg.arms):
+            for lr in cfg.lr_grid_for(arm):
+                run_arm(ctx, arm, lr)
 
 
 def planned_units(cfg: StudyConfig) -> int:
-    """Runs the study will have finished: lr trials + final runs, over all targets."""
-    trials = sum(len(cfg.lr_grid_for(a)) for a in cfg.arms)
-    return len(cfg.targets) * (trials + len(cfg.arms) * len(cfg.base_seeds) * len(cfg.ft_seeds))
+    """Runs the study will have finished (before any base is excluded), over all targets."""
+    per_cell = sum(len(cfg.lr_grid_for(a)) for a in cfg.arms)
+    return len(cfg.targets) * len(cfg.base_seeds) * len(cfg.ft_seeds) * per_cell
 
 
 def finished_units(cfg: StudyConfig, out: Path) -> int:
     n = 0
     for target in cfg.targets:
         for arm in cfg.arms:
-            n += len(list(chosen_file(out, target, arm).parent.glob("lr*.json")))
-            n += sum((run_folder(out, target, arm, b, s) / "study_run.json").is_file()
-                     for b in cfg.base_seeds for s in cfg.ft_seeds)
+            for b in cfg.base_seeds:
+                for s in cfg.ft_seeds:
+                    n += sum((run_folder(out, target, arm, b, s, lr) / "study_run.json").is_file()
+                             for lr in cfg.lr_grid_for(arm))
     return n
 
 
@@ -148,7 +150,7 @@ class _Progress:
         if done > self.bar.n:
             self.bar.update(done - self.bar.n)
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         self._thread.start()
         return self
 
@@ -165,12 +167,23 @@ def _check_config(cfg: StudyConfig, out: Path) -> None:
     current = {k: v for k, v in asdict(cfg).items() if k not in _ADDITIVE}
     if path.is_file():
         saved = read_json(path, "study config")
+        if not isinstance(saved, dict):
+            raise HelloraError(f"{path}: not a study config (expected a mapping)")
+        saved = {k: v for k, v in saved.items() if k not in _ADDITIVE}  # written when fewer fields were additive
         diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if diff:
             raise HelloraError(f"{out} holds a study run with another config (field {diff[0]!r} differs); "
                                f"choose another --out")
     else:
         atomic_write_json(path, current)
+
+
+def _loadavg() -> str:
+    """The 1/5/15-minute load average (the machine is shared: every published wall time says how loaded)."""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "-"
 
 
 def _map(fn, jobs: list[tuple], workers: int) -> list:
@@ -191,18 +204,25 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool = True, c
     out.mkdir(parents=True, exist_ok=True)
     _check_config(cfg, out)
     start = time.perf_counter()
+    load_start = _loadavg()
     say = print if progress else (lambda *a, **k: None)
     say(f"pretraining {len(cfg.base_seeds)} base(s) (cached in {out / 'bases'}) ...", flush=True)
     _map(pretrain_worker, [(cfg, str(out), b, cfg.threads) for b in cfg.base_seeds], cfg.workers)
     pretrain_s = time.perf_counter() - start
-    say(f"bases ready ({pretrain_s:.0f} s); fine-tuning {len(cfg.targets)} target(s) x {len(cfg.arms)} arms",
+    say(f"bases ready ({pretrain_s:.0f} s); fine-tuning {len(cfg.targets)} target(s) x {len(cfg.base_seeds)} "
+        f"base(s) x {len(cfg.arms)} arms x every learning rate",
         flush=True)
+    for target in cfg.targets:
+        _remove_stale(out / target)
     with _Progress(cfg, out, progress):
-        _map(target_worker, [(cfg, str(out), t, cfg.threads) for t in cfg.targets], cfg.workers)
+        _map(cell_worker, [(cfg, str(out), t, b, cfg.threads) for t in cfg.targets for b in cfg.base_seeds],
+             cfg.workers)
     wall = time.perf_counter() - start
-    timing = {"this_invocation_s": round(wall, 1), "pretrain_phase_s": round(pretrain_s, 1)}
+    timing = {"this_invocation_s": round(wall, 1), "total_s": round(wall, 1), "pretrain_phase_s": round(pretrain_s, 1),
+              "loadavg_start": load_start, "loadavg_end": _loadavg(), "invocations": 1}
     previous = out / "study.json"
     if previous.is_file():  # a resumed study: keep the total over invocations
         old = read_json(previous, "study summary").get("timing", {})
         timing["invocations"] = old.get("invocations", 1) + 1
+        timing["total_s"] = round(old.get("total_s", 0.0) + wall, 1)
     return summarise(cfg, out, timing=timing, command=command)

@@ -1,191 +1,216 @@
-"""study.json from the finished run folders: per-arm statistics, the paper's orderings tested on matched seed
-pairs, the chosen learning rates, warm-up agreement (Table 10), routing skew and the review's diagnostics.
+"""study.json from a study's run records: per target and arm the base-level statistics, the lr chosen by
+cross-fitting, retention at matched target accuracy, the forgetting frontier, and the pre-registered contrasts.
 
-Accuracies are in points (0-100). A pair is one (base seed, fine-tune seed); "pooled" pairs are (target, base
-seed, fine-tune seed), so the pooled test has twice the pairs of a per-target one (not independent targets'
-averages: each pair still compares two arms on the same base, data order and init seed).
+Two steps, so the published numbers can be re-derived from what the repository keeps:
+- `collect` reads the run folders of an output folder into two small lists (run records, base scores);
+  `write_data` saves them as `runs.jsonl` and `before.jsonl` beside `study.json` (docs/data/proxy-v2/);
+- `summarise_data` is a pure function of the config and those two lists; `hellora.study.results_doc` rebuilds
+  study.json and the page from the data folder alone.
 """
 
 from __future__ import annotations
 
-import statistics
+import json
+from dataclasses import asdict
 from pathlib import Path
 
-from hellora.profiling.profile import ExpertProfile, compare_profiles
-from hellora.report.stats import describe, holm, pair_up, paired_test
-from hellora.study.arms import CLAIMS
+from hellora.study.analysis import (
+    Cells,
+    cross_fit,
+    frontier,
+    iso_retention,
+    paired_runs,
+)
 from hellora.study.config import StudyConfig
-from hellora.study.paths import base_folder, chosen_file, run_folder, warmup_file
-from hellora.utils.io import atomic_write_json, read_json
+from hellora.study.contrasts import Contrast, secondary_contrasts
+from hellora.study.paths import before_file, run_folder
+from hellora.study.runs import read_run
+from hellora.utils.errors import HelloraError
+from hellora.utils.io import atomic_write_json, atomic_write_text, read_json
 from hellora.utils.meta import run_metadata
 
+FORMAT = "hellora.proxy-study/3"
+ALPHA, POWER = 0.05, 0.8
 
-def load_records(cfg: StudyConfig, out: Path) -> list[dict]:
-    records = []
+
+def collect(cfg: StudyConfig, out: Path) -> tuple[list[dict], list[dict]]:
+    """(run records, base scores) of every finished piece of `cfg` under `out`."""
+    records, befores = [], []
     for target in cfg.targets:
-        for arm in cfg.arms:
-            for b in cfg.base_seeds:
-                for s in cfg.ft_seeds:
-                    path = run_folder(out, target, arm, b, s) / "study_run.json"
-                    if path.is_file():
-                        records.append(read_json(path, "study run"))
-    return records
+        for b in cfg.base_seeds:
+            for s in cfg.ft_seeds:
+                path = before_file(out, target, b, s)
+                if path.is_file():
+                    befores.append(read_json(path, "base scores"))
+                for arm in cfg.arms:
+                    for lr in cfg.lr_grid_for(arm):
+                        path = run_folder(out, target, arm, b, s, lr) / "study_run.json"
+                        if path.is_file():
+                            records.append(read_run(path))
+    return records, befores
 
 
-def _mean(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.mean(values) if values else None
+def _stats():
+    from hellora.report import stats
+
+    return stats
 
 
-def _layer_mean(rows: list[list[float]]) -> list[float] | None:
-    rows = [r for r in rows if r]
-    return [statistics.mean(col) for col in zip(*rows)] if rows else None
-
-
-def arm_table(records: list[dict]) -> dict:
-    """arm -> n, mean, std, ci95 of test exact match (points), and the arm's costs and diagnostics."""
-    by_arm: dict[str, list[dict]] = {}
-    for r in records:
-        by_arm.setdefault(r["arm"], []).append(r)
-    table = {}
-    for arm, rows in by_arm.items():
-        diag = [r["diagnostics"] for r in rows if r["diagnostics"]]
-        table[arm] = {
-            **describe([100 * r["test"]["exact_match"] for r in rows]),
-            "token_accuracy": 100 * _mean(r["test"]["token_accuracy"] for r in rows),
-            "val_exact_match": 100 * _mean(r["val"]["exact_match"] for r in rows),
-            "diverged": sum(r["diverged"] for r in rows),
-            "lr": rows[0]["lr"], "trainable": rows[0]["trainable"], "trainable_pct": rows[0]["trainable_pct"],
-            "samples_per_s": _mean(r["samples_per_s"] for r in rows),
-            "adapter_flops_per_token": _mean(d.get("adapter_forward_flops_per_token") for d in diag),
-            "others_before": 100 * _mean(d["others_before_mean"] for d in diag) if diag else None,
-            "others_after": describe([100 * d["others_after_mean"] for d in diag]),
-            "entropy_before": _layer_mean([d["entropy_before"] for d in diag]),
-            "entropy_after": _layer_mean([d["entropy_after"] for d in diag]),
-            "hot_jaccard_before_after": describe([d["hot_jaccard_before_after"] for d in diag]),
-        }
-    return table
-
-
-def _pairs(records: list[dict], arm: str, pooled: bool, metric: str) -> dict:
-    return {((r["target"],) if pooled else ()) + (r["base_seed"], r["ft_seed"]): 100 * r["test"][metric]
-            for r in records if r["arm"] == arm}
-
-
-def orderings(records: list[dict], arms: list[str], *, pooled: bool = False, metric: str = "exact_match"
-              ) -> list[dict]:
-    """Every claim of `CLAIMS` whose two arms ran, tested on matched pairs of `metric` (test exact match, or
-    token accuracy as a finer-grained check); Holm-adjusted p over the list."""
-    out = []
-    for a, b, strict, group in CLAIMS:
-        if a not in arms or b not in arms:
-            continue
-        keys, x, y = pair_up(_pairs(records, a, pooled, metric), _pairs(records, b, pooled, metric))
-        if len(keys) < 2:
-            continue
-        test = paired_test(x, y, strict=strict)
-        out.append({"claim": f"{a} {'>' if strict else '>='} {b}", "a": a, "b": b, "group": group, **test})
-    for row, p in zip(out, holm([r["p"] for r in out])):
-        row["p_holm"] = p
+def _by_cell(values: dict, kept: dict[int, list[int]]) -> dict:
+    """base -> seed -> value (JSON keys), from base -> {seed: value} or base -> [value per kept seed]."""
+    out = {}
+    for b, vals in values.items():
+        pairs = vals.items() if isinstance(vals, dict) else zip(kept[b], vals)
+        out[str(b)] = {str(s): v for s, v in pairs}
     return out
 
 
-def warmup_agreement(cfg: StudyConfig, out: Path, target: str) -> dict:
-    """Table 10: each warm-up fraction's layer-hot set against the 100% warm-up of the same (base, seed)."""
-    reference = max(cfg.warmup_fractions)
-    result = {}
-    for fraction in sorted(cfg.warmup_fractions):
-        jac, cov, steps = [], [], []
-        for b in cfg.base_seeds:
-            for s in cfg.ft_seeds:
-                p, ref = warmup_file(out, target, b, s, fraction), warmup_file(out, target, b, s, reference)
-                if not (p.is_file() and ref.is_file()):
-                    continue
-                profile = ExpertProfile.load(p)
-                agreement = compare_profiles(profile, ExpertProfile.load(ref), cfg.top_k)
-                jac.append(agreement["jaccard"])
-                cov.append(agreement["coverage"])
-                steps.append(profile.meta.get("steps"))
-        if jac:
-            result[f"{fraction:g}"] = {"jaccard": describe(jac), "coverage": describe(cov),
-                                       "warmup_steps": _mean(steps), "examples": ExpertProfile.load(
-                                           warmup_file(out, target, cfg.base_seeds[0], cfg.ft_seeds[0], fraction)
-                                       ).source.get("examples")}
-    return result
+def _describe(values: dict[int, list[float]]) -> dict:
+    values = {b: v for b, v in values.items() if v}
+    if not values:
+        return {"n_bases": 0, "n_runs": 0, "mean": None, "std": None, "ci95": None, "per_base": {}}
+    return _stats().describe_bases(values)
 
 
-def skew(cfg: StudyConfig, out: Path, target: str) -> dict:
-    """Top-k share of the target's test tokens per layer on each base, against uniform k/E."""
+def arm_block(cfg: StudyConfig, cells: Cells, target: str, arm: str, kept: dict[int, list[int]]) -> dict:
+    grid = cfg.lr_grid_for(arm)
+    fit = cross_fit(cells, target, arm, kept, grid)
+    iso = iso_retention(cells, target, arm, kept, grid, cfg.iso_target)
+    others = {}
+    for choice in fit["choices"]:
+        for b in choice["applied_to"]:
+            vals = [p["others"] for s in kept[b] if (p := cells.final(target, arm, b, s, choice["lr"]))
+                    and p["others"] is not None]
+            if vals:
+                others[b] = vals
+    sample = next((r for r in cells.runs.values() if r["target"] == target and r["arm"] == arm
+                   and r["trainable"] is not None), None)
+    diverged = sum(r["diverged"] for r in cells.runs.values() if r["target"] == target and r["arm"] == arm)
+    return {
+        "test": _describe(fit["values"]),
+        "others_at_chosen_lr": _describe(others),
+        "iso_retention": _describe({b: list(v.values()) for b, v in iso.items()}),
+        "iso_reached": f"{sum(len(v) for v in iso.values())}/{sum(len(v) for v in kept.values())}",
+        "lr_choices": fit["choices"],
+        "edge": sorted({c["edge"] for c in fit["choices"] if c["edge"]}),
+        "trainable": sample["trainable"] if sample else None,
+        "trainable_pct": sample["trainable_pct"] if sample else None,
+        "diverged_runs": diverged,
+        "frontier": frontier(cells, target, arm, kept, grid),
+        "test_by_cell": _by_cell(fit["values"], kept),
+        "iso_by_cell": _by_cell(iso, kept),
+    }
 
-    per_base = {}
-    for b in cfg.base_seeds:
-        path = out / target / f"base{b}" / "before.json"
-        if path.is_file():
-            profile = ExpertProfile.from_dict(read_json(path, "base scores")["routing"])
-            per_base[str(b)] = list(profile.top_k_share(cfg.top_k).values())
-    return {"uniform": cfg.top_k / cfg.experts, "per_base": per_base}
+
+def run_contrasts(per_target: dict[str, dict], contrasts: list[Contrast], scope: str) -> list[dict]:
+    stats = _stats()
+    rows = []
+    for c in contrasts:
+        runs_a, runs_b = paired_runs(per_target, c)
+        row = {"contrast": c.name, "scope": scope, **c.to_dict()}
+        if len(runs_a) < 2:
+            row.update({"n_bases": len(runs_a), "p": None, "note": "fewer than 2 bases with both arms"})
+        else:
+            row.update(stats.base_contrast(runs_a, runs_b, margin=c.margin, kind=c.kind))
+        rows.append(row)
+    return rows
 
 
-def hot_overlap_with_skills(cfg: StudyConfig, out: Path, target: str) -> dict:
-    """Mean Jaccard of the target's layer-hot set with each other skill's, on each base (shared routing)."""
-    from hellora.study.scoring import hot_set_jaccard
-
-    result = {}
-    for skill in cfg.skills:
-        values = []
-        for b in cfg.base_seeds:
-            folder = base_folder(out, b) / "profiles"
-            if (folder / f"{skill}.json").is_file() and (folder / f"{target}.json").is_file():
-                values.append(hot_set_jaccard(ExpertProfile.load(folder / f"{target}.json"),
-                                              ExpertProfile.load(folder / f"{skill}.json"), cfg.top_k))
-        if values:
-            result[skill] = statistics.mean(values)
-    return result
+def _verdicts(rows: list[dict], primary: bool) -> list[dict]:
+    stats = _stats()
+    tested = [r for r in rows if r.get("p") is not None]
+    done = stats.primary_verdicts(tested) if primary else stats.secondary_verdicts(tested)
+    untested = [{**r, "p_holm": None, "verdict": "not tested"} for r in rows if r.get("p") is None]
+    return list(done) + untested
 
 
-def before_scores(cfg: StudyConfig, out: Path, target: str) -> dict:
-    rows = [read_json(out / target / f"base{b}" / "before.json", "base scores") for b in cfg.base_seeds
-            if (out / target / f"base{b}" / "before.json").is_file()]
-    return {"test_exact_match": describe([100 * r["test"]["exact_match"] for r in rows]),
-            "others": describe([100 * statistics.mean(v["exact_match"] for v in r["others"].values())
-                                for r in rows])}
+def summarise_data(cfg: StudyConfig, records: list[dict], befores: list[dict], *, timing: dict | None = None,
+                   command: str | None = None, meta: dict | None = None) -> dict:
+    """study.json's content from the run records and base scores (pure: no file is read)."""
+    stats = _stats()
+    cells = Cells(records, befores, cfg.finetune_steps)
+    per_target: dict[str, dict] = {}
+    targets = {}
+    for target in cfg.targets:
+        kept = cells.kept(target, cfg.base_seeds, cfg.ft_seeds)
+        scored = [b for b in befores if b["target"] == target]
+        excluded = sorted({b["base_seed"] for b in scored if b["excluded"]})
+        arms = {arm: arm_block(cfg, cells, target, arm, kept) for arm in cfg.arms}
+        per_target[target] = arms
+        targets[target] = {
+            "bases_kept": sorted(kept), "bases_excluded": excluded,
+            "before": {"val": _describe({b["base_seed"]: [100 * b["val"]] for b in scored}),
+                       "test": _describe({b["base_seed"]: [100 * b["test"]] for b in scored}),
+                       "others": _describe({b["base_seed"]: [100 * b["others_mean"]] for b in scored})},
+            "arms": arms,
+        }
+    primary = cfg.primary_contrasts()
+    primary_rows = _verdicts(run_contrasts(per_target, primary, "both targets"), primary=True)
+    secondary = run_contrasts(per_target, secondary_contrasts(cfg.arms, primary), "both targets")
+    if len(cfg.targets) > 1:
+        for target in cfg.targets:
+            secondary += run_contrasts({target: per_target[target]}, primary, target)
+    for row in primary_rows:
+        if row.get("std") is not None and row.get("n_bases", 0) >= 2:
+            row["mde"] = stats.minimum_detectable_effect(row["n_bases"], row["std"], ALPHA, POWER)
+    planned = len(cfg.targets) * len(cfg.base_seeds) * len(cfg.ft_seeds) * sum(len(cfg.lr_grid_for(a))
+                                                                                   for a in cfg.arms)
+    return {
+        "format": FORMAT, "config": asdict(cfg), "command": command, "timing": timing or {}, "meta": meta or {},
+        "design": {"analysed_bases": cfg.base_seeds, "pilot_seed": cfg.pilot_seed,
+                   "exclusion_rule": f"a base scoring above {100 * cfg.exclude_before_above:g}% exact match on the "
+                                     f"target's validation set before fine-tuning is dropped for that target",
+                   "excluded": {t: targets[t]["bases_excluded"] for t in cfg.targets},
+                   "checkpoint_steps": cfg.checkpoint_steps(), "iso_target": cfg.iso_target,
+                   "alpha": ALPHA, "power": POWER},
+        "targets": targets, "primary": primary_rows, "secondary": _verdicts(secondary, primary=False),
+        "runs_finished": len(records), "runs_planned": planned,
+    }
+
+
+def write_data(folder: Path, study: dict, records: list[dict], befores: list[dict]) -> Path:
+    """study.json, runs.jsonl, before.jsonl in `folder` (the kept, re-analysable form of a study)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    def key(r):
+        return (r["target"], r.get("arm", ""), r["base_seed"], r["ft_seed"], r.get("lr", 0))
+    atomic_write_text(folder / "runs.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n"
+                                                     for r in sorted(records, key=key)))
+    atomic_write_text(folder / "before.jsonl", "".join(json.dumps(b, sort_keys=True) + "\n"
+                                                       for b in sorted(befores, key=key)))
+    return atomic_write_json(folder / "study.json", study)
+
+
+def read_data(folder: Path) -> tuple[StudyConfig, list[dict], list[dict], dict]:
+    """(config, run records, base scores, study.json) of a data folder written by `write_data`."""
+    study = read_json(folder / "study.json", "study summary")
+    if not isinstance(study, dict) or study.get("format") != FORMAT:
+        raise HelloraError(f"{folder / 'study.json'}: not a {FORMAT} study summary")
+    cfg = StudyConfig(**study["config"])
+    lists = []
+    for name in ("runs.jsonl", "before.jsonl"):
+        rows = []
+        for i, line in enumerate((folder / name).read_text().splitlines(), 1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise HelloraError(f"{folder / name} line {i}: not JSON ({err.msg})") from None
+            if not isinstance(row, dict) or "target" not in row or "base_seed" not in row:
+                raise HelloraError(f"{folder / name} line {i}: not a study record")
+            rows.append(row)
+        lists.append(rows)
+    return cfg, lists[0], lists[1], study
 
 
 def summarise(cfg: StudyConfig, out: Path, *, timing: dict | None = None, command: str | None = None) -> dict:
-    from dataclasses import asdict
-
-    records = load_records(cfg, out)
-    study = {"format": "hellora.proxy-study/2", "config": asdict(cfg), "command": command,
-             "targets": {}, "orderings": {}, "orderings_token_accuracy": {}, "timing": timing or {}, "meta": run_metadata()}
-    for target in cfg.targets:
-        rows = [r for r in records if r["target"] == target]
-        chosen = {}
-        for arm in cfg.arms:
-            path = chosen_file(out, target, arm)
-            if path.is_file():
-                saved = read_json(path, "chosen lr")
-                chosen[arm] = {"lr": saved["lr"], "val_exact_match": {f"{t['lr']:g}": t["val"]["exact_match"]
-                                                                     for t in saved["trials"]},
-                               "others_after": {f"{t['lr']:g}": t.get("others_mean") for t in saved["trials"]}}
-        study["targets"][target] = {
-            "arms": arm_table(rows), "base": before_scores(cfg, out, target), "lr": chosen,
-            "warmup": warmup_agreement(cfg, out, target), "skew": skew(cfg, out, target),
-            "hot_overlap_with_skills": hot_overlap_with_skills(cfg, out, target),
-        }
-        study["orderings"][target] = orderings(rows, cfg.arms)
-        study["orderings_token_accuracy"][target] = orderings(rows, cfg.arms, metric="token_accuracy")
-    if len(cfg.targets) > 1:
-        study["orderings"]["pooled"] = orderings(records, cfg.arms, pooled=True)
-        study["orderings_token_accuracy"]["pooled"] = orderings(records, cfg.arms, pooled=True,
-                                                                metric="token_accuracy")
-    study["runs_finished"] = len(records)
-    study["runs_planned"] = len(cfg.targets) * len(cfg.arms) * len(cfg.base_seeds) * len(cfg.ft_seeds)
-    atomic_write_json(out / "study.json", study)
+    """Collect, summarise, write `out/study.json` and the data folder `out/data/`, and the figures."""
+    records, befores = collect(cfg, out)
+    study = summarise_data(cfg, records, befores, timing=timing, command=command, meta=run_metadata())
     try:
         from hellora.study.figures import write_figures
 
-        study["figures"] = write_figures(study, out)
-        atomic_write_json(out / "study.json", study)
+        study["figures"] = write_figures(study, out / "figures")
     except ImportError:  # matplotlib is a dependency; this only guards a broken install
-        pass
+        study["figures"] = []
+    write_data(out / "data", study, records, befores)
+    atomic_write_json(out / "study.json", study)
     return study

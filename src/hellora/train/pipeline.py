@@ -122,7 +122,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
 
 def _finish(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecorder, accelerator, progress: bool):
     """Evaluate (when configured) and mark the run finished, or `degenerate` / `diverged` when training stalled or
-    blew up (`hellora.train.loop.training_health`); either way training completed (`completed`)."""
+    blew up (`hellora.loop.training.training_health`); either way training completed (`completed`)."""
     if config.eval.enabled and accelerator.is_main_process:
         _evaluate(config, model, tokenizer, run, recorder, progress)
     train = recorder.data["steps"].get("train", {})

@@ -26,19 +26,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for the sibling below only (`-I` leaves it off)
 from launcher_os import (b, exit_like, holds_no_capabilities, inside, mountinfo,  # noqa: E402,F401
                          reachable_by_others, user_tasks)
+from launcher_os import (MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE,  # noqa: E402
+                         MS_RDONLY, MS_REC, MS_REMOUNT, NEWIPC, NEWNET, NEWNS, NEWPID, NEWUSER, NEWUTS, OPT_FLAGS,
+                         PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, PR_SET_SECUREBITS)
 
 del sys.path[0]
 
 RES = 3  # where the private result pipe ends up (protocol.RESULT_FD); the pipes after it land on 4, 5, ...
-
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
-MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 1024, 2048, 4096, 16384
-MS_PRIVATE, MS_RELATIME = 1 << 18, 1 << 21
-OPT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
-             "noatime": MS_NOATIME, "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME}
-NEWNS, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET = 0x20000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000
-PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 1, 24, 28, 38
-MNT_DETACH = 2
 
 
 class Launcher:
