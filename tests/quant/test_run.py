@@ -13,7 +13,7 @@ from hellora.adapters.io import load_adapter, read_adapter_record
 from hellora.cli import main
 from hellora.models.tiny import tiny_model
 from hellora.quant import QuantizedExpertWeight, is_quantized
-from hellora.train import loop
+from hellora.loop import training as loop
 
 TRAIN = "{batch_size: 8, micro_batch_size: 4, max_steps: 6, save_steps: 2, logging_steps: 1, learning_rate: 0.002}"
 
@@ -111,6 +111,6 @@ def test_unknown_storage_names_the_field(write_recipe, capsys):
 
 
 def test_report_label_shows_the_quantization(int8_run):
-    from hellora.report.tables import load_run
+    from hellora.report.runs import load_run
 
-    assert load_run(int8_run)["label"].endswith(" cold=int8")
+    assert load_run(int8_run).label.endswith(" cold=int8")

@@ -60,8 +60,9 @@ def _check_field_types(cfg) -> None:
                 isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item)
             if not ok:
                 raise HelloraError(f"proxy config: {name} must list only {kind}s, got {item!r}")
-    for name in ("aux_loss", "pretrain_lr", "warmup_fraction"):
+    for name in ("aux_loss", "pretrain_lr", "warmup_fraction", "exclude_before_above", "iso_target"):
         number(getattr(cfg, name), f"proxy config: {name}", low=0)
+    integer(cfg.pilot_seed, "proxy config: pilot_seed", optional=True)
     for name, low in (("target_pretrain", 0), ("text_examples", 0), ("pretrain_per_skill", 0), ("hidden_size", 1),
                       ("intermediate_size", 1)):
         integer(getattr(cfg, name), f"proxy config: {name}", low=low)
