@@ -55,6 +55,12 @@ def test_every_arm_of_both_recipes_runs_end_to_end(tmp_path):
     assert records["warmup-100"]["profile"] == "warmup 1"
     assert len(records["hellora-2k"]["hot_experts"]["0"]) == 4 and len(records["retain"]["hot_experts"]["0"]) == 2
     assert records["fft"]["trainable_pct"] == pytest.approx(100.0)
+    storage = {arm: r["expert_storage"] for arm, r in records.items()}
+    assert storage["hellora"] == {"cold_experts": "keep", "hot_experts": "keep"}
+    assert storage["hellora-cold-int8"] == {"cold_experts": "int8", "hot_experts": "keep"}
+    assert storage["hellora-cold-nf4"] == {"cold_experts": "nf4", "hot_experts": "keep"}
+    assert storage["hellora-all-nf4"] == {"cold_experts": "nf4", "hot_experts": "nf4"}
+    assert storage["lora-all-nf4"] == {"cold_experts": "keep", "hot_experts": "nf4"}  # LoRA: every expert is hot
 
 
 @pytest.mark.slow
@@ -158,8 +164,8 @@ def test_shipped_configs_load_with_sqrt2_grids_and_runs_start_after_their_source
     for path in RECIPES.glob("*.yaml"):
         cfg = StudyConfig.from_yaml(path)
         assert set(cfg.arms) <= set(ARMS) and len(cfg.primary_contrasts()) <= 3
-        if path.name in ("cpu.yaml", "ablations.yaml"):
-            assert len(cfg.base_seeds) >= 10 or path.name == "ablations.yaml"
+        if path.name in ("cpu.yaml", "ablations.yaml", "quant.yaml"):
+            assert len(cfg.base_seeds) >= 10 or path.name != "cpu.yaml"
             assert len(cfg.lr_grid) >= 4
             ratios = [b / a for a, b in zip(cfg.lr_grid, cfg.lr_grid[1:])]
             assert all(abs(r - 2 ** 0.5) < 0.01 for r in ratios), path
@@ -227,7 +233,8 @@ def test_the_ablations_run_on_the_primary_studys_own_bases():
     """The targets are part of the pretraining mixture, so a recipe that changes them changes its bases: the
     ablations must pretrain exactly the primary's bases (same seeds, same pretraining record)."""
     cpu = StudyConfig.from_yaml(RECIPES / "cpu.yaml")
-    ablations = StudyConfig.from_yaml(RECIPES / "ablations.yaml")
-    assert set(ablations.base_seeds) <= set(cpu.base_seeds) and len(ablations.base_seeds) >= 3
-    for seed in ablations.base_seeds:
-        assert ablations.pretrain_record(seed) == cpu.pretrain_record(seed)
+    for name in ("ablations.yaml", "quant.yaml"):
+        ablations = StudyConfig.from_yaml(RECIPES / name)
+        assert set(ablations.base_seeds) <= set(cpu.base_seeds) and len(ablations.base_seeds) >= 3
+        for seed in ablations.base_seeds:
+            assert ablations.pretrain_record(seed) == cpu.pretrain_record(seed)

@@ -16,6 +16,9 @@ every learning rate of the grid; only what is adapted, and where its hot experts
     LoRI:                               lori-d, hellori-d, hellori-s (its A and mask from hellori-d, same lr)
     full fine-tuning:                   fft
     forgetting probe:                   lora-pure (LoRA on every expert, no attention / router adapters)
+    quantized experts (issue 24):       hellora-cold-int8, hellora-cold-nf4 (cold experts stored int8 / NF4, hot
+                                        experts in full precision), hellora-all-nf4 (hot experts NF4 too:
+                                        QLoRA-style), lora-all-nf4 (LoRA over NF4 experts)
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 
 from hellora.methods.base import AdapterMethod
 from hellora.methods.registry import NO_VARIANT, get_method
-from hellora.vocab import Choice, Method, Variant
+from hellora.vocab import Choice, ExpertPrecision, Method, Variant
 
 
 class ProfileSource(Choice):
@@ -46,6 +49,8 @@ class Arm:
     warmup: float | None = None      # warm-up fraction of the profile used; None: the config's default
     profile: ProfileSource = ProfileSource.WARMUP
     lori_from: str | None = None     # arm whose finished adapter (same target, base, seed, lr) LoRI-S starts from
+    cold_experts: ExpertPrecision = ExpertPrecision.KEEP  # how the frozen experts without adapters are stored (model.cold_experts)
+    hot_experts: ExpertPrecision = ExpertPrecision.KEEP   # how the frozen base weights of the adapted experts are stored
     table: str = ""
     label: str = ""
 
@@ -69,6 +74,13 @@ class Arm:
         object.__setattr__(self, "method", Method.parse(self.method, f"arm {self.name}: method"))
         object.__setattr__(self, "variant", Variant.parse(self.variant, f"arm {self.name}: variant"))
         object.__setattr__(self, "profile", ProfileSource.parse(self.profile, f"arm {self.name}: profile"))
+        for name in ("cold_experts", "hot_experts"):
+            object.__setattr__(self, name, ExpertPrecision.parse(getattr(self, name), f"arm {self.name}: {name}"))
+
+    @property
+    def quantized(self) -> bool:
+        """Whether any expert weights are stored quantized (`hellora.quant`) for this arm."""
+        return (self.cold_experts, self.hot_experts) != (ExpertPrecision.KEEP, ExpertPrecision.KEEP)
 
 
 ARMS: dict[str, Arm] = {a.name: a for a in (
@@ -94,6 +106,14 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
     Arm("hellori-s", "hellora", variant="lori_s", lori_from="hellori-d", table="1", label="HELLoRI-S"),
     Arm("fft", "fft", table="1", label="full fine-tuning"),
     Arm("lora-pure", "lora", placement="pure", table="12", label="LoRA pure (forgetting probe)"),
+    Arm("hellora-cold-int8", "hellora", strategy="layer", cold_experts="int8", table="quant",
+        label="HELLoRA, cold experts int8"),
+    Arm("hellora-cold-nf4", "hellora", strategy="layer", cold_experts="nf4", table="quant",
+        label="HELLoRA, cold experts NF4"),
+    Arm("hellora-all-nf4", "hellora", strategy="layer", cold_experts="nf4", hot_experts="nf4", table="quant",
+        label="HELLoRA, every expert NF4 (QLoRA-style)"),
+    Arm("lora-all-nf4", "lora", cold_experts="nf4", hot_experts="nf4", table="quant",
+        label="LoRA, every expert NF4"),
 )}
 
 

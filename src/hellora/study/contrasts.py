@@ -66,8 +66,14 @@ class Contrast:
                    metric=ContrastMetric.parse(raw.get("metric", "test"), f"proxy config: {where}.metric"))
 
 
+# Pairs compared when both ran, beside every arm against lora and hellora: does keeping the hot experts in full
+# precision matter, with the cold ones in NF4 either way (issue 24)?
+PAIRS = (("hellora-cold-nf4", "hellora-all-nf4"),)
+
+
 def secondary_contrasts(arms: list[str], primary: list[Contrast]) -> list[Contrast]:
-    """Every arm against lora and against hellora, on both metrics, minus the primaries (descriptive)."""
+    """Every arm against lora and against hellora, then `PAIRS`, on both metrics, minus the primaries
+    (descriptive)."""
     taken = {(c.a, c.b, c.metric) for c in primary}
     out = []
     for reference in ("lora", "hellora"):
@@ -80,4 +86,7 @@ def secondary_contrasts(arms: list[str], primary: list[Contrast]) -> list[Contra
             for metric in ContrastMetric:
                 if (a, b, metric) not in taken:
                     out.append(Contrast(a=a, b=b, metric=metric))
+    for a, b in PAIRS:
+        if a in arms and b in arms:
+            out += [Contrast(a=a, b=b, metric=metric) for metric in ContrastMetric if (a, b, metric) not in taken]
     return out

@@ -96,12 +96,18 @@ def adapter_config(ctx: RunContext, arm: Arm, lr: float) -> AdapterConfig:
 
 def adapted_model(ctx: RunContext, arm: Arm, config: AdapterConfig, placement):
     """A deep copy of the base with the arm's adapters; LoRI-S reads its LoRI-D adapter here (attach reads no
-    file), so every caller that builds a LoRI-S arm goes through this one place."""
+    file), so every caller that builds a LoRI-S arm goes through this one place. A quantized arm then stores its
+    experts as `hellora train model.cold_experts=... model.hot_experts=...` would: after attach, the adapted
+    experts being the hot ones."""
     from hellora.adapters.io import read_lori_d
 
     tuned = copy.deepcopy(ctx.model)
     lori_d = read_lori_d(config.lori_from) if arm.rules.continues_from_lori_d else None
     attach_adapters(tuned, config, placement, lori_d=lori_d)
+    if arm.quantized:
+        from hellora.quant.apply import adapted_experts, quantize_experts
+
+        quantize_experts(tuned, adapted_experts(tuned), cold=arm.cold_experts, hot=arm.hot_experts)
     return tuned
 
 
@@ -128,6 +134,13 @@ def train_with_checkpoints(ctx: RunContext, tuned, lr: float, name: str) -> tupl
         log.warning("%s diverged: %s", name, err)
         return None, points
     return result, points
+
+
+def _storage(tuned) -> dict | None:
+    """How the run's experts were stored ({"cold_experts", "hot_experts"}: keep / int8 / nf4); None: no run."""
+    from hellora.quant.apply import quantization_record
+
+    return None if tuned is None else quantization_record(tuned)
 
 
 def run_arm(ctx: RunContext, arm_name: str, lr: float) -> Path:
@@ -157,6 +170,7 @@ def run_arm(ctx: RunContext, arm_name: str, lr: float) -> Path:
         "final_loss": result.final_loss if result else None,
         "hot_experts": {str(k): v for k, v in placement.experts.items()} if placement else None,
         "profile": source,
+        "expert_storage": _storage(tuned),
     }
     with atomic_dir(folder) as tmp:
         if arm.rules.starts_lori_s and result is not None:
