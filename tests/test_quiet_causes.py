@@ -41,3 +41,24 @@ def test_peft_wrapping_gives_no_future_warning():
         warnings.simplefilter("always")
         quiet_get_peft_model(tiny_model("olmoe", vocab_size=104), LoraConfig(r=2, target_modules=["q_proj"]))
     assert not [w for w in caught if issubclass(w.category, FutureWarning)], [str(w.message) for w in caught]
+
+
+def test_torchaos_import_chatter_is_silenced_where_hellora_sets_up_logging():
+    """PEFT imports torchao (when installed) on every LoRA attach; its CPU-build "Failed to load" lines and
+    torch's enum-registration warnings are not about the user's run. Control first: without the setting they
+    print (else this torchao build has nothing to silence)."""
+    import pytest
+
+    pytest.importorskip("torchao")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+
+    def stderr(code: str) -> str:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stderr
+
+    chatter = ("Failed to load", "_pytree")
+    if not any(c in stderr("import torchao") for c in chatter):
+        pytest.skip("this torchao build prints nothing at import")
+    quiet = stderr("from hellora.cli.support import setup_logging\nsetup_logging(False)\nimport torchao")
+    assert not any(c in quiet for c in chatter), quiet[-2000:]

@@ -18,6 +18,8 @@ from hellora.utils.errors import HelloraError
 from hellora.utils.io import read_json
 from hellora.utils.ownership import OutputKind, check_replaceable, why_not_ours
 
+from hellora.utils.quiet import quiet_import_chatter
+
 log = logging.getLogger("hellora")
 
 STRATEGY_HELP = ("layer: top-k per layer (the paper's); model: top-k*L over the whole model; cold: bottom-k; "
@@ -180,6 +182,7 @@ def setup_logging(verbose: bool) -> None:
     handler._hellora_cli = True
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    quiet_import_chatter()
 
 
 def resume_hint(args) -> str:

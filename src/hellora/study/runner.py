@@ -40,6 +40,9 @@ def _setup_worker(threads: int) -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
+    from hellora.utils.quiet import quiet_import_chatter
+
+    quiet_import_chatter()  # workers are fresh processes: the CLI's setting does not reach them
     torch.set_num_threads(threads)
     logging.getLogger("hellora").setLevel(logging.WARNING)
     hf_logging.disable_progress_bar()  # per-load bars would bury the study's own progress bar
