@@ -45,6 +45,9 @@ def _setup_worker(threads: int) -> None:
     quiet_import_chatter()  # workers are fresh processes: the CLI's setting does not reach them
     torch.set_num_threads(threads)
     logging.getLogger("hellora").setLevel(logging.WARNING)
+    # a small warm-up profile is what the warm-up arms study (1% is ~530 tokens per layer): its warning, right for
+    # a user's run, would repeat for every run here
+    logging.getLogger("hellora.profiling.profile").setLevel(logging.ERROR)
     hf_logging.disable_progress_bar()  # per-load bars would bury the study's own progress bar
 
 
