@@ -136,13 +136,11 @@ def _finish(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecorde
 
 def _evaluate(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecorder, progress: bool) -> None:
     """The pipeline's last step: each configured benchmark, written to run/eval/."""
-    from hellora.eval.run import evaluate_tasks
+    from hellora.eval.run import EvalOutput, evaluate_tasks
 
-    reports = evaluate_tasks(model, tokenizer, {t: config.eval.data.get(t) for t in config.eval.tasks},
-                             out_dir=run / "eval", protocol=config.eval.protocol, limit=config.eval.limit,
-                             batch_size=config.eval.batch_size, max_new_tokens=config.eval.max_new_tokens,
-                             num_samples=config.eval.num_samples, progress=progress, overwrite=True,
-                             sources={"model": config.model.name, "adapter": str(run / "adapter")})
+    output = EvalOutput(run / "eval", overwrite=True,
+                        sources={"model": config.model.name, "adapter": str(run / "adapter")})
+    reports = evaluate_tasks(model, tokenizer, config.eval, output, progress=progress)
     recorder.step("eval", **{r["task"]: r["headline"] for r in reports})
 
 
