@@ -286,7 +286,6 @@ LONG_SIGNATURE_EXEMPT = {"hellora/models/deepseek_moe.py:DeepseekMoELayoutConfig
 # still being converted to take their config objects whole (issue 23 item 2): while any is listed and still long,
 # the count test reports xfail naming them; a function not listed here that grows past 8 parameters fails
 PENDING_LONG_SIGNATURES = {
-    "hellora/adapters/accounting.py:meta_parameter_report", "hellora/adapters/accounting.py:parameter_report",
     "hellora/study/core.py:finetune_copy", "hellora/loop/training.py:train_loop",
     "hellora/eval/sandbox/runner.py:Sandbox._make_result", "hellora/adapters/experts.py:HotExpertsLoRA.__init__",
     "hellora/train/pipeline.py:_profile_and_select", "hellora/study/toy.py:train_steps",
