@@ -292,7 +292,6 @@ PENDING_LONG_SIGNATURES = {
     "hellora/study/toy.py:train_steps",
     "hellora/study/bases.py:warmup_profile",
     "hellora/eval/humaneval.py:evaluate_humaneval_samples",
-    "hellora/adapters/loramoe.py:_new_mixture",
     "hellora/adapters/loramoe.py:LoRAMoELinear.__init__",
     "hellora/adapters/loramoe.py:ExpertLoRAMoEWeights.__init__",
     "hellora/flops.py:flops_report",

@@ -54,11 +54,13 @@ def mixture_lora(x: torch.Tensor, lora_A: torch.Tensor, lora_B: torch.Tensor, ro
     return F.linear(ax, b) * scale, gates.reshape(-1, n).sum(dim=0)
 
 
-def _new_mixture(shape_prefix: tuple[int, ...], n: int, in_features: int, out_features: int, r: int, *, device,
-                 dtype, init, generator) -> tuple[nn.Parameter, nn.Parameter, nn.Parameter]:
-    a, b = new_lora_pair((*shape_prefix, n, r, in_features), (*shape_prefix, n, out_features, r), device=device,
-                         dtype=dtype, init=init, generator=generator)
-    router = torch.empty((*shape_prefix, n, in_features), device=device, dtype=dtype)
+def _new_mixture(experts: tuple[int, ...], in_features: int, out_features: int, r: int, *, device, dtype, init,
+                 generator) -> tuple[nn.Parameter, nn.Parameter, nn.Parameter]:
+    """A (*experts, r, in), B (*experts, out, r) and the router (*experts, in) of a mixture; `experts` ends with the
+    mixture's N, after the fused slots' K when there are several."""
+    a, b = new_lora_pair((*experts, r, in_features), (*experts, out_features, r), device=device, dtype=dtype,
+                         init=init, generator=generator)
+    router = torch.empty((*experts, in_features), device=device, dtype=dtype)
     kaiming_uniform_(router, in_features, generator)  # nn.Linear(in, N, bias=False) default, as LoRAMoE
     return a, b, nn.Parameter(router)
 
@@ -74,7 +76,7 @@ class LoRAMoELinear(AdapterLayer):
         super().__init__(base_layer, r, alpha)
         self.role = role
         self.lora_A, self.lora_B, self.lora_router = _new_mixture(
-            (), num_experts, base_layer.in_features, base_layer.out_features, r, device=base_layer.weight.device,
+            (num_experts,), base_layer.in_features, base_layer.out_features, r, device=base_layer.weight.device,
             dtype=dtype, init=init, generator=generator)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.loramoe_importance: list[torch.Tensor] = []
@@ -100,7 +102,7 @@ class ExpertLoRAMoEWeights(nn.Module):
                  generator, num_experts: int = 6) -> None:
         super().__init__()
         self.lora_A, self.lora_B, self.lora_router = _new_mixture(
-            (num_slots,), num_experts, in_features, out_features, r, device=device, dtype=dtype, init=init,
+            (num_slots, num_experts), in_features, out_features, r, device=device, dtype=dtype, init=init,
             generator=generator)
         self.loramoe_importance: list[torch.Tensor] = []
 
