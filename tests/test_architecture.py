@@ -294,8 +294,6 @@ PENDING_LONG_SIGNATURES = {
     "hellora/eval/humaneval.py:evaluate_humaneval_samples",
     "hellora/adapters/loramoe.py:LoRAMoELinear.__init__",
     "hellora/adapters/loramoe.py:ExpertLoRAMoEWeights.__init__",
-    "hellora/flops.py:flops_report",
-    "hellora/flops.py:method_flops_on_meta",
 }
 
 

@@ -102,11 +102,11 @@ def add_params(sub) -> None:
 
 
 def cmd_flops(args) -> None:
-    from hellora.flops import flops_report
+    from hellora.flops import HotSelection, flops_report
 
     check_reference_flag(args.strategy, args.reference)
-    report = flops_report(args.model, args.methods.split(","), convention=args.convention, k=args.k, rank=args.rank,
-                          profile=args.profile, strategy=args.strategy, reference=args.reference,
+    hot = HotSelection.read(args.k, args.profile, args.strategy, args.reference)
+    report = flops_report(args.model, args.methods.split(","), convention=args.convention, rank=args.rank, hot=hot,
                           trust_remote_code=args.trust_remote_code)
     if args.json:
         print_json(report["rows"])
