@@ -286,10 +286,8 @@ LONG_SIGNATURE_EXEMPT = {"hellora/models/deepseek_moe.py:DeepseekMoELayoutConfig
 # still being converted to take their config objects whole (issue 23 item 2): while any is listed and still long,
 # the count test reports xfail naming them; a function not listed here that grows past 8 parameters fails
 PENDING_LONG_SIGNATURES = {
-    "hellora/study/core.py:finetune_copy",
     "hellora/loop/training.py:train_loop",
     "hellora/adapters/experts.py:HotExpertsLoRA.__init__",
-    "hellora/study/toy.py:train_steps",
     "hellora/study/bases.py:warmup_profile",
     "hellora/eval/humaneval.py:evaluate_humaneval_samples",
     "hellora/adapters/loramoe.py:LoRAMoELinear.__init__",
