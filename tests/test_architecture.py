@@ -290,7 +290,6 @@ PENDING_LONG_SIGNATURES = {
     "hellora/adapters/experts.py:HotExpertsLoRA.__init__",
     "hellora/study/bases.py:warmup_profile",
     "hellora/adapters/loramoe.py:LoRAMoELinear.__init__",
-    "hellora/adapters/loramoe.py:ExpertLoRAMoEWeights.__init__",
 }
 
 
