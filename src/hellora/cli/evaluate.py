@@ -103,6 +103,14 @@ def cmd_eval(args) -> None:
                                  num_samples=args.num_samples).values())
     for protocol in protocols:
         check_judge(protocol, None)
+    try:  # --max-new-tokens / --num-samples 0 mean the protocol's, as they always did
+        eval_config = EvalConfig(tasks=list(data), data={t: path for t, path in data.items() if path is not None},
+                                 limit=args.limit, batch_size=args.batch_size,
+                                 max_new_tokens=args.max_new_tokens or None, num_samples=args.num_samples or None,
+                                 protocol=args.protocol or HEADLINE_PROTOCOL)
+    except HelloraError as err:
+        field, _, why = str(err).partition(": ")
+        raise HelloraError(f"--{field.removeprefix('eval.').replace('_', '-')}: {why}") from None
     backend = GenerationBackend.parse(args.backend, "--backend")
     if backend is GenerationBackend.VLLM and args.adapter:
         raise HelloraError("--backend vllm runs a merged checkpoint: export one with `hellora export --format merged` "
@@ -120,9 +128,6 @@ def cmd_eval(args) -> None:
         model, tokenizer = None, None
     else:
         model, tokenizer = _model_and_tokenizer(args)
-    eval_config = EvalConfig(tasks=list(data), data={t: path for t, path in data.items() if path is not None},
-                             limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                             num_samples=args.num_samples, protocol=args.protocol or HEADLINE_PROTOCOL)
     progress = not (args.json or args.no_progress)
     if args.cross_task:
         matrix = cross_task(model, tokenizer, eval_config, out_dir=out, scoring=EvalScoring(ks), progress=progress,
