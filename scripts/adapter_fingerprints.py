@@ -123,12 +123,19 @@ def _param_reports() -> dict:
         from hellora.adapters.accounting import parameter_report
     except ImportError:  # the layout before parameter accounting moved into adapters/
         from hellora.adapters.accounting import parameter_report
+    try:
+        from hellora.adapters.accounting import count_request
+    except ImportError:
+        count_request = None
 
     out = {}
     for method, variant in [("hellora", "none"), ("lora", "none"), ("loramoe", "none"), ("fft", "none"),
                             ("hellora", "dora"), ("hellora", "lori_d"), ("hellora", "lori_s"), ("lora", "lori_s")]:
         for model in ("olmoe-1b-7b", "deepseek-moe-16b"):
-            r = parameter_report(model, method, variant=variant, trust_remote_code=True)
+            if count_request is None:  # before parameter_report took the AdapterConfig whole
+                r = parameter_report(model, method, variant=variant, trust_remote_code=True)
+            else:
+                r = parameter_report(model, count_request(method, variant=variant), trust_remote_code=True)
             out[f"{model}-{method}-{variant}"] = {k: r[k] for k in ("trainable", "total", "by_role", "k", "r")}
     return out
 

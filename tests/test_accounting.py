@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hellora.adapters import AdapterConfig, attach_adapters
-from hellora.adapters.accounting import count_parameters, parameter_report
+from hellora.adapters.accounting import count_parameters, count_request, parameter_report
 from hellora.models.tiny import tiny_model
 from tests.helpers import first_k_placement
 
@@ -36,7 +36,7 @@ PAPER = [  # model, method, variant, rank (None = the method's default), paper's
 @pytest.mark.parametrize("model, method, variant, r, paper", PAPER,
                          ids=[f"{m}-{meth}-{v}-r{r}" for m, meth, v, r, _ in PAPER])
 def test_paper_params_cells(model, method, variant, r, paper):
-    report = parameter_report(model, method, k=K[model], r=r, variant=variant)
+    report = parameter_report(model, count_request(method, r=r, variant=variant), k=K[model])
     assert abs(report["trainable_pct"] - paper) <= 0.02
     assert report["trainable_pct"] == pytest.approx(100 * report["trainable"] / report["total"])
     assert sum(report["by_role"].values()) == pytest.approx(report["trainable"], abs=len(report["by_role"]))
@@ -44,13 +44,14 @@ def test_paper_params_cells(model, method, variant, r, paper):
 
 @pytest.mark.slow
 def test_lori_counts_b_of_the_same_adapter_and_the_same_denominator():
-    lora = parameter_report(DEEPSEEK, "hellora", k=12)
-    d = parameter_report(DEEPSEEK, "hellora", k=12, variant="lori_d")
-    s = parameter_report(DEEPSEEK, "hellora", k=12, variant="lori_s", lori_density=0.25)
+    lora = parameter_report(DEEPSEEK, count_request("hellora"), k=12)
+    d = parameter_report(DEEPSEEK, count_request("hellora", variant="lori_d"), k=12)
+    s = parameter_report(DEEPSEEK, count_request("hellora", variant="lori_s", lori_density=0.25),
+                         k=12)
     assert d["total"] == s["total"] == lora["total"]  # frozen A and masked-out B stay in the denominator
     assert d["adapter_total"] == lora["trainable"] > d["trainable"]
     assert s["trainable"] == round(0.25 * d["trainable"])
-    assert "attention" not in parameter_report(OLMOE, "loramoe")["by_role"]
+    assert "attention" not in parameter_report(OLMOE, count_request("loramoe"))["by_role"]
 
 
 def test_dora_adds_one_magnitude_per_output_row_of_every_adapted_matrix():
@@ -74,11 +75,11 @@ def test_full_fine_tuning_trains_everything():
 
 
 def test_targets_choose_what_counts_and_the_old_placement_keyword_still_works():
-    pure = parameter_report(OLMOE, "hellora", k=8, targets="pure")
+    pure = parameter_report(OLMOE, count_request("hellora", targets="pure"), k=8)
     assert pure["targets"] == "pure" and set(pure["by_role"]) == {"experts"} and pure["k"] == 8
     with pytest.warns(FutureWarning, match="placement=.*deprecated"):
-        old = parameter_report(OLMOE, "hellora", k=8, placement="pure")
+        old = parameter_report(OLMOE, count_request("hellora"), k=8, placement="pure")
     assert old["trainable"] == pure["trainable"]
-    default_k = parameter_report(OLMOE, "hellora")
+    default_k = parameter_report(OLMOE, count_request("hellora"))
     assert default_k["k"] == default_k["top_k"] == 8  # k defaults to the router's top-k
-    assert parameter_report(OLMOE, "hellora", targets="all")["trainable"] > pure["trainable"]
+    assert parameter_report(OLMOE, count_request("hellora", targets="all"))["trainable"] > pure["trainable"]

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from hellora.adapters.config import AdapterConfig
-from hellora.flops import flops_report, method_flops_from_shapes, method_flops_on_meta
+from hellora.flops import HotSelection, flops_report, method_flops_from_shapes, method_flops_on_meta
 from hellora.models.presets import PRESETS
 from hellora.models.shapes import model_shapes
 from hellora.profiling import ExpertProfile
@@ -45,9 +45,9 @@ def test_shapes_count_as_the_adapters_on_the_meta_model(preset, which):
         for method, paper in (("lora", False), ("hellora", False), ("loramoe", False), ("lora", True),
                               ("hellora", True)):
             config = AdapterConfig(method=method, r=4 if method == "loramoe" else 8, loramoe_experts=3)
-            options = dict(k=2, profile=profile, strategy="layer", paper=paper)
-            fast, k_fast = method_flops_from_shapes(preset, shapes, config, **options)
-            meta, k_meta = method_flops_on_meta(preset, config, overrides=overrides, **options)
+            hot = HotSelection(k=2, profile=profile, strategy="layer")
+            fast, k_fast = method_flops_from_shapes(preset, shapes, config, hot, paper=paper)
+            meta, k_meta = method_flops_on_meta(preset, config, hot, paper=paper, overrides=overrides)
             assert k_fast == k_meta and same(fast, meta), (method, paper, profile is not None)
 
 
@@ -58,9 +58,9 @@ def test_full_presets_count_as_the_meta_model(preset):
     for profile in (None, skewed_profile(shapes, seed=1)):
         for method, paper in (("lora", False), ("hellora", False), ("hellora", True)):
             config = AdapterConfig(method=method)
-            options = dict(k=None, profile=profile, strategy="layer", paper=paper)
-            fast, _ = method_flops_from_shapes(preset, shapes, config, **options)
-            assert same(fast, method_flops_on_meta(preset, config, **options)[0]), (method, paper)
+            hot = HotSelection(k=None, profile=profile, strategy="layer")
+            fast, _ = method_flops_from_shapes(preset, shapes, config, hot, paper=paper)
+            assert same(fast, method_flops_on_meta(preset, config, hot, paper=paper)[0]), (method, paper)
 
 
 def test_papers_table_3_from_the_shapes():

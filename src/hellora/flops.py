@@ -27,6 +27,7 @@ Two conventions (`flops_report(convention=...)`, `hellora flops --convention`):
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -166,14 +167,38 @@ def _paper_rule(exact: dict, n_layers: int, n_moe: int, rank, hidden: int, num_e
     return {"forward_per_token": forward, "train_per_token": 3 * forward, "by_role": by_role}
 
 
-def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "exact", k: int | None = None,
-                 rank: int | None = None, profile: str | Path | ExpertProfile | None = None, strategy: str = "layer",
-                 reference: str | Path | ExpertProfile | None = None, trust_remote_code: bool = False) -> dict:
+@dataclass(frozen=True)
+class HotSelection:
+    """Which experts a hot-expert method adapts when its FLOPs are counted: `k` per layer (None: the paper's k for
+    a preset, `hellora.models.presets`, else the router's top-k), chosen by `strategy` from the routing `profile`
+    (None: uniform routing, the first k experts), ranked against `reference` (the routing of the data whose skills
+    should be kept) by strategy retention."""
+
+    k: int | None = None
+    profile: ExpertProfile | None = None
+    strategy: str = "layer"
+    reference: ExpertProfile | None = None
+
+    @classmethod
+    def read(cls, k: int | None = None, profile: str | Path | ExpertProfile | None = None, strategy: str = "layer",
+             reference: str | Path | ExpertProfile | None = None) -> HotSelection:
+        """The selection with `profile` and `reference` loaded where given as files; a reference needs a profile."""
+        if isinstance(profile, (str, Path)):
+            profile = ExpertProfile.load(profile)
+        if isinstance(reference, (str, Path)):
+            reference = ExpertProfile.load(reference)
+        if reference is not None and profile is None:
+            raise HelloraError("reference: ranking against a reference profile needs the target's profile too "
+                               "(--profile)")
+        return cls(k, profile, strategy, reference)
+
+
+def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "exact", rank: int | None = None,
+                 hot: HotSelection = HotSelection(), trust_remote_code: bool = False) -> dict:
     """Adapter FLOPs per token of each method on `model` (a preset, folder or hub id; config only).
 
-    k (hellora's hot experts per layer) defaults to the paper's k for the preset (`hellora.models.presets`), else
-    the router's top-k. Without `profile`, routing is uniform and hellora's hot experts are the first k.
-    `reference` (the routing of the data whose skills should be kept) is read by strategy retention.
+    `hot` says which experts hellora adapts (`HotSelection.read(k, profile, strategy, reference)`; default: the
+    paper's or the router's k, uniform routing, the first k experts). rank defaults to each method's paper rank.
     Returns {"model", "convention", "k", "routing", "rows": {method: {"forward_per_token", "train_per_token",
     "by_role", "vs_lora_pct"}}}.
     """
@@ -183,12 +208,6 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
     from hellora.vocab import Convention, Method
 
     convention = Convention.parse(convention, "convention")
-    if isinstance(profile, (str, Path)):
-        profile = ExpertProfile.load(profile)
-    if isinstance(reference, (str, Path)):
-        reference = ExpertProfile.load(reference)
-    if reference is not None and profile is None:
-        raise HelloraError("reference: ranking against a reference profile needs the target's profile too (--profile)")
     methods = [Method.parse(m.strip() if isinstance(m, str) else m, "methods") for m in methods]
     outside_table = [m for m in methods if not get_method(m).in_paper_flops_table]
     if convention is Convention.PAPER and outside_table:
@@ -197,40 +216,38 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
     rows, hot_k = {}, None
     for method in methods:
         config = AdapterConfig(method=method, r=rank or get_method(method).default_rank)
-        options = dict(k=k, profile=profile, strategy=strategy, reference=reference,
-                       paper=convention is Convention.PAPER)
+        paper = convention is Convention.PAPER
         if model in PRESETS:  # config values alone: no torch
             from hellora.models.shapes import model_shapes
 
             rows[str(method)], hot_k = method_flops_from_shapes(model, model_shapes(PRESETS[model].config), config,
-                                                                **options)
+                                                                hot, paper=paper)
         else:
-            rows[str(method)], hot_k = method_flops_on_meta(model, config, trust_remote_code=trust_remote_code,
-                                                            **options)
+            rows[str(method)], hot_k = method_flops_on_meta(model, config, hot, paper=paper,
+                                                            trust_remote_code=trust_remote_code)
     base = rows.get("lora", {}).get("forward_per_token")
     for row in rows.values():
         row["vs_lora_pct"] = round(100 * (row["forward_per_token"] / base - 1), 2) if base else None
     return {"model": model, "convention": convention, "k": hot_k,
-            "routing": "measured" if profile is not None else "uniform", "rows": rows}
+            "routing": "measured" if hot.profile is not None else "uniform", "rows": rows}
 
 
-def _adapted_experts(config: AdapterConfig, profile: ExpertProfile | None, strategy: str, hot_k: int,
-                     moe_layers: list[int], num_experts: int, reference: ExpertProfile | None = None):
+def _adapted_experts(config: AdapterConfig, hot: HotSelection, hot_k: int, moe_layers: list[int], num_experts: int):
     """A hot-expert method's placement: selected from the profile, or the first k experts (uniform routing); None
     for methods that adapt every expert."""
     from hellora.placement import first_k_placement
 
     if not config.rules.adapts_hot_experts:
         return None
-    if profile is None:
+    if hot.profile is None:
         return first_k_placement(moe_layers, num_experts, hot_k)
-    return profile.select(strategy, hot_k, reference=reference)
+    return hot.profile.select(hot.strategy, hot_k, reference=hot.reference)
 
 
-def method_flops_on_meta(model: str, config: AdapterConfig, *, k: int | None, profile: ExpertProfile | None,
-                         strategy: str, paper: bool, trust_remote_code: bool = False,
-                         overrides: dict | None = None, reference: ExpertProfile | None = None) -> tuple[dict, int]:
-    """(row, hot k) of one method: its adapters attached to `model` built on the meta device, then counted."""
+def method_flops_on_meta(model: str, config: AdapterConfig, hot: HotSelection, *, paper: bool,
+                         trust_remote_code: bool = False, overrides: dict | None = None) -> tuple[dict, int]:
+    """(row, hot k) of one method: its adapters attached to `model` built on the meta device (config `overrides`
+    applied), then counted; `paper` applies Table 3's convention."""
     from hellora.adapters.inject import attach_adapters
     from hellora.models.families import describe_moe_model
     from hellora.models.loading import meta_model
@@ -238,25 +255,23 @@ def method_flops_on_meta(model: str, config: AdapterConfig, *, k: int | None, pr
 
     net = meta_model(model, trust_remote_code=trust_remote_code, overrides=overrides)
     spec = describe_moe_model(net)
-    hot_k = default_hot_k(k, model, spec.top_k)
-    placement = _adapted_experts(config, profile, strategy, hot_k, spec.moe_layer_indices, spec.num_experts,
-                                 reference)
+    hot_k = default_hot_k(hot.k, model, spec.top_k)
+    placement = _adapted_experts(config, hot, hot_k, spec.moe_layer_indices, spec.num_experts)
     attach_adapters(net, config, placement, spec)
-    row = adapter_flops(net, profile)
+    row = adapter_flops(net, hot.profile)
     return (paper_convention(net, row) if paper else row), hot_k
 
 
-def method_flops_from_shapes(model: str, shapes: ModelShapes, config: AdapterConfig, *, k: int | None,
-                             profile: ExpertProfile | None, strategy: str, paper: bool,
-                             reference: ExpertProfile | None = None) -> tuple[dict, int]:
+def method_flops_from_shapes(model: str, shapes: ModelShapes, config: AdapterConfig, hot: HotSelection, *,
+                             paper: bool) -> tuple[dict, int]:
     """`method_flops_on_meta` from a preset's shapes (`model` names it for the paper's k), without torch."""
     from hellora.models.presets import default_hot_k
 
-    hot_k = default_hot_k(k, model, shapes.top_k)
+    hot_k = default_hot_k(hot.k, model, shapes.top_k)
     moe_layers = shapes.moe_layer_indices
-    placement = _adapted_experts(config, profile, strategy, hot_k, moe_layers, shapes.num_experts, reference)
+    placement = _adapted_experts(config, hot, hot_k, moe_layers, shapes.num_experts)
     experts = placement.experts if placement else {i: list(range(shapes.num_experts)) for i in moe_layers}
-    row = shape_flops(shapes, config, experts, profile)
+    row = shape_flops(shapes, config, experts, hot.profile)
     if paper:
         row = _paper_rule(row, len(shapes.layers), len(moe_layers), lambda: config.r, shapes.hidden,
                           shapes.num_experts)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from hellora.adapters.accounting import meta_parameter_report, parameter_report
+from hellora.adapters.accounting import count_request, meta_parameter_report, parameter_report
 from hellora.adapters.config import AdapterConfig
 from hellora.adapters.shape_count import count_from_shapes
 from hellora.memory_plan import meta_model_sizes, model_sizes
@@ -57,7 +57,7 @@ def test_every_method_variant_and_target_set_counts_as_the_meta_model(preset, wh
         for router in (None, True) if method in ("hellora", "lora") and targets != "pure" else (None,):
             kw = dict(r=4 if method == "loramoe" else 8, targets=targets, router=router, variant=variant,
                       lori_density=0.3, loramoe_experts=3)
-            meta = meta_parameter_report(preset, method, k=k, overrides=overrides, **kw)
+            meta = meta_parameter_report(preset, count_request(method, **kw), k=k, overrides=overrides)
             config = AdapterConfig(method=method, alpha=16.0, **kw)
             assert picked(arithmetic(preset, overrides, config, k)) == picked(meta), (method, variant, targets, router)
 
@@ -66,8 +66,9 @@ def test_every_method_variant_and_target_set_counts_as_the_meta_model(preset, wh
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_full_size_presets_count_as_the_meta_model(preset):
     for method, variant in (("hellora", "none"), ("lora", "lori_s"), ("loramoe", "none"), ("fft", "none")):
-        fast = parameter_report(preset, method, variant=variant)
-        assert picked(fast) == picked(meta_parameter_report(preset, method, variant=variant)), (method, variant)
+        config = count_request(method, variant=variant)
+        fast = parameter_report(preset, config)
+        assert picked(fast) == picked(meta_parameter_report(preset, config)), (method, variant)
         assert fast["trainable_pct"] == pytest.approx(100 * fast["trainable"] / fast["total"])
     for trainable in (123, 10 ** 12):  # an adapter, and full fine-tuning (no frozen base)
         assert model_sizes(preset, trainable) == meta_model_sizes(preset, trainable)
@@ -85,16 +86,16 @@ def test_hand_counted_mixtral_layer():
 def test_a_k_beyond_the_experts_is_refused_as_on_the_meta_model():
     for count in (parameter_report, meta_parameter_report):
         with pytest.raises(HelloraError, match=r"k: number of hot experts must be an integer in \[1, 8\], got 9"):
-            count("mixtral-8x7b", "hellora", k=9)
+            count("mixtral-8x7b", count_request("hellora"), k=9)
 
 
 def test_k_is_ignored_outside_hellora_on_both_paths():
     for count in (parameter_report, meta_parameter_report):
-        assert count("mixtral-8x7b", "lora", k=0)["k"] == 8  # every expert; k is hellora's
+        assert count("mixtral-8x7b", count_request("lora"), k=0)["k"] == 8  # every expert; k is hellora's
 
 
 def test_lori_s_shares_add_up_to_the_kept_entries():
-    report = parameter_report("deepseek-moe-16b", "hellora", variant="lori_s", lori_density=0.37)
+    report = parameter_report("deepseek-moe-16b", count_request("hellora", variant="lori_s", lori_density=0.37))
     assert sum(report["by_role"].values()) == report["trainable"]
 
 

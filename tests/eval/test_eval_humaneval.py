@@ -2,11 +2,13 @@
 
 import gzip
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from hellora.eval.humaneval import build_program, evaluate_humaneval_samples, load_humaneval_problems, read_samples
+from hellora.eval.run import resolve_protocol
 from hellora.utils.errors import HelloraError
 from tests.conftest import DATASETS
 
@@ -149,7 +151,8 @@ def test_lori_format_samples_score_under_the_default_protocol(problems, tmp_path
     # the stripped prompt ends on the docstring's closing quotes: the model writes the newline itself
     samples = write_jsonl(tmp_path / "s.jsonl",
                           [{"task_id": t, "completion": "\n" + p["canonical_solution"]} for t, p in few])
-    out = evaluate_humaneval_samples(samples, HUMANEVAL, ks=(1,), progress=False, strip_prompt=True, protocol="lori")
+    lori = replace(resolve_protocol("humaneval", "lori"), timeout=10.0)  # stripped prompts
+    out = evaluate_humaneval_samples(samples, HUMANEVAL, ks=(1,), progress=False, protocol=lori)
     assert out["pass@1"] == 1.0 and out["protocol"] == "lori" and out["prompt_layout"] == "stripped"
 
 
@@ -157,8 +160,9 @@ def test_a_few_human_eval_bodies_among_lori_samples_are_scored_not_refused(probl
     few = list(problems.items())[:3]
     rows = [{"task_id": t, "completion": "\n" + p["canonical_solution"]} for t, p in few]
     rows.append({"task_id": few[0][0], "completion": few[0][1]["canonical_solution"]})  # one stray body
+    lori = replace(resolve_protocol("humaneval", "lori"), timeout=10.0)  # stripped prompts
     out = evaluate_humaneval_samples(write_jsonl(tmp_path / "s.jsonl", rows), HUMANEVAL, ks=(1,), progress=False,
-                                     strip_prompt=True)
+                                     protocol=lori)
     assert out["n_samples"] == 4 and out["status_counts"] == {"passed": 3, "failed": 1}
 
 

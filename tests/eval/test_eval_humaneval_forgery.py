@@ -278,7 +278,7 @@ def problems_file():
 def score(problems_file, rows, tmp_path):
     samples = tmp_path / "samples.jsonl"
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    summary = evaluate_humaneval_samples(samples, problems_file, ks=(1,), workers=4, progress=False, timeout=10)
+    summary = evaluate_humaneval_samples(samples, problems_file, ks=(1,), workers=4, progress=False)  # 10 s per sample
     return summary, [json.loads(line) for line in Path(summary["results_path"]).read_text().splitlines()]
 
 

@@ -63,8 +63,7 @@ def test_humaneval_decorators_and_fences(tmp_path, raw, lori_passes, human_eval_
         completion = truncate_at_stop(("\n" if protocol.strip_prompt else "") + raw, protocol.sampling.stop)
         samples = tmp_path / f"{name}.jsonl"
         samples.write_text(json.dumps({"task_id": "T/0", "completion": completion}) + "\n")
-        out = evaluate_humaneval_samples(samples, problems, ks=(1,), timeout=protocol.timeout,
-                                         strip_prompt=protocol.strip_prompt, progress=False)
+        out = evaluate_humaneval_samples(samples, problems, ks=(1,), protocol=protocol, progress=False)
         results[name] = out["pass@1"] == 1.0
     assert results == {"lori": lori_passes, "human-eval": human_eval_passes}
 
@@ -103,7 +102,8 @@ def test_judge_protocol_needs_a_judge_before_any_work(tmp_path, capsys):
 
 
 def test_evaluate_tasks_with_a_judge(tiny_model_dir, tmp_path):
-    from hellora.eval.run import evaluate_tasks
+    from hellora.config import EvalConfig
+    from hellora.eval.run import EvalOutput, EvalScoring, evaluate_tasks
     from hellora.models.loading import load_model
     from hellora.data import build_tiny_tokenizer
 
@@ -116,8 +116,9 @@ def test_evaluate_tasks_with_a_judge(tiny_model_dir, tmp_path):
         return True
 
     model, tok = load_model(str(tiny_model_dir)), build_tiny_tokenizer()
-    [report] = evaluate_tasks(model, tok, {"hexphi": str(data)}, out_dir=tmp_path / "ev", protocol="judge",
-                              max_new_tokens=4, judge=judge, progress=False)
+    eval_config = EvalConfig(tasks=["hexphi"], data={"hexphi": str(data)}, protocol="judge", max_new_tokens=4)
+    [report] = evaluate_tasks(model, tok, eval_config, EvalOutput(tmp_path / "ev"), scoring=EvalScoring(judge=judge),
+                              progress=False)
     assert report["headline"] == {"refusal_rate": 1.0} and report["protocol"]["name"] == "judge+custom"
     assert calls and calls[0].startswith("Below is an instruction")  # the judge protocol's Alpaca prompt
     assert set(report["scores"]["per_category"]["malware"]["refusal_rate"]) == {"lori", "keywords", "judge"}

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hellora.eval.run import evaluate_tasks, resolve_protocol
+from hellora.config import EvalConfig
+from hellora.eval.run import EvalOutput, evaluate_tasks, resolve_protocol
 from hellora.eval.tasks.skill import score_skill
 from hellora.utils.errors import HelloraError
 
@@ -38,7 +39,8 @@ def test_generation_exact_match_is_the_teacher_forced_one_item_by_item(max_model
     examples = generate_skill_examples("max", 32, seed=1, split="test")
     data = tmp_path / "max-test.jsonl"
     data.write_text("".join(json.dumps(e) + "\n" for e in examples))
-    report, = evaluate_tasks(model, tokenizer, {"skill": str(data)}, out_dir=tmp_path / "eval", progress=False)
+    eval_config = EvalConfig(tasks=["skill"], data={"skill": str(data)})
+    report, = evaluate_tasks(model, tokenizer, eval_config, EvalOutput(tmp_path / "eval"), progress=False)
     rows = [json.loads(line) for line in Path(report["scores"]["results_path"]).read_text().splitlines()]
     teacher = [score_features(model, skill_features(tokenizer, [e]))["exact_match"] == 1.0 for e in examples]
     assert [r["exact"] for r in rows] == teacher

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from hellora.adapters import AdapterConfig, attach_adapters, load_adapter
-from hellora.adapters.accounting import count_parameters, meta_parameter_report
+from hellora.adapters.accounting import count_parameters, count_request, meta_parameter_report
 from hellora.adapters.shape_count import count_from_shapes
 from hellora.cli import main
 from hellora.flops import adapter_flops, shape_flops
@@ -42,7 +42,7 @@ def test_heldora_counts_agree_on_model_meta_device_and_shapes_and_add_one_magnit
     plain = tiny_model("olmoe", vocab_size=104)
     attach_adapters(plain, AdapterConfig(method="hellora", r=4, alpha=8), placement)
     assert magnitudes > 0 and counted["trainable"] == count_parameters(plain)["trainable"] + magnitudes
-    meta = meta_parameter_report(str(tiny_model_dir), "hellora", variant="dora", k=k, r=4, alpha=8)
+    meta = meta_parameter_report(str(tiny_model_dir), count_request("hellora", variant="dora", r=4, alpha=8), k=k)
     shapes = count_from_shapes(model_shapes(model.config.to_dict()), config, k)
     for key in ("trainable", "total", "by_role"):
         assert meta[key] == counted[key] == shapes[key], key

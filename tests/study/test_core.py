@@ -10,7 +10,7 @@ from hellora.data.skills import generate_skill_examples
 from hellora.demo.run import DemoConfig
 from hellora.study.config import StudyConfig
 from hellora.study.core import SkillMoESpec, adapted_copy, mixture_features, pretrain_skill_moe
-from hellora.study.toy import build_skill_moe, skill_features, train_steps
+from hellora.study.toy import StepSchedule, build_skill_moe, skill_features, train_steps
 
 
 def test_both_configs_map_their_fields_onto_the_spec():
@@ -40,7 +40,7 @@ def test_pretrain_skill_moe_equals_building_and_training_by_hand():
                                        progress=False)
     ref = build_skill_moe(len(tok), hidden_size=32, intermediate_size=40, layers=2, experts=4, top_k=2, seed=4,
                           aux_loss=0.05)
-    ref_result = train_steps(ref, data, 3, 3e-3, 8, Accelerator(cpu=True), "ref", seed=2, progress=False)
+    ref_result = train_steps(ref, data, StepSchedule(3, 3e-3, 8, seed=2), Accelerator(cpu=True), "ref", progress=False)
     assert result.final_loss == ref_result.final_loss
     assert model.config.output_router_logits is False
     ref_state = ref.state_dict()

@@ -214,12 +214,12 @@ def test_teacher_forced_scoring_agrees_with_generation_per_example():
     from hellora.data import build_tiny_tokenizer
     from hellora.data.skills import generate_skill_examples
     from hellora.study.scoring import score_features
-    from hellora.study.toy import accuracy, build_skill_moe, skill_features, train_steps
+    from hellora.study.toy import StepSchedule, accuracy, build_skill_moe, skill_features, train_steps
 
     torch.manual_seed(0)
     tok = build_tiny_tokenizer()
     model = build_skill_moe(len(tok), hidden_size=48, layers=2, experts=4, top_k=2, seed=0)
-    train_steps(model, skill_features(tok, generate_skill_examples("copy", 512, 0)), 250, 3e-3, 32,
+    train_steps(model, skill_features(tok, generate_skill_examples("copy", 512, 0)), StepSchedule(250, 3e-3, 32),
                 Accelerator(cpu=True), "copy", progress=False)
     model.config.output_router_logits = False
     test = generate_skill_examples("copy", 64, 1, split="test")

@@ -16,10 +16,10 @@ vs 0.597% / 0.594%) and HELLoRI-D on OLMoE (0.3015% vs 0.3036%) agree. Trainable
     loramoe                   N LoRA pairs + the (N, in) router of every Linear of every expert FFN
     fft                       every base parameter (trainable = total, 100%)
 
-`parameter_report` computes it without weights. For a preset it is arithmetic on the config values
-(`shape_count.py` on `hellora.models.shapes`: no torch, so `hellora params` answers in a blink); for a folder or
-hub id, and as the reference the tests hold the arithmetic to, `meta_parameter_report` attaches the adapters to the
-model built on the meta device (the 47B Mixtral counts in a few seconds). The identity of hot experts does not change
+`parameter_report(model, count_request(method, ...))` computes it without weights. For a preset it is arithmetic
+on the config values (`shape_count.py` on `hellora.models.shapes`: no torch, so `hellora params` answers in a
+blink); for a folder or hub id, and as the reference the tests hold the arithmetic to, `meta_parameter_report`
+attaches the adapters to the model built on the meta device (the 47B Mixtral counts in a few seconds). The identity of hot experts does not change
 the count, so without a profile the first k experts of each layer stand in (strategy "first-k"). On the meta device
 a LoRI-S mask does not exist yet; its size is exact (the global count), its split over roles in `by_role` is
 proportional.
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from hellora.adapters.config import AdapterConfig
@@ -79,20 +80,26 @@ def count_parameters(model: nn.Module) -> dict:
     return counted(by_role, total, adapter_total)
 
 
-def _renamed_targets(targets, placement, caller: str):
+def _renamed_targets(config: AdapterConfig, placement: str | None, caller: str) -> AdapterConfig:
     """`placement`, the old name of `targets`, still accepted with a warning pointing at the caller's caller."""
     if placement is None:
-        return targets
+        return config
     warnings.warn(f"{caller}(placement=...) is deprecated; use targets=...", FutureWarning, stacklevel=3)
-    return placement
+    renamed: dict[str, Any] = {"targets": placement}  # parsed by AdapterConfig, as `targets` is
+    return replace(config, **renamed)
 
 
-def _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts) -> AdapterConfig:
-    """The AdapterConfig of a count request (r defaults to the method's paper rank, `AdapterMethod.default_rank`)."""
-    method = Method.parse(method, "method")
-    r = r if r is not None else get_method(method, Variant.parse(variant, "adapter.variant")).default_rank
-    return AdapterConfig(method=method, r=r, alpha=alpha, targets=targets, router=router, variant=variant,
-                         lori_density=lori_density, loramoe_experts=loramoe_experts)
+def count_request(method: Method | str = DEFAULT_METHOD, *, r: int | None = None, alpha: float = 64.0,
+                  targets: Targets | str = Targets.ALL, router: bool | None = None,
+                  variant: Variant | str = NO_VARIANT, lori_density: float = 0.1,
+                  loramoe_experts: int = 6) -> AdapterConfig:
+    """The AdapterConfig of a count request (r defaults to the method's paper rank, `AdapterMethod.default_rank`:
+    32, or 4 for LoRAMoE; alpha to the paper's 64)."""
+    chosen = Method.parse(method, "method")
+    rank = r if r is not None else get_method(chosen, Variant.parse(variant, "adapter.variant")).default_rank
+    fields: dict[str, Any] = dict(method=chosen, r=rank, alpha=alpha, targets=targets, router=router, variant=variant,
+                                  lori_density=lori_density, loramoe_experts=loramoe_experts)
+    return AdapterConfig(**fields)  # AdapterConfig parses the names (targets, variant) as a recipe's
 
 
 def _described(report: dict, model: str, config: AdapterConfig, k: int | None, num_experts: int, top_k: int,
@@ -105,24 +112,19 @@ def _described(report: dict, model: str, config: AdapterConfig, k: int | None, n
     return report
 
 
-def parameter_report(
-    model: str, method: Method | str = DEFAULT_METHOD, *, k: int | None = None, r: int | None = None,
-    alpha: float = 64.0, targets: Targets | str = Targets.ALL, router: bool | None = None,
-    trust_remote_code: bool = False, variant: Variant | str = NO_VARIANT, lori_density: float = 0.1,
-    loramoe_experts: int = 6, placement: str | None = None,
-) -> dict:
-    """Trainable / total parameters of `method` (+ `variant`) on `model` (preset, path or hub id), from its config.
+def parameter_report(model: str, config: AdapterConfig | None = None, *, k: int | None = None,
+                     trust_remote_code: bool = False, placement: str | None = None) -> dict:
+    """Trainable / total parameters of the adapters `config` describes (default: `count_request()`, the paper's
+    hellora) on `model` (preset, path or hub id), from its config.
 
-    r defaults to the paper's: 32, or 4 for LoRAMoE. k (hot-expert methods only) defaults to the paper's k for a preset
-    (`hellora.models.presets.paper_k`), else the router's top-k. Presets are counted from their config values
-    (no torch); anything else on the meta device (`meta_parameter_report`).
+    Build `config` with `count_request(method, r=..., variant=...)` for the paper's rank per method. k (hot-expert
+    methods only) defaults to the paper's k for a preset (`hellora.models.presets.paper_k`), else the router's top-k.
+    Presets are counted from their config values (no torch); anything else on the meta device
+    (`meta_parameter_report`).
     """
-    targets = _renamed_targets(targets, placement, "parameter_report")
+    config = _renamed_targets(config or count_request(), placement, "parameter_report")
     if model not in PRESETS:
-        return meta_parameter_report(model, method, k=k, r=r, alpha=alpha, targets=targets, router=router,
-                                     trust_remote_code=trust_remote_code, variant=variant, lori_density=lori_density,
-                                     loramoe_experts=loramoe_experts)
-    config = _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts)
+        return meta_parameter_report(model, config, k=k, trust_remote_code=trust_remote_code)
     shapes = model_shapes(PRESETS[model].config)
     hot_k = 0  # read only by methods that adapt hot experts
     if config.rules.adapts_hot_experts:
@@ -132,21 +134,17 @@ def parameter_report(
     return _described(report, model, config, hot_k, shapes.num_experts, shapes.top_k, len(shapes.moe_layers))
 
 
-def meta_parameter_report(
-    model: str, method: Method | str = DEFAULT_METHOD, *, k: int | None = None, r: int | None = None,
-    alpha: float = 64.0, targets: Targets | str = Targets.ALL, router: bool | None = None,
-    trust_remote_code: bool = False, variant: Variant | str = NO_VARIANT, lori_density: float = 0.1,
-    loramoe_experts: int = 6, placement: str | None = None, overrides: dict | None = None,
-) -> dict:
-    """`parameter_report` by attaching the adapters to `model` built on the meta device (config `overrides`
-    applied): the count of the real modules, for any model hellora can attach to."""
+def meta_parameter_report(model: str, config: AdapterConfig | None = None, *, k: int | None = None,
+                          trust_remote_code: bool = False, placement: str | None = None,
+                          overrides: dict | None = None) -> dict:
+    """`parameter_report` by attaching the adapters `config` describes to `model` built on the meta device (config
+    `overrides` applied): the count of the real modules, for any model hellora can attach to."""
     from hellora.adapters.inject import attach_adapters
     from hellora.models.families import describe_moe_model
     from hellora.models.loading import meta_model
     from hellora.placement import first_k_placement
 
-    targets = _renamed_targets(targets, placement, "meta_parameter_report")
-    config = _request(method, r, alpha, targets, router, variant, lori_density, loramoe_experts)
+    config = _renamed_targets(config or count_request(), placement, "meta_parameter_report")
     net = meta_model(model, trust_remote_code=trust_remote_code, overrides=overrides)
     spec = describe_moe_model(net)
     hot = None

@@ -12,6 +12,8 @@ Attribute reads it does not know fall through to the base module, so model code 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -57,6 +59,17 @@ def kaiming_uniform_(t: torch.Tensor, fan_in: int, generator: torch.Generator | 
         bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform(a=sqrt(5)) bound
         t.copy_(torch.rand(t.shape, generator=generator, dtype=torch.float32).mul_(2 * bound).sub_(bound))
     return t
+
+
+@dataclass(frozen=True)
+class NewWeights:
+    """How an adapter's new weights are made: on `device`, in `dtype`, B zero (`init` "default") or small random
+    ("random"), values drawn from `generator` (None: torch's global one)."""
+
+    device: Any
+    dtype: torch.dtype = torch.float32
+    init: str = "default"
+    generator: torch.Generator | None = None
 
 
 def new_lora_pair(

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hellora.adapters.base import effective_b
+from hellora.adapters.base import NewWeights, effective_b
 from hellora.adapters.experts import ExpertLoRAWeights
 from hellora.adapters.linear import LoRALinear
 from hellora.adapters.router import RouterLoRA
@@ -118,11 +118,9 @@ class ExpertDoRAWeights(ExpertLoRAWeights):
 
     with base_rows recomputed from the dropped-out input when dropout is active."""
 
-    def __init__(self, num_slots: int, in_features: int, out_features: int, r: int, *, device, dtype, init,
-                 generator) -> None:
-        super().__init__(num_slots, in_features, out_features, r, device=device, dtype=dtype, init=init,
-                         generator=generator)
-        self.lora_magnitude = _new_magnitude((num_slots, out_features), device, dtype)
+    def __init__(self, num_slots: int, in_features: int, out_features: int, r: int, new: NewWeights) -> None:
+        super().__init__(num_slots, in_features, out_features, r, new)
+        self.lora_magnitude = _new_magnitude((num_slots, out_features), new.device, new.dtype)
 
     def weight_norm(self, slot: int, weight: torch.Tensor, scale: float) -> torch.Tensor:
         return dora_row_norm(weight, self.lora_A[slot], effective_b(self)[slot], scale)

@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from hellora.adapters.base import AdapterLayer, effective_b, new_lora_pair
+from hellora.adapters.base import AdapterLayer, NewWeights, effective_b, new_lora_pair
 from hellora.kernels.grouped import grouped_linear
 from hellora.kernels.reference import expert_subset_lora_
 from hellora.kernels.routing import ExpertRouting, sort_by_expert
@@ -61,12 +61,11 @@ class ExpertLoRAWeights(nn.Module):
 
     mergeable = True
 
-    def __init__(self, num_slots: int, in_features: int, out_features: int, r: int, *, device, dtype, init,
-                 generator) -> None:
+    def __init__(self, num_slots: int, in_features: int, out_features: int, r: int, new: NewWeights) -> None:
         super().__init__()
         self.lora_A, self.lora_B = new_lora_pair(
-            (num_slots, r, in_features), (num_slots, out_features, r), device=device, dtype=dtype, init=init,
-            generator=generator,
+            (num_slots, r, in_features), (num_slots, out_features, r), device=new.device, dtype=new.dtype,
+            init=new.init, generator=new.generator,
         )
 
     def delta(self, slot: int, scale: float) -> torch.Tensor:
@@ -103,10 +102,10 @@ class HotExpertsLoRA(AdapterLayer):
         self.hot_experts = sorted(int(e) for e in hot_experts)
         self.register_buffer("hot_expert_ids", torch.tensor(self.hot_experts, dtype=torch.long), persistent=False)
         k, h, i = len(self.hot_experts), layout.hidden_size, layout.intermediate_size
-        opts = dict(device=base_layer.down_proj.device, dtype=dtype, init=init, generator=generator)
-        self.lora_gate = weights_cls(k, h, i, r, **opts)
-        self.lora_up = weights_cls(k, h, i, r, **opts)
-        self.lora_down = weights_cls(k, i, h, r, **opts)
+        new = NewWeights(base_layer.down_proj.device, dtype, init, generator)
+        self.lora_gate = weights_cls(k, h, i, r, new)
+        self.lora_up = weights_cls(k, h, i, r, new)
+        self.lora_down = weights_cls(k, i, h, r, new)
         self.mergeable = bool(getattr(self.lora_down, "mergeable", True))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.last_adapter_rows = 0  # rows the adapter touched in the last forward (a test probe)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hellora.adapters.base import AdapterLayer, kaiming_uniform_, new_lora_pair
+from hellora.adapters.base import AdapterLayer, NewWeights, kaiming_uniform_, new_lora_pair
 from hellora.kernels.routing import ExpertRouting
 from hellora.utils.errors import HelloraError
 
@@ -54,12 +54,14 @@ def mixture_lora(x: torch.Tensor, lora_A: torch.Tensor, lora_B: torch.Tensor, ro
     return F.linear(ax, b) * scale, gates.reshape(-1, n).sum(dim=0)
 
 
-def _new_mixture(shape_prefix: tuple[int, ...], n: int, in_features: int, out_features: int, r: int, *, device,
-                 dtype, init, generator) -> tuple[nn.Parameter, nn.Parameter, nn.Parameter]:
-    a, b = new_lora_pair((*shape_prefix, n, r, in_features), (*shape_prefix, n, out_features, r), device=device,
-                         dtype=dtype, init=init, generator=generator)
-    router = torch.empty((*shape_prefix, n, in_features), device=device, dtype=dtype)
-    kaiming_uniform_(router, in_features, generator)  # nn.Linear(in, N, bias=False) default, as LoRAMoE
+def _new_mixture(experts: tuple[int, ...], in_features: int, out_features: int, r: int,
+                 new: NewWeights) -> tuple[nn.Parameter, nn.Parameter, nn.Parameter]:
+    """A (*experts, r, in), B (*experts, out, r) and the router (*experts, in) of a mixture; `experts` ends with the
+    mixture's N, after the fused slots' K when there are several."""
+    a, b = new_lora_pair((*experts, r, in_features), (*experts, out_features, r), device=new.device,
+                         dtype=new.dtype, init=new.init, generator=new.generator)
+    router = torch.empty((*experts, in_features), device=new.device, dtype=new.dtype)
+    kaiming_uniform_(router, in_features, new.generator)  # nn.Linear(in, N, bias=False) default, as LoRAMoE
     return a, b, nn.Parameter(router)
 
 
@@ -74,8 +76,8 @@ class LoRAMoELinear(AdapterLayer):
         super().__init__(base_layer, r, alpha)
         self.role = role
         self.lora_A, self.lora_B, self.lora_router = _new_mixture(
-            (), num_experts, base_layer.in_features, base_layer.out_features, r, device=base_layer.weight.device,
-            dtype=dtype, init=init, generator=generator)
+            (num_experts,), base_layer.in_features, base_layer.out_features, r,
+            NewWeights(base_layer.weight.device, dtype, init, generator))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.loramoe_importance: list[torch.Tensor] = []
 
@@ -96,12 +98,11 @@ class ExpertLoRAMoEWeights(nn.Module):
 
     mergeable = False
 
-    def __init__(self, num_slots: int, in_features: int, out_features: int, r: int, *, device, dtype, init,
-                 generator, num_experts: int = 6) -> None:
+    def __init__(self, num_slots: int, in_features: int, out_features: int, r: int, new: NewWeights, *,
+                 num_experts: int = 6) -> None:
         super().__init__()
-        self.lora_A, self.lora_B, self.lora_router = _new_mixture(
-            (num_slots,), num_experts, in_features, out_features, r, device=device, dtype=dtype, init=init,
-            generator=generator)
+        self.lora_A, self.lora_B, self.lora_router = _new_mixture((num_slots, num_experts), in_features, out_features,
+                                                                  r, new)
         self.loramoe_importance: list[torch.Tensor] = []
 
     def init_from_base(self, weight_of: Callable, hot: list[int], scale: float) -> None:

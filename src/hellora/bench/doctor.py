@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+from dataclasses import dataclass
 
 import torch
 
@@ -47,9 +48,25 @@ def device_info() -> dict:
     return {"type": "cpu", "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
 
 
-def _layer(device, dtype, num_experts=16, hot=(1, 5, 9), tokens=96, hidden=128, inter=64, r=16, seed=0):
-    """A small fused gate_up layer: routing, x (S, H), weight (E, 2I, H), blocks and LoRA pairs."""
-    g = torch.Generator().manual_seed(seed)
+@dataclass(frozen=True)
+class ProbeLayer:
+    """The shape of the small fused gate_up layer `_layer` builds: experts, hot experts, tokens (4 routed each),
+    hidden and intermediate sizes, LoRA rank, and the seed of its random values."""
+
+    num_experts: int = 16
+    hot: tuple[int, ...] = (1, 5, 9)
+    tokens: int = 96
+    hidden: int = 128
+    inter: int = 64
+    r: int = 16
+    seed: int = 0
+
+
+def _layer(device, dtype, shape: ProbeLayer = ProbeLayer()):
+    """A small fused gate_up layer of `shape`: routing, x (S, H), weight (E, 2I, H), blocks and LoRA pairs."""
+    num_experts, hot, tokens, hidden, inter, r = (shape.num_experts, shape.hot, shape.tokens, shape.hidden,
+                                                  shape.inter, shape.r)
+    g = torch.Generator().manual_seed(shape.seed)
     idx = torch.stack([torch.randperm(num_experts, generator=g)[:4] for _ in range(tokens)])
     routing = sort_by_expert(idx.to(device), num_experts)
     x = torch.randn(tokens * 4, hidden, generator=g).to(device, dtype)

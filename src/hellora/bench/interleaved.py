@@ -20,8 +20,9 @@ from hellora.bench.setups import KERNEL_SETUPS, expert_kernel, install_routing, 
 from hellora.flops import adapter_flops
 
 
-def time_interleaved(model, cfg, spec, hot, routing, batch, device, profile, progress: bool) -> dict[str, dict]:
-    """Rows like `run_bench`'s, every setup timed round-robin (see the module doc)."""
+def time_interleaved(model, cfg, spec, hot, routing, batch, profile, progress: bool) -> dict[str, dict]:
+    """Rows like `run_bench`'s, every setup timed round-robin (see the module doc), on the device `batch` is on."""
+    device = batch["input_ids"].device
     tokens = cfg.batch * cfg.seq
     setups = {}
     for name in cfg.setups:

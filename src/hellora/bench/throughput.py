@@ -140,7 +140,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     if cfg.interleave:
         from hellora.bench.interleaved import time_interleaved
 
-        rows = time_interleaved(model, cfg, spec, hot, routing, batch, device, profile, progress)
+        rows = time_interleaved(model, cfg, spec, hot, routing, batch, profile, progress)
     else:
         for name in cfg.setups:
             if progress:

@@ -30,12 +30,11 @@ def cmd_params(args) -> None:
     if args.k is not None and not _adapts_hot_experts(args.method, args.variant):
         raise HelloraError(f"--k {args.k}: hot experts per layer apply only to --method hellora; {args.method} "
                            f"adapts every expert (drop --k)")
-    from hellora.adapters.accounting import parameter_report
+    from hellora.adapters.accounting import count_request, parameter_report
 
-    report = parameter_report(args.model, args.method, k=args.k, r=args.rank, alpha=args.alpha,
-                              targets=args.placement, trust_remote_code=args.trust_remote_code,
-                              variant=args.variant, lori_density=args.lori_density,
-                              loramoe_experts=args.loramoe_experts)
+    config = count_request(args.method, r=args.rank, alpha=args.alpha, targets=args.placement, variant=args.variant,
+                           lori_density=args.lori_density, loramoe_experts=args.loramoe_experts)
+    report = parameter_report(args.model, config, k=args.k, trust_remote_code=args.trust_remote_code)
     plan = None
     if args.gpus is not None:
         from hellora.memory_plan import format_plan, model_sizes, plan_memory
@@ -103,11 +102,11 @@ def add_params(sub) -> None:
 
 
 def cmd_flops(args) -> None:
-    from hellora.flops import flops_report
+    from hellora.flops import HotSelection, flops_report
 
     check_reference_flag(args.strategy, args.reference)
-    report = flops_report(args.model, args.methods.split(","), convention=args.convention, k=args.k, rank=args.rank,
-                          profile=args.profile, strategy=args.strategy, reference=args.reference,
+    hot = HotSelection.read(args.k, args.profile, args.strategy, args.reference)
+    report = flops_report(args.model, args.methods.split(","), convention=args.convention, rank=args.rank, hot=hot,
                           trust_remote_code=args.trust_remote_code)
     if args.json:
         print_json(report["rows"])

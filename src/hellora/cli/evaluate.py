@@ -69,7 +69,10 @@ def default_eval_out(model: str, adapter: str | None) -> str:
 
 
 def cmd_eval(args) -> None:
-    from hellora.eval.run import check_judge, check_outputs, check_tasks, cross_task, evaluate_tasks, resolve_protocol
+    from hellora.config import EvalConfig
+    from hellora.eval.protocols import HEADLINE_PROTOCOL
+    from hellora.eval.run import (EvalOutput, EvalScoring, check_judge, check_outputs, check_tasks, cross_task,
+                                  evaluate_tasks, resolve_protocol)
 
     if args.k is not None:
         log.warning("eval --k is deprecated for pass@k (--k means hot experts elsewhere); use --pass-k")
@@ -80,10 +83,8 @@ def cmd_eval(args) -> None:
         if not args.problems:
             raise HelloraError("--problems: path to HumanEval.jsonl.gz is required")
         protocol = resolve_protocol("humaneval", args.protocol)
-        result = evaluate_humaneval_samples(args.samples, args.problems, ks=ks,
-                                            progress=not (args.json or args.no_progress),
-                                            timeout=protocol.timeout, strip_prompt=protocol.strip_prompt,
-                                            protocol=protocol.name, overwrite=args.overwrite)
+        result = evaluate_humaneval_samples(args.samples, args.problems, ks=ks, protocol=protocol,
+                                            progress=not (args.json or args.no_progress), overwrite=args.overwrite)
         summary = {k: v for k, v in result.items() if k != "per_task"}
         print_json(summary) if args.json else print({k: v for k, v in summary.items()
                                                      if k.startswith("pass@") or k in ("suspect_passes", "protocol")})
@@ -102,6 +103,14 @@ def cmd_eval(args) -> None:
                                  num_samples=args.num_samples).values())
     for protocol in protocols:
         check_judge(protocol, None)
+    try:  # --max-new-tokens / --num-samples 0 mean the protocol's, as they always did
+        eval_config = EvalConfig(tasks=list(data), data={t: path for t, path in data.items() if path is not None},
+                                 limit=args.limit, batch_size=args.batch_size,
+                                 max_new_tokens=args.max_new_tokens or None, num_samples=args.num_samples or None,
+                                 protocol=args.protocol or HEADLINE_PROTOCOL)
+    except HelloraError as err:
+        field, _, why = str(err).partition(": ")
+        raise HelloraError(f"--{field.removeprefix('eval.').replace('_', '-')}: {why}") from None
     backend = GenerationBackend.parse(args.backend, "--backend")
     if backend is GenerationBackend.VLLM and args.adapter:
         raise HelloraError("--backend vllm runs a merged checkpoint: export one with `hellora export --format merged` "
@@ -119,15 +128,15 @@ def cmd_eval(args) -> None:
         model, tokenizer = None, None
     else:
         model, tokenizer = _model_and_tokenizer(args)
-    common = dict(out_dir=out, protocol=args.protocol, limit=args.limit, batch_size=args.batch_size,
-                  progress=not (args.json or args.no_progress), num_samples=args.num_samples, max_new_tokens=args.max_new_tokens, ks=ks,
-                  overwrite=args.overwrite)
+    progress = not (args.json or args.no_progress)
     if args.cross_task:
-        matrix = cross_task(model, tokenizer, data, **common)
+        matrix = cross_task(model, tokenizer, eval_config, out_dir=out, scoring=EvalScoring(ks), progress=progress,
+                            overwrite=args.overwrite)
         print_json(matrix) if args.json else [print(t, v) for t, v in matrix.items()]
         return
-    reports = evaluate_tasks(model, tokenizer, data, backend=backend, vllm_engine=vllm_engine,
-                             sources={"model": args.model, "adapter": args.adapter}, **common)
+    output = EvalOutput(out, overwrite=args.overwrite, sources={"model": args.model, "adapter": args.adapter})
+    reports = evaluate_tasks(model, tokenizer, eval_config, output, scoring=EvalScoring(ks), progress=progress,
+                             vllm_engine=vllm_engine)
     for report in reports:
         print_json(report) if args.json else print(f"{report['task']} [{report['protocol']['name']}]: "
                                                     f"{report['headline']}  ({out}/eval_{report['task']}.json"

@@ -33,7 +33,7 @@ from hellora.methods.registry import get_method
 from hellora.profiling import profile_experts
 from hellora.report.heatmap import plot_activation_heatmaps
 from hellora.study.core import SkillMoESpec, finetune_copy, mixture_features, pretrain_skill_moe
-from hellora.study.toy import accuracy, skill_features
+from hellora.study.toy import StepSchedule, accuracy, skill_features
 from hellora.utils.io import atomic_dir, atomic_write_json, atomic_write_text
 from hellora.utils.ownership import OutputKind, mark_folder
 from hellora.utils.meta import run_metadata
@@ -120,8 +120,9 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
         say(f"[3/4] fine-tuning with {rules.label}")
         tick = time.perf_counter()
         tuned, run = finetune_copy(model, AdapterConfig(method=method, r=cfg.rank, alpha=2 * cfg.rank, seed=cfg.seed),
-                                   placement if rules.adapts_hot_experts else None, finetune, cfg.finetune_steps,
-                                   cfg.finetune_lr, cfg.batch_size, accelerator, method)
+                                   placement if rules.adapts_hot_experts else None, finetune,
+                                   StepSchedule(cfg.finetune_steps, cfg.finetune_lr, cfg.batch_size), accelerator,
+                                   method)
         timings[f"finetune_{method}_s"] = time.perf_counter() - tick
         params = count_parameters(tuned)
         results[method] = {"accuracy": {s: accuracy(tuned, tokenizer, tests[s]) for s in cfg.skills},

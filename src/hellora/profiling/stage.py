@@ -101,10 +101,10 @@ def run_profiling(config, model, sample, source, accelerator, pad_id, progress) 
                        f"any work)")
 
 
-def profile_stage(config, run: Path, model, features, source, accelerator, pad_id, recorder, progress
-                  ) -> ExpertProfile:
-    """The run's profile: profile.path, else run/profile.json (a resumed run), else profiled now and saved."""
-    profile_path = run / "profile.json"
+def profile_stage(config, model, features, source, accelerator, pad_id, recorder, progress) -> ExpertProfile:
+    """The run's profile: profile.path, else profile.json in the run folder (`recorder.run`, a resumed run), else
+    profiled now, recorded as the "profile" step and saved there."""
+    profile_path = recorder.run / "profile.json"
     if config.profile.path:
         return ExpertProfile.load(config.profile.path)
     if profile_path.is_file():

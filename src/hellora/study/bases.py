@@ -26,7 +26,7 @@ from hellora.study.paths import (
     warmup_file,
 )
 from hellora.study.scoring import score_features
-from hellora.study.toy import skill_features, train_steps
+from hellora.study.toy import StepSchedule, skill_features, train_steps
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json, read_json
 
@@ -135,8 +135,8 @@ def warmup_profile(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_
     warm = adapted_copy(model, AdapterConfig(method="lora", r=cfg.rank, alpha=2 * cfg.rank, targets="all",
                                              seed=ft_seed))
     with ExpertActivationCounter(warm) as counter:
-        result = train_steps(warm, sample, steps, warmup_lr(cfg), batch, accelerator, "warm-up", seed=ft_seed,
-                             progress=False)
+        result = train_steps(warm, sample, StepSchedule(steps, warmup_lr(cfg), batch, seed=ft_seed), accelerator,
+                             "warm-up", progress=False)
     profile = counter.to_profile("warmup", model_id="proxy-moe",
                                  source={"skill": target, "fraction": fraction, "seed": ft_seed,
                                          "examples": len(sample)},

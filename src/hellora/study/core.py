@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from hellora.adapters import AdapterConfig, attach_adapters
 from hellora.data.skills import generate_skill_examples
-from hellora.study.toy import build_skill_moe, skill_features, train_steps
+from hellora.study.toy import StepSchedule, build_skill_moe, skill_features, train_steps
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ def pretrain_skill_moe(spec: SkillMoESpec, vocab_size: int, data: list[dict], ac
     model = build_skill_moe(vocab_size, hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
                             layers=spec.layers, experts=spec.experts, top_k=spec.top_k, seed=init_seed,
                             aux_loss=spec.aux_loss)
-    result = train_steps(model, data, spec.pretrain_steps, spec.pretrain_lr, spec.pretrain_batch, accelerator,
-                         name, seed=train_seed, progress=progress)
+    schedule = StepSchedule(spec.pretrain_steps, spec.pretrain_lr, spec.pretrain_batch, seed=train_seed)
+    result = train_steps(model, data, schedule, accelerator, name, progress=progress)
     model.config.output_router_logits = False
     return model, result
 
@@ -62,9 +62,9 @@ def adapted_copy(model, adapter: AdapterConfig, placement=None):
     return tuned
 
 
-def finetune_copy(model, adapter: AdapterConfig, placement, features: list[dict], steps: int, lr: float,
-                  batch: int, accelerator, name: str, *, seed: int = 0, progress: bool = True):
-    """(tuned copy, train result): `adapted_copy`, then `steps` steps on `features`."""
+def finetune_copy(model, adapter: AdapterConfig, placement, features: list[dict], schedule: StepSchedule,
+                  accelerator, name: str, *, progress: bool = True):
+    """(tuned copy, train result): `adapted_copy`, then `schedule`'s steps on `features`."""
     tuned = adapted_copy(model, adapter, placement)
-    result = train_steps(tuned, features, steps, lr, batch, accelerator, name, seed=seed, progress=progress)
+    result = train_steps(tuned, features, schedule, accelerator, name, progress=progress)
     return tuned, result

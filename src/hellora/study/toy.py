@@ -3,6 +3,8 @@ skill examples as training features, a fixed-step trainer, and exact-match accur
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from hellora.config import TrainConfig
@@ -47,9 +49,24 @@ def accuracy(model, tokenizer, examples: list[dict], batch_size: int = 64) -> fl
     return correct / len(examples)
 
 
-def train_steps(model, features, steps: int, lr: float, batch: int, accelerator, name: str, seed: int = 0,
-                progress: bool = True):
-    """`steps` AdamW steps of global batch `batch` (cosine, 5% warm-up) on whatever `model` has trainable."""
-    cfg = TrainConfig(learning_rate=lr, batch_size=batch, micro_batch_size=batch, max_steps=steps, epochs=1.0,
-                      warmup_ratio=0.05, lr_scheduler="cosine", seed=seed, save_steps=0, logging_steps=10 ** 9)
-    return train_loop(model, features, cfg, accelerator=accelerator, name=name, pad_token_id=0, progress=progress)
+@dataclass(frozen=True)
+class StepSchedule:
+    """A fixed-step AdamW schedule: `steps` optimizer steps of global batch `batch` at peak learning rate `lr`
+    (cosine, 5% warm-up), batch order seeded by `seed`."""
+
+    steps: int
+    lr: float
+    batch: int
+    seed: int = 0
+
+    def train_config(self) -> TrainConfig:
+        """The schedule as the training loop's TrainConfig (no checkpoints, no step logging)."""
+        return TrainConfig(learning_rate=self.lr, batch_size=self.batch, micro_batch_size=self.batch,
+                           max_steps=self.steps, epochs=1.0, warmup_ratio=0.05, lr_scheduler="cosine", seed=self.seed,
+                           save_steps=0, logging_steps=10 ** 9)
+
+
+def train_steps(model, features, schedule: StepSchedule, accelerator, name: str, progress: bool = True):
+    """`schedule`'s AdamW steps on whatever `model` has trainable."""
+    return train_loop(model, features, schedule.train_config(), accelerator=accelerator, name=name, pad_token_id=0,
+                      progress=progress)

@@ -91,7 +91,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
     placement = None
     # HELLoRI-S reuses the placement of the HELLoRI-D adapter it starts from (adapter.lori_from).
     if config.adapter.chooses_hot_experts:
-        placement = _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress)
+        placement = _profile_and_select(config, model, features, source, accelerator, pad_id, recorder, progress)
     lori_d = read_lori_d(config.adapter.lori_from) if config.adapter.lori_from else None
     attach_adapters(model, config.adapter, placement, lori_d=lori_d)
     quantize_for_run(model, config.model)  # after attach: the adapted experts are the hot ones
@@ -136,13 +136,11 @@ def _finish(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecorde
 
 def _evaluate(config: RunConfig, model, tokenizer, run: Path, recorder: RunRecorder, progress: bool) -> None:
     """The pipeline's last step: each configured benchmark, written to run/eval/."""
-    from hellora.eval.run import evaluate_tasks
+    from hellora.eval.run import EvalOutput, evaluate_tasks
 
-    reports = evaluate_tasks(model, tokenizer, {t: config.eval.data.get(t) for t in config.eval.tasks},
-                             out_dir=run / "eval", protocol=config.eval.protocol, limit=config.eval.limit,
-                             batch_size=config.eval.batch_size, max_new_tokens=config.eval.max_new_tokens,
-                             num_samples=config.eval.num_samples, progress=progress, overwrite=True,
-                             sources={"model": config.model.name, "adapter": str(run / "adapter")})
+    output = EvalOutput(run / "eval", overwrite=True,
+                        sources={"model": config.model.name, "adapter": str(run / "adapter")})
+    reports = evaluate_tasks(model, tokenizer, config.eval, output, progress=progress)
     recorder.step("eval", **{r["task"]: r["headline"] for r in reports})
 
 
@@ -176,8 +174,9 @@ def _balance_loss(config: RunConfig, accelerator):
     return lambda net: config.adapter.loramoe_balance * loramoe_balance_loss(accelerator.unwrap_model(net))
 
 
-def _profile_and_select(config, run, model, features, source, accelerator, pad_id, recorder, progress):
-    placement_path = run / "placement.json"
+def _profile_and_select(config, model, features, source, accelerator, pad_id, recorder: RunRecorder, progress):
+    """The run's hot-expert placement: recorder.run/placement.json, else selection.path, else profiled and selected."""
+    placement_path = recorder.run / "placement.json"
     if placement_path.is_file():
         return HotExpertPlacement.load(placement_path)
     if config.selection.path:  # a placement saved by `hellora select`: no profiling
@@ -188,7 +187,7 @@ def _profile_and_select(config, run, model, features, source, accelerator, pad_i
                       path=str(config.selection.path))
         accelerator.wait_for_everyone()
         return placement
-    profile = profile_stage(config, run, model, features, source, accelerator, pad_id, recorder, progress)
+    profile = profile_stage(config, model, features, source, accelerator, pad_id, recorder, progress)
     reference = ExpertProfile.load(config.selection.reference) if config.selection.reference else None
     placement = profile.select(config.selection.strategy, config.selection.k, seed=config.selection.seed,
                                p=config.selection.p, reference=reference)

@@ -300,6 +300,11 @@ class RunRecorder:
                      "steps": previous.get("steps") or {}}
         _RECORDERS[_key(run)] = self
 
+    @property
+    def run(self) -> Path:
+        """The run folder this records (run.json's folder)."""
+        return self.path.parent
+
     def step(self, name: str, **values) -> None:
         self.data["steps"][name] = values
         self.save()

@@ -28,7 +28,7 @@ from hellora.eval.sandbox.protocol import read_report
 from hellora.eval.sandbox.result import PROTECTION_NAMES, SandboxResult
 from hellora.eval.sandbox.sources import driver_source
 from hellora.eval.sandbox.suspect import suspect_reasons
-from hellora.eval.sandbox.supervise import CappedBuffer, collect
+from hellora.eval.sandbox.supervise import SampleEnd, SampleStreams, collect
 from hellora.eval.sandbox.uids import FALLBACK_UID, MAX_SLOTS, SLOTS, sample_uid
 from hellora.eval.sandbox.workdir import (
     default_hide_paths,
@@ -199,14 +199,11 @@ class Sandbox:
                 os.close(fd)
             remove_workdir(workdir)
             raise
-        out = CappedBuffer(lim.max_output_bytes)
-        err = CappedBuffer(lim.max_output_bytes)
-        res = CappedBuffer(64 << 10)
+        streams = SampleStreams.capped(lim.max_output_bytes)
         start = time.monotonic()
         proc = None
         checker: CheckerRun | None = None
-        timed_out = False
-        killed = surviving = 0
+        ended = SampleEnd(False, 0, 0)
         try:
             try:
                 proc = subprocess.Popen(
@@ -227,12 +224,12 @@ class Sandbox:
             finally:
                 for fd in theirs + checker_ends:
                     os.close(fd)
-            timed_out, killed, surviving = collect(
-                proc, read_fd, out, err, res, deadline=start + lim.timeout, uid=uid, marker=marker.encode(),
+            ended = collect(
+                proc, read_fd, streams, deadline=start + lim.timeout, uid=uid, marker=marker.encode(),
                 stop=None if checker is None else checker.done.is_set,
             )
             if checker is not None and not checker.finish(start + lim.timeout + 1.0 - time.monotonic()):
-                timed_out = True
+                ended = ended._replace(timed_out=True)
         finally:
             for fd in ours:
                 os.close(fd)
@@ -250,17 +247,17 @@ class Sandbox:
                     proc.wait()
             remove_workdir(workdir)
         duration = time.monotonic() - start
-        result = self._make_result(proc.returncode, nonce, timed_out, out, err, res, duration, killed, surviving,
-                                   workdir, checker)
-        return result
+        return self._make_result(proc.returncode, nonce, streams, ended, duration, workdir, checker)
 
     def _error_result(self, msg: str, start: float, workdir: str) -> SandboxResult:
         return SandboxResult(False, "error", None, "", "", False, False, 0, 0, time.monotonic() - start,
                              {}, msg, 0, 0, workdir)
 
-    def _make_result(self, code, nonce, timed_out, out, err, res, duration, killed, surviving, workdir,  # noqa: ANN001
-                     checker=None):
-        report = read_report(res.text(), nonce)
+    def _make_result(self, code: int | None, nonce: str, streams: SampleStreams, ended: SampleEnd, duration: float,
+                     workdir: str, checker: CheckerRun | None = None) -> SandboxResult:
+        out, err = streams.out, streams.err
+        timed_out, killed, surviving = ended
+        report = read_report(streams.res.text(), nonce)
         protections, error = report.protections, report.error
         if protections:
             protections["session_kill"] = True

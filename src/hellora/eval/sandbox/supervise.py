@@ -8,7 +8,8 @@ import os
 import selectors
 import subprocess
 import time
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 from hellora.eval.sandbox.processes import has_exited, kill_sample
 
@@ -35,26 +36,47 @@ class CappedBuffer:
         return bytes(self.data).decode("utf-8", "replace")
 
 
+@dataclass(frozen=True)
+class SampleStreams:
+    """What a running sample writes, each read into a capped buffer: its stdout, its stderr and the launcher's
+    protection report (the result pipe)."""
+
+    out: CappedBuffer
+    err: CappedBuffer
+    res: CappedBuffer
+
+    @classmethod
+    def capped(cls, max_output_bytes: int) -> SampleStreams:
+        """stdout and stderr capped at `max_output_bytes`, the report at 64 KiB."""
+        return cls(CappedBuffer(max_output_bytes), CappedBuffer(max_output_bytes), CappedBuffer(64 << 10))
+
+
+class SampleEnd(NamedTuple):
+    """How a sample's run ended: whether it timed out, leftover processes killed, processes that survived."""
+
+    timed_out: bool
+    killed: int
+    surviving: int
+
+
 def collect(
     proc: "subprocess.Popen[bytes]",
     read_fd: int,
-    out: CappedBuffer,
-    err: CappedBuffer,
-    res: CappedBuffer,
+    streams: SampleStreams,
     *,
     deadline: float,
     uid: int | None,
     marker: bytes,
     stop: Callable[[], bool] | None = None,
-) -> tuple[bool, int, int]:
-    """Read stdout, stderr and the result pipe (`read_fd`) into their buffers until the sample is done (or
+) -> SampleEnd:
+    """Read stdout, stderr and the result pipe (`read_fd`) into `streams`' buffers until the sample is done (or
     `deadline`, a time.monotonic() value, or `stop()` is true: the checker has decided), then destroy its
     process tree.
 
-    Returns (timed out, leftover processes killed, processes that survived).
+    Returns (timed out, leftover processes killed, processes that survived) as a `SampleEnd`.
     """
     sel = selectors.DefaultSelector()
-    buffers = {proc.stdout.fileno(): out, proc.stderr.fileno(): err, read_fd: res}
+    buffers = {proc.stdout.fileno(): streams.out, proc.stderr.fileno(): streams.err, read_fd: streams.res}
     for fd in buffers:
         sel.register(fd, selectors.EVENT_READ)
     timed_out = False
@@ -98,4 +120,4 @@ def collect(
     proc.wait()
     # The launcher is reaped, so its pid may be reused: sweep by uid and marker only.
     extra2, surviving = kill_sample(None, uid, marker)
-    return timed_out, killed + extra + extra2, surviving
+    return SampleEnd(timed_out, killed + extra + extra2, surviving)

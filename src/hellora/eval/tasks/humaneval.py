@@ -57,8 +57,7 @@ class HumanEvalEval(EvalTaskSpec):
               judge: Judge | None = None) -> dict:
         from hellora.eval.humaneval import evaluate_humaneval_samples
 
-        return evaluate_humaneval_samples(generations, data, ks=ks, timeout=protocol.timeout, progress=progress,
-                                          strip_prompt=protocol.strip_prompt, protocol=protocol.name)
+        return evaluate_humaneval_samples(generations, data, ks=ks, protocol=protocol, progress=progress)
 
     def headline(self, scores: Mapping[str, Any], protocol: Protocol) -> dict:
         return {k: v for k, v in scores.items() if k.startswith("pass@")}
