@@ -40,9 +40,6 @@ def _setup_worker(threads: int) -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from hellora.utils.quiet import quiet_import_chatter
-
-    quiet_import_chatter()  # workers are fresh processes: the CLI's setting does not reach them
     torch.set_num_threads(threads)
     logging.getLogger("hellora").setLevel(logging.WARNING)
     # a small warm-up profile is what the warm-up arms study (1% is ~530 tokens per layer): its warning, right for
