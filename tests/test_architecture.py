@@ -140,7 +140,7 @@ def test_the_choice_grep_finds_string_comparisons():
 def test_choices_are_compared_as_members_not_strings():
     found = _string_choice_comparisons()
     unexpected = {name: lines for name, lines in found.items() if name not in PENDING_STRING_CHOICES}
-    assert not unexpected, f"compare hellora.vocab members, not strings: {unexpected}"
+    assert not unexpected, f"compare hellora.choices members, not strings: {unexpected}"
     if found:
         pytest.xfail(f"still comparing strings: {sorted(found)}")
 
@@ -167,7 +167,7 @@ def test_lazy_package_exports_resolve_to_their_modules():
 
 # `Method.LORA`, `Variant.DORA`: a method or variant member named in code (`Method.parse` is not a member)
 METHOD_MEMBER = re.compile(r"\b(?:Method|Variant)\.([A-Z][A-Z0-9_]*)\b")
-METHOD_RULE_HOMES = {"hellora/vocab.py", "hellora/methods/registry.py"}  # the enum, and the registry keyed by it
+METHOD_RULE_HOMES = {"hellora/choices.py", "hellora/methods/registry.py"}  # the enum, and the registry keyed by it
 
 
 def _modules_naming_several_methods(package: Path) -> dict[str, list[str]]:
@@ -190,7 +190,7 @@ def test_the_method_grep_finds_modules_that_name_two_members(tmp_path):
 
 def test_only_the_enum_and_the_registry_name_several_methods():
     """A method's rules live in its object (`hellora.methods`): at most 2 modules name two or more Method/Variant
-    members, the vocabulary and the registry; everything else asks the object (`AdapterConfig.rules`)."""
+    members, the enum (`choices.py`) and the registry; everything else asks the object (`AdapterConfig.rules`)."""
     found = _modules_naming_several_methods(PACKAGE)
     assert set(found) <= METHOD_RULE_HOMES, {k: v for k, v in found.items() if k not in METHOD_RULE_HOMES}
 

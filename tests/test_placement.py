@@ -6,7 +6,7 @@ from hellora.placement import (SELECTORS, STRATEGIES, HotExpertPlacement, cold_e
                                coverage_experts, entropy_experts, layer_topk, model_topk, needs_k, needs_reference,
                                random_experts, select_experts)
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Strategy
+from hellora.choices import Strategy
 
 COUNTS = {
     0: [50, 10, 10, 30, 0, 0, 5, 5],

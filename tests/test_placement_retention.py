@@ -10,7 +10,7 @@ from hellora.config import SelectionConfig, config_from_dict
 from hellora.placement import layer_topk, needs_reference, retention_topk, select_experts
 from hellora.profiling.profile import ExpertProfile
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Strategy
+from hellora.choices import Strategy
 
 # layer 0: target shares .4 .3 .2 .1; reference (200 assignments) shares .5 .05 .25 .2
 #          score = target - reference = -.1, +.25, -.05, -.1

@@ -5,7 +5,7 @@
 A recipe is YAML whose top-level sections mirror `RunConfig`. Overrides use dotted paths and YAML values
 (`train.learning_rate=2e-4`, `model.overrides={num_hidden_layers: 4}`); numbers are read as people type them
 (`2e-4`, `1E-3`, `.5`: see `hellora.utils.yaml_values`). Each section checks its own fields in `__post_init__`
-(choices against `hellora.vocab`, signs and ranges), so a whole config is validated before any work starts.
+(choices against `hellora.choices`, signs and ranges), so a whole config is validated before any work starts.
 Unknown sections or keys, wrong types and bad values raise `HelloraError` naming the key and where its value came
 from: the recipe file and line, or the command-line override.
 """
@@ -24,7 +24,7 @@ from hellora.utils.checks import check, number, positive_int
 from hellora.utils.dtypes import MODEL_DTYPE_NAMES
 from hellora.utils.errors import HelloraError
 from hellora.utils.yaml_values import key_lines, load_yaml, parse_value
-from hellora.vocab import CHOICES, EvalTask, ExpertPrecision, Method, ProfileMode, Scheduler, Strategy, TrainTask
+from hellora.choices import CHOICES, EvalTask, ExpertPrecision, Method, ProfileMode, Scheduler, Strategy, TrainTask
 
 # Table 7 of the paper: (PEFT learning rate, full fine-tuning learning rate, epochs) per task family.
 PAPER_SCHEDULE = {
@@ -97,7 +97,7 @@ class ProfileConfig:
 
 @dataclass
 class SelectionConfig:
-    strategy: str = "layer"            # one of hellora.vocab.Strategy (layer | model | cold | random | ...)
+    strategy: str = "layer"            # one of hellora.choices.Strategy (layer | model | cold | random | ...)
     k: int | None = None               # hot experts per layer (default: the router's top-k)
     seed: int = 0
     p: float = 0.5                     # coverage strategy: mass to reach
@@ -356,7 +356,7 @@ def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunCo
 
 
 def _plain(value):
-    """Enum members (hellora.vocab) as their plain strings, so YAML/JSON stay plain text."""
+    """Enum members (hellora.choices) as their plain strings, so YAML/JSON stay plain text."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -205,7 +205,7 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
     from hellora.adapters.config import AdapterConfig
     from hellora.methods.registry import get_method
     from hellora.models.presets import PRESETS
-    from hellora.vocab import Convention, Method
+    from hellora.choices import Convention, Method
 
     convention = Convention.parse(convention, "convention")
     methods = [Method.parse(m.strip() if isinstance(m, str) else m, "methods") for m in methods]

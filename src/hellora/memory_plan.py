@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 
 from hellora.quant.sizes import moe_layer_expert_bytes
 from hellora.utils.errors import HelloraError
-from hellora.vocab import ExpertPrecision
+from hellora.choices import ExpertPrecision
 
 GB = 1e9
 WEIGHT_BYTES = 2      # bf16 frozen base

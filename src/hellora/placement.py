@@ -19,7 +19,7 @@ A placement maps each MoE layer (its decoder-layer index) to a sorted list of ex
 - `manual`       a placement written by hand (this class or a placement file); no function selects it.
 
 Ties break deterministically towards the lower expert id. Adding a strategy: a member of
-`hellora.vocab.Strategy`, its function here, and its row in `SELECTORS` (and in `NEEDS_REFERENCE` when it reads a
+`hellora.choices.Strategy`, its function here, and its row in `SELECTORS` (and in `NEEDS_REFERENCE` when it reads a
 second, reference profile).
 """
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, read_json
 from hellora.utils.records import integer, integer_list, layer_key, mapping, optional_text
-from hellora.vocab import Strategy
+from hellora.choices import Strategy
 
 PLACEMENT_FORMAT = "hellora.placement/1"
 
@@ -291,7 +291,7 @@ NEEDS_REFERENCE = frozenset({Strategy.RETENTION})
 
 
 def needs_k(strategy: Strategy | str) -> bool:
-    """Whether `strategy` takes the number of hot experts k (callers default it with `vocab.resolve_hot_k`)."""
+    """Whether `strategy` takes the number of hot experts k (callers default it with `choices.resolve_hot_k`)."""
     strategy = Strategy.parse(strategy, "selection.strategy")
     return strategy in SELECTORS and SELECTORS[strategy][0]
 

@@ -1,4 +1,4 @@
-"""AdapterConfig: choices parsed into `hellora.vocab` members, the `placement` -> `targets` rename read with a warning
+"""AdapterConfig: choices parsed into `hellora.choices` members, the `placement` -> `targets` rename read with a warning
 from code, recipes and saved adapters, and `router_adapted` recorded as a field of what was attached."""
 
 import json
@@ -10,7 +10,7 @@ from hellora.adapters import AdapterConfig, attach_adapters, load_adapter, save_
 from hellora.config import dump_config, load_run_config
 from hellora.models.tiny import tiny_model
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Method, Targets, Variant
+from hellora.choices import Method, Targets, Variant
 from tests.helpers import first_k_placement
 
 

@@ -9,7 +9,7 @@ import sys
 from hellora import __version__
 from hellora.cli import build_parser, main
 from hellora.placement import STRATEGIES
-from hellora.vocab import Strategy
+from hellora.choices import Strategy
 
 
 def _subparsers():

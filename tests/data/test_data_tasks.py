@@ -209,7 +209,7 @@ def test_registry_names_and_hub_ids():
 
 
 def test_skill_task_is_the_demo_data_verbatim():
-    from hellora.vocab import TrainTask
+    from hellora.choices import TrainTask
 
     assert set(TASKS) == set(TrainTask.values())
     assert get_task("skill").format({"prompt": "sort 3 1 2 = ", "answer": "1 2 3", "skill": "sort"}) == \

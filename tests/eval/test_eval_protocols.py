@@ -10,7 +10,7 @@ from hellora.eval.humaneval import evaluate_humaneval_samples
 from hellora.eval.run import resolve_protocol
 from hellora.eval.tasks import EVAL_TASKS, get_eval_task
 from hellora.utils.errors import HelloraError
-from hellora.vocab import EvalTask
+from hellora.choices import EvalTask
 
 PROBLEM = {"task_id": "T/0", "prompt": 'def add(a, b):\n    """Return a + b."""\n',
            "canonical_solution": "    return a + b\n", "test": "def check(f):\n    assert f(1, 2) == 3\n",

@@ -17,7 +17,7 @@ from hellora.models.shapes import Matrix
 from hellora.models.tiny import tiny_model
 from hellora.placement import first_k_placement
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Method, Variant
+from hellora.choices import Method, Variant
 
 
 def test_each_key_holds_one_object_that_knows_its_key():

@@ -9,7 +9,7 @@ from hellora.bench.throughput import BenchConfig, run_bench
 from hellora.models.families import describe_moe_model
 from hellora.models.tiny import tiny_model
 from hellora.placement import HotExpertPlacement
-from hellora.vocab import ExpertPrecision
+from hellora.choices import ExpertPrecision
 from tests.bench.test_bench import TOY
 
 

@@ -16,7 +16,7 @@ from hellora.report.stats import (SIGN_FLIP_DRAWS, base_contrast, base_means, de
                                   hierarchical_bootstrap_ci, min_sign_flip_p, minimum_detectable_effect,
                                   primary_verdicts, secondary_verdicts, sign_flip_p)
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Alternative, ContrastKind
+from hellora.choices import Alternative, ContrastKind
 
 # ---- distributions -------------------------------------------------------------------------------------------
 

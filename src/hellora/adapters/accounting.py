@@ -38,7 +38,7 @@ from hellora.models.presets import PRESETS, default_hot_k
 from hellora.models.shapes import model_shapes
 from hellora.methods.registry import DEFAULT_METHOD, NO_VARIANT, get_method
 from hellora.placement import check_k
-from hellora.vocab import Method, Targets, Variant
+from hellora.choices import Method, Targets, Variant
 
 if TYPE_CHECKING:
     from torch import nn

@@ -10,7 +10,7 @@ from hellora.methods.base import AdapterMethod
 from hellora.methods.registry import DEFAULT_METHOD, NO_VARIANT, get_method
 from hellora.utils.dtypes import DTYPE_NAMES
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Choice, Method, Targets, Variant
+from hellora.choices import Choice, Method, Targets, Variant
 
 INITS = ("default", "random")
 RENAMED = {"placement": "targets"}  # old key -> new key, still read (with a warning) from recipes and adapter files

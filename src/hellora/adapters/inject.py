@@ -35,7 +35,7 @@ from hellora.models.fingerprint import config_fingerprint, model_name
 from hellora.placement import HotExpertPlacement, saved_strategy
 from hellora.utils.dtypes import DTYPES
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Strategy
+from hellora.choices import Strategy
 
 
 @dataclass

@@ -28,7 +28,7 @@ from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write, atomic_write_json, read_json
 from hellora.utils.meta import run_metadata
 from hellora.utils.records import integer, integer_list, layer_key, mapping, optional_text
-from hellora.vocab import Variant
+from hellora.choices import Variant
 
 WEIGHTS = "hellora_adapter.safetensors"
 CONFIG = "hellora_adapter.json"

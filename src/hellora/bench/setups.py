@@ -12,7 +12,7 @@ import torch
 
 from hellora.kernels.subset_lora import BACKEND_ENV, KERNEL_CHOICES
 from hellora.methods.registry import BENCH_SETUPS
-from hellora.vocab import ExpertPrecision
+from hellora.choices import ExpertPrecision
 
 KERNEL_SETUPS = tuple(BENCH_SETUPS)  # our adapters (`AdapterMethod.bench_setup`): the setups that take @suffixes
 SETUPS = ("frozen", *KERNEL_SETUPS, "peft-lora", "peft-attn")

@@ -49,7 +49,7 @@ from hellora.flops import adapter_flops
 from hellora.models.families import describe_moe_model
 from hellora.placement import HotExpertPlacement
 from hellora.profiling import ExpertActivationCounter
-from hellora.vocab import Strategy, resolve_hot_k
+from hellora.choices import Strategy, resolve_hot_k
 
 
 @dataclass

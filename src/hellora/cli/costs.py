@@ -16,7 +16,7 @@ from hellora.cli.support import (
 from hellora.methods.registry import get_method
 from hellora.placement import STRATEGIES
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Convention, ExpertPrecision, Method, Targets, Variant
+from hellora.choices import Convention, ExpertPrecision, Method, Targets, Variant
 
 
 def _adapts_hot_experts(method: str, variant: str) -> bool:

@@ -9,7 +9,7 @@ import logging
 
 from hellora.cli.support import COMMON_HELP, flags, print_json
 from hellora.utils.errors import HelloraError
-from hellora.vocab import GenerationBackend
+from hellora.choices import GenerationBackend
 
 log = logging.getLogger("hellora")
 

@@ -37,7 +37,7 @@ from hellora.study.toy import StepSchedule, accuracy, skill_features
 from hellora.utils.io import atomic_dir, atomic_write_json, atomic_write_text
 from hellora.utils.ownership import OutputKind, mark_folder
 from hellora.utils.meta import run_metadata
-from hellora.vocab import Method
+from hellora.choices import Method
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from torch import nn
 
 from hellora.utils.errors import HelloraError
 from hellora.methods.registry import get_method
-from hellora.vocab import Method, ProfileMode, Variant
+from hellora.choices import Method, ProfileMode, Variant
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from hellora.models.shapes import Matrix
-    from hellora.vocab import Method, Variant
+    from hellora.choices import Method, Variant
 
 LayerFactory = Callable[..., Any]
 

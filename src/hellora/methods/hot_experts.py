@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hellora.methods.base import AdapterMethod
-from hellora.vocab import Strategy
+from hellora.choices import Strategy
 
 
 class HotExperts(AdapterMethod):

@@ -1,4 +1,4 @@
-"""The method registry: one line per (Method, Variant) hellora can train, keyed by its vocabulary members.
+"""The method registry: one line per (Method, Variant) hellora can train, keyed by its `hellora.choices` members.
 
 A combination not listed here is refused by `AdapterConfig` (naming `adapter.variant`). Adding a method or a variant:
 its module in this package, one line below, and its tests (docs/architecture.md, "A new method").
@@ -18,7 +18,7 @@ from hellora.methods.lori_d import LoRID
 from hellora.methods.lori_s import LoRIS
 from hellora.methods.loramoe import LoRAMoE
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Method, Variant
+from hellora.choices import Method, Variant
 
 DEFAULT_METHOD, NO_VARIANT = Method.HELLORA, Variant.NONE  # what an AdapterConfig or a count request defaults to
 

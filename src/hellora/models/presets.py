@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hellora.utils.errors import HelloraError
-from hellora.vocab import resolve_hot_k
+from hellora.choices import resolve_hot_k
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def paper_k(model: str) -> int | None:
 
 def default_hot_k(k: int | None, model: str, router_top_k: int) -> int:
     """Hot experts per layer for `model`: the requested k, else the paper's k for a preset, else the router's top-k
-    (`hellora.vocab.resolve_hot_k`)."""
+    (`hellora.choices.resolve_hot_k`)."""
     return resolve_hot_k(k if k is not None else paper_k(model), router_top_k)
 
 

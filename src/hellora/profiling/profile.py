@@ -16,7 +16,7 @@ from hellora.placement import HotExpertPlacement, needs_k, select_experts
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, read_json
 from hellora.utils.records import integer, integer_list, mapping, number_rows, optional_text
-from hellora.vocab import Strategy, resolve_hot_k
+from hellora.choices import Strategy, resolve_hot_k
 
 log = logging.getLogger(__name__)
 

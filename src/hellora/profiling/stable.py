@@ -21,7 +21,7 @@ import torch
 from hellora.placement import layer_topk
 from hellora.profiling.profile import jaccard
 from hellora.utils.errors import HelloraError
-from hellora.vocab import resolve_hot_k
+from hellora.choices import resolve_hot_k
 
 
 def hot_sets(counts: torch.Tensor, k: int) -> list[frozenset[int]]:

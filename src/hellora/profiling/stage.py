@@ -26,7 +26,7 @@ from hellora.profiling.warmup import warmup_profile
 from hellora.loop.run_inputs import (build_features, check_run_inputs, load_run_model, load_run_tokenizer,
                                      log_data_summary, make_accelerator, pad_id_of)
 from hellora.utils.errors import HelloraError
-from hellora.vocab import ProfileMode
+from hellora.choices import ProfileMode
 
 log = logging.getLogger(__name__)
 

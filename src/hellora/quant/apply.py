@@ -23,7 +23,7 @@ from hellora.models.families import FusedExpertLayout, describe_moe_model
 from hellora.quant.formats import require_torchao
 from hellora.quant.store import QuantizedExpertWeight
 from hellora.utils.errors import HelloraError
-from hellora.vocab import ExpertPrecision
+from hellora.choices import ExpertPrecision
 
 FUSED_WEIGHTS = ("gate_up_proj", "down_proj")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hellora.utils.errors import HelloraError
-from hellora.vocab import ExpertPrecision
+from hellora.choices import ExpertPrecision
 
 if TYPE_CHECKING:
     from torch import nn

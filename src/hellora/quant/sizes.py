@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 from hellora.utils.errors import HelloraError
-from hellora.vocab import ExpertPrecision
+from hellora.choices import ExpertPrecision
 
 NF4_BLOCK = 64          # entries per absmax block (QLoRA's)
 NF4_GROUP = 256         # blocks per double-quantization group (QLoRA's)

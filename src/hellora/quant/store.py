@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from hellora.quant import formats
-from hellora.vocab import ExpertPrecision
+from hellora.choices import ExpertPrecision
 
 INT8_BUFFERS = {f"int8_{name}": name for name in formats.INT8_FIELDS}
 NF4_BUFFERS = {f"nf4_{name}": name for name in formats.NF4_FIELDS}

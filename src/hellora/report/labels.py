@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from hellora.methods.registry import get_method
-from hellora.vocab import Method, Variant
+from hellora.choices import Method, Variant
 
 LABEL_LEGEND = ("Labels: `(strategy)` names a selection strategy other than the paper's layer-wise top-k; `k=N` "
                 "is the number of hot experts per layer when set; `p=X%` means the LoRA warm-up that profiled the "

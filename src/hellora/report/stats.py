@@ -30,7 +30,7 @@ from hellora.report.distributions import t_quantile, t_sf, t_two_sided_p
 from hellora.report.run_stats import (EXACT_MAX_N, finite_floats, describe, holm, pair_up, paired_bootstrap_ci,
                                       paired_test, signed_ranks, t_quantile_975, wilcoxon_signed_rank)
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Alternative, ContrastKind
+from hellora.choices import Alternative, ContrastKind
 
 __all__ = ["EXACT_MAX_N", "MAX_PRIMARY_CONTRASTS", "SIGN_FLIP_DRAWS", "SIGN_FLIP_EXACT_MAX_N", "base_contrast",
            "base_means", "describe", "describe_bases", "design_sensitivity", "hierarchical_bootstrap_ci", "holm",

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from hellora.methods.base import AdapterMethod
 from hellora.methods.registry import NO_VARIANT, get_method
-from hellora.vocab import Choice, ExpertPrecision, Method, Variant
+from hellora.choices import Choice, ExpertPrecision, Method, Variant
 
 
 class ProfileSource(Choice):
@@ -43,7 +43,7 @@ class Arm:
     name: str
     method: Method                   # lora | hellora | fft  (AdapterConfig.method)
     variant: Variant = NO_VARIANT    # none | lori_d | lori_s
-    strategy: str | None = None      # selection rule for "hellora" (a hellora.vocab.Strategy value)
+    strategy: str | None = None      # selection rule for "hellora" (a hellora.choices.Strategy value)
     placement: str = "all"           # pure | gate | all
     k_factor: float = 1.0            # hot experts per layer = k_factor x router top-k
     warmup: float | None = None      # warm-up fraction of the profile used; None: the config's default
@@ -70,7 +70,7 @@ class Arm:
             return self.lori_from
         return "lora" if self.profile is ProfileSource.ORACLE else None
 
-    def __post_init__(self) -> None:  # plain strings in the table below become vocabulary members
+    def __post_init__(self) -> None:  # plain strings in the table below become `hellora.choices` members
         object.__setattr__(self, "method", Method.parse(self.method, f"arm {self.name}: method"))
         object.__setattr__(self, "variant", Variant.parse(self.variant, f"arm {self.name}: variant"))
         object.__setattr__(self, "profile", ProfileSource.parse(self.profile, f"arm {self.name}: profile"))

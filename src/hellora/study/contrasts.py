@@ -8,7 +8,7 @@ the arms that ran (secondary, descriptive). Its value per base is one number per
     iso_retention   the other skills' mean exact match (points) at the moment the arm's target test accuracy
                     first reaches `iso_target`, interpolated along each lr's checkpoints, best lr (the frontier)
 
-`kind` (hellora.vocab.ContrastKind) superiority tests a - b != 0 (two-sided); noninferiority tests a - b > -margin (margin in points, stated in advance).
+`kind` (hellora.choices.ContrastKind) superiority tests a - b != 0 (two-sided); noninferiority tests a - b > -margin (margin in points, stated in advance).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hellora.utils.errors import HelloraError
-from hellora.vocab import Choice, ContrastKind
+from hellora.choices import Choice, ContrastKind
 
 MAX_PRIMARY = 3
 

@@ -32,7 +32,7 @@ from hellora.train.run_folder import RunRecorder, check_run_folder, hold_run_fol
 from hellora.loop.run_inputs import (build_features, check_run_inputs, load_run_model, load_run_tokenizer,
                                      log_data_summary, make_accelerator, model_spec, pad_id_of)
 from hellora.utils.io import atomic_write_text
-from hellora.vocab import ProfileMode
+from hellora.choices import ProfileMode
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Evaluation tasks as objects, one per benchmark: load, prompts and sampling per protocol, score, headline.
 
-Mirrors `hellora.data.tasks` (training formats). Adding a benchmark: a member of `hellora.vocab.EvalTask`, a
+Mirrors `hellora.data.tasks` (training formats). Adding a benchmark: a member of `hellora.choices.EvalTask`, a
 module here with an `EvalTaskSpec` subclass and its protocols, and one line in `EVAL_TASKS`.
 """
 
@@ -11,7 +11,7 @@ from hellora.eval.tasks.gsm8k import Gsm8kEval
 from hellora.eval.tasks.humaneval import HumanEvalEval
 from hellora.eval.tasks.safety import SafetyEval
 from hellora.eval.tasks.skill import SkillEval
-from hellora.vocab import EvalTask
+from hellora.choices import EvalTask
 
 __all__ = ["EVAL_TASKS", "EvalTaskSpec", "get_eval_task"]
 

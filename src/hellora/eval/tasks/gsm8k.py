@@ -15,7 +15,7 @@ from hellora.data import gsm8k_prompt
 from hellora.eval.generation import SamplingSettings
 from hellora.eval.protocols import Protocol
 from hellora.eval.tasks.base import EvalTaskSpec, Judge
-from hellora.vocab import EvalTask
+from hellora.choices import EvalTask
 
 _LM_EVAL = SamplingSettings(max_new_tokens=256, stop=("Question:", "</s>", "<|im_end|>"))
 _LM_EVAL_SOURCE = "lm-evaluation-harness gsm8k.yaml v3.0 filters and generation_kwargs, zero-shot"

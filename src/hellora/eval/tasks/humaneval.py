@@ -15,7 +15,7 @@ from hellora.eval.generation import SamplingSettings
 from hellora.eval.protocols import Protocol
 from hellora.eval.tasks.base import EvalTaskSpec, Judge
 from hellora.utils.errors import HelloraError
-from hellora.vocab import EvalTask
+from hellora.choices import EvalTask
 
 #: The bigcode harness's HumanEval stop words (the tokenizer's EOS ends generation anyway).
 BIGCODE_STOP = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```", "<file_sep>")

@@ -17,7 +17,7 @@ from hellora.eval.generation import SamplingSettings
 from hellora.eval.lori_safety import lori_safety_prompt
 from hellora.eval.protocols import Protocol
 from hellora.eval.tasks.base import EvalTaskSpec, Judge
-from hellora.vocab import EvalTask
+from hellora.choices import EvalTask
 
 _HELLORA = SamplingSettings(max_new_tokens=256)
 

@@ -25,7 +25,7 @@ from hellora.eval.protocols import Protocol
 from hellora.eval.tasks.base import EvalTaskSpec, Judge
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_text, iter_jsonl
-from hellora.vocab import EvalTask
+from hellora.choices import EvalTask
 
 PROTOCOLS = {
     "exact": Protocol("exact", "verbatim", SamplingSettings(max_new_tokens=64, skip_special_tokens=False),

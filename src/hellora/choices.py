@@ -1,4 +1,4 @@
-"""hellora's choices as one typed vocabulary: every string a recipe, a flag or an API call may choose from.
+"""hellora's choices, typed, in one module: every string a recipe, a flag or an API call may choose from.
 
 Each choice is a `str` enum, so members compare equal to their plain strings and serialise to YAML/JSON as those
 strings (recipes keep `method: hellora`). Code compares members (`config.method is Method.HELLORA`, or `==` against

@@ -1,9 +1,9 @@
-"""The typed vocabulary: members are their strings, parse names the field, and the one hot-k default."""
+"""The typed choices (`hellora.choices`): members are their strings, parse names the field, the hot-k default."""
 
 import pytest
 
 from hellora.utils.errors import HelloraError
-from hellora.vocab import CHOICES, Choice, Method, Strategy, resolve_hot_k
+from hellora.choices import CHOICES, Choice, Method, Strategy, resolve_hot_k
 
 
 def test_members_equal_their_strings_and_print_as_them():
