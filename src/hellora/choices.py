@@ -120,6 +120,23 @@ class Scheduler(Choice):
     CONSTANT = "constant"
 
 
+class MixedPrecision(Choice):
+    """Autocast during training (`train.mixed_precision`): auto (bf16 on CUDA where supported, else none), or as
+    named."""
+
+    AUTO = "auto"
+    BF16 = "bf16"
+    FP16 = "fp16"
+    NO = "no"
+
+
+class AdapterInit(Choice):
+    """How a new adapter's B starts (`adapter.init`): zero, as PEFT does (default), or small random values."""
+
+    DEFAULT = "default"
+    RANDOM = "random"
+
+
 class TrainTask(Choice):
     """Fine-tuning data formats (`hellora.data.tasks`)."""
 
@@ -141,7 +158,8 @@ class EvalTask(Choice):
 
 
 CHOICES: dict[str, type[Choice]] = {cls.__name__: cls for cls in (Method, Variant, Targets, Strategy, ProfileMode,
-                                                                  Scheduler, TrainTask, EvalTask, ExpertPrecision)}
+                                                                  Scheduler, TrainTask, EvalTask, ExpertPrecision,
+                                                                  MixedPrecision, AdapterInit)}
 
 
 def _represent_choice(dumper: yaml.SafeDumper, value: Choice) -> yaml.Node:
@@ -166,6 +184,23 @@ class GenerationBackend(Choice):
 
     HF = "hf"
     VLLM = "vllm"
+
+
+class ExportFormat(Choice):
+    """What `hellora export` writes (`hellora.adapters.export`): a stock-PEFT adapter folder, vLLM's per-expert
+    MoE-LoRA layout (`hellora.adapters.export_vllm`), or the adapter merged into its base model."""
+
+    PEFT = "peft"
+    VLLM = "vllm"
+    MERGED = "merged"
+
+
+class ExpertStorage(Choice):
+    """How a model stores one MoE block's routed experts (`hellora.models.families.MoELayerSpec.kind`): fused 3-D
+    weights, or an `nn.ModuleList` of expert MLPs."""
+
+    FUSED = "fused"
+    MODULELIST = "modulelist"
 
 
 class ContrastKind(Choice):

@@ -24,7 +24,8 @@ from hellora.utils.checks import check, number, positive_int
 from hellora.utils.dtypes import MODEL_DTYPE_NAMES
 from hellora.utils.errors import HelloraError
 from hellora.utils.yaml_values import key_lines, load_yaml, parse_value
-from hellora.choices import CHOICES, EvalTask, ExpertPrecision, Method, ProfileMode, Scheduler, Strategy, TrainTask
+from hellora.choices import (CHOICES, EvalTask, ExpertPrecision, Method, MixedPrecision, ProfileMode, Scheduler,
+                             Strategy, TrainTask)
 
 # Table 7 of the paper: (PEFT learning rate, full fine-tuning learning rate, epochs) per task family.
 PAPER_SCHEDULE = {
@@ -34,7 +35,6 @@ PAPER_SCHEDULE = {
     "safety": (4e-4, 2e-5, 1),
 }
 PAPER_BATCH = {"peft": 128, "fft": 256}
-MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
 
 
 @dataclass
@@ -146,8 +146,8 @@ class TrainConfig:
         self.lr_scheduler = str(Scheduler.parse(self.lr_scheduler, "train.lr_scheduler"))
         positive_int(self.max_steps, "train.max_steps", optional=True)
         number(self.max_grad_norm, "train.max_grad_norm", low=0.0, low_open=True)
-        check(self.mixed_precision in MIXED_PRECISION, "train.mixed_precision",
-               f"choose one of {', '.join(MIXED_PRECISION)}", self.mixed_precision)
+        check(self.mixed_precision in MixedPrecision.values(), "train.mixed_precision",
+               f"choose one of {', '.join(MixedPrecision.values())}", self.mixed_precision)
         positive_int(self.logging_steps, "train.logging_steps")
         positive_int(self.save_steps, "train.save_steps", minimum=0)  # 0: no checkpoints
         positive_int(self.save_total_limit, "train.save_total_limit", minimum=0)  # 0: keep every checkpoint

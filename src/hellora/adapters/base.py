@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from hellora.choices import AdapterInit
+
 
 class AdapterLayer(nn.Module):
     """Base class: `base_layer` + LoRA weights + an on/off switch."""
@@ -84,7 +86,7 @@ def new_lora_pair(
     b = torch.empty(shape_b, device=device, dtype=dtype)
     if a.device.type != "meta":
         kaiming_uniform_(a, shape_a[-1], generator)
-        if init == "random":
+        if init == AdapterInit.RANDOM:
             b.copy_(torch.randn(shape_b, generator=generator, dtype=torch.float32).mul_(0.5 / math.sqrt(shape_b[-1])))
         else:
             b.zero_()

@@ -10,9 +10,8 @@ from hellora.methods.base import AdapterMethod
 from hellora.methods.registry import DEFAULT_METHOD, NO_VARIANT, get_method
 from hellora.utils.dtypes import DTYPE_NAMES
 from hellora.utils.errors import HelloraError
-from hellora.choices import Choice, Method, Targets, Variant
+from hellora.choices import AdapterInit, Choice, Method, Targets, Variant
 
-INITS = ("default", "random")
 RENAMED = {"placement": "targets"}  # old key -> new key, still read (with a warning) from recipes and adapter files
 DROPPED = ("extra",)  # keys older files may hold that nothing reads
 
@@ -78,8 +77,9 @@ class AdapterConfig:
             raise HelloraError(f"adapter.alpha: must be a positive number, got {self.alpha!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise HelloraError(f"adapter.dropout: must be in [0, 1), got {self.dropout!r}")
-        if self.init not in INITS:
-            raise HelloraError(f"adapter.init: unknown init {self.init!r}; choose one of {', '.join(INITS)}")
+        if self.init not in AdapterInit.values():
+            raise HelloraError(f"adapter.init: unknown init {self.init!r}; "
+                               f"choose one of {', '.join(AdapterInit.values())}")
         if self.adapter_dtype not in DTYPE_NAMES:
             raise HelloraError(f"adapter.adapter_dtype: choose one of {', '.join(DTYPE_NAMES)}, got {self.adapter_dtype!r}")
         rules = get_method(self.method, self.variant)  # refuses a combination nobody registered

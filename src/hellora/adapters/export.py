@@ -40,6 +40,7 @@ from hellora.adapters.io import adapter_state
 from hellora.adapters.lori import mask_name
 from hellora.adapters.linear import LoRALinear
 from hellora.adapters.router import RouterLoRA
+from hellora.choices import ExportFormat
 from hellora.models.loading import model_from_config
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json
@@ -259,7 +260,7 @@ def export_adapter(adapter: str | Path, fmt: str, out: str | Path, *, model: str
     spec = recorded_model(record, model)
     trust = user_trust(trust_remote_code)  # the user's flag alone; the record may only make us refuse
     check_recorded_trust(spec["trust_remote_code"], trust, f"adapter {adapter}")
-    if fmt in ("peft", "vllm"):
+    if fmt in (ExportFormat.PEFT, ExportFormat.VLLM):
         # PEFT / vLLM exports need shapes, not weights: build the model on the meta device.
         overrides = spec["overrides"] if spec["name"] in PRESETS else None  # as training built it
         net = meta_model(spec["name"], trust_remote_code=trust, overrides=overrides)
@@ -269,14 +270,14 @@ def export_adapter(adapter: str | Path, fmt: str, out: str | Path, *, model: str
         from hellora.quant.run import recorded_storage
 
         storage = {key: value.value for key, value in recorded_storage(record).items()}
-        if fmt == "vllm":
+        if fmt == ExportFormat.VLLM:
             from hellora.adapters.export_vllm import export_vllm
 
             return export_vllm(net, out, base_model=spec["name"], tensors=tensors,
                                overwrite=overwrite, base_experts=storage)
         return export_peft(net, out, base_model=spec["name"], tensors=tensors,
                            overwrite=overwrite, trust_remote_code=trust, base_experts=storage)
-    if fmt != "merged":
+    if fmt != ExportFormat.MERGED:
         raise HelloraError(f"--format: unknown format {fmt!r}; choose peft, vllm or merged")
     if spec["name"] in PRESETS:
         raise HelloraError(f"adapter {adapter} was trained on preset {spec['name']!r}, an architecture with random "

@@ -35,7 +35,7 @@ from hellora.models.fingerprint import config_fingerprint, model_name
 from hellora.placement import HotExpertPlacement, saved_strategy
 from hellora.utils.dtypes import DTYPES
 from hellora.utils.errors import HelloraError
-from hellora.choices import Strategy
+from hellora.choices import ExpertStorage, Strategy
 
 
 @dataclass
@@ -152,7 +152,7 @@ def attach_adapters(
             continue
         for shared in moe.shared_paths:
             _wrap_linears(model, shared, "shared", linear)
-        if config.adapts_router(fused=moe.kind == "fused") and moe.router_path:
+        if config.adapts_router(fused=moe.kind is ExpertStorage.FUSED) and moe.router_path:
             router = model.get_submodule(moe.router_path)
             weight = getattr(router, "weight", None)
             if not (isinstance(weight, torch.Tensor) and weight.dim() == 2):
@@ -160,7 +160,7 @@ def attach_adapters(
             _set_submodule(model, moe.router_path, router_cls(router, config.r, config.alpha, **opts))
             router_adapted = True
         hot = experts_map[moe.layer_index]
-        if moe.kind == "fused":
+        if moe.kind is ExpertStorage.FUSED:
             experts = model.get_submodule(moe.experts_path)
             _set_submodule(model, moe.experts_path, HotExpertsLoRA(
                 experts, moe.layout, hot, config.r, config.alpha, dropout=config.dropout, weights_cls=weights_cls,

@@ -9,7 +9,7 @@ import logging
 
 from hellora.cli.support import COMMON_HELP, flags, print_json
 from hellora.utils.errors import HelloraError
-from hellora.choices import GenerationBackend
+from hellora.choices import ExportFormat, GenerationBackend
 
 log = logging.getLogger("hellora")
 
@@ -187,7 +187,7 @@ def cmd_export(args) -> None:
 def add_export(sub) -> None:
     p = sub.add_parser("export", help="export an adapter for stock PEFT, or merged into the base weights")
     p.add_argument("--adapter", required=True, help="adapter folder (a run's adapter/)")
-    p.add_argument("--format", choices=["peft", "vllm", "merged"], required=True,
+    p.add_argument("--format", choices=ExportFormat.values(), required=True,
                    help="peft: a stock-PEFT adapter folder; vllm: a LoRA folder in vLLM's per-expert MoE layout "
                    "(docs/serving.md); merged: the base model with the update folded in")
     flags(p, "out", out_help="folder to write", out_required=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
+from hellora.choices import GenerationBackend
 from hellora.config import EvalConfig
 from hellora.eval.generation import generate_hf, write_generations
 from hellora.eval.protocols import Protocol
@@ -156,7 +157,7 @@ def evaluate_task(task: str, model, tokenizer, eval_config: EvalConfig, output: 
 
         completions = generate_hf(model, tokenizer, prompts, protocol.sampling, batch_size=eval_config.batch_size,
                                   progress=progress, desc=f"{task}{tag}")
-        ran = {"name": "hf", "version": transformers.__version__, "dtype": _model_dtype(model)}
+        ran = {"name": GenerationBackend.HF.value, "version": transformers.__version__, "dtype": _model_dtype(model)}
     generation_s = time.perf_counter() - start
     dtype = ran["dtype"]
     if protocol.dtype != "auto" and dtype is not None and dtype != protocol.dtype:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hellora.choices import GenerationBackend
 from hellora.eval.generation import SamplingSettings
 from hellora.utils.dtypes import ALIASES, DTYPE_NAMES
 from hellora.utils.errors import HelloraError
@@ -193,8 +194,9 @@ def generate_vllm(engine: VllmEngineSettings, prompts: list[str], settings: Samp
                    for i in range(len(prompts))]
     generation_config = llm.llm_engine.model_config.try_get_generation_config()
     eos = {tokenizer.eos_token_id, *_as_ids(generation_config.get("eos_token_id"))} - {None}
-    record = {"name": "vllm", "version": vllm.__version__, "dtype": ran, "model": engine.model_dir,
-              "engine_args": {k: v for k, v in args.items() if k != "model"}, "eos_token_ids": sorted(eos),
+    record = {"name": GenerationBackend.VLLM.value, "version": vllm.__version__, "dtype": ran,
+              "model": engine.model_dir, "engine_args": {k: v for k, v in args.items() if k != "model"},
+              "eos_token_ids": sorted(eos),
               "sampling": {"default_top_k": top_k if settings.do_sample else None,
                            "seeds": "seed + prompt index * num_samples (+ sample index)" if settings.do_sample
                            else None}}

@@ -39,7 +39,7 @@ from torch import nn
 
 from hellora.utils.errors import HelloraError
 from hellora.methods.registry import get_method
-from hellora.choices import Method, ProfileMode, Variant
+from hellora.choices import Method, MixedPrecision, ProfileMode, Variant
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def fsdp_requested(train_cfg, accelerator) -> bool:
 
 def check_fsdp_supported(method: str, variant: str, profile_mode: str = "none", mixed_precision: str = "no") -> None:
     """Refuse what FSDP cannot train here, naming the field, before anything is written."""
-    if mixed_precision == "fp16":  # a loss scaler would need unscaling before the replicated-gradient clipping
+    if mixed_precision == MixedPrecision.FP16:  # a loss scaler would need unscaling before the replicated clipping
         raise HelloraError("train.mixed_precision: fp16 is not supported under FSDP; use bf16 or no")
     rules = get_method(Method.parse(method, "adapter.method"), Variant.parse(variant, "adapter.variant"))
     if rules.fsdp_refusal:
@@ -74,7 +74,7 @@ def mixed_precision_policy(mixed_precision: str, device: torch.device):
     """bf16 gathered weights with fp32 reduction on an accelerator; None (keep the weights' dtype) otherwise."""
     from torch.distributed.fsdp import MixedPrecisionPolicy
 
-    if mixed_precision == "bf16" and device.type != "cpu":
+    if mixed_precision == MixedPrecision.BF16 and device.type != "cpu":
         return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     return None
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from hellora.choices import MixedPrecision
 from hellora.config import RunConfig
 from hellora.data import encode_pairs, get_task
 from hellora.models.families import describe_moe_model
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def _mixed_precision(setting: str) -> str:
-    if setting == "auto":
+    if setting == MixedPrecision.AUTO:
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     return setting
 

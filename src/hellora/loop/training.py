@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from hellora.choices import Scheduler
 from hellora.config import TrainConfig
 from hellora.data.collate import PadCollator
 from hellora.loop.checkpoint import (list_checkpoints, load_checkpoint, rng_state, save_checkpoint, seed_rng,
@@ -72,17 +73,17 @@ class LoopResult:
         return asdict(self)
 
 
-def learning_rate(step: int, total: int, peak: float, warmup_ratio: float, kind: str) -> float:
+def learning_rate(step: int, total: int, peak: float, warmup_ratio: float, kind: str | Scheduler) -> float:
     """Linear warm-up over the first `warmup_ratio` of steps, then cosine, linear or constant decay."""
     warmup = int(math.ceil(warmup_ratio * total))
     if step < warmup:
         return peak * (step + 1) / warmup
-    if kind == "constant":
+    if kind == Scheduler.CONSTANT:
         return peak
     progress = (step - warmup) / max(1, total - warmup)
-    if kind == "linear":
+    if kind == Scheduler.LINEAR:
         return peak * max(0.0, 1.0 - progress)
-    if kind == "cosine":
+    if kind == Scheduler.COSINE:
         return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
     raise HelloraError(f"train.lr_scheduler: unknown schedule {kind!r}; choose cosine, linear or constant")
 

@@ -12,11 +12,11 @@ dataclasses holding module *paths*, so the rest of the package never needs to kn
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from torch import nn
 
+from hellora.choices import ExpertStorage
 from hellora.utils.errors import HelloraError
 
 FFN_NAMES = ("mlp", "block_sparse_moe", "feed_forward", "moe")
@@ -52,7 +52,7 @@ class MoELayerSpec:
     block_path: str
     experts_path: str
     router_path: str | None
-    kind: Literal["fused", "modulelist"]
+    kind: ExpertStorage
     num_experts: int
     top_k: int
     shared_paths: list[str] = field(default_factory=list)
@@ -203,9 +203,9 @@ def describe_moe_model(model: nn.Module) -> MoEModelSpec:
                 shared += [f"{prefix}.{n}" for n in SHARED_IN_LAYER if isinstance(getattr(layer, n, None), nn.Module)]
                 layout = fused_expert_layout(experts)
                 if layout is not None:
-                    kind, num_experts = "fused", layout.num_experts
+                    kind, num_experts = ExpertStorage.FUSED, layout.num_experts
                 elif _is_modulelist_experts(experts):
-                    kind, num_experts = "modulelist", len(experts)
+                    kind, num_experts = ExpertStorage.MODULELIST, len(experts)
                 else:
                     raise HelloraError(
                         f"{type(model).__name__} layer {i}: experts module {type(experts).__name__} is neither fused "

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from hellora.choices import ExpertStorage
 from hellora.models.families import MoEModelSpec, describe_moe_model
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ class ExpertActivationCounter:
     def __enter__(self) -> "ExpertActivationCounter":
         self._handles.append(self.model.register_forward_pre_hook(self._remember_mask, with_kwargs=True))
         for row, moe in enumerate(self.spec.moe_layers):
-            if moe.kind == "fused":
+            if moe.kind is ExpertStorage.FUSED:
                 experts = self.model.get_submodule(moe.experts_path)
                 self._handles.append(experts.register_forward_pre_hook(self._experts_hook(row), with_kwargs=True))
             else:

@@ -23,7 +23,7 @@ from hellora.models.families import FusedExpertLayout, describe_moe_model
 from hellora.quant.formats import require_torchao
 from hellora.quant.store import QuantizedExpertWeight
 from hellora.utils.errors import HelloraError
-from hellora.choices import ExpertPrecision
+from hellora.choices import ExpertPrecision, ExpertStorage
 
 FUSED_WEIGHTS = ("gate_up_proj", "down_proj")
 
@@ -33,7 +33,7 @@ def _experts_modules(model: nn.Module):
     for moe in describe_moe_model(model).moe_layers:
         module = model.get_submodule(moe.experts_path)
         module = getattr(module, "base_layer", module)
-        if moe.kind != "fused" or moe.layout is None:
+        if moe.kind is not ExpertStorage.FUSED or moe.layout is None:
             raise HelloraError(f"model.cold_experts: layer {moe.layer_index} keeps its experts as a ModuleList of "
                                f"MLPs (remote code); only fused experts can be stored quantized (use keep)")
         yield moe.layer_index, moe.layout, module
