@@ -34,3 +34,19 @@ def test_params_errors_are_one_line_without_traceback():
     done = _hellora("params", "--model", "olmoe-1b-7b", "--method", "hellora", "--k", "65")
     assert done.returncode == 2
     assert "k: number of hot experts" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_targets_flag_and_its_deprecated_old_name_placement(capsys):
+    from hellora.cli import main
+
+    def run(*flags):
+        assert main(["params", "--model", "olmoe-1b-7b", "--method", "hellora", "--k", "8", "--json", *flags]) == 0
+        out, err = capsys.readouterr()
+        return json.loads(out), err
+
+    new, err = run("--targets", "pure")
+    assert new["targets"] == "pure" and "deprecated" not in err
+    old, err = run("--placement", "pure")  # users' scripts: still accepted, with one line on stderr
+    assert old == new and err.strip() == "hellora: --placement is deprecated; use --targets"
+    default, _ = run()
+    assert default["targets"] == "all" and default["trainable"] > new["trainable"]

@@ -5,6 +5,9 @@ runs, its self-check, a micro-bench).
 
 from __future__ import annotations
 
+import argparse
+import sys
+
 from hellora.cli.support import (
     REFERENCE_HELP,
     STRATEGY_HELP,
@@ -26,13 +29,21 @@ def _adapts_hot_experts(method: str, variant: str) -> bool:
     return get_method(Method.parse(method, "--method"), Variant.parse(variant, "--variant")).adapts_hot_experts
 
 
+class _DeprecatedAlias(argparse.Action):
+    """An old flag name still accepted: sets its new flag's value and prints one deprecation line to stderr."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"hellora: {option_string} is deprecated; use --{self.dest}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def cmd_params(args) -> None:
     if args.k is not None and not _adapts_hot_experts(args.method, args.variant):
         raise HelloraError(f"--k {args.k}: hot experts per layer apply only to --method hellora; {args.method} "
                            f"adapts every expert (drop --k)")
     from hellora.adapters.accounting import count_request, parameter_report
 
-    config = count_request(args.method, r=args.rank, alpha=args.alpha, targets=args.placement, variant=args.variant,
+    config = count_request(args.method, r=args.rank, alpha=args.alpha, targets=args.targets, variant=args.variant,
                            lori_density=args.lori_density, loramoe_experts=args.loramoe_experts)
     report = parameter_report(args.model, config, k=args.k, trust_remote_code=args.trust_remote_code)
     plan = None
@@ -87,8 +98,10 @@ def add_params(sub) -> None:
                    "else the router's top-k)")
     p.add_argument("--rank", type=int, default=None, help="LoRA rank (default 32; LoRAMoE 4)")
     p.add_argument("--alpha", type=float, default=64.0, help="LoRA scaling numerator (update = alpha/r * BA)")
-    p.add_argument("--placement", choices=Targets.values(), default="all",
-                   help="pure: experts only; gate: + router; all: + attention")
+    p.add_argument("--targets", choices=Targets.values(), default="all",
+                   help="which modules carry adapters: pure: experts only; gate: + router; all: + attention")
+    p.add_argument("--placement", dest="targets", choices=Targets.values(), default=argparse.SUPPRESS,
+                   action=_DeprecatedAlias, help=argparse.SUPPRESS)  # the old name of --targets, for users' scripts
     p.add_argument("--gpus", type=int, default=None, help="also estimate memory per GPU for this many GPUs (default: no memory estimate)")
     p.add_argument("--fsdp", action="store_true", help="the memory estimate shards the frozen base (train.fsdp)")
     p.add_argument("--batch", type=int, default=1, help="memory estimate: sequences per GPU at once (micro-batch)")

@@ -83,7 +83,7 @@ def cmd_proxy(args) -> None:
 
 
 def add_proxy(sub) -> None:
-    p = sub.add_parser("proxy", help="the proxy study: pretrain small MoEs on skills, compare placements over bases")
+    p = sub.add_parser("proxy", help="the proxy study: pretrain small MoEs on skills, compare adapter arms over bases")
     p.add_argument("overrides", nargs="*", help="[CONFIG.yaml] key=value overrides of the study config")
     p.add_argument("--config", default=None, help="study YAML (recipes/proxy/cpu.yaml)")
     p.add_argument("--out", default="runs/proxy")

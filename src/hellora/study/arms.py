@@ -7,7 +7,7 @@ every learning rate of the grid; only what is adapted, and where its hot experts
                                         hellora-pure (experts only), retain (retention-aware: the experts most
                                         specific to the target against the other skills' routing on that base)
     Table 4 (selection rule, k fixed):  model-hot, cold (bottom-k)
-    Table 5 (placement):                hellora-gate (+ router; hellora = all: attention + router + experts)
+    Table 5 (targets):                  hellora-gate (+ router; hellora = all: attention + router + experts)
     Table 6 (k):                        hellora-khalf, hellora-2k
     Table 10 (warm-up fraction):        warmup-1, warmup-5, warmup-100 (one epoch: 16 optimizer steps at the
                                         cpu recipe's shape, long enough to move the adapters)
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from hellora.methods.base import AdapterMethod
 from hellora.methods.registry import NO_VARIANT, get_method
-from hellora.choices import Choice, ExpertPrecision, Method, Variant
+from hellora.choices import Choice, ExpertPrecision, Method, Targets, Variant
 
 
 class ProfileSource(Choice):
@@ -44,7 +44,7 @@ class Arm:
     method: Method                   # lora | hellora | fft  (AdapterConfig.method)
     variant: Variant = NO_VARIANT    # none | lori_d | lori_s
     strategy: str | None = None      # selection rule for "hellora" (a hellora.choices.Strategy value)
-    placement: str = "all"           # pure | gate | all
+    targets: Targets = Targets.ALL   # pure | gate | all (AdapterConfig.targets: the modules adapted)
     k_factor: float = 1.0            # hot experts per layer = k_factor x router top-k
     warmup: float | None = None      # warm-up fraction of the profile used; None: the config's default
     profile: ProfileSource = ProfileSource.WARMUP
@@ -73,6 +73,7 @@ class Arm:
     def __post_init__(self) -> None:  # plain strings in the table below become `hellora.choices` members
         object.__setattr__(self, "method", Method.parse(self.method, f"arm {self.name}: method"))
         object.__setattr__(self, "variant", Variant.parse(self.variant, f"arm {self.name}: variant"))
+        object.__setattr__(self, "targets", Targets.parse(self.targets, f"arm {self.name}: targets"))
         object.__setattr__(self, "profile", ProfileSource.parse(self.profile, f"arm {self.name}: profile"))
         for name in ("cold_experts", "hot_experts"):
             object.__setattr__(self, name, ExpertPrecision.parse(getattr(self, name), f"arm {self.name}: {name}"))
@@ -87,11 +88,11 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
     Arm("lora", "lora", table="4", label="LoRA (all experts)"),
     Arm("hellora", "hellora", strategy="layer", table="4", label="HELLoRA (layer-hot)"),
     Arm("random", "hellora", strategy="random", table="4", label="random k"),
-    Arm("hellora-pure", "hellora", strategy="layer", placement="pure", table="5", label="HELLoRA pure"),
+    Arm("hellora-pure", "hellora", strategy="layer", targets="pure", table="5", label="HELLoRA pure"),
     Arm("retain", "hellora", strategy="retention", table="new", label="retention-aware (target-specific)"),
     Arm("model-hot", "hellora", strategy="model", table="4", label="model-hot"),
     Arm("cold", "hellora", strategy="cold", table="4", label="cold (bottom-k)"),
-    Arm("hellora-gate", "hellora", strategy="layer", placement="gate", table="5", label="HELLoRA +gate"),
+    Arm("hellora-gate", "hellora", strategy="layer", targets="gate", table="5", label="HELLoRA +gate"),
     Arm("hellora-khalf", "hellora", strategy="layer", k_factor=0.5, table="6", label="HELLoRA k/2"),
     Arm("hellora-2k", "hellora", strategy="layer", k_factor=2.0, table="6", label="HELLoRA 2k"),
     Arm("warmup-1", "hellora", strategy="layer", warmup=0.01, table="10", label="HELLoRA warm-up 1%"),
@@ -105,7 +106,7 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
     Arm("hellori-d", "hellora", variant="lori_d", strategy="layer", table="1", label="HELLoRI-D"),
     Arm("hellori-s", "hellora", variant="lori_s", lori_from="hellori-d", table="1", label="HELLoRI-S"),
     Arm("fft", "fft", table="1", label="full fine-tuning"),
-    Arm("lora-pure", "lora", placement="pure", table="12", label="LoRA pure (forgetting probe)"),
+    Arm("lora-pure", "lora", targets="pure", table="12", label="LoRA pure (forgetting probe)"),
     Arm("hellora-cold-int8", "hellora", strategy="layer", cold_experts="int8", table="quant",
         label="HELLoRA, cold experts int8"),
     Arm("hellora-cold-nf4", "hellora", strategy="layer", cold_experts="nf4", table="quant",

@@ -91,7 +91,7 @@ def adapter_config(ctx: RunContext, arm: Arm, lr: float) -> AdapterConfig:
     if arm.lori_from:
         lori_from = str(run_folder(ctx.out, ctx.target, arm.lori_from, ctx.base_seed, ctx.ft_seed, lr) / "adapter")
     return AdapterConfig(method=arm.method, variant=arm.variant, r=ctx.cfg.rank, alpha=2 * ctx.cfg.rank,
-                         targets=arm.placement, seed=ctx.ft_seed, lori_from=lori_from)
+                         targets=arm.targets, seed=ctx.ft_seed, lori_from=lori_from)
 
 
 def adapted_model(ctx: RunContext, arm: Arm, config: AdapterConfig, placement):
