@@ -42,7 +42,7 @@ def build(work: Path, steps: int) -> dict:
         from hellora.data import build_tiny_tokenizer
         from hellora.data.skills import generate_skill_examples
         from hellora.demo.run import save_base_model, save_skill_data
-        from hellora.study.core import (
+        from hellora.study.pretrain_finetune import (
             SkillMoESpec,
             mixture_features,
             pretrain_skill_moe,

@@ -15,7 +15,7 @@ def demo_home(tmp_path_factory):
     from hellora.data import build_tiny_tokenizer
     from hellora.data.skills import generate_skill_examples
     from hellora.demo.run import save_base_model, save_skill_data
-    from hellora.study.toy import build_skill_moe
+    from hellora.study.skill_moe import build_skill_moe
 
     home = tmp_path_factory.mktemp("home")
     tokenizer = build_tiny_tokenizer()

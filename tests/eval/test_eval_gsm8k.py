@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hellora.eval.gsm8k import (
+from hellora.eval.gsm8k_scoring import (
     evaluate_gsm8k_predictions,
     extract_gold,
     extract_lm_eval_flexible,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hellora.data import gsm8k_prompt
-from hellora.eval.gsm8k import score_gsm8k
+from hellora.eval.gsm8k_scoring import score_gsm8k
 from hellora.eval.lori_safety import LORI_REFUSAL_PHRASES, lori_is_safe, lori_safety_prompt
 from hellora.eval.safety import load_hexphi, score_refusals
 

@@ -18,7 +18,7 @@ def max_model():
     from accelerate import Accelerator
 
     from hellora.data import build_tiny_tokenizer
-    from hellora.study.core import SkillMoESpec, mixture_features, pretrain_skill_moe
+    from hellora.study.pretrain_finetune import SkillMoESpec, mixture_features, pretrain_skill_moe
 
     tokenizer = build_tiny_tokenizer()
     spec = SkillMoESpec(hidden_size=64, layers=2, experts=4, top_k=2, pretrain_steps=120, pretrain_lr=5e-3,
@@ -33,7 +33,7 @@ def max_model():
 def test_generation_exact_match_is_the_teacher_forced_one_item_by_item(max_model, tmp_path):
     from hellora.data.skills import generate_skill_examples
     from hellora.study.scoring import score_features
-    from hellora.study.toy import skill_features
+    from hellora.study.skill_moe import skill_features
 
     model, tokenizer = max_model
     examples = generate_skill_examples("max", 32, seed=1, split="test")

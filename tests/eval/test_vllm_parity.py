@@ -30,7 +30,7 @@ def merged_export(tmp_path_factory):
     from hellora.data import build_tiny_tokenizer
     from hellora.data.skills import generate_skill_examples
     from hellora.demo.run import save_base_model, save_skill_data
-    from hellora.study.core import SkillMoESpec, mixture_features, pretrain_skill_moe
+    from hellora.study.pretrain_finetune import SkillMoESpec, mixture_features, pretrain_skill_moe
 
     home = tmp_path_factory.mktemp("vllm-home")
     tokenizer = build_tiny_tokenizer()

@@ -183,7 +183,7 @@ def test_teacher_forced_exact_match_is_greedy_decoding():
     from hellora.data.skills import generate_skill_examples
     from hellora.data.tokenize import IGNORE_INDEX
     from hellora.study.scoring import score_features
-    from hellora.study.toy import build_skill_moe
+    from hellora.study.skill_moe import build_skill_moe
 
     tok = build_tiny_tokenizer()
     model = build_skill_moe(len(tok), hidden_size=32, layers=2, experts=4, top_k=2, seed=3)
@@ -207,14 +207,14 @@ def test_teacher_forced_exact_match_is_greedy_decoding():
 
 @pytest.mark.slow
 def test_teacher_forced_scoring_agrees_with_generation_per_example():
-    """A briefly trained model (a few copy prompts right, most wrong): hellora.study.toy.accuracy (greedy
+    """A briefly trained model (a few copy prompts right, most wrong): hellora.study.skill_moe.accuracy (greedy
     generate, decode, compare) and score_features (one teacher-forced pass) agree on every single example."""
     from accelerate import Accelerator
 
     from hellora.data import build_tiny_tokenizer
     from hellora.data.skills import generate_skill_examples
     from hellora.study.scoring import score_features
-    from hellora.study.toy import StepSchedule, accuracy, build_skill_moe, skill_features, train_steps
+    from hellora.study.skill_moe import StepSchedule, accuracy, build_skill_moe, skill_features, train_steps
 
     torch.manual_seed(0)
     tok = build_tiny_tokenizer()

@@ -23,8 +23,8 @@ from hellora.data import build_tiny_tokenizer
 from hellora.data.skills import generate_skill_examples
 from hellora.profiling.profile import compare_profiles
 from hellora.profiling.stage import forward_profile, profile_sample
-from hellora.study.core import SkillMoESpec, mixture_features, pretrain_skill_moe
-from hellora.study.toy import skill_features
+from hellora.study.pretrain_finetune import SkillMoESpec, mixture_features, pretrain_skill_moe
+from hellora.study.skill_moe import skill_features
 from hellora.utils.io import atomic_write_json
 from hellora.utils.meta import run_metadata
 

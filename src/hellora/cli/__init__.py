@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from hellora import __version__
-from hellora.cli import costs, evaluate, runs
+from hellora.cli import cost_commands, evaluate, run_commands
 from hellora.cli.support import Parser, fill_help, run
 
 
@@ -32,19 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
-    costs.add_params(sub)
-    runs.add_demo(sub)
-    costs.add_bench(sub)
-    costs.add_doctor(sub)
-    runs.add_sweep(sub)
-    runs.add_proxy(sub)
-    runs.add_report(sub)
-    runs.add_train(sub)
+    cost_commands.add_params(sub)
+    run_commands.add_demo(sub)
+    cost_commands.add_bench(sub)
+    cost_commands.add_doctor(sub)
+    run_commands.add_sweep(sub)
+    run_commands.add_proxy(sub)
+    run_commands.add_report(sub)
+    run_commands.add_train(sub)
     evaluate.add_eval(sub)
-    costs.add_flops(sub)
-    runs.add_profile(sub)
-    runs.add_select(sub)
-    runs.add_compare(sub)
+    cost_commands.add_flops(sub)
+    run_commands.add_profile(sub)
+    run_commands.add_select(sub)
+    run_commands.add_compare(sub)
     evaluate.add_export(sub)
     fill_help(parser)
     return parser

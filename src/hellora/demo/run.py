@@ -32,8 +32,8 @@ from hellora.data.skills import generate_skill_examples
 from hellora.methods.registry import get_method
 from hellora.profiling import profile_experts
 from hellora.report.heatmap import plot_activation_heatmaps
-from hellora.study.core import SkillMoESpec, finetune_copy, mixture_features, pretrain_skill_moe
-from hellora.study.toy import StepSchedule, accuracy, skill_features
+from hellora.study.pretrain_finetune import SkillMoESpec, finetune_copy, mixture_features, pretrain_skill_moe
+from hellora.study.skill_moe import StepSchedule, accuracy, skill_features
 from hellora.utils.io import atomic_dir, atomic_write_json, atomic_write_text
 from hellora.utils.ownership import OutputKind, mark_folder
 from hellora.utils.meta import run_metadata

@@ -9,7 +9,7 @@
     contrasts        per-base values of two arms, paired by (target, seed) cells within a base, tested with
                      `hellora.report.stats.base_contrast` (t over bases, df = bases - 1, exact sign-flip p)
 
-Accuracies are in points (0-100). A record is a `study_run.json` (see runs.py); a "before" is the base's scores.
+Accuracies are in points (0-100). A record is a `study_run.json` (see arm_run.py); a "before" is the base's scores.
 """
 
 from __future__ import annotations

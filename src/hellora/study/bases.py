@@ -17,7 +17,7 @@ from hellora.data.skills import generate_skill_examples
 from hellora.data.text_snippets import text_snippets
 from hellora.profiling import ExpertActivationCounter, ExpertProfile
 from hellora.study.config import StudyConfig
-from hellora.study.core import adapted_copy, mixture_features, pretrain_skill_moe
+from hellora.study.pretrain_finetune import adapted_copy, mixture_features, pretrain_skill_moe
 from hellora.study.paths import (
     base_folder,
     before_file,
@@ -26,7 +26,7 @@ from hellora.study.paths import (
     warmup_file,
 )
 from hellora.study.scoring import score_features
-from hellora.study.toy import StepSchedule, skill_features, train_steps
+from hellora.study.skill_moe import StepSchedule, skill_features, train_steps
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json, read_json
 

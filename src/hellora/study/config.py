@@ -21,7 +21,7 @@ from pathlib import Path
 from hellora.data.skills import SKILLS
 from hellora.study.arms import ARMS
 from hellora.study.contrasts import MAX_PRIMARY, Contrast
-from hellora.study.core import SkillMoESpec
+from hellora.study.pretrain_finetune import SkillMoESpec
 from hellora.utils.errors import HelloraError
 
 # fields that decide a pretrained base (its cache key, with the base seed)
@@ -186,7 +186,7 @@ class StudyConfig:
         return self.fft_lr_grid if ARMS[arm].rules.trains_whole_model else self.lr_grid
 
     def moe_spec(self) -> SkillMoESpec:
-        """The base's shape and pretraining schedule, for `study.core.pretrain_skill_moe`."""
+        """The base's shape and pretraining schedule, for `study.pretrain_finetune.pretrain_skill_moe`."""
         return SkillMoESpec(hidden_size=self.hidden_size, intermediate_size=self.intermediate_size, layers=self.layers,
                             experts=self.experts, top_k=self.top_k, aux_loss=self.aux_loss,
                             pretrain_steps=self.pretrain_steps, pretrain_lr=self.pretrain_lr,

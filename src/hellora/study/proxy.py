@@ -13,7 +13,7 @@ Pretrained MoE weights cannot be downloaded here, so the paper's accuracy tables
 
     hellora proxy recipes/proxy/cpu.yaml --out runs/proxy-v2
 
-Modules: config.py (StudyConfig), contrasts.py, arms.py, bases.py (pretraining, data, profiles), runs.py (one
+Modules: config.py (StudyConfig), contrasts.py, arms.py, bases.py (pretraining, data, profiles), arm_run.py (one
 run), runner.py (the driver), scoring.py, analysis.py, summary.py, figures.py, results_doc.py (docs/results.md).
 """
 

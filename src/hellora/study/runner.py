@@ -7,7 +7,7 @@ pretrained one per process; then each process takes whole (target, base) cells (
 other only through LoRI-S's LoRI-D adapter and the oracle's LoRA run, both kept inside one cell). With workers=1
 everything runs in this process.
 
-Resuming: every finished piece is a file or folder written atomically (see `runs.py`, `bases.py`); a rerun
+Resuming: every finished piece is a file or folder written atomically (see `arm_run.py`, `bases.py`); a rerun
 with the same --out skips them. A progress bar in this process counts finished runs from the files themselves,
 every 2 s, with an ETA.
 """
@@ -70,7 +70,7 @@ def pretrain_worker(cfg: StudyConfig, out: str, base_seed: int, threads: int = 1
     from hellora.data.skills import generate_skill_examples
     from hellora.profiling import profile_experts
     from hellora.study.bases import pretrained_base
-    from hellora.study.toy import skill_features
+    from hellora.study.skill_moe import skill_features
 
     _setup_worker(threads)
     root = Path(out)
@@ -97,7 +97,7 @@ def cell_worker(cfg: StudyConfig, out: str, target: str, base_seed: int, threads
     every arm (the ones others start from first) at every learning rate of its grid."""
     from hellora.data import build_tiny_tokenizer
     from hellora.study.bases import before_scores, pretrained_base, study_data
-    from hellora.study.runs import RunContext, run_arm
+    from hellora.study.arm_run import RunContext, run_arm
 
     _setup_worker(threads)
     root = Path(out)

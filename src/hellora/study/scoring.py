@@ -3,7 +3,7 @@
 Greedy decoding reproduces the gold answer exactly when, and only when, the argmax at every answer position
 (the answer's tokens and the closing EOS) equals the gold token: each greedy step then sees exactly the gold
 prefix. So "argmax == gold at all label positions" is greedy exact match, computed without a generate loop.
-(`hellora.study.toy.accuracy` decodes and compares stripped text; the two agree except when a model emits extra
+(`hellora.study.skill_moe.accuracy` decodes and compares stripped text; the two agree except when a model emits extra
 whitespace around a right answer, which the stripped comparison forgives. tests/study checks the agreement.)
 
 Also returned: token accuracy (share of answer positions right), a softer signal when exact match sits at 0.

@@ -24,7 +24,7 @@ from hellora.study.analysis import (
 from hellora.study.config import StudyConfig
 from hellora.study.contrasts import Contrast, secondary_contrasts
 from hellora.study.paths import before_file, run_folder
-from hellora.study.runs import read_run
+from hellora.study.arm_run import read_run
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, atomic_write_text, read_json
 from hellora.utils.meta import run_metadata

@@ -1,4 +1,4 @@
-"""GSM8K test split: zero-shot chain of thought, greedy, accuracy in four columns (`hellora.eval.gsm8k`).
+"""GSM8K test split: zero-shot chain of thought, greedy, accuracy in four columns (`hellora.eval.gsm8k_scoring`).
 
 Templates:
   gsm8k-zero-shot -- the question, then "\\nAnswer the above question. First think step by step and then answer
@@ -50,7 +50,7 @@ class Gsm8kEval(EvalTaskSpec):
 
     def score(self, generations: Path, *, data: str | None, protocol: Protocol, ks: tuple, progress: bool,
               judge: Judge | None = None) -> dict:
-        from hellora.eval.gsm8k import evaluate_gsm8k_predictions
+        from hellora.eval.gsm8k_scoring import evaluate_gsm8k_predictions
 
         return evaluate_gsm8k_predictions(generations)
 

@@ -1,5 +1,5 @@
 """The small-study core that `hellora demo` and the proxy study share: pretrain a skill MoE from a spec, and
-fine-tune a copy of it with one adapter placement.
+fine-tune a copy of it with one adapter (its config and hot-expert placement).
 
 Both drivers describe their model the same way (`SkillMoESpec`: shape + pretraining schedule) and differ only in
 what they put around it: the demo is one base, one target and two methods printed at once; the study is many
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from hellora.adapters import AdapterConfig, attach_adapters
 from hellora.data.skills import generate_skill_examples
-from hellora.study.toy import StepSchedule, build_skill_moe, skill_features, train_steps
+from hellora.study.skill_moe import StepSchedule, build_skill_moe, skill_features, train_steps
 
 
 @dataclass(frozen=True)

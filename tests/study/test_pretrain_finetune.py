@@ -9,8 +9,8 @@ from hellora.data import build_tiny_tokenizer
 from hellora.data.skills import generate_skill_examples
 from hellora.demo.run import DemoConfig
 from hellora.study.config import StudyConfig
-from hellora.study.core import SkillMoESpec, adapted_copy, mixture_features, pretrain_skill_moe
-from hellora.study.toy import StepSchedule, build_skill_moe, skill_features, train_steps
+from hellora.study.pretrain_finetune import SkillMoESpec, adapted_copy, mixture_features, pretrain_skill_moe
+from hellora.study.skill_moe import StepSchedule, build_skill_moe, skill_features, train_steps
 
 
 def test_both_configs_map_their_fields_onto_the_spec():
