@@ -23,7 +23,7 @@ def test_zero_adapters_are_bitwise_the_frozen_model_in_bf16(family, monkeypatch)
     ids = torch.randint(0, model.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         frozen = model(input_ids=ids).logits
-    attach_adapters(model, AdapterConfig(method="hellora", r=4, alpha=8, placement="pure"), first_k_placement(model))
+    attach_adapters(model, AdapterConfig(method="hellora", r=4, alpha=8, targets="pure"), first_k_placement(model))
     wrappers = [m for m in model.modules() if isinstance(m, HotExpertsLoRA)]
     assert wrappers and all(w.lora_down.lora_B.abs().sum() == 0 for w in wrappers)  # B starts at zero
     with torch.no_grad():

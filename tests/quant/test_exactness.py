@@ -34,7 +34,7 @@ def torchao_roundtrip(w: torch.Tensor, precision: str) -> torch.Tensor:
 
 def adapted_model(family: str, dtype: torch.dtype):
     model = tiny_model(family, dtype=dtype)
-    attach_adapters(model, AdapterConfig(method="hellora", r=4, alpha=8, placement="all"),
+    attach_adapters(model, AdapterConfig(method="hellora", r=4, alpha=8, targets="all"),
                     first_k_placement(model, HOT))
     g = torch.Generator().manual_seed(7)
     with torch.no_grad():
