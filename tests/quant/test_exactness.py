@@ -156,3 +156,18 @@ def test_hot_expert_rows_weights_and_adapter_gradients_are_unaffected(family):
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("family", ["olmoe", "mixtral", "qwen3_moe"])
+@pytest.mark.parametrize("cold, hot", [("int8", "keep"), ("nf4", "keep"), ("nf4", "nf4")])
+def test_parameter_counts_do_not_depend_on_how_the_frozen_experts_are_stored(family, cold, hot):
+    """Quantized experts are buffers, not parameters; the count (and so a run's trainable %) still sees them at
+    their full shape, so `hellora train model.cold_experts=nf4` reports the same trainable % as keep."""
+    from hellora.adapters.accounting import count_parameters
+
+    model = adapted_model(family, torch.float32)
+    kept = count_parameters(model)
+    quantize_experts(model, adapted_experts(model), cold=cold, hot=hot)
+    stored = count_parameters(model)
+    assert sum(p.numel() for p in model.parameters()) < kept["total"]  # the stores left the parameter list
+    assert stored == kept and stored["trainable"] > 0

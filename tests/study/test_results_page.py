@@ -13,6 +13,7 @@ DOCS = ROOT / "docs"
 PUBLISHED = [  # (data folder, page, image folder relative to the page): the commands at the top of each page
     ("proxy-v2", "results.md", "img"),
     ("proxy-v2-ablations", "results-ablations.md", "img/ablations"),
+    ("proxy-v2-quant", "results-quant.md", "img/quant"),
 ]
 
 

@@ -238,3 +238,13 @@ def test_the_ablations_run_on_the_primary_studys_own_bases():
         assert set(ablations.base_seeds) <= set(cpu.base_seeds) and len(ablations.base_seeds) >= 3
         for seed in ablations.base_seeds:
             assert ablations.pretrain_record(seed) == cpu.pretrain_record(seed)
+
+
+def test_a_study_whose_bases_were_all_excluded_is_an_error_not_a_result():
+    from hellora.cli.runs import nothing_analysed
+
+    kept = {"bases_kept": [1], "bases_excluded": [2]}
+    none_kept = {"bases_kept": [], "bases_excluded": [20, 21, 22]}
+    assert nothing_analysed({"targets": {"shift": kept, "count": none_kept}}) is None
+    why = nothing_analysed({"targets": {"count": none_kept}})
+    assert why is not None and "count: 3 excluded" in why and "\n" not in why

@@ -60,9 +60,12 @@ def count_parameters(model: nn.Module) -> dict:
                 role_of[f"{path}.{name}"] = layer.role
                 adapter_total += p.numel()
     masks = mask_buffers(model)
+    # experts stored quantized (`hellora.quant`: buffers, not parameters) are still the model's weights: counted at
+    # their full shape, so a run's trainable % does not depend on how its frozen experts are stored
+    stores: list[Any] = [m for m in model.modules() if getattr(m, "is_expert_store", False)]
+    total = sum(store.full_shape.numel() for store in stores)
     by_role: Counter = Counter()
     pending: Counter = Counter()  # LoRI-S B entries per role whose mask is not materialised (meta device)
-    total = 0
     for name, p in model.named_parameters():
         total += p.numel()
         if not p.requires_grad:

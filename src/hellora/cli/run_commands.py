@@ -51,7 +51,7 @@ def add_sweep(sub) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
-def cmd_proxy(args) -> None:
+def cmd_proxy(args) -> int:
     import shlex
     import sys
 
@@ -80,6 +80,21 @@ def cmd_proxy(args) -> None:
         p = "-" if r.get("p_holm") is None else f"{r['p_holm']:.4f}"
         print(f"  [primary] {r['contrast']:<44} diff {diff} {ci} bases={r['n_bases']} Holm p={p}  {r['verdict']}")
     print(f"study.json: {args.out}/study.json")
+    nothing = nothing_analysed(study)
+    if nothing:
+        print(f"hellora proxy: {nothing}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def nothing_analysed(study: dict) -> str | None:
+    """Why a finished study has no result (every base of every target excluded before fine-tuning), or None."""
+    blocks = study["targets"]
+    if any(block["bases_kept"] for block in blocks.values()):
+        return None
+    excluded = "; ".join(f"{t}: {len(b['bases_excluded'])} excluded" for t, b in blocks.items())
+    return (f"the exclusion rule kept no base for any target ({excluded}): nothing was analysed; the bases' own "
+            f"scores are in study.json (choose a target they do not know yet, e.g. target_pretrain: 0)")
 
 
 def add_proxy(sub) -> None:

@@ -19,6 +19,7 @@ import os
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -189,9 +190,30 @@ def _loadavg() -> str:
         return "-"
 
 
+@contextmanager
+def _restored_process_settings():
+    """What `_setup_worker` changes (torch threads, hellora's log levels, transformers' progress bars), put back
+    afterwards: with one worker the jobs run in the caller's process, which must not stay changed."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    names = ("hellora", "hellora.profiling.profile")
+    levels = {name: logging.getLogger(name).level for name in names}
+    threads, bars = torch.get_num_threads(), hf_logging.is_progress_bar_enabled()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _map(fn, jobs: list[tuple], workers: int) -> list:
     if workers <= 1 or len(jobs) <= 1:
-        return [fn(*job) for job in jobs]
+        with _restored_process_settings():
+            return [fn(*job) for job in jobs]
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
