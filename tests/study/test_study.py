@@ -241,7 +241,7 @@ def test_the_ablations_run_on_the_primary_studys_own_bases():
 
 
 def test_a_study_whose_bases_were_all_excluded_is_an_error_not_a_result():
-    from hellora.cli.runs import nothing_analysed
+    from hellora.cli.run_commands import nothing_analysed
 
     kept = {"bases_kept": [1], "bases_excluded": [2]}
     none_kept = {"bases_kept": [], "bases_excluded": [20, 21, 22]}
