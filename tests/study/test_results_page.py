@@ -14,6 +14,7 @@ PUBLISHED = [  # (data folder, page, image folder relative to the page): the com
     ("proxy-v2", "results.md", "img"),
     ("proxy-v2-ablations", "results-ablations.md", "img/ablations"),
     ("proxy-v2-quant", "results-quant.md", "img/quant"),
+    ("proxy-v2-alt", "results-alt.md", "img/alt"),
 ]
 
 
