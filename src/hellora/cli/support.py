@@ -17,7 +17,6 @@ from hellora.placement import NEEDS_REFERENCE, needs_reference
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import read_json
 from hellora.utils.ownership import OutputKind, check_replaceable, why_not_ours
-
 from hellora.utils.quiet import quiet_import_chatter
 
 log = logging.getLogger("hellora")

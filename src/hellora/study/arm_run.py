@@ -19,7 +19,6 @@ from pathlib import Path
 
 from hellora.adapters import AdapterConfig, attach_adapters
 from hellora.adapters.accounting import count_parameters
-from hellora.config import TrainConfig
 from hellora.placement import needs_reference
 from hellora.profiling import ExpertProfile
 from hellora.study.arms import ARMS, Arm, ProfileSource
@@ -33,6 +32,7 @@ from hellora.study.bases import (
 )
 from hellora.study.config import StudyConfig
 from hellora.study.paths import run_folder
+from hellora.study.skill_moe import StepSchedule
 from hellora.loop.training import TrainingDiverged, train_loop
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json, read_json
@@ -123,10 +123,8 @@ def train_with_checkpoints(ctx: RunContext, tuned, lr: float, name: str) -> tupl
             points.append({"step": done, **evaluate(tuned, ctx.data)})
         return False
 
-    train = TrainConfig(learning_rate=lr, batch_size=min(cfg.batch_size, len(ctx.data.finetune)),
-                        micro_batch_size=min(cfg.batch_size, len(ctx.data.finetune)), max_steps=cfg.finetune_steps,
-                        epochs=1.0, warmup_ratio=0.05, lr_scheduler="cosine", seed=ctx.ft_seed, save_steps=0,
-                        logging_steps=10 ** 9)
+    train = StepSchedule(steps=cfg.finetune_steps, lr=lr, batch=min(cfg.batch_size, len(ctx.data.finetune)),
+                         seed=ctx.ft_seed).train_config()
     try:
         result = train_loop(tuned, ctx.data.finetune, train, accelerator=ctx.accelerator, name=name, pad_token_id=0,
                             progress=False, should_stop=at_step)

@@ -37,15 +37,19 @@ log = logging.getLogger(__name__)
 _ADDITIVE = ("arms", "targets", "base_seeds", "ft_seeds", "workers", "primary", "iso_target", "lr_grid", "fft_lr_grid")
 
 
+# log levels inside a study job: hellora's info lines would interleave over workers; a small warm-up profile is
+# what the warm-up arms study (1% is ~530 tokens per layer): its warning, right for a user's run, would repeat
+# for every run here
+_WORKER_LOG_LEVELS = {"hellora": logging.WARNING, "hellora.profiling.profile": logging.ERROR}
+
+
 def _setup_worker(threads: int) -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
     torch.set_num_threads(threads)
-    logging.getLogger("hellora").setLevel(logging.WARNING)
-    # a small warm-up profile is what the warm-up arms study (1% is ~530 tokens per layer): its warning, right for
-    # a user's run, would repeat for every run here
-    logging.getLogger("hellora.profiling.profile").setLevel(logging.ERROR)
+    for name, level in _WORKER_LOG_LEVELS.items():
+        logging.getLogger(name).setLevel(level)
     hf_logging.disable_progress_bar()  # per-load bars would bury the study's own progress bar
 
 
@@ -197,8 +201,7 @@ def _restored_process_settings():
     import torch
     from transformers.utils import logging as hf_logging
 
-    names = ("hellora", "hellora.profiling.profile")
-    levels = {name: logging.getLogger(name).level for name in names}
+    levels = {name: logging.getLogger(name).level for name in _WORKER_LOG_LEVELS}
     threads, bars = torch.get_num_threads(), hf_logging.is_progress_bar_enabled()
     try:
         yield
