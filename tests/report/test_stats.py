@@ -12,15 +12,16 @@ from hellora.utils.errors import HelloraError
 def test_describe_by_hand():
     d = describe([1, 2, 3, 4])
     std = math.sqrt(5 / 3)  # squared deviations 2.25 + 0.25 + 0.25 + 2.25 = 5, over n - 1 = 3
-    half = 3.182 * std / 2  # t(0.975, df=3) = 3.182, sqrt(n) = 2
+    half = 3.1824463 * std / 2  # t(0.975, df=3) = 3.1824463, sqrt(n) = 2
     assert d["n"] == 4 and d["mean"] == 2.5 and d["std"] == pytest.approx(std)
     assert d["ci95"] == pytest.approx([2.5 - half, 2.5 + half])
     assert describe([7.0]) == {"n": 1, "mean": 7.0, "std": 0.0, "ci95": None}
     assert describe([])["n"] == 0
 
 
-def test_t_quantile_table_and_expansion():
-    assert t_quantile_975(1) == 12.706 and t_quantile_975(9) == 2.262
+def test_t_quantile_975_matches_printed_tables():
+    assert t_quantile_975(1) == pytest.approx(12.7062, abs=1e-4)   # printed tables: 12.706
+    assert t_quantile_975(9) == pytest.approx(2.2622, abs=1e-4)    # 2.262
     assert t_quantile_975(40) == pytest.approx(2.0211, abs=2e-4)   # printed tables: 2.021
     assert t_quantile_975(100) == pytest.approx(1.9840, abs=2e-4)  # 1.984
     with pytest.raises(HelloraError):

@@ -42,7 +42,7 @@ def test_cross_fit_chooses_on_the_other_half_and_flags_edges():
         best = 0.004 if base % 2 == 0 else 0.002
         for lr in GRID:
             records.append(_run("t", "lora", base, lr, val=0.8 if lr == best else 0.2, test=0.1 * (base + 1) + lr))
-    cells = Cells(records, [_before("t", b) for b in range(4)], steps=10)
+    cells = Cells(records, [_before("t", b) for b in range(4)], steps=lambda target: 10)
     kept = cells.kept("t", [0, 1, 2, 3], [0])
     fit = cross_fit(cells, "t", "lora", kept, GRID)
     a, b = fit["choices"]
@@ -54,7 +54,7 @@ def test_cross_fit_chooses_on_the_other_half_and_flags_edges():
 
 
 def test_exclusion_rule_drops_a_base_that_knew_the_target():
-    cells = Cells([], [_before("t", 0), _before("t", 1, val=0.06), _before("t", 2, val=0.05)], steps=10)
+    cells = Cells([], [_before("t", 0), _before("t", 1, val=0.06), _before("t", 2, val=0.05)], steps=lambda target: 10)
     assert cells.kept("t", [0, 1, 2], [0]) == {0: [0], 2: [0]}
 
 
@@ -65,7 +65,7 @@ def test_iso_target_interpolates_along_the_checkpoints_and_takes_the_best_lr():
     assert interpolate_at(points, 61.0) is None
     records = [_run("t", "lora", 0, 0.001, val=0.6, test=0.6, others=(0.7, 0.5)),
                _run("t", "lora", 0, 0.002, val=0.9, test=0.9, others=(0.4, 0.2))]
-    cells = Cells(records, [_before("t", 0)], steps=10)
+    cells = Cells(records, [_before("t", 0)], steps=lambda target: 10)
     iso = iso_retention(cells, "t", "lora", {0: [0]}, [0.001, 0.002], 40.0)
     # lr 0.001 reaches 40 between steps 5 (30, 70) and 10 (60, 50): 63.33; lr 0.002 between 0 (0, 90) and 5 (45, 40)
     assert iso == {0: {0: pytest.approx(70 - 20 / 3)}}

@@ -70,7 +70,7 @@ def test_three_bases_give_the_study_json_contract_and_resume(tmp_path, capsys):
     args = ["proxy", *TINY, "base_seeds=[3, 4, 5]", "lr_grid=[0.002, 0.004]", "--out", str(tmp_path), "--no-progress"]
     assert main(args) == 0
     study = json.loads((tmp_path / "study.json").read_text())
-    assert study["format"] == "hellora.proxy-study/3"
+    assert study["format"] == "hellora.proxy-study/4"
     arms = study["targets"]["shift"]["arms"]
     assert set(arms) == set(StudyConfig().arms)
     for row in arms.values():
@@ -117,9 +117,29 @@ def test_three_bases_give_the_study_json_contract_and_resume(tmp_path, capsys):
         write_results(tmp_path / "data", page, tmp_path / "docs" / "img")
 
 
+@pytest.mark.slow
+def test_each_target_runs_its_own_steps(tmp_path):
+    """`target_steps` lengthens one target's runs (the pilot calibrates steps per target): its checkpoints follow
+    its own length, the other target keeps `finetune_steps`, and the analysis reads each run's own last step."""
+    assert main(["proxy", *TINY, "targets=[shift, sort]", "target_steps={sort: 4}", "base_seeds=[0]",
+                 "lr_grid=[0.002]", "arms=[lora]", "primary=[]", "--out", str(tmp_path), "--no-progress"]) == 0
+    steps = {p.parts[-5]: [c["step"] for c in json.loads(p.read_text())["checkpoints"]]
+             for p in tmp_path.glob("*/runs/lora/*/study_run.json")}
+    assert steps == {"shift": [1, 2], "sort": [2, 4]}
+    study = json.loads((tmp_path / "study.json").read_text())
+    assert study["design"]["checkpoint_steps"] == {"shift": [1, 2], "sort": [2, 4]}
+    assert all(study["targets"][t]["arms"]["lora"]["test"]["n_bases"] == 1 for t in ("shift", "sort"))
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(HelloraError, match="unknown key 'layerz'"):
         StudyConfig.from_yaml(None, {"layerz": 2})
+    with pytest.raises(HelloraError, match="target_steps names 'max', which is not in targets"):
+        StudyConfig(target_steps={"max": 10})
+    with pytest.raises(HelloraError, match="target_steps.shift must be a positive integer"):
+        StudyConfig(target_steps={"shift": 0})
+    with pytest.raises(HelloraError, match="target_steps must be a mapping"):
+        StudyConfig(target_steps=[10])
     with pytest.raises(HelloraError, match="unknown arm 'magic'"):
         StudyConfig(arms=["magic"])
     with pytest.raises(HelloraError, match="also in skills"):

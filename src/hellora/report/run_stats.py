@@ -4,8 +4,8 @@ Seeds fine-tuned from one base are not independent draws of a claim about bases:
 base-level functions in `hellora.report.stats` (which re-exports these names, so older callers keep working).
 `holm` and `finite_floats` are shared by both.
 
-    describe(values)            n, mean, sample std, 95% CI of the mean by Student's t (t quantile from a table
-                                for df <= 30, a Cornish-Fisher expansion above; exact to 3 decimals)
+    describe(values)            n, mean, sample std, 95% CI of the mean by Student's t (the quantile from
+                                `hellora.report.distributions.t_quantile`, the one t quantile of the package)
     paired_test(a, b, ...)      a[i] and b[i] come from the same (base seed, fine-tune seed): the mean of
                                 d = a - b, a percentile paired-bootstrap 95% CI of that mean (resampling pairs),
                                 the two-sided Wilcoxon signed-rank p, and a verdict
@@ -26,10 +26,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hellora.report.distributions import t_quantile
 from hellora.utils.errors import HelloraError
 
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
 EXACT_MAX_N = 30
 
 
@@ -37,11 +36,7 @@ def t_quantile_975(df: int) -> float:
     """The 97.5% quantile of Student's t with `df` degrees of freedom (two-sided 95%)."""
     if df < 1:
         raise HelloraError(f"t quantile: degrees of freedom must be >= 1, got {df}")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959964
-    return (z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
-            + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * df ** 3))
+    return t_quantile(0.975, df)
 
 
 def finite_floats(values: Sequence[float], what: str) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 
 from hellora.study.contrasts import Contrast, ContrastMetric
 
@@ -36,8 +37,8 @@ def final_point(record: dict, steps: int) -> dict | None:
 class Cells:
     """Run records of one study indexed by (target, arm, base, seed, lr), with the bases each target keeps."""
 
-    def __init__(self, records: list[dict], befores: list[dict], steps: int) -> None:
-        self.steps = steps
+    def __init__(self, records: list[dict], befores: list[dict], steps: Callable[[str], int]) -> None:
+        self.steps = steps  # target -> the final step of its runs (`StudyConfig.steps_for`)
         self.runs = {(r["target"], r["arm"], r["base_seed"], r["ft_seed"], r["lr"]): r for r in records}
         self.before = {(b["target"], b["base_seed"], b["ft_seed"]): b for b in befores}
 
@@ -52,7 +53,7 @@ class Cells:
 
     def final(self, target: str, arm: str, base: int, seed: int, lr: float) -> dict | None:
         record = self.runs.get((target, arm, base, seed, lr))
-        return final_point(record, self.steps) if record else None
+        return final_point(record, self.steps(target)) if record else None
 
     def trajectory(self, target: str, arm: str, base: int, seed: int, lr: float) -> list[tuple[int, float, float]]:
         """[(step, target test points, other skills' points)], step 0 being the base before fine-tuning."""

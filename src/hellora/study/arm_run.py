@@ -113,9 +113,10 @@ def adapted_model(ctx: RunContext, arm: Arm, config: AdapterConfig, placement):
 
 def train_with_checkpoints(ctx: RunContext, tuned, lr: float, name: str) -> tuple[object | None, list[dict]]:
     """(train result or None when the loss diverged, checkpoint evaluations). One cosine schedule over
-    `finetune_steps`; the loop's per-step hook scores the model at each checkpoint step and never stops it."""
+    the target's steps (`StudyConfig.steps_for`); the loop's per-step hook scores the model at each checkpoint step
+    and never stops it."""
     cfg = ctx.cfg
-    steps = set(cfg.checkpoint_steps())
+    steps = set(cfg.checkpoint_steps(ctx.target))
     points: list[dict] = []
 
     def at_step(done: int) -> bool:
@@ -123,7 +124,7 @@ def train_with_checkpoints(ctx: RunContext, tuned, lr: float, name: str) -> tupl
             points.append({"step": done, **evaluate(tuned, ctx.data)})
         return False
 
-    train = StepSchedule(steps=cfg.finetune_steps, lr=lr, batch=min(cfg.batch_size, len(ctx.data.finetune)),
+    train = StepSchedule(steps=cfg.steps_for(ctx.target), lr=lr, batch=min(cfg.batch_size, len(ctx.data.finetune)),
                          seed=ctx.ft_seed).train_config()
     try:
         result = train_loop(tuned, ctx.data.finetune, train, accelerator=ctx.accelerator, name=name, pad_token_id=0,

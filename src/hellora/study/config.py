@@ -7,6 +7,8 @@ The design the statistics rely on is part of the config, so it is written down b
 - `exclude_before_above`: a base whose exact match on the target's validation set is above this share *before*
   fine-tuning is dropped from that target (the target must be new to the base);
 - `lr_grid`: every arm runs at every value; the reported lr is chosen by cross-fitting over bases;
+- `finetune_steps`, `target_steps`: the fine-tuning length, per target where the pilot calibrated one (targets
+  differ in how many steps bring LoRA into the 40-85% band);
 - `checkpoints`: evaluations per run (target and other skills), for the forgetting frontier;
 - `primary`: at most 3 contrasts (Holm over them only), `iso_target`: the target accuracy (points) at which
   retention is compared.
@@ -63,6 +65,8 @@ def _check_field_types(cfg) -> None:
     for name in ("aux_loss", "pretrain_lr", "warmup_fraction", "exclude_before_above", "iso_target"):
         number(getattr(cfg, name), f"proxy config: {name}", low=0)
     integer(cfg.pilot_seed, "proxy config: pilot_seed", optional=True)
+    if not isinstance(cfg.target_steps, dict):
+        raise HelloraError(f"proxy config: target_steps must be a mapping of target to steps, got {cfg.target_steps!r}")
     for name, low in (("target_pretrain", 0), ("text_examples", 0), ("pretrain_per_skill", 0), ("hidden_size", 1),
                       ("intermediate_size", 1)):
         integer(getattr(cfg, name), f"proxy config: {name}", low=low)
@@ -94,7 +98,8 @@ class StudyConfig:
     test_examples: int = 500             # the test split (never used to choose anything)
     other_examples: int = 200            # per non-target skill, before and at every checkpoint
     finetune_steps: int = 60
-    checkpoints: int = 3                 # evaluations per run, evenly spaced, the last at finetune_steps
+    target_steps: dict = field(default_factory=dict)  # target -> steps, overriding finetune_steps for that target
+    checkpoints: int = 3                 # evaluations per run, evenly spaced, the last at the run's final step
     batch_size: int = 32
     rank: int = 8
     warmup_fraction: float = 0.1         # the paper's default warm-up profile
@@ -156,8 +161,13 @@ class StudyConfig:
                 raise HelloraError(f"proxy config: {name} must be a positive integer, got {value!r}")
         if self.top_k > self.experts:
             raise HelloraError("proxy config: top_k must not exceed experts")
-        if self.checkpoints > self.finetune_steps:
-            raise HelloraError("proxy config: checkpoints must not exceed finetune_steps")
+        for target, steps in self.target_steps.items():
+            if target not in self.targets:
+                raise HelloraError(f"proxy config: target_steps names {target!r}, which is not in targets")
+            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+                raise HelloraError(f"proxy config: target_steps.{target} must be a positive integer, got {steps!r}")
+        if self.checkpoints > min(map(self.steps_for, self.targets)):
+            raise HelloraError("proxy config: checkpoints must not exceed any target's fine-tuning steps")
         if not 0 <= self.exclude_before_above <= 1:
             raise HelloraError("proxy config: exclude_before_above is a share in [0, 1]")
         if not 0 < self.iso_target < 100:
@@ -172,10 +182,14 @@ class StudyConfig:
     def primary_contrasts(self) -> list[Contrast]:
         return [Contrast.parse(raw, f"primary[{i}]") for i, raw in enumerate(self.primary)]
 
-    def checkpoint_steps(self) -> list[int]:
-        """The steps a run is evaluated at: evenly spaced, the last one at `finetune_steps`."""
-        n = self.checkpoints
-        return sorted({max(1, round(self.finetune_steps * (i + 1) / n)) for i in range(n)})
+    def steps_for(self, target: str) -> int:
+        """The fine-tuning steps of every run on `target`: its `target_steps` entry, else `finetune_steps`."""
+        return self.target_steps.get(target, self.finetune_steps)
+
+    def checkpoint_steps(self, target: str) -> list[int]:
+        """The steps a run on `target` is evaluated at: evenly spaced, the last one at its final step."""
+        n, steps = self.checkpoints, self.steps_for(target)
+        return sorted({max(1, round(steps * (i + 1) / n)) for i in range(n)})
 
     def hot_k(self, factor: float) -> int:
         """Hot experts per layer for an arm's k factor (at least 1, at most every expert)."""

@@ -29,7 +29,7 @@ from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, atomic_write_text, read_json
 from hellora.utils.meta import run_metadata
 
-FORMAT = "hellora.proxy-study/3"
+FORMAT = "hellora.proxy-study/4"  # /4: target_steps, checkpoint steps per target
 ALPHA, POWER = 0.05, 0.8
 
 
@@ -128,7 +128,7 @@ def summarise_data(cfg: StudyConfig, records: list[dict], befores: list[dict], *
                    command: str | None = None, meta: dict | None = None) -> dict:
     """study.json's content from the run records and base scores (pure: no file is read)."""
     stats = _stats()
-    cells = Cells(records, befores, cfg.finetune_steps)
+    cells = Cells(records, befores, cfg.steps_for)
     per_target: dict[str, dict] = {}
     targets = {}
     for target in cfg.targets:
@@ -161,7 +161,7 @@ def summarise_data(cfg: StudyConfig, records: list[dict], befores: list[dict], *
                    "exclusion_rule": f"a base scoring above {100 * cfg.exclude_before_above:g}% exact match on the "
                                      f"target's validation set before fine-tuning is dropped for that target",
                    "excluded": {t: targets[t]["bases_excluded"] for t in cfg.targets},
-                   "checkpoint_steps": cfg.checkpoint_steps(), "iso_target": cfg.iso_target,
+                   "checkpoint_steps": {t: cfg.checkpoint_steps(t) for t in cfg.targets}, "iso_target": cfg.iso_target,
                    "alpha": ALPHA, "power": POWER},
         "targets": targets, "primary": primary_rows, "secondary": _verdicts(secondary, primary=False),
         "runs_finished": len(records), "runs_planned": planned,
