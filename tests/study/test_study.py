@@ -96,6 +96,10 @@ def test_three_bases_give_the_study_json_contract_and_resume(tmp_path, capsys):
     assert {k for k in after if after[k] != before.get(k)} == {"shift/runs/hellora/b4-s0-lr0.002"}
     # a grid widened at both ends adds exactly its new learning rates (the warm-up's lr, 0.004, stays)
     wider = [a for a in args if not a.startswith("lr_grid=")] + ["lr_grid=[0.001, 0.002, 0.004, 0.008]"]
+    # widening only at the top would move the grid's middle, and with it an unset warm-up lr: refused, not rerun
+    top = [a for a in args if not a.startswith("lr_grid=")] + ["lr_grid=[0.002, 0.004, 0.008, 0.016]"]
+    assert main(top) == 2
+    assert "field 'warmup_lr' differs" in capsys.readouterr().err
     assert main(wider) == 0
     widened = _finished(tmp_path)
     assert len(widened) == 3 * 5 * 4 and all(widened[k] == v for k, v in after.items())
@@ -131,6 +135,24 @@ def test_each_target_runs_its_own_steps(tmp_path):
     assert all(study["targets"][t]["arms"]["lora"]["test"]["n_bases"] == 1 for t in ("shift", "sort"))
 
 
+def test_a_cached_warm_up_profile_made_at_another_lr_is_refused(tmp_path):
+    """The warm-up profile is cached per cell; one made at another warm-up lr is an error, never reused."""
+    from hellora.profiling import ExpertProfile
+    from hellora.study.bases import warmup_profile
+    from hellora.study.paths import warmup_file
+
+    cfg = StudyConfig(lr_grid=[0.001, 0.002, 0.004], pilot_seed=None)
+    assert cfg.warmup_lr == 0.002  # unset: the middle of the grid, resolved once and saved with the run
+    path = warmup_file(tmp_path, "shift", 0, 0, 0.1)
+    path.parent.mkdir(parents=True)
+    ExpertProfile(layers=[0], counts=[[1, 0]], mass=[[1.0, 0.0]], tokens=[1], num_experts=2, top_k=1, mode="warmup",
+                  meta={"lr": 0.004}).save(path)
+    with pytest.raises(HelloraError, match="made at lr 0.004, the config's warmup_lr is 0.002"):
+        warmup_profile(cfg, tmp_path, "shift", 0, 0, 0.1, model=None, data=None, accelerator=None)
+    assert warmup_profile(StudyConfig(lr_grid=[0.001, 0.002, 0.004], warmup_lr=0.004, pilot_seed=None), tmp_path,
+                          "shift", 0, 0, 0.1, model=None, data=None, accelerator=None).counts == [[1, 0]]
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(HelloraError, match="unknown key 'layerz'"):
         StudyConfig.from_yaml(None, {"layerz": 2})
@@ -138,6 +160,8 @@ def test_config_errors_name_the_field():
         StudyConfig(target_steps={"max": 10})
     with pytest.raises(HelloraError, match="target_steps.shift must be a positive integer"):
         StudyConfig(target_steps={"shift": 0})
+    with pytest.raises(HelloraError, match="warmup_lr must be positive"):
+        StudyConfig(warmup_lr=0)
     with pytest.raises(HelloraError, match="target_steps must be a mapping"):
         StudyConfig(target_steps=[10])
     with pytest.raises(HelloraError, match="unknown arm 'magic'"):
@@ -177,7 +201,10 @@ def test_out_folder_of_another_config_is_refused(tmp_path):
     from dataclasses import asdict
 
     (tmp_path / "study_config.json").write_text(json.dumps(asdict(StudyConfig())))
-    _check_config(StudyConfig(lr_grid=[0.002, 0.004, 0.00566, 0.008, 0.0113, 0.016]), tmp_path)
+    wider = [0.002, 0.004, 0.00566, 0.008, 0.0113, 0.016]
+    with pytest.raises(HelloraError, match="'warmup_lr' differs"):  # the wider grid's middle is another lr
+        _check_config(StudyConfig(lr_grid=wider), tmp_path)
+    _check_config(StudyConfig(lr_grid=wider, warmup_lr=StudyConfig().warmup_lr), tmp_path)
 
 
 def test_shipped_configs_load_with_sqrt2_grids_and_runs_start_after_their_sources():

@@ -116,31 +116,32 @@ def warmup_sample(features: list[dict], fraction: float, seed: int) -> list[dict
     return [features[i] for i in sorted(order[:n])]
 
 
-def warmup_lr(cfg: StudyConfig) -> float:
-    """The warm-up's learning rate: the grid value just above its middle (the same for every arm)."""
-    return cfg.lr_grid[len(cfg.lr_grid) // 2]
-
-
 def warmup_profile(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_seed: int, fraction: float, model,
                    data: StudyData, accelerator) -> ExpertProfile:
     """The paper's profiling: LoRA on every expert, attention and router (the run's rank, alpha = 2r) trains one
     epoch over the sample with routing counters on every training forward pass; the adapter is thrown away.
-    Cached as JSON per (target, base, seed, fraction)."""
+    Cached as JSON per (target, base, seed, fraction), with the lr it was made at (`StudyConfig.warmup_lr`): a
+    cached profile made at another lr is refused, not reused."""
     path = warmup_file(out, target, base_seed, ft_seed, fraction)
     if path.is_file():
-        return ExpertProfile.load(path)
+        cached = ExpertProfile.load(path)
+        made_at = cached.meta.get("lr")
+        if made_at is not None and made_at != cfg.warmup_lr:
+            raise HelloraError(f"{path}: this warm-up profile was made at lr {made_at!r}, the config's warmup_lr is "
+                               f"{cfg.warmup_lr:g}; write warmup_lr: {made_at!r} in the recipe or choose another --out")
+        return cached
     sample = warmup_sample(data.finetune, fraction, ft_seed)
     batch = min(cfg.batch_size, len(sample))
     steps = math.ceil(len(sample) / batch)
     warm = adapted_copy(model, AdapterConfig(method="lora", r=cfg.rank, alpha=2 * cfg.rank, targets="all",
                                              seed=ft_seed))
     with ExpertActivationCounter(warm) as counter:
-        result = train_steps(warm, sample, StepSchedule(steps, warmup_lr(cfg), batch, seed=ft_seed), accelerator,
+        result = train_steps(warm, sample, StepSchedule(steps, cfg.warmup_lr, batch, seed=ft_seed), accelerator,
                              "warm-up", progress=False)
     profile = counter.to_profile("warmup", model_id="proxy-moe",
                                  source={"skill": target, "fraction": fraction, "seed": ft_seed,
                                          "examples": len(sample)},
-                                 meta={"steps": result.steps, "median_step_s": result.median_step_s})
+                                 meta={"steps": result.steps, "median_step_s": result.median_step_s, "lr": cfg.warmup_lr})
     profile.save(path)
     return profile
 

@@ -7,6 +7,9 @@ The design the statistics rely on is part of the config, so it is written down b
 - `exclude_before_above`: a base whose exact match on the target's validation set is above this share *before*
   fine-tuning is dropped from that target (the target must be new to the base);
 - `lr_grid`: every arm runs at every value; the reported lr is chosen by cross-fitting over bases;
+- `warmup_lr`: the warm-up profile's learning rate (the same for every arm); unset, the middle of `lr_grid`. It is
+  resolved when the config is made and saved with the run, so widening the grid later cannot change it silently:
+  a resumed folder whose grid moved its middle is refused until the recipe writes the lr its profiles were made at;
 - `finetune_steps`, `target_steps`: the fine-tuning length, per target where the pilot calibrated one (targets
   differ in how many steps bring LoRA into the 40-85% band);
 - `checkpoints`: evaluations per run (target and other skills), for the forgetting frontier;
@@ -64,6 +67,8 @@ def _check_field_types(cfg) -> None:
                 raise HelloraError(f"proxy config: {name} must list only {kind}s, got {item!r}")
     for name in ("aux_loss", "pretrain_lr", "warmup_fraction", "exclude_before_above", "iso_target"):
         number(getattr(cfg, name), f"proxy config: {name}", low=0)
+    if cfg.warmup_lr is not None and number(cfg.warmup_lr, "proxy config: warmup_lr", low=0) == 0:
+        raise HelloraError("proxy config: warmup_lr must be positive")
     integer(cfg.pilot_seed, "proxy config: pilot_seed", optional=True)
     if not isinstance(cfg.target_steps, dict):
         raise HelloraError(f"proxy config: target_steps must be a mapping of target to steps, got {cfg.target_steps!r}")
@@ -104,6 +109,7 @@ class StudyConfig:
     rank: int = 8
     warmup_fraction: float = 0.1         # the paper's default warm-up profile
     warmup_fractions: list = field(default_factory=lambda: [0.01, 0.05, 0.1, 1.0])
+    warmup_lr: float | None = None       # the warm-up's lr; None: the grid value just above the middle of lr_grid
     lr_grid: list = field(default_factory=lambda: sqrt2_grid(6e-3, 4))
     fft_lr_grid: list = field(default_factory=lambda: sqrt2_grid(6e-4, 4))
     arms: list = field(default_factory=lambda: ["lora", "hellora", "random", "hellora-pure", "retain"])
@@ -137,6 +143,8 @@ class StudyConfig:
             w = ARMS[arm].warmup
             if w is not None and w not in self.warmup_fractions:
                 raise HelloraError(f"proxy config: arm {arm!r} needs warm-up fraction {w} in warmup_fractions")
+        if self.warmup_lr is None:
+            self.warmup_lr = self.lr_grid[len(self.lr_grid) // 2]
         if self.warmup_fraction not in self.warmup_fractions:
             raise HelloraError("proxy config: warmup_fraction must be one of warmup_fractions")
         if any(not 0 < f <= 1 for f in self.warmup_fractions):
