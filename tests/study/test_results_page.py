@@ -11,7 +11,8 @@ from hellora.study.results_doc import MARKER, regenerate, render
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PUBLISHED = [  # (data folder, page, image folder relative to the page): the commands at the top of each page
-    ("proxy-v2", "results.md", "img"),
+    ("proxy-v3", "results.md", "img"),
+    ("proxy-v2", "results-v2.md", "img/v2"),
     ("proxy-v2-ablations", "results-ablations.md", "img/ablations"),
     ("proxy-v2-quant", "results-quant.md", "img/quant"),
     ("proxy-v2-alt", "results-alt.md", "img/alt"),
