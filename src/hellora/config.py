@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -23,7 +25,8 @@ from hellora.placement import NEEDS_REFERENCE, needs_reference
 from hellora.utils.checks import check, number, positive_int
 from hellora.utils.dtypes import MODEL_DTYPE_NAMES
 from hellora.utils.errors import HelloraError
-from hellora.utils.yaml_values import key_lines, load_yaml, parse_value
+from hellora.utils.yaml_values import apply_overrides as apply_key_values
+from hellora.utils.yaml_values import OverrideRules, read_yaml
 from hellora.choices import (CHOICES, EvalTask, ExpertPrecision, Method, MixedPrecision, ProfileMode, Scheduler,
                              Strategy, TrainTask)
 
@@ -279,79 +282,43 @@ def config_from_dict(data: dict, where: str = "config", sources: dict | None = N
     return RunConfig(**kwargs)
 
 
-def apply_overrides(data: dict, overrides: list[str], sources: dict | None = None) -> dict:
+RECIPE_HINT = "see recipes/ for examples"
+
+
+def _check_override(parts: list[str], value: Any, item: str) -> Any:
+    """A run override's key must name a section field (`adapter.r`) or `output_dir` (stored as text)."""
+    if parts == ["output_dir"]:
+        return value if value is None else str(value)
+    if len(parts) < 2 or not all(parts):
+        raise HelloraError(f"override {item!r}: key must be section.name (e.g. adapter.r=16) or output_dir")
+    if parts[0] not in SECTIONS or parts[0] == "output_dir":
+        raise HelloraError(f"override {item!r}: unknown section {parts[0]!r}; sections: {', '.join(SECTIONS)}")
+    return value
+
+
+RUN_OVERRIDES = OverrideRules(check=_check_override, example="train.epochs=1")
+
+
+def apply_overrides(data: dict | None, overrides: Sequence[str], sources: dict[str, str] | None = None) -> dict:
     """Apply `section.key=value` strings (YAML-typed values) to a raw recipe dict (copied).
 
     Deeper keys reach into mapping fields: `model.overrides.num_hidden_layers=2`, `eval.data.gsm8k=PATH`.
     When `sources` is given, each overridden dotted key (and its field) is recorded there as "override ITEM".
     """
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (data or {}).items()}
-    for item in overrides:
-        if "=" not in item:
-            raise HelloraError(f"override {item!r}: expected key=value, e.g. train.epochs=1")
-        key, raw = item.split("=", 1)
-        value = parse_value(raw)
-        parts = key.strip().split(".")
-        if sources is not None:
-            for depth in range(1, len(parts) + 1):
-                sources[".".join(parts[:depth])] = f"override {item}"
-        if parts == ["output_dir"]:
-            data["output_dir"] = value if value is None else str(value)
-            continue
-        if len(parts) < 2 or not all(parts):
-            raise HelloraError(f"override {item!r}: key must be section.name (e.g. adapter.r=16) or output_dir")
-        section = parts[0]
-        if section not in SECTIONS or section == "output_dir":
-            raise HelloraError(f"override {item!r}: unknown section {section!r}; sections: {', '.join(SECTIONS)}")
-        node = data
-        for depth, name in enumerate(parts[:-1]):
-            child = node.get(name)
-            if child is not None and not isinstance(child, dict):
-                if depth:  # a scalar field cannot take sub-keys
-                    raise HelloraError(f"override {item!r}: {'.'.join(parts[:depth + 1])} is not a mapping")
-                child = None
-            node[name] = dict(child or {})  # copied: the caller's recipe dict is never changed
-            node = node[name]
-        node[parts[-1]] = value
-    return data
+    return apply_key_values(data, overrides, rules=RUN_OVERRIDES, sources=sources)
 
 
-def _read_recipe_text(path: str | Path) -> tuple[dict, str]:
-    path = Path(path)
-    if path.is_dir():
-        raise HelloraError(f"recipe {path} is a folder; give a YAML file (see recipes/)")
-    if not path.is_file():
-        raise HelloraError(f"recipe not found: {path} (no such file; see recipes/ for examples)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise HelloraError(f"recipe {path}: not a text file (expected YAML)") from None
-    try:
-        data = load_yaml(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise HelloraError(f"recipe {path}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    return data or {}, text
-
-
-def read_recipe(path: str | Path) -> dict:
-    """A recipe file as a raw dict (numbers as people type them: `2e-4` is a float)."""
-    return _read_recipe_text(path)[0]
-
-
-def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
     """Recipe file (or defaults when None) + overrides -> validated `RunConfig` (paper defaults not yet filled).
 
     Errors name where the bad value was written: `recipe r.yaml line 7: train.learning_rate: ...` or
     `override train.learning_rate=-1: train.learning_rate: ...`.
     """
     sources: dict[str, str] = {}
-    data = {}
     if path:
-        data, text = _read_recipe_text(path)
-        sources = {key: f"recipe {path} line {line}" for key, line in key_lines(text).items()}
-    data = apply_overrides(data, list(overrides), sources)
+        data = read_yaml(path, "recipe", hint=RECIPE_HINT, overrides=overrides, rules=RUN_OVERRIDES, sources=sources)
+    else:
+        data = apply_overrides({}, overrides, sources)
     return config_from_dict(data, where=f"recipe {path}" if path else "config", sources=sources)
 
 

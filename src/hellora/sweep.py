@@ -18,20 +18,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from hellora.config import load_run_config
 from hellora.utils.errors import HelloraError
+from hellora.utils.yaml_values import read_yaml
 
 
 def load_sweep(path: str | Path) -> dict:
+    """The sweep file, checked: known keys only, `base`, `output_dir` and `runs` present, `base` made absolute."""
     path = Path(path)
-    if not path.is_file():
-        raise HelloraError(f"sweep file not found: {path}")
-    try:
-        sweep = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise HelloraError(f"sweep {path}: invalid YAML ({e})") from None
+    sweep = read_yaml(path, "sweep", hint="see recipes/paper/ for examples")
     unknown = sorted(set(sweep) - {"base", "output_dir", "seeds", "runs", "report", "note"})
     if unknown:
         raise HelloraError(f"sweep {path}: unknown key {unknown[0]!r}")

@@ -254,13 +254,11 @@ def print_json(obj) -> None:
 
 
 def key_values(items: list[str], what: str) -> dict:
-    """`key=value` strings -> dict with YAML-typed values."""
-    from hellora.utils.yaml_values import parse_value
+    """`key=value` strings -> dict with YAML-typed values (parsed as recipe overrides are)."""
+    from hellora.utils.yaml_values import split_override
 
     values = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise HelloraError(f"{what} {item!r}: expected key=value")
-        values[key] = parse_value(value)
+        parts, value = split_override(item, what)
+        values[".".join(parts)] = value
     return values

@@ -28,8 +28,6 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 
-import yaml
-
 from hellora.config import RunConfig, dump_config, load_run_config
 from hellora.loop.checkpoint import list_checkpoints
 from hellora.loop.training import TrainingDiverged
@@ -37,6 +35,7 @@ from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, folder_lock, read_json
 from hellora.utils.meta import run_metadata
 from hellora.utils.ownership import RUN_FORMAT, new_run_id
+from hellora.utils.yaml_values import parse_yaml_text
 
 log = logging.getLogger(__name__)
 
@@ -243,8 +242,8 @@ def check_run_folder(run: Path, config_text: str, *, restart: bool = False) -> b
         text = saved.read_text()
         current = _reresolved(saved) if text != config_text else text  # re-parsed only when the text differs
         if current != config_text:
-            old, new = yaml.safe_load(current or text), yaml.safe_load(config_text)
-            diffs = _differences(old, new) or {"output_dir": (None, None)}
+            old, new = parse_yaml_text(current or text, f"run config {saved}"), parse_yaml_text(config_text, "config")
+            diffs = _differences(old if isinstance(old, dict) else {}, new) or {"output_dir": (None, None)}
             fixed = [name for name in diffs if name not in RESTARTABLE]
             if restart and not fixed:
                 return True
