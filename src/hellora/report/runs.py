@@ -58,7 +58,7 @@ class Run:
         return (self.config.get("model", {}).get("name"), self.config.get("data", {}).get("task"))
 
     @property
-    def base(self):
+    def base(self) -> int | None:
         """The base model's seed for study and sweep runs that train several bases, else None."""
         study = self.config.get("study") or {}
         return study.get("base_seed")

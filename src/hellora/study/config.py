@@ -47,7 +47,7 @@ _LIST_ITEMS = {"skills": "text", "targets": "text", "arms": "text", "text_files"
                "ft_seeds": "integer", "warmup_fractions": "number", "lr_grid": "number", "fft_lr_grid": "number"}
 
 
-def _check_field_types(cfg) -> None:
+def _check_field_types(cfg: StudyConfig) -> None:
     """Each field of a study config has its type (text, integers that are not bools, finite numbers), so the range
     checks after it compare like with like; one line naming the field."""
     from hellora.utils.records import integer, is_integer, number

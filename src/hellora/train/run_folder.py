@@ -26,7 +26,7 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, NoReturn
 
 from hellora.config import RunConfig, dump_config, load_run_config
 from hellora.loop.checkpoint import list_checkpoints
@@ -59,7 +59,7 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
         return
 
-    def _raise(signum, frame):
+    def _raise(signum: int, frame: object) -> NoReturn:
         raise KeyboardInterrupt("SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, _raise)
@@ -271,7 +271,7 @@ class RunRecorder:
     `RESTARTABLE` field since the last attempt is appended to `config_changes` with the checkpoint it applies from.
     """
 
-    def __init__(self, run: Path, config: RunConfig, accelerator) -> None:
+    def __init__(self, run: Path, config: RunConfig, accelerator: Any) -> None:
         self.path = run / "run.json"
         self.main = accelerator.is_main_process
         previous = read_run_record(self.path) if self.path.is_file() else {}
@@ -304,7 +304,8 @@ class RunRecorder:
         """The run folder this records (run.json's folder)."""
         return self.path.parent
 
-    def step(self, name: str, **values) -> None:
+    def step(self, name: str, **values: Any) -> None:
+        """Record one pipeline step's results under `name` and write run.json (a crash keeps what was done)."""
         self.data["steps"][name] = values
         self.save()
 

@@ -71,7 +71,7 @@ def key_lines(text: str) -> dict[str, int]:
         return {}
     lines: dict[str, int] = {}
 
-    def walk(node: yaml.Node, prefix: str) -> None:
+    def walk(node: yaml.Node | None, prefix: str) -> None:
         if not isinstance(node, yaml.MappingNode):
             return
         for key, value in node.value:
