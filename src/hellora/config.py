@@ -4,8 +4,9 @@
 
 A recipe is YAML whose top-level sections mirror `RunConfig`. Overrides use dotted paths and YAML values
 (`train.learning_rate=2e-4`, `model.overrides={num_hidden_layers: 4}`); numbers are read as people type them
-(`2e-4`, `1E-3`, `.5`: see `hellora.utils.yaml_values`). Each section checks its own fields in `__post_init__`
-(choices against `hellora.choices`, signs and ranges), so a whole config is validated before any work starts.
+(`2e-4`, `1E-3`, `.5`: see `hellora.utils.yaml_values`, whose `read_yaml` reads every hellora YAML file). Each
+section checks its own fields in `__post_init__` (choices parsed into `hellora.choices` members, which the section
+then holds; signs and ranges), so a whole config is validated before any work starts.
 Unknown sections or keys, wrong types and bad values raise `HelloraError` naming the key and where its value came
 from: the recipe file and line, or the command-line override.
 """
