@@ -4,8 +4,9 @@
 
 A recipe is YAML whose top-level sections mirror `RunConfig`. Overrides use dotted paths and YAML values
 (`train.learning_rate=2e-4`, `model.overrides={num_hidden_layers: 4}`); numbers are read as people type them
-(`2e-4`, `1E-3`, `.5`: see `hellora.utils.yaml_values`). Each section checks its own fields in `__post_init__`
-(choices against `hellora.choices`, signs and ranges), so a whole config is validated before any work starts.
+(`2e-4`, `1E-3`, `.5`: see `hellora.utils.yaml_values`, whose `read_yaml` reads every hellora YAML file). Each
+section checks its own fields in `__post_init__` (choices parsed into `hellora.choices` members, which the section
+then holds; signs and ranges), so a whole config is validated before any work starts.
 Unknown sections or keys, wrong types and bad values raise `HelloraError` naming the key and where its value came
 from: the recipe file and line, or the command-line override.
 """
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -23,16 +26,17 @@ from hellora.placement import NEEDS_REFERENCE, needs_reference
 from hellora.utils.checks import check, number, positive_int
 from hellora.utils.dtypes import MODEL_DTYPE_NAMES
 from hellora.utils.errors import HelloraError
-from hellora.utils.yaml_values import key_lines, load_yaml, parse_value
+from hellora.utils.yaml_values import apply_overrides as apply_key_values
+from hellora.utils.yaml_values import OverrideRules, read_yaml
 from hellora.choices import (CHOICES, EvalTask, ExpertPrecision, Method, MixedPrecision, ProfileMode, Scheduler,
                              Strategy, TrainTask)
 
 # Table 7 of the paper: (PEFT learning rate, full fine-tuning learning rate, epochs) per task family.
-PAPER_SCHEDULE = {
-    "gsm8k": (4e-4, 4e-5, 3),
-    "codealpaca": (2e-3, 2e-4, 2),
-    "saferpaca": (4e-4, 2e-5, 1),
-    "safety": (4e-4, 2e-5, 1),
+PAPER_SCHEDULE: dict[TrainTask, tuple[float, float, int]] = {
+    TrainTask.GSM8K: (4e-4, 4e-5, 3),
+    TrainTask.CODEALPACA: (2e-3, 2e-4, 2),
+    TrainTask.SAFERPACA: (4e-4, 2e-5, 1),
+    TrainTask.SAFETY: (4e-4, 2e-5, 1),
 }
 PAPER_BATCH = {"peft": 128, "fft": 256}
 
@@ -61,7 +65,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    task: str = "gsm8k"                # gsm8k | codealpaca | saferpaca | safety
+    task: TrainTask = TrainTask.GSM8K  # gsm8k | codealpaca | saferpaca | safety | skill
     train: str | None = None           # file path or hub dataset id (default: the task's hub id)
     eval: str | None = None
     limit: int | None = None           # use only the first N training records
@@ -69,7 +73,7 @@ class DataConfig:
     max_prompt_length: int = 256
 
     def __post_init__(self) -> None:
-        self.task = str(TrainTask.parse(self.task, "data.task"))
+        self.task = TrainTask.parse(self.task, "data.task")
         positive_int(self.limit, "data.limit", optional=True)
         positive_int(self.max_length, "data.max_length", minimum=2)
         positive_int(self.max_prompt_length, "data.max_prompt_length")
@@ -77,7 +81,7 @@ class DataConfig:
 
 @dataclass
 class ProfileConfig:
-    mode: str = "warmup"               # warmup (the paper's LoRA warm-up) | forward | none
+    mode: ProfileMode = ProfileMode.WARMUP  # warmup (the paper's LoRA warm-up) | forward | none
     fraction: float = 0.1              # share of the training data profiled
     seed: int = 0
     batch_size: int = 8                # forward mode
@@ -87,7 +91,7 @@ class ProfileConfig:
     stable_jaccard: float = 1.0        # ... "unchanged": Jaccard of hot sets at least this
 
     def __post_init__(self) -> None:
-        self.mode = str(ProfileMode.parse(self.mode, "profile.mode"))
+        self.mode = ProfileMode.parse(self.mode, "profile.mode")
         number(self.fraction, "profile.fraction", low=0.0, high=1.0, low_open=True)
         positive_int(self.batch_size, "profile.batch_size")
         check(isinstance(self.until_stable, bool), "profile.until_stable", "must be true or false", self.until_stable)
@@ -97,7 +101,7 @@ class ProfileConfig:
 
 @dataclass
 class SelectionConfig:
-    strategy: str = "layer"            # one of hellora.choices.Strategy (layer | model | cold | random | ...)
+    strategy: Strategy = Strategy.LAYER  # one of hellora.choices.Strategy (layer | model | cold | random | ...)
     k: int | None = None               # hot experts per layer (default: the router's top-k)
     seed: int = 0
     p: float = 0.5                     # coverage strategy: mass to reach
@@ -105,7 +109,7 @@ class SelectionConfig:
     reference: str | None = None       # retention strategy: profile.json of the data whose skills should be kept
 
     def __post_init__(self) -> None:
-        self.strategy = str(Strategy.parse(self.strategy, "selection.strategy"))
+        self.strategy = Strategy.parse(self.strategy, "selection.strategy")
         positive_int(self.k, "selection.k", optional=True)
         number(self.p, "selection.p", low=0.0, high=1.0, low_open=True)
         if needs_reference(self.strategy) and not self.reference:
@@ -124,11 +128,11 @@ class TrainConfig:
     micro_batch_size: int = 4           # per device and step; gradient accumulation fills the global batch
     weight_decay: float = 0.0
     warmup_ratio: float = 0.03
-    lr_scheduler: str = "cosine"        # cosine | linear | constant
+    lr_scheduler: Scheduler = Scheduler.COSINE  # cosine | linear | constant
     max_steps: int | None = None        # stop after this many optimizer steps
     max_grad_norm: float = 1.0
     seed: int = 42
-    mixed_precision: str = "auto"       # auto (bf16 on CUDA, none on CPU) | bf16 | fp16 | no
+    mixed_precision: MixedPrecision = MixedPrecision.AUTO  # auto (bf16 on CUDA, none on CPU) | bf16 | fp16 | no
     gradient_checkpointing: bool = False
     fsdp: bool = False                  # shard the frozen base over the processes (torch FSDP2, loop/fsdp.py)
     logging_steps: int = 10
@@ -143,11 +147,12 @@ class TrainConfig:
         positive_int(self.micro_batch_size, "train.micro_batch_size")
         number(self.weight_decay, "train.weight_decay", low=0.0)
         number(self.warmup_ratio, "train.warmup_ratio", low=0.0, high=1.0, high_open=True)
-        self.lr_scheduler = str(Scheduler.parse(self.lr_scheduler, "train.lr_scheduler"))
+        self.lr_scheduler = Scheduler.parse(self.lr_scheduler, "train.lr_scheduler")
         positive_int(self.max_steps, "train.max_steps", optional=True)
         number(self.max_grad_norm, "train.max_grad_norm", low=0.0, low_open=True)
         check(self.mixed_precision in MixedPrecision.values(), "train.mixed_precision",
                f"choose one of {', '.join(MixedPrecision.values())}", self.mixed_precision)
+        self.mixed_precision = MixedPrecision(self.mixed_precision)
         positive_int(self.logging_steps, "train.logging_steps")
         positive_int(self.save_steps, "train.save_steps", minimum=0)  # 0: no checkpoints
         positive_int(self.save_total_limit, "train.save_total_limit", minimum=0)  # 0: keep every checkpoint
@@ -156,7 +161,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     enabled: bool = False
-    tasks: list = field(default_factory=list)   # gsm8k, humaneval, hexphi, advbench, skill
+    tasks: list[EvalTask] = field(default_factory=list)  # gsm8k, humaneval, hexphi, advbench, skill
     data: dict = field(default_factory=dict)    # task -> benchmark file (GSM8K test defaults to the hub)
     limit: int | None = None
     batch_size: int = 8
@@ -165,7 +170,7 @@ class EvalConfig:
     protocol: str = "lori"                      # eval protocol (hellora.eval.protocols; docs/evaluation.md)
 
     def __post_init__(self) -> None:
-        self.tasks = [str(EvalTask.parse(t, "eval.tasks")) for t in self.tasks]
+        self.tasks = [EvalTask.parse(t, "eval.tasks") for t in self.tasks]
         unknown = sorted(set(self.data) - set(EvalTask.values()))
         check(not unknown, "eval.data", f"keys are eval tasks ({', '.join(EvalTask.values())})", unknown)
         positive_int(self.limit, "eval.limit", optional=True)
@@ -185,7 +190,8 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     output_dir: str = "runs/default"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """Every section as nested dicts (choices still members: `dump_config` writes them as plain text)."""
         return dataclasses.asdict(self)
 
     @property
@@ -209,37 +215,59 @@ class RunConfig:
 SECTIONS = {f.name: f.type for f in fields(RunConfig)}
 
 
-def _section_class(name: str):
-    return {"model": ModelConfig, "data": DataConfig, "profile": ProfileConfig, "selection": SelectionConfig,
-            "adapter": AdapterConfig, "train": TrainConfig, "eval": EvalConfig}[name]
+SECTION_CLASSES: dict[str, type[Any]] = {
+    "model": ModelConfig, "data": DataConfig, "profile": ProfileConfig, "selection": SelectionConfig,
+    "adapter": AdapterConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
-def _check_type(value, annotation, where: str):
-    """Coerce/validate a YAML value against a dataclass field annotation (str, int, float, bool, list, dict, | None)."""
+def _options(annotation: object) -> list[str]:
+    """A field annotation's alternatives as bare names: "list[EvalTask] | None" -> ["list", "None"]."""
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-    options = [t.strip() for t in text.split("|")]
+    return [option.strip().split("[", 1)[0] for option in text.split("|")]
+
+
+def _shown(option: str) -> str:
+    """An alternative as a user reads it: a choice lists its values, other types keep their name."""
+    return f"one of {', '.join(CHOICES[option].values())}" if option in CHOICES else option
+
+
+def _coerced(value: Any, option: str) -> tuple[bool, Any]:
+    """(whether `value` fits the type named `option`, the value to keep): ints widen to float, a lone string to a
+    one-item list; a choice's text is kept as typed (the section's `__post_init__` parses it into a member)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if option == "bool" and isinstance(value, bool):
+        return True, value
+    if option == "int" and number and isinstance(value, int):
+        return True, value
+    if option == "float" and number:
+        return True, float(value)
+    if (option == "str" or option in CHOICES) and isinstance(value, str):
+        return True, value
+    if option in ("list", "dict") and isinstance(value, {"list": list, "dict": dict}[option]):
+        return True, value
+    if option == "list" and isinstance(value, str):
+        return True, [value]
+    return False, None
+
+
+def _check_type(value: Any, annotation: object, where: str) -> Any:
+    """Coerce/validate a YAML value against a dataclass field annotation (str, int, float, bool, list, dict, a
+    choice, | None), so a wrong type is named at its key before the section's own checks run."""
+    options = _options(annotation)
     if value is None:
         if "None" in options:
             return None
         raise HelloraError(f"{where}: must not be empty")
     for option in options:
-        if option == "bool" and isinstance(value, bool):
-            return value
-        if option == "int" and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if option == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if (option == "str" or option in CHOICES) and isinstance(value, str):  # a choice: __post_init__ parses it
-            return value
-        if option in ("list", "dict") and isinstance(value, {"list": list, "dict": dict}[option]):
-            return value
-        if option == "list" and isinstance(value, str):
-            return [value]
-    raise HelloraError(f"{where}: expected {text}, got {value!r}")
+        fits, kept = _coerced(value, option)
+        if fits:
+            return kept
+    raise HelloraError(f"{where}: expected {' | '.join(_shown(o) for o in options)}, got {value!r}")
 
 
-def _build_section(name: str, values: dict, where: str, sources: dict | None = None):
-    cls = _section_class(name)
+def _build_section(name: str, values: Any, where: str, sources: dict[str, str] | None = None) -> Any:
+    """One section's dataclass from its raw mapping; every error names where the bad key or value was written."""
+    cls = SECTION_CLASSES[name]
     sources = sources or {}
     if not isinstance(values, dict):
         raise HelloraError(f"{sources.get(name, where)}: section {name!r} must be a mapping of keys to values")
@@ -260,7 +288,7 @@ def _build_section(name: str, values: dict, where: str, sources: dict | None = N
         raise HelloraError(f"{sources.get(field_name, where)}: {e}") from None
 
 
-def config_from_dict(data: dict, where: str = "config", sources: dict | None = None) -> RunConfig:
+def config_from_dict(data: Any, where: str = "config", sources: dict[str, str] | None = None) -> RunConfig:
     """Raw recipe dict -> validated `RunConfig`. `sources` maps dotted keys to where their value was written
     ("recipe r.yaml line 7", "override train.learning_rate=-1"), used in error messages instead of `where`."""
     if not isinstance(data, dict):
@@ -270,7 +298,7 @@ def config_from_dict(data: dict, where: str = "config", sources: dict | None = N
     if unknown:
         raise HelloraError(f"{sources.get(unknown[0], where)}: unknown section {unknown[0]!r}; "
                            f"sections: {', '.join(SECTIONS)}")
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for name, values in data.items():
         if name == "output_dir":
             kwargs[name] = _check_type(values, "str", f"{sources.get(name, where)}: output_dir")
@@ -279,83 +307,47 @@ def config_from_dict(data: dict, where: str = "config", sources: dict | None = N
     return RunConfig(**kwargs)
 
 
-def apply_overrides(data: dict, overrides: list[str], sources: dict | None = None) -> dict:
+RECIPE_HINT = "see recipes/ for examples"
+
+
+def _check_override(parts: list[str], value: Any, item: str) -> Any:
+    """A run override's key must name a section field (`adapter.r`) or `output_dir` (stored as text)."""
+    if parts == ["output_dir"]:
+        return value if value is None else str(value)
+    if len(parts) < 2 or not all(parts):
+        raise HelloraError(f"override {item!r}: key must be section.name (e.g. adapter.r=16) or output_dir")
+    if parts[0] not in SECTIONS or parts[0] == "output_dir":
+        raise HelloraError(f"override {item!r}: unknown section {parts[0]!r}; sections: {', '.join(SECTIONS)}")
+    return value
+
+
+RUN_OVERRIDES = OverrideRules(check=_check_override, example="train.epochs=1")
+
+
+def apply_overrides(data: dict | None, overrides: Sequence[str], sources: dict[str, str] | None = None) -> dict:
     """Apply `section.key=value` strings (YAML-typed values) to a raw recipe dict (copied).
 
     Deeper keys reach into mapping fields: `model.overrides.num_hidden_layers=2`, `eval.data.gsm8k=PATH`.
     When `sources` is given, each overridden dotted key (and its field) is recorded there as "override ITEM".
     """
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (data or {}).items()}
-    for item in overrides:
-        if "=" not in item:
-            raise HelloraError(f"override {item!r}: expected key=value, e.g. train.epochs=1")
-        key, raw = item.split("=", 1)
-        value = parse_value(raw)
-        parts = key.strip().split(".")
-        if sources is not None:
-            for depth in range(1, len(parts) + 1):
-                sources[".".join(parts[:depth])] = f"override {item}"
-        if parts == ["output_dir"]:
-            data["output_dir"] = value if value is None else str(value)
-            continue
-        if len(parts) < 2 or not all(parts):
-            raise HelloraError(f"override {item!r}: key must be section.name (e.g. adapter.r=16) or output_dir")
-        section = parts[0]
-        if section not in SECTIONS or section == "output_dir":
-            raise HelloraError(f"override {item!r}: unknown section {section!r}; sections: {', '.join(SECTIONS)}")
-        node = data
-        for depth, name in enumerate(parts[:-1]):
-            child = node.get(name)
-            if child is not None and not isinstance(child, dict):
-                if depth:  # a scalar field cannot take sub-keys
-                    raise HelloraError(f"override {item!r}: {'.'.join(parts[:depth + 1])} is not a mapping")
-                child = None
-            node[name] = dict(child or {})  # copied: the caller's recipe dict is never changed
-            node = node[name]
-        node[parts[-1]] = value
-    return data
+    return apply_key_values(data, overrides, rules=RUN_OVERRIDES, sources=sources)
 
 
-def _read_recipe_text(path: str | Path) -> tuple[dict, str]:
-    path = Path(path)
-    if path.is_dir():
-        raise HelloraError(f"recipe {path} is a folder; give a YAML file (see recipes/)")
-    if not path.is_file():
-        raise HelloraError(f"recipe not found: {path} (no such file; see recipes/ for examples)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise HelloraError(f"recipe {path}: not a text file (expected YAML)") from None
-    try:
-        data = load_yaml(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise HelloraError(f"recipe {path}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    return data or {}, text
-
-
-def read_recipe(path: str | Path) -> dict:
-    """A recipe file as a raw dict (numbers as people type them: `2e-4` is a float)."""
-    return _read_recipe_text(path)[0]
-
-
-def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
     """Recipe file (or defaults when None) + overrides -> validated `RunConfig` (paper defaults not yet filled).
 
     Errors name where the bad value was written: `recipe r.yaml line 7: train.learning_rate: ...` or
     `override train.learning_rate=-1: train.learning_rate: ...`.
     """
     sources: dict[str, str] = {}
-    data = {}
     if path:
-        data, text = _read_recipe_text(path)
-        sources = {key: f"recipe {path} line {line}" for key, line in key_lines(text).items()}
-    data = apply_overrides(data, list(overrides), sources)
+        data = read_yaml(path, "recipe", hint=RECIPE_HINT, overrides=overrides, rules=RUN_OVERRIDES, sources=sources)
+    else:
+        data = apply_overrides({}, overrides, sources)
     return config_from_dict(data, where=f"recipe {path}" if path else "config", sources=sources)
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """Enum members (hellora.choices) as their plain strings, so YAML/JSON stay plain text."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -367,4 +359,6 @@ def _plain(value):
 
 
 def dump_config(config: RunConfig) -> str:
+    """The config.yaml text of a run: sections in field order, choices as their plain strings (so the file reads
+    back as the recipe it came from, and its bytes do not depend on how a member is represented)."""
     return yaml.safe_dump(_plain(config.to_dict()), sort_keys=False)

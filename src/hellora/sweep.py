@@ -16,22 +16,19 @@ redone alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from hellora.config import load_run_config
 from hellora.utils.errors import HelloraError
+from hellora.utils.yaml_values import read_yaml
 
 
-def load_sweep(path: str | Path) -> dict:
+def load_sweep(path: str | Path) -> dict[str, Any]:
+    """The sweep file, checked: known keys only, `base`, `output_dir` and `runs` present, `base` made absolute."""
     path = Path(path)
-    if not path.is_file():
-        raise HelloraError(f"sweep file not found: {path}")
-    try:
-        sweep = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise HelloraError(f"sweep {path}: invalid YAML ({e})") from None
+    sweep = read_yaml(path, "sweep", hint="see recipes/paper/ for examples")
     unknown = sorted(set(sweep) - {"base", "output_dir", "seeds", "runs", "report", "note"})
     if unknown:
         raise HelloraError(f"sweep {path}: unknown key {unknown[0]!r}")
@@ -42,8 +39,9 @@ def load_sweep(path: str | Path) -> dict:
     return sweep
 
 
-def sweep_runs(sweep: dict, extra: list[str] = ()) -> list[tuple[str, list[str]]]:
-    """(output folder, overrides) of every run of the sweep."""
+def sweep_runs(sweep: dict[str, Any], extra: Sequence[str] = ()) -> list[tuple[str, list[str]]]:
+    """(output folder, overrides) of every run of the sweep; `extra` overrides (the command line's) come after the
+    sweep's own, so a user can change any run without editing the file, and output_dir last, so none moves it."""
     runs = []
     for name, overrides in sweep["runs"].items():
         for seed in sweep.get("seeds") or [0]:
@@ -53,11 +51,15 @@ def sweep_runs(sweep: dict, extra: list[str] = ()) -> list[tuple[str, list[str]]
     return runs
 
 
-def run_sweep(path: str | Path, extra: list[str] = (), *, dry_run: bool = False, progress: bool = True) -> list[str]:
+def run_sweep(path: str | Path, extra: Sequence[str] = (), *, dry_run: bool = False,
+              progress: bool = True) -> list[str]:
+    """Train every run of the sweep not yet finished (each config checked before any run starts), then report.
+
+    Returns the run folders that finished (none with `dry_run`, which prints each run's train command)."""
     sweep = load_sweep(path)
     planned = [(out, overrides, load_run_config(sweep["base"], overrides))  # every run validated before any starts
                for out, overrides in sweep_runs(sweep, list(extra))]
-    done = []
+    done: list[str] = []
     for out, overrides, config in planned:
         if dry_run:
             print("hellora train", sweep["base"], " ".join(overrides))
@@ -73,5 +75,6 @@ def run_sweep(path: str | Path, extra: list[str] = (), *, dry_run: bool = False,
     if done and sweep.get("report") and not dry_run:
         from hellora.report.tables import write_report
 
-        write_report(done, Path(sweep["output_dir"]) / "report")
+        reported: list[str | Path] = list(done)
+        write_report(reported, Path(sweep["output_dir"]) / "report")
     return done

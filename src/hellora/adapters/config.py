@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from hellora.methods.base import AdapterMethod
 from hellora.methods.registry import DEFAULT_METHOD, NO_VARIANT, get_method
@@ -56,7 +58,7 @@ class AdapterConfig:
     dropout: float = 0.0
     targets: Targets = Targets.ALL
     router: bool | None = None
-    init: str = "default"
+    init: AdapterInit = AdapterInit.DEFAULT
     adapter_dtype: str = "float32"
     seed: int = 0
     variant: Variant = NO_VARIANT
@@ -80,6 +82,7 @@ class AdapterConfig:
         if self.init not in AdapterInit.values():
             raise HelloraError(f"adapter.init: unknown init {self.init!r}; "
                                f"choose one of {', '.join(AdapterInit.values())}")
+        self.init = AdapterInit(self.init)
         if self.adapter_dtype not in DTYPE_NAMES:
             raise HelloraError(f"adapter.adapter_dtype: choose one of {', '.join(DTYPE_NAMES)}, got {self.adapter_dtype!r}")
         rules = get_method(self.method, self.variant)  # refuses a combination nobody registered
@@ -136,7 +139,7 @@ class AdapterConfig:
         return {k: (v.value if isinstance(v, Choice) else v) for k, v in asdict(self).items()}
 
     @staticmethod
-    def upgrade_keys(data: dict, where="adapter") -> dict:
+    def upgrade_keys(data: dict, where: str | Callable[[str], str] = "adapter") -> dict:
         """`data` with renamed keys under their new names and dropped keys removed, warning once per key.
 
         `where` names the source in messages: a string, or a function of the key (each key's own file line).
@@ -166,11 +169,11 @@ class AdapterConfig:
 
 
 
-def _accept_old_keywords(init):
+def _accept_old_keywords(init: Callable[..., None]) -> Callable[..., None]:
     """Wrap the dataclass __init__ so the old keyword `placement=` still sets `targets`, with a warning."""
 
     @functools.wraps(init)
-    def __init__(self, *args, placement: str | None = None, **kwargs) -> None:
+    def __init__(self: AdapterConfig, *args: Any, placement: str | None = None, **kwargs: Any) -> None:
         if placement is not None:
             if "targets" in kwargs:
                 raise HelloraError("adapter: both 'placement' and its new name 'targets' are set; keep 'targets'")

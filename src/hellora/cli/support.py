@@ -12,6 +12,8 @@ import json
 import logging
 import sys
 from pathlib import Path
+from types import TracebackType
+from typing import Any, NoReturn
 
 from hellora.placement import NEEDS_REFERENCE, needs_reference
 from hellora.utils.errors import HelloraError
@@ -61,7 +63,7 @@ COMMON_HELP = {
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Defaults in --help, except where the help text already says the default or there is none to show."""
 
-    def _get_help_string(self, action):
+    def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if "default" in text or action.default in (None, False, argparse.SUPPRESS):
             return text
@@ -71,11 +73,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (`hellora train: error: ...; see hellora train --help`) and defaults in help."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -113,14 +115,15 @@ def flags(p: argparse.ArgumentParser, *groups: str, out_help: str | None = None,
         p.add_argument("--trust-remote-code", action="store_true", help=COMMON_HELP["--trust-remote-code"])
 
 
-def refuse_existing(path, overwrite: bool, flag: str = "--out", *, kind: OutputKind | None = None,
+def refuse_existing(path: str | Path, overwrite: bool, flag: str = "--out", *, kind: OutputKind | None = None,
                     formats: tuple[str, ...] = ()) -> None:
     """The overwrite policy: an existing output (a file, or a non-empty folder) is refused before any work, unless
     `overwrite` and hellora made it (a folder of `kind`, or a JSON file of one of `formats`)."""
     check_replaceable(path, overwrite, flag=flag, kind=kind, formats=formats)
 
 
-def need_file(path, flag: str) -> None:
+def need_file(path: str | Path, flag: str) -> None:
+    """Refuse (one line naming `flag`) a path that is not an existing file, before any work."""
     if not Path(path).is_file():
         what = "is a folder, not a file" if Path(path).is_dir() else "not found"
         raise HelloraError(f"{flag} {path}: {what}")
@@ -133,7 +136,7 @@ class replacing_run:
     def __init__(self, run: Path, overwrite: bool) -> None:
         self.run, self.overwrite, self.aside = run, overwrite, None
 
-    def __enter__(self):
+    def __enter__(self) -> replacing_run:
         if not self.overwrite:
             status = self.run / "run.json"
             record = read_json(status, "run status") if status.is_file() else None
@@ -156,7 +159,8 @@ class replacing_run:
         self.run.rename(self.aside)
         return self
 
-    def __exit__(self, kind, value, tb):
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> bool:
         import shutil
 
         if self.aside is None:
@@ -184,7 +188,8 @@ def setup_logging(verbose: bool) -> None:
     quiet_import_chatter()
 
 
-def resume_hint(args) -> str:
+def resume_hint(args: argparse.Namespace) -> str:
+    """What a failed command's one-line error adds: how to resume a run, or that nothing half-written is left."""
     if args.command in ("train", "sweep"):
         return "; rerun the same command to resume from the last checkpoint, or add --overwrite to start over"
     return "; nothing half-written was left (outputs are written whole)"
@@ -249,18 +254,16 @@ def run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         return 1
     return code if isinstance(code, int) else 0
 
-def print_json(obj) -> None:
+def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2))
 
 
-def key_values(items: list[str], what: str) -> dict:
-    """`key=value` strings -> dict with YAML-typed values."""
-    from hellora.utils.yaml_values import parse_value
+def key_values(items: list[str], what: str) -> dict[str, Any]:
+    """`key=value` strings -> dict with YAML-typed values (parsed as recipe overrides are)."""
+    from hellora.utils.yaml_values import split_override
 
     values = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise HelloraError(f"{what} {item!r}: expected key=value")
-        values[key] = parse_value(value)
+        parts, value = split_override(item, what)
+        values[".".join(parts)] = value
     return values

@@ -9,29 +9,35 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from hellora.choices import MixedPrecision
 from hellora.config import RunConfig
 from hellora.data import encode_pairs, get_task
-from hellora.models.families import describe_moe_model
+from hellora.models.families import MoEModelSpec, describe_moe_model
 from hellora.models.fingerprint import config_fingerprint
 from hellora.models.loading import load_model, load_tokenizer
 from hellora.placement import HotExpertPlacement, check_k
 from hellora.profiling.profile import ExpertProfile
 from hellora.utils.errors import HelloraError
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
 log = logging.getLogger(__name__)
 
 
-def _mixed_precision(setting: str) -> str:
-    if setting == MixedPrecision.AUTO:
+def _mixed_precision(setting: MixedPrecision) -> str:
+    """accelerate's setting as plain text (auto decided here: bf16 where CUDA supports it, else none)."""
+    if setting is MixedPrecision.AUTO:
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return setting
+    return setting.value
 
 
-def make_accelerator(config: RunConfig):
+def make_accelerator(config: RunConfig) -> Accelerator:
+    """The run's accelerator: CPU where no GPU exists, its mixed precision, trackers and project folder."""
     from accelerate import Accelerator
 
     run = Path(config.output_dir)
@@ -40,15 +46,17 @@ def make_accelerator(config: RunConfig):
                        log_with=config.train.report_to or None, project_dir=str(run))
 
 
-def pad_id_of(tokenizer) -> int:
+def pad_id_of(tokenizer: Any) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else 0 (padding is masked out anyway)."""
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
-def load_run_tokenizer(config: RunConfig):
+def load_run_tokenizer(config: RunConfig) -> Any:
+    """The recipe's tokenizer: model.tokenizer if set (\"tiny\" included), else the model's own."""
     return load_tokenizer(config.model.tokenizer or config.model.name, trust_remote_code=config.model.trust_remote_code)
 
 
-def load_run_model(config: RunConfig):
+def load_run_model(config: RunConfig) -> Any:
     """The recipe's model: pretrained weights, or a preset's architecture at random init (seeded by train.seed)."""
     return load_model(config.model.name, dtype=config.model.dtype, trust_remote_code=config.model.trust_remote_code,
                       overrides=config.model.overrides, seed=config.train.seed)
@@ -61,7 +69,7 @@ def model_spec(config: RunConfig) -> dict:
             "cold_experts": config.model.cold_experts.value, "hot_experts": config.model.hot_experts.value}
 
 
-def build_features(config: RunConfig, tokenizer) -> tuple[list[dict], dict]:
+def build_features(config: RunConfig, tokenizer: Any) -> tuple[list[dict], dict]:
     """(tokenized training examples, the data's source record). The data summary (`hellora.data.summary`: empty,
     unknown-character and truncated examples, with counts) is returned under source["summary"]; callers pop it
     (it is not part of a profile's source) and pass it to `log_data_summary` once every input was checked."""
@@ -85,7 +93,7 @@ def log_data_summary(summary: dict) -> None:
     (log.warning if problems else log.info)(line)
 
 
-def check_reference_for_model(path: str, spec) -> None:
+def check_reference_for_model(path: str, spec: MoEModelSpec) -> None:
     """selection.reference exists, is a profile, and counts this model's MoE layers and experts (before any work)."""
     reference = ExpertProfile.load(path)
     if reference.num_experts != spec.num_experts or sorted(reference.layers) != sorted(spec.moe_layer_indices):
@@ -94,7 +102,7 @@ def check_reference_for_model(path: str, spec) -> None:
                            f"{spec.num_experts}; profile the same model")
 
 
-def check_run_inputs(config: RunConfig, model, tokenizer) -> None:
+def check_run_inputs(config: RunConfig, model: Any, tokenizer: Any) -> None:
     """Fail before any training on a non-MoE model, a bad k, a tokenizer larger than the embeddings, or a missing
     placement file (the eval step's inputs are checked by the pipeline, which owns that step: `check_eval_step`)."""
     spec = describe_moe_model(model)

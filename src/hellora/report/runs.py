@@ -16,12 +16,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from hellora.quant.run import storage_label
 from hellora.report.labels import method_label
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import read_json
+from hellora.utils.yaml_values import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ class Run:
         return (self.config.get("model", {}).get("name"), self.config.get("data", {}).get("task"))
 
     @property
-    def base(self):
+    def base(self) -> int | None:
         """The base model's seed for study and sweep runs that train several bases, else None."""
         study = self.config.get("study") or {}
         return study.get("base_seed")
@@ -127,9 +126,8 @@ def load_run(path: str | Path) -> Run:
     if not isinstance(status, dict) or not isinstance(status.get("steps", {}), dict):
         raise HelloraError(f"{path / 'run.json'}: not a hellora run status (expected an object with 'steps')")
     status.setdefault("steps", {})
-    config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").is_file() else {}
-    if not isinstance(config, dict):
-        raise HelloraError(f"{path / 'config.yaml'}: not a config (expected a mapping)")
+    saved = path / "config.yaml"
+    config = read_yaml(saved, "run config", empty_ok=False) if saved.is_file() else {}
     label = method_label(config.get("adapter") or {}, config.get("selection") or {}, config.get("profile")) \
         + storage_label(config.get("model") or {})  # e.g. " cold=nf4": experts stored quantized
     return Run(path=path, status=status, config=config, scores=_scores(path), label=label, flat=flatten(config))

@@ -28,6 +28,7 @@ from hellora.study.arms import ARMS
 from hellora.study.contrasts import MAX_PRIMARY, Contrast
 from hellora.study.pretrain_finetune import SkillMoESpec
 from hellora.utils.errors import HelloraError
+from hellora.utils.yaml_values import read_yaml
 
 # fields that decide a pretrained base (its cache key, with the base seed)
 PRETRAIN_FIELDS = ("skills", "targets", "target_pretrain", "pretrain_per_skill", "text_files", "text_examples",
@@ -51,7 +52,7 @@ _LIST_ITEMS = {"skills": "text", "targets": "text", "arms": "text", "text_files"
                "ft_seeds": "integer", "warmup_fractions": "number", "lr_grid": "number", "fft_lr_grid": "number"}
 
 
-def _check_field_types(cfg) -> None:
+def _check_field_types(cfg: StudyConfig) -> None:
     """Each field of a study config has its type (text, integers that are not bools, finite numbers), so the range
     checks after it compare like with like; one line naming the field."""
     from hellora.utils.records import integer, is_integer, number
@@ -220,12 +221,9 @@ class StudyConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path | None, overrides: dict | None = None) -> StudyConfig:
-        from hellora.config import read_recipe
-
-        data = read_recipe(path) if path else {}
-        if data is not None and not isinstance(data, dict):
-            raise HelloraError(f"proxy config {path}: expected key: value pairs, got a {type(data).__name__}")
-        data = {**(data or {}), **(overrides or {})}
+        """The study of a YAML file (None: the defaults) with `overrides` (field -> value) on top."""
+        data = read_yaml(path, "proxy config", hint="see recipes/proxy/ for examples") if path else {}
+        data = {**data, **(overrides or {})}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

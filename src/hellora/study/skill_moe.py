@@ -4,16 +4,22 @@ skill examples as training features, a fixed-step trainer, and exact-match accur
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
+from hellora.choices import Scheduler
 from hellora.config import TrainConfig
 from hellora.data import PadCollator, encode_pairs, encode_prompt, exact_match
-from hellora.loop.training import train_loop
+from hellora.loop.training import LoopResult, train_loop
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 def build_skill_moe(vocab_size: int, *, hidden_size: int, layers: int, experts: int, top_k: int, seed: int,
-                    intermediate_size: int | None = None, aux_loss: float = 0.02):
+                    intermediate_size: int | None = None, aux_loss: float = 0.02) -> PreTrainedModel:
     """Random-init OLMoE-architecture causal LM with the router's load-balancing loss on (for pretraining)."""
     from hellora.models.loading import config_for_model, model_from_config
 
@@ -27,13 +33,13 @@ def build_skill_moe(vocab_size: int, *, hidden_size: int, layers: int, experts: 
     return model_from_config(config, dtype=torch.float32)
 
 
-def skill_features(tokenizer, examples: list[dict]) -> list[dict]:
+def skill_features(tokenizer: Any, examples: list[dict]) -> list[dict]:
     """Prompt-masked training features of {prompt, answer} examples."""
     return encode_pairs(tokenizer, [(e["prompt"], e["answer"]) for e in examples], max_length=64, max_prompt_length=48)
 
 
 @torch.no_grad()
-def accuracy(model, tokenizer, examples: list[dict], batch_size: int = 64) -> float:
+def accuracy(model: Any, tokenizer: Any, examples: list[dict], batch_size: int = 64) -> float:
     """Greedy exact match of the generated answer (up to EOS) on `examples`."""
     model.eval()
     collate = PadCollator(tokenizer.pad_token_id, padding_side="left")
@@ -62,11 +68,12 @@ class StepSchedule:
     def train_config(self) -> TrainConfig:
         """The schedule as the training loop's TrainConfig (no checkpoints, no step logging)."""
         return TrainConfig(learning_rate=self.lr, batch_size=self.batch, micro_batch_size=self.batch,
-                           max_steps=self.steps, epochs=1.0, warmup_ratio=0.05, lr_scheduler="cosine", seed=self.seed,
-                           save_steps=0, logging_steps=10 ** 9)
+                           max_steps=self.steps, epochs=1.0, warmup_ratio=0.05, lr_scheduler=Scheduler.COSINE,
+                           seed=self.seed, save_steps=0, logging_steps=10 ** 9)
 
 
-def train_steps(model, features, schedule: StepSchedule, accelerator, name: str, progress: bool = True):
+def train_steps(model: nn.Module, features: list[dict], schedule: StepSchedule, accelerator: Any, name: str,
+                progress: bool = True) -> LoopResult:
     """`schedule`'s AdamW steps on whatever `model` has trainable."""
     return train_loop(model, features, schedule.train_config(), accelerator=accelerator, name=name, pad_token_id=0,
                       progress=progress)

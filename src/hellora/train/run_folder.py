@@ -26,9 +26,7 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
-
-import yaml
+from typing import Any, Iterator, NoReturn
 
 from hellora.config import RunConfig, dump_config, load_run_config
 from hellora.loop.checkpoint import list_checkpoints
@@ -37,6 +35,7 @@ from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, folder_lock, read_json
 from hellora.utils.meta import run_metadata
 from hellora.utils.ownership import RUN_FORMAT, new_run_id
+from hellora.utils.yaml_values import parse_yaml_text
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
         return
 
-    def _raise(signum, frame):
+    def _raise(signum: int, frame: object) -> NoReturn:
         raise KeyboardInterrupt("SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, _raise)
@@ -243,8 +242,8 @@ def check_run_folder(run: Path, config_text: str, *, restart: bool = False) -> b
         text = saved.read_text()
         current = _reresolved(saved) if text != config_text else text  # re-parsed only when the text differs
         if current != config_text:
-            old, new = yaml.safe_load(current or text), yaml.safe_load(config_text)
-            diffs = _differences(old, new) or {"output_dir": (None, None)}
+            old, new = parse_yaml_text(current or text, f"run config {saved}"), parse_yaml_text(config_text, "config")
+            diffs = _differences(old if isinstance(old, dict) else {}, new) or {"output_dir": (None, None)}
             fixed = [name for name in diffs if name not in RESTARTABLE]
             if restart and not fixed:
                 return True
@@ -272,7 +271,7 @@ class RunRecorder:
     `RESTARTABLE` field since the last attempt is appended to `config_changes` with the checkpoint it applies from.
     """
 
-    def __init__(self, run: Path, config: RunConfig, accelerator) -> None:
+    def __init__(self, run: Path, config: RunConfig, accelerator: Any) -> None:
         self.path = run / "run.json"
         self.main = accelerator.is_main_process
         previous = read_run_record(self.path) if self.path.is_file() else {}
@@ -305,7 +304,8 @@ class RunRecorder:
         """The run folder this records (run.json's folder)."""
         return self.path.parent
 
-    def step(self, name: str, **values) -> None:
+    def step(self, name: str, **values: Any) -> None:
+        """Record one pipeline step's results under `name` and write run.json (a crash keeps what was done)."""
         self.data["steps"][name] = values
         self.save()
 
