@@ -15,7 +15,7 @@ checkpointing a layer's forward is re-run inside backward; those re-runs are not
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -131,6 +131,7 @@ class ExpertActivationCounter:
                 experts = self.model.get_submodule(moe.experts_path)
                 self._handles.append(experts.register_forward_pre_hook(self._experts_hook(row), with_kwargs=True))
             else:
+                assert moe.router_path is not None  # a ModuleList MoE layer is counted at its router
                 gate = self.model.get_submodule(moe.router_path)
                 self._handles.append(gate.register_forward_hook(self._gate_hook(row)))
         return self
@@ -145,7 +146,7 @@ class ExpertActivationCounter:
         return {m.layer_index: self.counts[i].tolist() for i, m in enumerate(self.spec.moe_layers)}
 
     def to_profile(self, mode: str, *, counts: torch.Tensor | None = None, mass: torch.Tensor | None = None,
-                   tokens: torch.Tensor | None = None, **fields) -> "ExpertProfile":
+                   tokens: torch.Tensor | None = None, **fields: Any) -> "ExpertProfile":
         """The counts as an `ExpertProfile` of `mode` ("warmup" / "forward"); `counts`, `mass`, `tokens` replace
         this process's own (e.g. by their sums over processes); `fields` are the profile's other fields
         (model_id, fingerprint, source, meta)."""

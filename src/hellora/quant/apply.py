@@ -110,9 +110,13 @@ def quantization_record(model: nn.Module) -> dict:
 
 def _apply_gate(module: nn.Module, gate_up: torch.Tensor) -> torch.Tensor:
     if hasattr(type(module), "_apply_gate"):
-        return module._apply_gate(gate_up)
+        apply_gate = module._apply_gate  # the class's own method (transformers' fused experts)
+        assert callable(apply_gate)
+        return apply_gate(gate_up)
     gate, up = gate_up.chunk(2, dim=-1)
-    return module.act_fn(gate) * up
+    act_fn = module.act_fn  # the experts' activation module
+    assert callable(act_fn)
+    return act_fn(gate) * up
 
 
 def quantized_experts_forward(module: nn.Module, layout: FusedExpertLayout, hidden_states: torch.Tensor,

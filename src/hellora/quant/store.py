@@ -84,7 +84,7 @@ class QuantizedExpertWeight(nn.Module):
     def dim(self) -> int:
         return 3
 
-    def size(self, dim: int | None = None):
+    def size(self, dim: int | None = None) -> torch.Size | int:
         return self.full_shape if dim is None else self.full_shape[dim]
 
     def expert(self, e: int) -> torch.Tensor:

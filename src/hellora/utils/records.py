@@ -12,7 +12,7 @@ naming the file and the field:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal, overload
 
 from hellora.utils.errors import HelloraError
 
@@ -25,6 +25,16 @@ def _shown(value) -> str:
 def is_integer(value: object) -> bool:
     """A JSON integer: int, not bool (JSON `true` is not an expert id), not a float such as 2.0 or 2.5."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+@overload
+def integer(value: Any, what: str, *, low: int | None = None, below: int | None = None,
+            optional: Literal[False] = False) -> int: ...
+
+
+@overload
+def integer(value: Any, what: str, *, low: int | None = None, below: int | None = None,
+            optional: bool) -> int | None: ...
 
 
 def integer(value: Any, what: str, *, low: int | None = None, below: int | None = None,
@@ -53,7 +63,7 @@ def number(value: Any, what: str, *, low: float | None = None) -> float:
 def integer_list(values: object, what: str, *, low: int | None = None, below: int | None = None) -> list[int]:
     if not isinstance(values, list):
         raise HelloraError(f"{what} must be a list of integers, got {_shown(values)}")
-    return [integer(v, f"{what}[{i}]", low=low, below=below) for i, v in enumerate(values)]  # type: ignore[misc]
+    return [integer(v, f"{what}[{i}]", low=low, below=below) for i, v in enumerate(values)]
 
 
 def number_rows(rows: Any, what: str, *, n_rows: int, n_cols: int, low: float | None = 0.0) -> list[list[float]]:
