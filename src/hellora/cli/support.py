@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
 from hellora.placement import NEEDS_REFERENCE, needs_reference
 from hellora.utils.errors import HelloraError
@@ -75,7 +76,7 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -102,8 +103,8 @@ def shows_no_default(action: argparse.Action) -> bool:
 def flags(p: argparse.ArgumentParser, *groups: str, out_help: str | None = None, out_required: bool = False) -> None:
     """Flag groups shared by several commands, declared once: out (+ --overwrite), json, progress, remote-code."""
     if "out" in groups:
-        p.add_argument("--out", required=out_required, help=out_help or COMMON_HELP["--out"],
-                       **({} if out_required else {"default": None}))
+        default: dict[str, Any] = {} if out_required else {"default": None}
+        p.add_argument("--out", required=out_required, help=out_help or COMMON_HELP["--out"], **default)
         p.add_argument("--overwrite", action="store_true", help=COMMON_HELP["--overwrite"])
     if "json" in groups:
         p.add_argument("--json", action="store_true", help=COMMON_HELP["--json"])
@@ -113,14 +114,14 @@ def flags(p: argparse.ArgumentParser, *groups: str, out_help: str | None = None,
         p.add_argument("--trust-remote-code", action="store_true", help=COMMON_HELP["--trust-remote-code"])
 
 
-def refuse_existing(path, overwrite: bool, flag: str = "--out", *, kind: OutputKind | None = None,
+def refuse_existing(path: str | Path, overwrite: bool, flag: str = "--out", *, kind: OutputKind | None = None,
                     formats: tuple[str, ...] = ()) -> None:
     """The overwrite policy: an existing output (a file, or a non-empty folder) is refused before any work, unless
     `overwrite` and hellora made it (a folder of `kind`, or a JSON file of one of `formats`)."""
     check_replaceable(path, overwrite, flag=flag, kind=kind, formats=formats)
 
 
-def need_file(path, flag: str) -> None:
+def need_file(path: str | Path, flag: str) -> None:
     if not Path(path).is_file():
         what = "is a folder, not a file" if Path(path).is_dir() else "not found"
         raise HelloraError(f"{flag} {path}: {what}")
@@ -178,13 +179,13 @@ def setup_logging(verbose: bool) -> None:
     logger.handlers = [h for h in logger.handlers if not getattr(h, "_hellora_cli", False)]
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    handler._hellora_cli = True
+    handler._hellora_cli = True  # type: ignore[attr-defined]  # marks the handler as ours (see above)
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     quiet_import_chatter()
 
 
-def resume_hint(args) -> str:
+def resume_hint(args: argparse.Namespace) -> str:
     if args.command in ("train", "sweep"):
         return "; rerun the same command to resume from the last checkpoint, or add --overwrite to start over"
     return "; nothing half-written was left (outputs are written whole)"
@@ -249,7 +250,7 @@ def run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         return 1
     return code if isinstance(code, int) else 0
 
-def print_json(obj) -> None:
+def print_json(obj: object) -> None:
     print(json.dumps(obj, indent=2))
 
 
