@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import warnings
 from dataclasses import asdict, dataclass, fields
+from typing import Callable
 
 from hellora.methods.base import AdapterMethod
 from hellora.methods.registry import DEFAULT_METHOD, NO_VARIANT, get_method
@@ -136,7 +137,7 @@ class AdapterConfig:
         return {k: (v.value if isinstance(v, Choice) else v) for k, v in asdict(self).items()}
 
     @staticmethod
-    def upgrade_keys(data: dict, where="adapter") -> dict:
+    def upgrade_keys(data: dict, where: str | Callable[[str], str] = "adapter") -> dict:
         """`data` with renamed keys under their new names and dropped keys removed, warning once per key.
 
         `where` names the source in messages: a string, or a function of the key (each key's own file line).
@@ -181,4 +182,4 @@ def _accept_old_keywords(init):
     return __init__
 
 
-AdapterConfig.__init__ = _accept_old_keywords(AdapterConfig.__init__)
+AdapterConfig.__init__ = _accept_old_keywords(AdapterConfig.__init__)  # type: ignore[method-assign]  # the old keyword

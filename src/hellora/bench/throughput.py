@@ -131,7 +131,9 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     model.requires_grad_(False)
     spec = describe_moe_model(model)
     k = resolve_hot_k(cfg.k, spec.top_k)
-    vocab = model.get_input_embeddings().weight.shape[0]
+    embedding = model.get_input_embeddings().weight
+    assert isinstance(embedding, torch.Tensor)  # (vocab, hidden)
+    vocab = embedding.shape[0]
     g = torch.Generator().manual_seed(cfg.seed)
     ids = torch.randint(0, vocab, (cfg.batch, cfg.seq), generator=g).to(device)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}

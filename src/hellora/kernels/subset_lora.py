@@ -178,7 +178,8 @@ class _GroupedSubsetLoRA(torch.autograd.Function):
 
 
 def grouped_linear_subset_lora(
-    x: torch.Tensor, weight: torch.Tensor, routing: ExpertRouting, bias: torch.Tensor | None, transposed: bool,
+    x: torch.Tensor, weight: torch.Tensor | torch.nn.Module, routing: ExpertRouting, bias: torch.Tensor | None,
+    transposed: bool,
     hot: list[int], hot_ids: torch.Tensor, blocks: list[ColumnBlock], pairs: list[tuple[torch.Tensor, torch.Tensor]],
     scale: float, backend: type | None = None,
 ) -> torch.Tensor:
