@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -22,6 +23,12 @@ from hellora.placement import HotExpertPlacement, check_k
 from hellora.profiling.profile import ExpertProfile
 from hellora.utils.errors import HelloraError
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from hellora.models.families import MoEModelSpec
+
 log = logging.getLogger(__name__)
 
 
@@ -31,7 +38,7 @@ def _mixed_precision(setting: str) -> str:
     return setting
 
 
-def make_accelerator(config: RunConfig):
+def make_accelerator(config: RunConfig) -> Accelerator:
     from accelerate import Accelerator
 
     run = Path(config.output_dir)
@@ -40,15 +47,15 @@ def make_accelerator(config: RunConfig):
                        log_with=config.train.report_to or None, project_dir=str(run))
 
 
-def pad_id_of(tokenizer) -> int:
+def pad_id_of(tokenizer: PreTrainedTokenizerBase) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
-def load_run_tokenizer(config: RunConfig):
+def load_run_tokenizer(config: RunConfig) -> PreTrainedTokenizerBase:
     return load_tokenizer(config.model.tokenizer or config.model.name, trust_remote_code=config.model.trust_remote_code)
 
 
-def load_run_model(config: RunConfig):
+def load_run_model(config: RunConfig) -> PreTrainedModel:
     """The recipe's model: pretrained weights, or a preset's architecture at random init (seeded by train.seed)."""
     return load_model(config.model.name, dtype=config.model.dtype, trust_remote_code=config.model.trust_remote_code,
                       overrides=config.model.overrides, seed=config.train.seed)
@@ -61,7 +68,7 @@ def model_spec(config: RunConfig) -> dict:
             "cold_experts": config.model.cold_experts.value, "hot_experts": config.model.hot_experts.value}
 
 
-def build_features(config: RunConfig, tokenizer) -> tuple[list[dict], dict]:
+def build_features(config: RunConfig, tokenizer: PreTrainedTokenizerBase) -> tuple[list[dict], dict]:
     """(tokenized training examples, the data's source record). The data summary (`hellora.data.summary`: empty,
     unknown-character and truncated examples, with counts) is returned under source["summary"]; callers pop it
     (it is not part of a profile's source) and pass it to `log_data_summary` once every input was checked."""
@@ -85,7 +92,7 @@ def log_data_summary(summary: dict) -> None:
     (log.warning if problems else log.info)(line)
 
 
-def check_reference_for_model(path: str, spec) -> None:
+def check_reference_for_model(path: str, spec: MoEModelSpec) -> None:
     """selection.reference exists, is a profile, and counts this model's MoE layers and experts (before any work)."""
     reference = ExpertProfile.load(path)
     if reference.num_experts != spec.num_experts or sorted(reference.layers) != sorted(spec.moe_layer_indices):
@@ -94,13 +101,15 @@ def check_reference_for_model(path: str, spec) -> None:
                            f"{spec.num_experts}; profile the same model")
 
 
-def check_run_inputs(config: RunConfig, model, tokenizer) -> None:
+def check_run_inputs(config: RunConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
     """Fail before any training on a non-MoE model, a bad k, a tokenizer larger than the embeddings, or a missing
     placement file (the eval step's inputs are checked by the pipeline, which owns that step: `check_eval_step`)."""
     spec = describe_moe_model(model)
     if config.selection.k is not None:
         check_k(config.selection.k, spec.num_experts)
-    vocab = model.get_input_embeddings().weight.shape[0]
+    embedding = model.get_input_embeddings().weight
+    assert isinstance(embedding, torch.Tensor)  # (vocab, hidden)
+    vocab = embedding.shape[0]
     if len(tokenizer) > vocab:
         raise HelloraError(f"model.tokenizer has {len(tokenizer)} tokens but the model embeds only {vocab}; "
                            f"use the model's own tokenizer")
