@@ -26,7 +26,7 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import yaml
 
@@ -305,7 +305,7 @@ class RunRecorder:
         """The run folder this records (run.json's folder)."""
         return self.path.parent
 
-    def step(self, name: str, **values) -> None:
+    def step(self, name: str, **values: Any) -> None:
         self.data["steps"][name] = values
         self.save()
 
