@@ -30,7 +30,8 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Mapping
+from types import ModuleType
+from typing import Any, Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -46,7 +47,7 @@ MANIFEST = "manifest.json"
 DAMAGED = "damaged-"
 
 
-def _numpy():
+def _numpy() -> ModuleType | None:
     try:
         import numpy
     except ImportError:
@@ -164,13 +165,13 @@ def save_checkpoint(folder: Path, step: int, trainable: Mapping[str, torch.Tenso
     return final
 
 
-def _jsonable(obj):
+def _jsonable(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return [_jsonable(o) for o in obj]
     return obj
 
 
-def _tupled(obj):
+def _tupled(obj: Any) -> Any:
     if isinstance(obj, list):
         return tuple(_tupled(o) for o in obj)
     return obj

@@ -134,8 +134,8 @@ def _truncate_metrics(path: Path, after_step: int, phase: str | None = None) -> 
     atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
-def _resume(ckpt_dir: Path | None, named: dict, optimizer, accelerator, metrics_path: Path | None, name: str,
-            seed: int) -> tuple[int, dict]:
+def _resume(ckpt_dir: Path | None, named: dict, optimizer: torch.optim.Optimizer, accelerator: Accelerator,
+            metrics_path: Path | None, name: str, seed: int) -> tuple[int, dict]:
     """Restore the newest intact checkpoint (the main process sets damaged ones aside first) and cut the metrics
     back to it; a fresh start seeds this process's generators and drops metric lines of an earlier attempt.
     Returns (first step to run, the run's statistics so far)."""
@@ -156,7 +156,7 @@ def _resume(ckpt_dir: Path | None, named: dict, optimizer, accelerator, metrics_
     return start, stats
 
 
-def _check_parameters(named: dict, step: int, ckpt_dir: Path | None, accelerator) -> None:
+def _check_parameters(named: dict, step: int, ckpt_dir: Path | None, accelerator: Accelerator) -> None:
     """Raise `TrainingDiverged` on every process when an optimizer step left a parameter non-finite on any (so no
     checkpoint ever holds one). One flag per parameter, one reduction: a sharded model agrees on the outcome."""
     flags = torch.stack([~torch.isfinite(p.detach()).all() for p in named.values()]).float()

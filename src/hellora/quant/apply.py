@@ -13,7 +13,7 @@ A quantized experts module is run by the expert-subset op of the hot-expert wrap
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import partial
 
 import torch
@@ -28,7 +28,7 @@ from hellora.choices import ExpertPrecision, ExpertStorage
 FUSED_WEIGHTS = ("gate_up_proj", "down_proj")
 
 
-def _experts_modules(model: nn.Module):
+def _experts_modules(model: nn.Module) -> Iterator[tuple[int, FusedExpertLayout, nn.Module]]:
     """(layer index, layout, experts module) of every fused MoE layer, under a hot-expert wrapper or not."""
     for moe in describe_moe_model(model).moe_layers:
         module = model.get_submodule(moe.experts_path)
