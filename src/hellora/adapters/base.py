@@ -35,7 +35,7 @@ class AdapterLayer(nn.Module):
         self.scale = self.alpha / r
         self.adapter_enabled = True
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         try:
             return super().__getattr__(name)
         except AttributeError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import warnings
 from dataclasses import asdict, dataclass, fields
-from typing import Callable
+from typing import Any, Callable
 
 from hellora.methods.base import AdapterMethod
 from hellora.methods.registry import DEFAULT_METHOD, NO_VARIANT, get_method
@@ -167,11 +167,11 @@ class AdapterConfig:
 
 
 
-def _accept_old_keywords(init):
+def _accept_old_keywords(init: Callable[..., None]) -> Callable[..., None]:
     """Wrap the dataclass __init__ so the old keyword `placement=` still sets `targets`, with a warning."""
 
     @functools.wraps(init)
-    def __init__(self, *args, placement: str | None = None, **kwargs) -> None:
+    def __init__(self: AdapterConfig, *args: Any, placement: str | None = None, **kwargs: Any) -> None:
         if placement is not None:
             if "targets" in kwargs:
                 raise HelloraError("adapter: both 'placement' and its new name 'targets' are set; keep 'targets'")

@@ -42,7 +42,7 @@ def dora_row_norm(weight: torch.Tensor, lora_A: torch.Tensor, lora_B: torch.Tens
     return torch.linalg.vector_norm(weight.float() + (lora_B.float() @ lora_A.float()) * scale, dim=1)
 
 
-def _new_magnitude(shape: tuple[int, ...], device, dtype: torch.dtype) -> nn.Parameter:
+def _new_magnitude(shape: tuple[int, ...], device: torch.device | str | None, dtype: torch.dtype) -> nn.Parameter:
     return nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
 
 

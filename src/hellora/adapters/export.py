@@ -29,7 +29,7 @@ tokenizer (with its chat template) into a merged folder so `hellora eval --model
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from safetensors.torch import save_file
@@ -66,7 +66,7 @@ def _refuse_nonempty(out: Path, overwrite: bool = False) -> None:
     check_replaceable(out, overwrite, kind=OutputKind.EXPORT)
 
 
-def _peft_config(model: nn.Module, base_model: str | None):
+def _peft_config(model: nn.Module, base_model: str | None) -> LoraConfig:
     from peft import LoraConfig
 
     state = adapter_state(model)
@@ -117,12 +117,13 @@ def _pad_rank(a: torch.Tensor, b: torch.Tensor, rank: int) -> tuple[torch.Tensor
     return torch.cat([a, a.new_zeros(extra, a.shape[1])]), torch.cat([b, b.new_zeros(b.shape[0], extra)], dim=1)
 
 
-def _experts_peft_pair(layer: HotExpertsLoRA, param: str | None, num_experts: int, tensors) -> tuple[torch.Tensor, ...]:
+def _experts_peft_pair(layer: HotExpertsLoRA, param: str | None, num_experts: int,
+                       tensors: Callable[..., torch.Tensor]) -> tuple[torch.Tensor, ...]:  # tensors(name)
     """PEFT (A (R*E, in), B (out, R*E)) of one fused parameter from the hot experts' pairs, R = 2r (down_proj's
     rank-r pairs zero-padded to it)."""
     layout, r = layer.layout, layer.r
 
-    def get(weights, which):
+    def get(weights: str, which: str) -> torch.Tensor:
         return tensors(f"{weights}.{which}").float()  # `tensors` applies LoRI-S masks to B
 
     if param == "gate_up_proj":

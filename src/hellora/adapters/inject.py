@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
@@ -57,7 +57,7 @@ def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
     setattr(parent, name, module)
 
 
-def _wrap_linears(model: nn.Module, path: str, role: str, make) -> None:
+def _wrap_linears(model: nn.Module, path: str, role: str, make: Callable[[nn.Linear, str], nn.Module]) -> None:
     root = model.get_submodule(path)
     targets = [(n, m) for n, m in root.named_modules() if isinstance(m, nn.Linear)]
     for name, linear in targets:
