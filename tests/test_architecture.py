@@ -331,3 +331,88 @@ def test_at_most_four_functions_outside_the_kernels_take_more_than_eight_paramet
     assert not unexpected, f"pass the config object whole instead: {unexpected}"
     if len(found) > MAX_LONG_SIGNATURES:
         pytest.xfail(f"{len(found)} functions still take more than {MAX_PARAMETERS} parameters: {sorted(found)}")
+
+
+# Issue 23: every public function (module level, or a method of a public class; name without a leading "_")
+# annotates each parameter and its return. Modules not done yet are listed; the list only shrinks: a listed module
+# that is clean must leave it.
+PENDING_ANNOTATIONS = {
+    "hellora.report.runs",  # being edited in parallel work, as are the modules below
+    "hellora.study.arm_run",
+    "hellora.study.bases",
+    "hellora.study.pretrain_finetune",
+    "hellora.study.scoring",
+    "hellora.study.skill_moe",
+    "hellora.utils.yaml_values",
+}
+
+
+def _is_triton_kernel(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """`@triton.jit` (or the `_jit` that applies it): Triton reads a kernel's annotations itself (`tl.constexpr`,
+    specialisation hints), so its launch parameters stay unannotated."""
+    names = [d.attr if isinstance(d, ast.Attribute) else getattr(d, "id", "") for d in node.decorator_list]
+    return any(name.endswith("jit") for name in names)
+
+
+def _annotation_gaps(node: ast.FunctionDef | ast.AsyncFunctionDef, method: bool) -> list[str]:
+    a = node.args
+    positional = [*a.posonlyargs, *a.args]
+    static = any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in node.decorator_list)
+    if method and positional and not static:  # self / cls
+        positional = positional[1:]
+    params = [*positional, *a.kwonlyargs, *(x for x in (a.vararg, a.kwarg) if x is not None)]
+    gaps = [p.arg for p in params if p.annotation is None]
+    return gaps + (["return"] if node.returns is None else [])
+
+
+def unannotated_public_functions(package: Path) -> dict[str, list[str]]:
+    """Module -> `name(what is missing)` for every public function or public class's public method lacking a
+    parameter or return annotation (Triton kernels aside)."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        candidates = [(node, None) for node in tree.body]
+        candidates += [(item, node.name) for node in tree.body if isinstance(node, ast.ClassDef)
+                       and not node.name.startswith("_") for item in node.body]
+        for node, owner in candidates:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name.startswith("_"):
+                continue
+            gaps = [] if _is_triton_kernel(node) else _annotation_gaps(node, method=owner is not None)
+            if gaps:
+                name = f"{owner}.{node.name}" if owner else node.name
+                found.setdefault(module_name(path, package.parent), []).append(f"{name}({', '.join(gaps)})")
+    return found
+
+
+def test_the_annotation_scan_finds_each_gap(tmp_path):
+    pkg = tmp_path / "hellora"
+    pkg.mkdir()
+    (pkg / "a.py").write_text(
+        "def f(x: int, y) -> int: ...\n"
+        "def g(x: int): ...\n"
+        "def h(*args, **kwargs: int) -> None: ...\n"
+        "def ok(x: int, *, y: str = '') -> None: ...\n"
+        "def _private(x): ...\n"
+        "class C:\n"
+        "    def m(self, x) -> None: ...\n"
+        "    @staticmethod\n"
+        "    def s(x: int) -> int: ...\n"
+        "    @classmethod\n"
+        "    def c(cls) -> None: ...\n"
+        "    def _hidden(self, x): ...\n"
+        "class _Private:\n"
+        "    def m(self, x): ...\n"
+        "@_jit\n"
+        "def kernel(X, Y): ...\n"
+    )
+    assert unannotated_public_functions(pkg) == {"hellora.a": ["f(y)", "g(return)", "h(args)", "C.m(x)"]}
+
+
+def test_every_public_function_is_annotated():
+    found = unannotated_public_functions(PACKAGE)
+    unexpected = {name: gaps for name, gaps in found.items() if name not in PENDING_ANNOTATIONS}
+    assert not unexpected, f"annotate every parameter and the return of these public functions: {unexpected}"
+    clean = sorted(PENDING_ANNOTATIONS - set(found))
+    assert not clean, f"now fully annotated: remove {clean} from PENDING_ANNOTATIONS"
+    if found:
+        pytest.xfail(f"still to annotate: {sorted(found)}")

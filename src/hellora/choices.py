@@ -14,10 +14,13 @@ Adding a value: add a member here, then handle it where its registry lives (see 
 from __future__ import annotations
 
 from enum import Enum
+from typing import TypeVar
 
 import yaml
 
 from hellora.utils.errors import HelloraError
+
+C = TypeVar("C", bound="Choice")
 
 
 class Choice(str, Enum):
@@ -37,7 +40,7 @@ class Choice(str, Enum):
         return tuple(member.value for member in cls)
 
     @classmethod
-    def parse(cls, value, field: str):
+    def parse(cls: type[C], value: object, field: str) -> C:
         """`value` as a member of this choice, or one error naming `field` and the valid values."""
         if isinstance(value, cls):
             return value
@@ -162,7 +165,7 @@ CHOICES: dict[str, type[Choice]] = {cls.__name__: cls for cls in (Method, Varian
                                                                   MixedPrecision, AdapterInit)}
 
 
-def _represent_choice(dumper: yaml.SafeDumper, value: Choice) -> yaml.Node:
+def _represent_choice(dumper: yaml.representer.SafeRepresenter, value: Choice) -> yaml.Node:
     return dumper.represent_str(value.value)
 
 

@@ -26,10 +26,10 @@ Two conventions (`flops_report(convention=...)`, `hellora flops --convention`):
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from hellora.profiling.profile import ExpertProfile
 from hellora.utils.errors import HelloraError
@@ -75,7 +75,7 @@ def _check_profile(profile: ExpertProfile | None, num_experts: int, moe_layers: 
                            f"experts, MoE layers {profile.layers}); profile this model, or pass none (uniform routing)")
 
 
-def _per_token(macs: Counter) -> dict:
+def _per_token(macs: Mapping[str, float]) -> dict:
     forward = 2 * sum(macs.values())
     return {"forward_per_token": forward, "train_per_token": 3 * forward,
             "by_role": {role: 2 * v for role, v in macs.items()}}
@@ -90,7 +90,7 @@ def adapter_flops(model: nn.Module, profile: ExpertProfile | None = None) -> dic
     spec = describe_moe_model(model)
     _check_profile(profile, spec.num_experts, spec.moe_layer_indices)
     by_experts_path = {m.experts_path: m for m in spec.moe_layers}
-    macs: Counter = Counter()
+    macs: defaultdict[str, float] = defaultdict(int)  # an int count until a routing share makes it a float
     for path, layer in adapter_layers(model).items():
         if isinstance(layer, HotExpertsLoRA):
             moe = by_experts_path[path]
@@ -101,7 +101,7 @@ def adapter_flops(model: nn.Module, profile: ExpertProfile | None = None) -> dic
                 macs["experts"] += per_expert * _expert_share(profile, moe.layer_index, e, moe.top_k, moe.num_experts)
             continue
         in_f, out_f = _linear_dims(layer)
-        row = _row_macs(in_f, out_f, layer)
+        row: float = _row_macs(in_f, out_f, layer)
         owner = next((m for p, m in by_experts_path.items() if path.startswith(p + ".")), None)
         if owner is not None:  # a ModuleList expert's linear: runs per assignment to that expert
             expert = int(path[len(owner.experts_path) + 1:].split(".")[0])
@@ -118,9 +118,9 @@ def shape_flops(shapes: ModelShapes, config: AdapterConfig, experts: dict[int, l
     from hellora.adapters.shape_count import adapted_matrices, adapter_entries
 
     _check_profile(profile, shapes.num_experts, shapes.moe_layer_indices)
-    macs: Counter = Counter()
+    macs: defaultdict[str, float] = defaultdict(int)  # an int count until a routing share makes it a float
     for index, role, matrix, _ in adapted_matrices(shapes, config, hot_k=0):
-        row = adapter_entries(matrix, config)[0]
+        row: float = adapter_entries(matrix, config)[0]
         if role == "experts":
             layer = shapes.layers[index]
             row *= sum(_expert_share(profile, index, e, shapes.top_k, layer.num_experts) for e in experts[index])
@@ -129,12 +129,16 @@ def shape_flops(shapes: ModelShapes, config: AdapterConfig, experts: dict[int, l
 
 
 def _adapter_rank(model: nn.Module) -> int:
+    import torch
+
     from hellora.adapters.experts import HotExpertsLoRA
     from hellora.adapters.inject import adapter_layers
 
     for layer in adapter_layers(model).values():
         weights = layer.lora_gate if isinstance(layer, HotExpertsLoRA) else layer
-        return int(weights.lora_A.shape[-2])
+        lora_a = weights.lora_A
+        assert isinstance(lora_a, torch.Tensor)  # every adapter's A is a parameter: (..., r, in)
+        return int(lora_a.shape[-2])
     raise HelloraError("flops: the model has no adapters attached")
 
 
@@ -147,8 +151,14 @@ def paper_convention(model: nn.Module, exact: dict) -> dict:
     """
     from hellora.models.families import describe_moe_model
 
+    import torch
+
     spec = describe_moe_model(model)
-    num_experts, hidden = model.get_submodule(spec.moe_layers[0].router_path).weight.shape
+    router_path = spec.moe_layers[0].router_path
+    assert router_path is not None  # every MoE layer describe_moe_model finds has its router
+    weight = model.get_submodule(router_path).weight
+    assert isinstance(weight, torch.Tensor)  # a router's (num_experts, hidden) weight
+    num_experts, hidden = weight.shape
     return _paper_rule(exact, len(spec.layers), len(spec.moe_layers), lambda: _adapter_rank(model), hidden,
                        num_experts)
 
@@ -193,7 +203,7 @@ class HotSelection:
         return cls(k, profile, strategy, reference)
 
 
-def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "exact", rank: int | None = None,
+def flops_report(model: str, methods: Iterable[str] = ("lora", "hellora"), *, convention: str = "exact", rank: int | None = None,
                  hot: HotSelection = HotSelection(), trust_remote_code: bool = False) -> dict:
     """Adapter FLOPs per token of each method on `model` (a preset, folder or hub id; config only).
 
@@ -208,13 +218,13 @@ def flops_report(model: str, methods=("lora", "hellora"), *, convention: str = "
     from hellora.choices import Convention, Method
 
     convention = Convention.parse(convention, "convention")
-    methods = [Method.parse(m.strip() if isinstance(m, str) else m, "methods") for m in methods]
-    outside_table = [m for m in methods if not get_method(m).in_paper_flops_table]
+    chosen = [Method.parse(m.strip() if isinstance(m, str) else m, "methods") for m in methods]
+    outside_table = [m for m in chosen if not get_method(m).in_paper_flops_table]
     if convention is Convention.PAPER and outside_table:
         raise HelloraError("convention paper: Table 3 defines LoRA and HELLoRA only; use --convention exact for "
                            f"{outside_table[0]}")
     rows, hot_k = {}, None
-    for method in methods:
+    for method in chosen:
         config = AdapterConfig(method=method, r=rank or get_method(method).default_rank)
         paper = convention is Convention.PAPER
         if model in PRESETS:  # config values alone: no torch

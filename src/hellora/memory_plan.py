@@ -25,10 +25,14 @@ attention workspaces) are not counted: keep 10-15 % of the card free.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from hellora.quant.sizes import moe_layer_expert_bytes
 from hellora.utils.errors import HelloraError
 from hellora.choices import ExpertPrecision
+
+if TYPE_CHECKING:
+    from hellora.models.shapes import ModelShapes
 
 GB = 1e9
 WEIGHT_BYTES = 2      # bf16 frozen base
@@ -137,7 +141,7 @@ def plan_memory(sizes: ModelSizes, *, gpus: int, fsdp: bool, batch: int = 1, seq
         if sizes.base == 0 or not sizes.moe_layers:
             raise HelloraError("--cold-experts: quantized experts need frozen routed experts (not full fine-tuning)")
         entries, stored = frozen_expert_bytes(sizes, experts)
-        frozen = WEIGHT_BYTES * (sizes.base - entries) + stored
+        frozen: float = WEIGHT_BYTES * (sizes.base - entries) + stored  # bytes; a share of a sharded base below
     elif fsdp and gpus > 1:
         gathered = sizes.root + 2 * sizes.largest_layer
         frozen = WEIGHT_BYTES * (sizes.base / gpus + gathered)
@@ -164,7 +168,7 @@ def model_sizes(model: str, trainable: int, *, trust_remote_code: bool = False) 
     return shape_sizes(shapes, trainable)
 
 
-def shape_sizes(shapes, trainable: int) -> ModelSizes:
+def shape_sizes(shapes: ModelShapes, trainable: int) -> ModelSizes:
     """`ModelSizes` of a `models.shapes.ModelShapes` (no torch)."""
     return _sizes(shapes.size, [layer.size for layer in shapes.layers], trainable, hidden=shapes.hidden,
                   vocab=shapes.vocab, expert_intermediate=shapes.expert_intermediate, top_k=shapes.top_k,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import random as _random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -139,20 +139,20 @@ def check_k(k: int, num_experts: int) -> None:
         raise HelloraError(f"k: number of hot experts must be an integer in [1, {num_experts}], got {k!r}")
 
 
-def _rank(row: list[float], descending: bool = True) -> list[int]:
+def _rank(row: Sequence[float], descending: bool = True) -> list[int]:
     """Expert ids ordered by count (descending or ascending), ties to the lower id."""
     sign = -1 if descending else 1
     return sorted(range(len(row)), key=lambda e: (sign * row[e], e))
 
 
-def layer_topk(counts: dict[int, list[float]], k: int) -> dict[int, list[int]]:
+def layer_topk(counts: Counts, k: int) -> dict[int, list[int]]:
     """HELLoRA: the k most-routed experts of each layer. counts: layer -> per-expert counts (E,)."""
     num_experts = len(next(iter(counts.values())))
     check_k(k, num_experts)
     return {layer: sorted(_rank(row)[:k]) for layer, row in counts.items()}
 
 
-def model_topk(counts: dict[int, list[float]], k: int) -> dict[int, list[int]]:
+def model_topk(counts: Counts, k: int) -> dict[int, list[int]]:
     """One global top-k by counts summed over layers, applied to every layer."""
     num_experts = len(next(iter(counts.values())))
     check_k(k, num_experts)
@@ -161,7 +161,7 @@ def model_topk(counts: dict[int, list[float]], k: int) -> dict[int, list[int]]:
     return {layer: list(chosen) for layer in counts}
 
 
-def cold_topk(counts: dict[int, list[float]], k: int) -> dict[int, list[int]]:
+def cold_topk(counts: Counts, k: int) -> dict[int, list[int]]:
     """The k least-routed experts of each layer."""
     num_experts = len(next(iter(counts.values())))
     check_k(k, num_experts)
@@ -175,7 +175,7 @@ def random_experts(layers: list[int], num_experts: int, k: int, seed: int) -> di
     return {layer: sorted(rng.sample(range(num_experts), k)) for layer in sorted(layers)}
 
 
-def coverage_experts(counts: dict[int, list[float]], p: float) -> dict[int, list[int]]:
+def coverage_experts(counts: Counts, p: float) -> dict[int, list[int]]:
     """Per layer, the smallest top set whose share of the layer's assignments is >= p."""
     if not 0 < p <= 1:
         raise HelloraError(f"coverage: p must be in (0, 1], got {p!r}")
@@ -193,7 +193,7 @@ def coverage_experts(counts: dict[int, list[float]], p: float) -> dict[int, list
     return out
 
 
-def _entropy_budgets(counts: dict[int, list[float]], k: int) -> dict[int, int]:
+def _entropy_budgets(counts: Counts, k: int) -> dict[int, int]:
     """Per-layer k_l proportional to exp(entropy) of the layer's routing distribution, mean k_l ~= k, 1 <= k_l <= E."""
     num_experts = len(next(iter(counts.values())))
     check_k(k, num_experts)
@@ -207,19 +207,19 @@ def _entropy_budgets(counts: dict[int, list[float]], k: int) -> dict[int, int]:
     return {layer: min(num_experts, max(1, round(k * perplexity[layer] / mean))) for layer in counts}
 
 
-def entropy_experts(counts: dict[int, list[float]], k: int) -> dict[int, list[int]]:
+def entropy_experts(counts: Counts, k: int) -> dict[int, list[int]]:
     """Per layer, its entropy budget k_l (`_entropy_budgets`) of most-routed experts."""
     budgets = _entropy_budgets(counts, k)
     return {layer: sorted(_rank(row)[:budgets[layer]]) for layer, row in counts.items()}
 
 
-def cold_entropy_experts(counts: dict[int, list[float]], k: int) -> dict[int, list[int]]:
+def cold_entropy_experts(counts: Counts, k: int) -> dict[int, list[int]]:
     """Per layer, its entropy budget k_l of least-routed experts: `entropy`'s sizes, `cold`'s choice."""
     budgets = _entropy_budgets(counts, k)
     return {layer: sorted(_rank(row, descending=False)[:budgets[layer]]) for layer, row in counts.items()}
 
 
-def _exact_shares(row: list[float]) -> list[Fraction]:
+def _exact_shares(row: Sequence[float]) -> list[Fraction]:
     """A layer's counts as exact shares of its assignments (all zero when the layer saw nothing): exact, so two
     experts whose scores are equal tie, and the tie-break decides, not float rounding."""
     if any(isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c < 0 for c in row):
@@ -229,7 +229,7 @@ def _exact_shares(row: list[float]) -> list[Fraction]:
     return [c / total if total else Fraction(0) for c in exact]
 
 
-def retention_topk(counts: dict[int, list[float]], reference: dict[int, list[float]], k: int) -> dict[int, list[int]]:
+def retention_topk(counts: Counts, reference: Counts, k: int) -> dict[int, list[int]]:
     """Per layer, the k experts most specific to the target: score = target share - reference share.
 
     counts: layer -> the target's per-expert counts (E,); reference: layer -> the counts of the data whose skills
@@ -268,8 +268,9 @@ def all_experts(layers: list[int], num_experts: int) -> dict[int, list[int]]:
     return {layer: list(range(num_experts)) for layer in layers}
 
 
-Counts = dict[int, list[float]]
-Selector = Callable[[Counts, "int | None", int, float, int, "Counts | None"], dict[int, list[int]]]
+Counts = Mapping[int, Sequence[float]]  # layer -> per-expert routing counts (or shares)
+# (counts, k, seed, p, num_experts, reference counts): k is read only by the strategies that need it
+Selector = Callable[[Counts, int, int, float, int, "Counts | None"], dict[int, list[int]]]
 
 # Strategy -> (needs k, selector(counts, k, seed, p, num_experts, reference counts)). MANUAL has no row: nothing
 # selects it.
@@ -302,8 +303,8 @@ def needs_reference(strategy: Strategy | str) -> bool:
 
 
 def select_experts(
-    counts: dict[int, list[float]], strategy: Strategy | str = Strategy.LAYER, k: int | None = None, *, seed: int = 0,
-    p: float = 0.5, num_experts: int | None = None, reference: dict[int, list[float]] | None = None,
+    counts: Counts, strategy: Strategy | str = Strategy.LAYER, k: int | None = None, *, seed: int = 0,
+    p: float = 0.5, num_experts: int | None = None, reference: Counts | None = None,
 ) -> dict[int, list[int]]:
     """Dispatch by strategy (`SELECTORS`); `k` defaults to nothing here (callers pass `resolve_hot_k`'s).
 
@@ -323,4 +324,4 @@ def select_experts(
     if strategy not in NEEDS_REFERENCE and reference is not None:
         raise HelloraError(f"selection.reference: only strategy {', '.join(sorted(NEEDS_REFERENCE))} reads a reference "
                            f"profile, not {strategy!r}")
-    return select(counts, k, seed, p, num_experts, reference)
+    return select(counts, 0 if k is None else k, seed, p, num_experts, reference)  # no k: a strategy without one

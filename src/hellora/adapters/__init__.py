@@ -14,7 +14,7 @@ parameter count (`accounting.parameter_report` on a preset) does not pay for tor
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the real names, for type checkers and import-graph tools
     from hellora.adapters.config import AdapterConfig
@@ -35,7 +35,7 @@ __all__ = ["AdapterConfig", "attach_adapters", "adapter_layers", "disable_adapte
            "lori_mask_from_adapter", "loramoe_balance_loss", "load_adapter", "read_lori_d", "save_adapter"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,7 +35,7 @@ class AdapterLayer(nn.Module):
         self.scale = self.alpha / r
         self.adapter_enabled = True
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         try:
             return super().__getattr__(name)
         except AttributeError:
@@ -52,6 +52,7 @@ def effective_b(module: nn.Module) -> torch.Tensor:
     """`module.lora_B`, times its `lora_B_mask` buffer when it has one (LoRI-S)."""
     mask = module._buffers.get("lora_B_mask")
     b = module._parameters["lora_B"]
+    assert b is not None  # every LoRA pair registers its B
     return b if mask is None else b * mask
 
 
@@ -75,7 +76,8 @@ class NewWeights:
 
 
 def new_lora_pair(
-    shape_a: tuple[int, ...], shape_b: tuple[int, ...], *, device, dtype: torch.dtype, init: str,
+    shape_a: tuple[int, ...], shape_b: tuple[int, ...], *, device: torch.device | str | None, dtype: torch.dtype,
+    init: str,
     generator: torch.Generator | None,
 ) -> tuple[nn.Parameter, nn.Parameter]:
     """A (.., r, in) Kaiming-uniform as PEFT does; B (.., out, r) zero, or small random for `init="random"`.

@@ -184,4 +184,4 @@ def _accept_old_keywords(init: Callable[..., None]) -> Callable[..., None]:
     return __init__
 
 
-AdapterConfig.__init__ = _accept_old_keywords(AdapterConfig.__init__)
+AdapterConfig.__init__ = _accept_old_keywords(AdapterConfig.__init__)  # type: ignore[method-assign]  # the old keyword

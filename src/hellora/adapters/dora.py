@@ -23,7 +23,7 @@ float32, without autograd), as in PEFT.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,14 +42,14 @@ def dora_row_norm(weight: torch.Tensor, lora_A: torch.Tensor, lora_B: torch.Tens
     return torch.linalg.vector_norm(weight.float() + (lora_B.float() @ lora_A.float()) * scale, dim=1)
 
 
-def _new_magnitude(shape: tuple[int, ...], device, dtype: torch.dtype) -> nn.Parameter:
+def _new_magnitude(shape: tuple[int, ...], device: torch.device | str | None, dtype: torch.dtype) -> nn.Parameter:
     return nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
 
 
 class DoRALinear(LoRALinear):
     """LoRALinear with `lora_magnitude (out,)`; see the module docstring for the math."""
 
-    def __init__(self, base_layer: nn.Linear, r: int, alpha: float, **kwargs) -> None:
+    def __init__(self, base_layer: nn.Linear, r: int, alpha: float, **kwargs: Any) -> None:
         super().__init__(base_layer, r, alpha, **kwargs)
         self.lora_magnitude = _new_magnitude((base_layer.out_features,), base_layer.weight.device, self.lora_A.dtype)
         if self.lora_magnitude.device.type != "meta":
@@ -87,24 +87,24 @@ class DoRALinear(LoRALinear):
 class DoRARouter(RouterLoRA):
     """RouterLoRA with `lora_magnitude (E,)`: the router runs with weight m * (W + sBA) / ||W + sBA||_row."""
 
-    def __init__(self, base_layer: nn.Module, r: int, alpha: float, **kwargs) -> None:
+    def __init__(self, base_layer: nn.Module, r: int, alpha: float, **kwargs: Any) -> None:
         super().__init__(base_layer, r, alpha, **kwargs)
-        w = base_layer.weight
+        w = self._base_weight()
         self.lora_magnitude = _new_magnitude((w.shape[0],), w.device, self.lora_A.dtype)
         if w.device.type != "meta":
             self.lora_magnitude.data.copy_(self.weight_norm())
 
     def weight_norm(self) -> torch.Tensor:
-        return dora_row_norm(self.base_layer.weight, self.lora_A, effective_b(self), self.scale)
+        return dora_row_norm(self._base_weight(), self.lora_A, effective_b(self), self.scale)
 
     def adapted_weight(self) -> torch.Tensor:
-        w = self.base_layer.weight
+        w = self._base_weight()
         f = (self.lora_magnitude.float() / self.weight_norm()).to(w.dtype)
         return super().adapted_weight() * f.unsqueeze(1)
 
     @torch.no_grad()
     def merged_base(self) -> nn.Module:
-        w = self.base_layer.weight
+        w = self._base_weight()
         merged = (w.float() + self.delta_weight()) * (self.lora_magnitude.float() / self.weight_norm()).unsqueeze(1)
         w.copy_(merged.to(w.dtype))
         return self.base_layer

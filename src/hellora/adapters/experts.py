@@ -26,7 +26,7 @@ their projection as an (out, in) view through `weight_of(e)` and its bias throug
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 from torch import nn
@@ -89,13 +89,28 @@ class ExpertLoRAWeights(nn.Module):
         return weight + self.delta(slot, scale).to(weight.device)
 
 
+class PartWeights(Protocol):
+    """One projection's weights of the hot experts, as `HotExpertsLoRA` uses them: `ExpertLoRAWeights`, its DoRA
+    subclass, or LoRAMoE's `ExpertLoRAMoEWeights` (each an nn.Module)."""
+
+    @property
+    def lora_A(self) -> torch.Tensor: ...
+
+    def init_from_base(self, weight_of: Callable[[int], torch.Tensor], hot: list[int], scale: float) -> None: ...
+
+    def add_update_(self, out: torch.Tensor, x: torch.Tensor, routing: ExpertRouting, hot: list[int], scale: float,
+                    *, weight_of: Callable, bias_of: Callable, x_base: torch.Tensor | None = None) -> int: ...
+
+    def merged_weight(self, slot: int, weight: torch.Tensor, scale: float) -> torch.Tensor: ...
+
+
 class HotExpertsLoRA(AdapterLayer):
     role = "experts"
 
     def __init__(
         self, base_layer: nn.Module, layout: FusedExpertLayout, hot_experts: list[int], r: int, alpha: float, *,
         dropout: float = 0.0, dtype: torch.dtype = torch.float32, init: str = "default",
-        generator: torch.Generator | None = None, weights_cls: Callable[..., nn.Module] = ExpertLoRAWeights,
+        generator: torch.Generator | None = None, weights_cls: Callable[..., PartWeights] = ExpertLoRAWeights,
     ) -> None:
         super().__init__(base_layer, r, alpha)
         self.layout = layout
@@ -113,27 +128,30 @@ class HotExpertsLoRA(AdapterLayer):
             for part in PARTS:
                 self.part_weights(part).init_from_base(self._weight_getter(part), self.hot_experts, self.scale)
 
-    def part_weights(self, part: str) -> nn.Module:
+    def part_weights(self, part: str) -> PartWeights:
         return getattr(self, f"lora_{part}")
 
     def part_weight(self, part: str, expert: int) -> torch.Tensor:
         """Expert `expert`'s base weight of `part` as an (out, in) view into the fused parameter."""
         base, layout = self.base_layer, self.layout
+        fused = base.down_proj if part == "down" else base.gate_up_proj
+        assert isinstance(fused, torch.Tensor)  # the full-precision parameter (a quantized store has no views)
         if part == "down":
-            w = base.down_proj[expert]  # (H, I), or (I, H) transposed
+            w = fused[expert]  # (H, I), or (I, H) transposed
             return w.t() if layout.transposed else w
         cols = gate_up_columns(layout, part)
-        w = base.gate_up_proj[expert]  # (2I, H), or (H, 2I) transposed
+        w = fused[expert]  # (2I, H), or (H, 2I) transposed
         return w[:, cols].t() if layout.transposed else w[cols]
 
     def part_bias(self, part: str, expert: int) -> torch.Tensor | None:
         """(out,) bias of `part` of `expert`, or None (no bias)."""
         if not self.layout.has_bias:
             return None
-        base = self.base_layer
+        bias = self.base_layer.down_proj_bias if part == "down" else self.base_layer.gate_up_proj_bias
+        assert isinstance(bias, torch.Tensor)  # layout.has_bias: the fused (E, out) bias parameter
         if part == "down":
-            return base.down_proj_bias[expert]
-        return base.gate_up_proj_bias[expert][gate_up_columns(self.layout, part)]
+            return bias[expert]
+        return bias[expert][gate_up_columns(self.layout, part)]
 
     def _weight_getter(self, part: str) -> Callable[[int], torch.Tensor]:
         return lambda e: self.part_weight(part, e)
@@ -144,9 +162,13 @@ class HotExpertsLoRA(AdapterLayer):
     def _apply_gate(self, gate_up: torch.Tensor) -> torch.Tensor:
         base = self.base_layer
         if hasattr(type(base), "_apply_gate"):
-            return base._apply_gate(gate_up)
+            apply_gate = base._apply_gate  # the experts class's own method (transformers' fused experts)
+            assert callable(apply_gate)
+            return apply_gate(gate_up)
         gate, up = gate_up.chunk(2, dim=-1)
-        return base.act_fn(gate) * up
+        act_fn = base.act_fn  # the experts' activation module
+        assert callable(act_fn)
+        return act_fn(gate) * up
 
     def _add_(self, part: str, out: torch.Tensor, x: torch.Tensor, routing: ExpertRouting) -> int:
         xd = self.dropout(x)
@@ -170,9 +192,11 @@ class HotExpertsLoRA(AdapterLayer):
     def _lora_pair(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(A (K, r, in), B (K, out, r)) of `part`, B through its LoRI-S mask."""
         weights = self.part_weights(part)
+        assert isinstance(weights, ExpertLoRAWeights)  # the fused op serves plain LoRA / LoRI pairs only
         return weights.lora_A, effective_b(weights)
 
-    def forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor):
+    def forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
+                top_k_weights: torch.Tensor) -> torch.Tensor:
         """hidden_states (T, H), top_k_index (T, k), top_k_weights (T, k) -> (T, H)."""
         base, layout = self.base_layer, self.layout
         routing = sort_by_expert(top_k_index, layout.num_experts)
@@ -214,6 +238,8 @@ class HotExpertsLoRA(AdapterLayer):
         """
         layout = self.layout
         i, h = layout.intermediate_size, layout.hidden_size
+        assert isinstance(self.lora_gate, ExpertLoRAWeights) and isinstance(self.lora_up, ExpertLoRAWeights)
+        assert isinstance(self.lora_down, ExpertLoRAWeights)  # plain LoRA / LoRI pairs (see above)
         gate_up = torch.zeros(2 * i, h, device=self.lora_gate.lora_A.device)
         gate_up[gate_up_columns(layout, "gate")] = self.lora_gate.delta(slot, self.scale)
         gate_up[gate_up_columns(layout, "up")] = self.lora_up.delta(slot, self.scale)

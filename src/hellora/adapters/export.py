@@ -29,6 +29,7 @@ tokenizer (with its chat template) into a merged folder so `hellora eval --model
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from safetensors.torch import save_file
@@ -46,6 +47,10 @@ from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json
 from hellora.utils.ownership import OutputKind, check_replaceable, mark_folder
 
+if TYPE_CHECKING:
+    from peft import LoraConfig
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 
 # PEFT (0.21) rewrites `target_modules` entries ending in these names into fused-expert `target_parameters` for
 # MoE families whose layout changed in transformers 5 (its v4-adapter compatibility path), which would move a dense
@@ -61,7 +66,7 @@ def _refuse_nonempty(out: Path, overwrite: bool = False) -> None:
     check_replaceable(out, overwrite, kind=OutputKind.EXPORT)
 
 
-def _peft_config(model: nn.Module, base_model: str | None):
+def _peft_config(model: nn.Module, base_model: str | None) -> LoraConfig:
     from peft import LoraConfig
 
     state = adapter_state(model)
@@ -84,10 +89,19 @@ def _peft_config(model: nn.Module, base_model: str | None):
             parameters.append(f"{path}.weight")
         elif isinstance(layer, HotExpertsLoRA):
             parameters += [f"{path}.gate_up_proj", f"{path}.down_proj"]
-    return LoraConfig(r=factor * cfg.r, lora_alpha=factor * cfg.alpha, target_modules=modules or None,
+    # peft types lora_alpha as int, but scales by alpha / r with any number (hellora's alphas are floats)
+    return LoraConfig(r=factor * cfg.r, lora_alpha=factor * cfg.alpha,  # type: ignore[arg-type]
+                      target_modules=modules or None,
                       target_parameters=parameters,
                       rank_pattern=rank_pattern, alpha_pattern=alpha_pattern, lora_dropout=0.0, bias="none",
                       base_model_name_or_path=base_model or state.model_id, task_type="CAUSAL_LM")
+
+
+def _peft_weight(factors: nn.ModuleDict) -> torch.Tensor:
+    """The weight of a PEFT LoRA factor (`lora_A` / `lora_B`) of the default adapter."""
+    weight = factors["default"].weight
+    assert isinstance(weight, torch.Tensor)  # an nn.Linear's
+    return weight
 
 
 def _unwrapped_path(peft_module_name: str) -> str:
@@ -103,12 +117,13 @@ def _pad_rank(a: torch.Tensor, b: torch.Tensor, rank: int) -> tuple[torch.Tensor
     return torch.cat([a, a.new_zeros(extra, a.shape[1])]), torch.cat([b, b.new_zeros(b.shape[0], extra)], dim=1)
 
 
-def _experts_peft_pair(layer: HotExpertsLoRA, param: str, num_experts: int, tensors) -> tuple[torch.Tensor, ...]:
+def _experts_peft_pair(layer: HotExpertsLoRA, param: str | None, num_experts: int,
+                       tensors: Callable[..., torch.Tensor]) -> tuple[torch.Tensor, ...]:  # tensors(name)
     """PEFT (A (R*E, in), B (out, R*E)) of one fused parameter from the hot experts' pairs, R = 2r (down_proj's
     rank-r pairs zero-padded to it)."""
     layout, r = layer.layout, layer.r
 
-    def get(weights, which):
+    def get(weights: str, which: str) -> torch.Tensor:
         return tensors(f"{weights}.{which}").float()  # `tensors` applies LoRI-S masks to B
 
     if param == "gate_up_proj":
@@ -153,9 +168,13 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
         mask = source.get(mask_name(name))  # LoRI-S: B is exported as B * mask
         return value * mask.detach().cpu() if mask is not None else value
 
+    from transformers import PretrainedConfig
+
     config = _peft_config(model, base_model)
+    model_config = model.config
+    assert isinstance(model_config, PretrainedConfig)  # a transformers model's
     with torch.device("meta"):
-        skeleton = model_from_config(model.config, dtype=None, trust_remote_code=trust_remote_code)
+        skeleton = model_from_config(model_config, dtype=None, trust_remote_code=trust_remote_code)
     peft_model = quiet_get_peft_model(skeleton, config)
     from peft.tuners.lora import LoraLayer
 
@@ -171,10 +190,10 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
                                       lambda n, path=path: weight(f"{path}.{n}"))
         elif isinstance(ours, (LoRALinear, RouterLoRA)):
             a, b = weight(f"{path}.lora_A").float(), weight(f"{path}.lora_B").float()
-            a, b = _pad_rank(a, b, module.lora_A["default"].weight.shape[0])
+            a, b = _pad_rank(a, b, _peft_weight(module.lora_A).shape[0])
         else:
             raise HelloraError(f"PEFT export: no hellora adapter for PEFT layer {path} ({param})")
-        expect_a, expect_b = module.lora_A["default"].weight.shape, module.lora_B["default"].weight.shape
+        expect_a, expect_b = _peft_weight(module.lora_A).shape, _peft_weight(module.lora_B).shape
         if a.shape != expect_a or b.shape != expect_b:
             raise HelloraError(f"PEFT export: {path} shapes {tuple(a.shape)}/{tuple(b.shape)} != PEFT's "
                                f"{tuple(expect_a)}/{tuple(expect_b)}")
@@ -194,8 +213,8 @@ def export_peft(model: nn.Module, out_dir: str | Path, *, base_model: str | None
     return out
 
 
-def export_merged(model: nn.Module, out_dir: str | Path, *, safe_serialization: bool = True, tokenizer=None,
-                  overwrite: bool = False) -> Path:
+def export_merged(model: PreTrainedModel, out_dir: str | Path, *, safe_serialization: bool = True,
+                  tokenizer: PreTrainedTokenizerBase | None = None, overwrite: bool = False) -> Path:
     """Fold the adapters into the base weights (in place) and `save_pretrained` the plain model to `out_dir`,
     with `tokenizer` (and its chat template) beside it when given."""
     out = Path(out_dir)
@@ -215,7 +234,7 @@ def export_merged(model: nn.Module, out_dir: str | Path, *, safe_serialization: 
     return out
 
 
-def quiet_get_peft_model(model, config):
+def quiet_get_peft_model(model: nn.Module, config: LoraConfig) -> nn.Module:  # a peft.PeftModel
     """`peft.get_peft_model`, without the FutureWarning transformers 5 raises when PEFT reads the deprecated
     `model.is_gradient_checkpointing` (PEFT's own access, nothing a user can change; other warnings pass)."""
     import warnings

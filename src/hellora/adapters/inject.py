@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
@@ -56,7 +57,7 @@ def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
     setattr(parent, name, module)
 
 
-def _wrap_linears(model: nn.Module, path: str, role: str, make) -> None:
+def _wrap_linears(model: nn.Module, path: str, role: str, make: Callable[[nn.Linear, str], nn.Module]) -> None:
     root = model.get_submodule(path)
     targets = [(n, m) for n, m in root.named_modules() if isinstance(m, nn.Linear)]
     for name, linear in targets:
@@ -126,7 +127,7 @@ def attach_adapters(
     experts_map = resolve_experts(spec, config, placement, model)
     dtype = DTYPES[config.adapter_dtype]
     generator = torch.Generator().manual_seed(config.seed)
-    opts = dict(dtype=dtype, init=config.init, generator=generator)
+    opts: dict[str, Any] = dict(dtype=dtype, init=config.init, generator=generator)
     linear_cls, router_cls, weights_cls = rules.layer_classes(config)
     on_meta = any(p.device.type == "meta" for p in model.parameters())
     if lori_s and init_lori and lori_d is None and not on_meta:
@@ -157,11 +158,13 @@ def attach_adapters(
             weight = getattr(router, "weight", None)
             if not (isinstance(weight, torch.Tensor) and weight.dim() == 2):
                 raise HelloraError(f"{moe.router_path}: router {type(router).__name__} has no 2D weight to adapt")
+            assert router_cls is not None  # a method without a router wrapper (LoRAMoE) takes no targets
             _set_submodule(model, moe.router_path, router_cls(router, config.r, config.alpha, **opts))
             router_adapted = True
         hot = experts_map[moe.layer_index]
         if moe.kind is ExpertStorage.FUSED:
             experts = model.get_submodule(moe.experts_path)
+            assert moe.layout is not None  # every fused experts module has its layout
             _set_submodule(model, moe.experts_path, HotExpertsLoRA(
                 experts, moe.layout, hot, config.r, config.alpha, dropout=config.dropout, weights_cls=weights_cls,
                 **opts))
@@ -169,7 +172,8 @@ def attach_adapters(
             for e in hot:
                 _wrap_linears(model, f"{moe.experts_path}.{e}", "experts", linear)
 
-    model.hellora_adapter = AdapterState(
+    # torch types Module.__setattr__ for tensors and modules; any other value is kept as a plain attribute
+    model.hellora_adapter = AdapterState(  # type: ignore[assignment]
         config=config, experts=experts_map, model_id=model_name(model), fingerprint=config_fingerprint(model.config),
         router_adapted=router_adapted,
         placement=placement.to_dict() if placement else {"strategy": Strategy.ALL.value},
@@ -192,7 +196,7 @@ def adapter_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 @contextmanager
-def disable_adapters(model: nn.Module):
+def disable_adapters(model: nn.Module) -> Iterator[nn.Module]:
     """Run the frozen base model: every adapter layer passes its input through its base module only."""
     layers = list(adapter_layers(model).values())
     previous = [layer.adapter_enabled for layer in layers]
@@ -222,7 +226,7 @@ def merge_adapters(model: nn.Module) -> nn.Module:
     # innermost first is irrelevant: hellora never nests adapter layers
     for path, layer in list(adapter_layers(model).items()):
         _set_submodule(model, path, layer.merged_base())
-    model.hellora_adapter = None
+    model.hellora_adapter = None  # type: ignore[assignment]  # a plain attribute (see attach_adapters)
     return model
 
 
@@ -231,5 +235,5 @@ def remove_adapters(model: nn.Module) -> nn.Module:
     warm-up adapter this way before the main run)."""
     for path, layer in list(adapter_layers(model).items()):
         _set_submodule(model, path, layer.base_layer)
-    model.hellora_adapter = None
+    model.hellora_adapter = None  # type: ignore[assignment]  # a plain attribute (see attach_adapters)
     return model

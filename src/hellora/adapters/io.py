@@ -84,7 +84,7 @@ def save_adapter(model: nn.Module, out_dir: str | Path, *, base_model: str | Non
     return out
 
 
-def check_adapter_record(record, where: str) -> dict:
+def check_adapter_record(record: object, where: str) -> dict:
     """An adapter record (`hellora_adapter.json`) checked as untrusted input, one `HelloraError` line per failure
     naming the field: format, the adapter config's presence, expert keys that are layer indices with integer
     expert ids, text where text belongs, and the base-model spec (`model`: name, overrides, tokenizer,

@@ -8,6 +8,8 @@ Projections called on one input (q/k/v) may take x A^T from their `shared_input`
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,7 +17,16 @@ from torch import nn
 from hellora.adapters.base import AdapterLayer, effective_b, new_lora_pair
 
 
+class InputSharing(Protocol):
+    """What a LoRALinear asks of its `shared_input` group (`shared_input.SharedInputGroup`, which imports this)."""
+
+    def lora_input(self, member: LoRALinear, x: torch.Tensor) -> torch.Tensor: ...
+
+
 class LoRALinear(AdapterLayer):
+    base_layer: nn.Linear
+    shared_input: InputSharing | None  # its group (plain LoRALinear without dropout only)
+
     def __init__(
         self, base_layer: nn.Linear, r: int, alpha: float, *, role: str, dropout: float = 0.0,
         dtype: torch.dtype = torch.float32, init: str = "default", generator: torch.Generator | None = None,
@@ -27,7 +38,7 @@ class LoRALinear(AdapterLayer):
             device=base_layer.weight.device, dtype=dtype, init=init, generator=generator,
         )
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.shared_input = None  # a shared_input.SharedInputGroup (plain LoRALinear without dropout only)
+        self.shared_input = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)

@@ -17,6 +17,7 @@ attention and router), so cold experts stay exact base weights and the mask is c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -60,6 +61,13 @@ def lora_pairs(model: nn.Module) -> dict[str, nn.Module]:
             if "lora_A" in m._parameters and "lora_B" in m._parameters}
 
 
+def _pair(module: nn.Module) -> tuple[nn.Parameter, nn.Parameter]:
+    """(A, B) of a module `lora_pairs` lists (it has both)."""
+    a, b = module._parameters["lora_A"], module._parameters["lora_B"]
+    assert a is not None and b is not None
+    return a, b
+
+
 def _key(path: str, leaf: str) -> str:
     return f"{path}.{leaf}" if path else leaf
 
@@ -68,10 +76,10 @@ def apply_lori(model: nn.Module, masked: bool) -> None:
     """Freeze every A; when `masked` (LoRI-S) also add an all-False `lora_B_mask` per B, to be filled by
     `set_lori_masks`."""
     for module in lora_pairs(model).values():
-        module.lora_A.requires_grad_(False)
+        lora_a, lora_b = _pair(module)
+        lora_a.requires_grad_(False)
         if masked and MASK not in module._buffers:
-            module.register_buffer(MASK, torch.zeros(module.lora_B.shape, dtype=torch.bool,
-                                                     device=module.lora_B.device))
+            module.register_buffer(MASK, torch.zeros(lora_b.shape, dtype=torch.bool, device=lora_b.device))
 
 
 def global_topk_masks(tensors: dict[str, torch.Tensor], density: float) -> dict[str, torch.Tensor]:
@@ -119,20 +127,22 @@ def set_lori_masks(model: nn.Module, masks: dict[str, torch.Tensor], where: str 
         raise HelloraError(f"{where}: masks do not match the model's adapters ("
                            + (f"missing {missing[0]}" if missing else f"unknown {extra[0]}") + ")")
     for name, module in pairs.items():
-        if MASK not in module._buffers:
+        buffer = module._buffers.get(MASK)
+        if buffer is None:  # (never registered as None)
             raise HelloraError(f"{where}: {name} has no mask buffer (attach with variant 'lori_s')")
-        mask = masks[name].to(device=module.lora_B.device, dtype=torch.bool)
-        if mask.shape != module.lora_B.shape:
+        lora_b = _pair(module)[1]
+        mask = masks[name].to(device=lora_b.device, dtype=torch.bool)
+        if mask.shape != lora_b.shape:
             raise HelloraError(f"{where}: mask of {name} has shape {tuple(mask.shape)}, expected "
-                               f"{tuple(module.lora_B.shape)}")
-        module._buffers[MASK].copy_(mask)
-        module.lora_B.mul_(mask)
+                               f"{tuple(lora_b.shape)}")
+        buffer.copy_(mask)
+        lora_b.mul_(mask)
 
 
 @torch.no_grad()
 def init_lori_s(model: nn.Module, lori_d: LoRIDAdapter, density: float) -> None:
     """Start a LoRI-S run on an adapted `model`: A from the LoRI-D adapter `lori_d`, its global mask."""
-    state = model.hellora_adapter
+    state: Any = model.hellora_adapter  # an inject.AdapterState (inject imports this module)
     record, where = lori_d.record, f"adapter.lori_from: {lori_d.source}"
     if record.get("fingerprint") != config_fingerprint(model.config):
         raise HelloraError(f"{where} was made for another model ({record.get('base_model')!r})")
@@ -150,10 +160,11 @@ def init_lori_s(model: nn.Module, lori_d: LoRIDAdapter, density: float) -> None:
     if missing:
         raise HelloraError(f"{where} has no {missing[0]}")
     for name, module in a_names.items():
-        if lori_d.tensors[name].shape != module.lora_A.shape:
+        lora_a = _pair(module)[0]
+        if lori_d.tensors[name].shape != lora_a.shape:
             raise HelloraError(f"{where}: {name} has shape {tuple(lori_d.tensors[name].shape)}, expected "
-                               f"{tuple(module.lora_A.shape)}")
-        module.lora_A.copy_(lori_d.tensors[name])
+                               f"{tuple(lora_a.shape)}")
+        lora_a.copy_(lori_d.tensors[name])
     set_lori_masks(model, lori_s_masks(lori_d, density), where="adapter.lori_from")
 
 
@@ -164,4 +175,5 @@ def mask_name(b_name: str) -> str:
 
 def mask_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
     """B parameter name -> its LoRI-S mask buffer."""
-    return {_key(path, "lora_B"): m._buffers[MASK] for path, m in lora_pairs(model).items() if MASK in m._buffers}
+    return {_key(path, "lora_B"): mask for path, m in lora_pairs(model).items()
+            if (mask := m._buffers.get(MASK)) is not None}  # (a mask buffer is never registered as None)

@@ -10,6 +10,8 @@ transformers' router-logit recorder) still fire because its real module runs. Su
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -25,9 +27,9 @@ class RouterLoRA(AdapterLayer):
         init: str = "default", generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(base_layer, r, alpha)
-        num_experts, hidden = base_layer.weight.shape
+        num_experts, hidden = self._base_weight().shape
         self.lora_A, self.lora_B = new_lora_pair(
-            (r, hidden), (num_experts, r), device=base_layer.weight.device, dtype=dtype, init=init,
+            (r, hidden), (num_experts, r), device=self._base_weight().device, dtype=dtype, init=init,
             generator=generator,
         )
 
@@ -35,18 +37,24 @@ class RouterLoRA(AdapterLayer):
         """(E, H) = scale * B @ A in float32."""
         return (effective_b(self).float() @ self.lora_A.float()) * self.scale
 
-    def forward(self, *args, **kwargs):
+    def _base_weight(self) -> torch.Tensor:
+        """The router's raw (E, H) weight."""
+        w = self.base_layer.weight
+        assert isinstance(w, torch.Tensor)  # a router module with a raw `weight` parameter (see the module doc)
+        return w
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         if not self.adapter_enabled:
             return self.base_layer(*args, **kwargs)
         return functional_call(self.base_layer, {"weight": self.adapted_weight()}, args, kwargs)
 
     def adapted_weight(self) -> torch.Tensor:
         """(E, H) W + scale * B @ A in the base weight's dtype, differentiable in A and B."""
-        w = self.base_layer.weight
+        w = self._base_weight()
         return w + (effective_b(self).to(w.dtype) @ self.lora_A.to(w.dtype)) * self.scale
 
     @torch.no_grad()
     def merged_base(self) -> nn.Module:
-        w = self.base_layer.weight
+        w = self._base_weight()
         w.copy_((w.float() + self.delta_weight().to(w.device)).to(w.dtype))
         return self.base_layer

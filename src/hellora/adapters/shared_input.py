@@ -58,7 +58,7 @@ class _SharedProduct:
     x: weakref.ref                          # the input P was computed from (not kept alive by the group)
     context: tuple
     a_versions: tuple[tuple[torch.Tensor, int], ...]
-    pieces: dict[nn.Module, torch.Tensor]   # member -> its (.., T, r) columns of P, until it takes them
+    pieces: dict[LoRALinear, torch.Tensor]  # member -> its (.., T, r) columns of P, until it takes them
 
     def matches(self, x: torch.Tensor, context: tuple) -> bool:
         return (self.x() is x and self.context == context

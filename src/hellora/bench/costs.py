@@ -19,13 +19,21 @@ routing (`hellora.flops.adapter_flops`), called with the same routing.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hellora.profiling.profile import ExpertProfile
 
+if TYPE_CHECKING:
+    from torch import nn
 
-def grouped_mm_flops(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    from hellora.models.families import MoEModelSpec
+
+
+def grouped_mm_flops(a_shape: Sequence[int], b_shape: Sequence[int], *args: object,
+                     out_shape: Sequence[int] | None = None, **kwargs: object) -> int:
     """FLOPs of `aten._grouped_mm(a, b, offs)` from the operand shapes (torch registers no formula for it)."""
     if len(a_shape) == 2 and len(b_shape) == 3:  # (S, K) rows, each against its group's (K, N)
         return 2 * a_shape[0] * a_shape[1] * b_shape[2]
@@ -76,7 +84,8 @@ def _bytes(tensors) -> int:
     return int(sum(t.numel() * t.element_size() for t in tensors))
 
 
-def measure_step_costs(model, step, optimizer) -> dict:
+def measure_step_costs(model: nn.Module, step: Callable[[], torch.Tensor],
+                       optimizer: torch.optim.Optimizer | None) -> dict:
     """One step, measured: `step()` returns the loss of one forward; then its backward and `optimizer.step()`.
 
     Returns forward / backward / total FLOPs, forward FLOPs per module (`module_forward_flops`), bytes saved for
@@ -105,14 +114,14 @@ def measure_step_costs(model, step, optimizer) -> dict:
     }
 
 
-def expert_adapter_flops_per_token(adapted: dict[str, int], frozen: dict[str, int], experts_paths, tokens: int,
+def expert_adapter_flops_per_token(adapted: dict[str, int], frozen: dict[str, int], experts_paths: Iterable[str], tokens: int,
                                    prefix: str = "") -> float:
     """Measured forward FLOPs per token of the expert adapters: experts modules adapted minus frozen."""
     extra = sum(adapted.get(prefix + p, 0) - frozen.get(p, 0) for p in experts_paths)
     return extra / tokens
 
 
-def routing_profile(spec, routing: dict[int, tuple]) -> ExpertProfile:
+def routing_profile(spec: MoEModelSpec, routing: dict[int, tuple]) -> ExpertProfile:
     """The benchmark's fixed routing as an `ExpertProfile` (counts of each layer's top_k_index)."""
     counts, tokens = [], []
     for moe in spec.moe_layers:

@@ -115,7 +115,7 @@ def run_selfcheck() -> dict:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     routing, x, weight, blocks, pairs, hot = _layer(device, dtype)
     ids = torch.tensor(hot, device=device)
-    result = {}
+    result: dict[str, object] = {}
     # torch backend vs an explicit float64 loop over hot experts' rows (forward only: a quick sanity check)
     with torch.no_grad():
         out = grouped_linear_subset_lora(x, weight, routing, None, False, hot, ids, blocks, pairs, 2.0,

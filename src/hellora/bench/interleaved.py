@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -19,12 +20,33 @@ from hellora.bench.costs import measure_step_costs
 from hellora.bench.setups import KERNEL_SETUPS, expert_kernel, install_routing, set_up, stepper
 from hellora.flops import adapter_flops
 
+if TYPE_CHECKING:
+    from torch import nn
 
-def time_interleaved(model, cfg, spec, hot, routing, batch, profile, progress: bool) -> dict[str, dict]:
+    from hellora.models.families import MoEModelSpec
+    from hellora.placement import HotExpertPlacement
+    from hellora.profiling.profile import ExpertProfile
+
+
+class BenchSettings(Protocol):
+    """What the interleaved timing reads of `throughput.BenchConfig` (which imports this module)."""
+
+    batch: int
+    seq: int
+    r: int
+    alpha: float
+    warmup: int
+    steps: int
+    setups: tuple
+
+
+def time_interleaved(model: nn.Module, cfg: BenchSettings, spec: MoEModelSpec, hot: HotExpertPlacement,
+                     routing: dict[int, tuple] | None, batch: dict[str, torch.Tensor], profile: ExpertProfile | None,
+                     progress: bool) -> dict[str, dict]:
     """Rows like `run_bench`'s, every setup timed round-robin (see the module doc), on the device `batch` is on."""
     device = batch["input_ids"].device
     tokens = cfg.batch * cfg.seq
-    setups = {}
+    setups: dict[str, dict[str, Any]] = {}  # name -> its model copy, kernel, step function, times
     for name in cfg.setups:
         net, method, kernel, _ = set_up(copy.deepcopy(model), name, cfg.r, cfg.alpha, spec, hot)  # a copy
         handles = install_routing(net, spec, routing) if routing else []

@@ -12,13 +12,17 @@ peak is measured alone (`--setups hellora@nf4`), ratios side by side.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
 
 MIB = 2 ** 20
 _STATUS = Path("/proc/self/status")
 _CLEAR = Path("/proc/self/clear_refs")
 
 
-def resident_mib(model) -> float:
+def resident_mib(model: nn.Module) -> float:
     """MiB of the model's parameters and buffers (each tensor once)."""
     seen, total = set(), 0
     for t in [*model.parameters(), *model.buffers()]:

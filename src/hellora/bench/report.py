@@ -7,12 +7,17 @@ Being a ratio of ratios it compares across devices, which raw step times do not.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hellora.models.families import MoEModelSpec
+
 
 def _experts_flops(module_flops: dict[str, int], spec) -> int:
     return sum(module_flops.get(m.experts_path, 0) for m in spec.moe_layers)
 
 
-def add_ratios(rows: dict[str, dict], spec, tokens: int) -> None:
+def add_ratios(rows: dict[str, dict], spec: MoEModelSpec, tokens: int) -> None:
     """Add x_frozen, flop_ratio, flop_floor and measured-vs-analytic adapter FLOPs per token to each row, in
     place; the per-module forward FLOPs are folded into the experts' total and dropped."""
     frozen = rows.get("frozen")

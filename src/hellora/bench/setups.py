@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 
 from hellora.kernels.subset_lora import BACKEND_ENV, KERNEL_CHOICES
 from hellora.methods.registry import BENCH_SETUPS
 from hellora.choices import ExpertPrecision
+
+if TYPE_CHECKING:
+    from torch import nn
+    from torch.utils.hooks import RemovableHandle
+
+    from hellora.models.families import MoEModelSpec
+    from hellora.placement import HotExpertPlacement
 
 KERNEL_SETUPS = tuple(BENCH_SETUPS)  # our adapters (`AdapterMethod.bench_setup`): the setups that take @suffixes
 SETUPS = ("frozen", *KERNEL_SETUPS, "peft-lora", "peft-attn")
@@ -37,7 +45,7 @@ def check_setup(name: str) -> tuple[str, str, bool]:
 
 
 @contextmanager
-def expert_kernel(kernel: str):
+def expert_kernel(kernel: str) -> Iterator[None]:
     old = os.environ.get(BACKEND_ENV)
     if kernel:
         os.environ[BACKEND_ENV] = kernel
@@ -51,10 +59,11 @@ def expert_kernel(kernel: str):
                 os.environ[BACKEND_ENV] = old
 
 
-def install_routing(model, spec, routing) -> list:
+def install_routing(model: nn.Module, spec: MoEModelSpec, routing: dict[int, tuple]) -> list[RemovableHandle]:
     """Replace each experts module's top_k_index by the fixed skewed one (same shape, same weights)."""
     handles = []
-    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wrapper
+    get_base_model = getattr(model, "get_base_model", None)  # a PEFT wrapper's
+    model = get_base_model() if callable(get_base_model) else model
     for moe in spec.moe_layers:
         fixed = routing[moe.layer_index][1]
 
@@ -69,7 +78,7 @@ def install_routing(model, spec, routing) -> list:
     return handles
 
 
-def peft_model(model, spec, attention_only: bool, r: int, alpha: float):
+def peft_model(model: nn.Module, spec: MoEModelSpec, attention_only: bool, r: int, alpha: float) -> nn.Module:
     from peft import LoraConfig
 
     from hellora.adapters.export import quiet_get_peft_model
@@ -78,16 +87,20 @@ def peft_model(model, spec, attention_only: bool, r: int, alpha: float):
     if not attention_only:
         for moe in spec.moe_layers:
             params += [f"{moe.router_path}.weight", f"{moe.experts_path}.gate_up_proj", f"{moe.experts_path}.down_proj"]
-    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+    # peft types lora_alpha as int, but scales by alpha / r with any number (hellora's alphas are floats)
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],  # type: ignore[arg-type]
                         target_parameters=params or None)
     return quiet_get_peft_model(model, config)
 
 
-def stepper(model, batch):
+def stepper(model: nn.Module,
+            batch: dict[str, torch.Tensor]) -> tuple[Callable[[], torch.Tensor], torch.optim.Optimizer | None]:
     """(forward returning the loss, AdamW over the trainable parameters or None when frozen)."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5) if params else None
-    embeds = model.get_input_embeddings()
+    get_input_embeddings = model.get_input_embeddings  # a transformers model's method
+    assert callable(get_input_embeddings)
+    embeds = get_input_embeddings()
 
     def forward():
         if optimizer is None:  # frozen: backward to the input embeddings only
@@ -105,7 +118,7 @@ def storage_of(name: str) -> ExpertPrecision:
     return ExpertPrecision.parse(found[0], "setup") if found else ExpertPrecision.KEEP
 
 
-def store_experts(model, name: str, every_expert_hot: bool = False):
+def store_experts(model: nn.Module, name: str, every_expert_hot: bool = False) -> Callable[[], None]:
     """Store `model`'s experts as setup `name` asks (after its adapters are attached); returns a function that puts
     the original full-precision parameters back, so the next setup of a sequential run sees the same weights."""
     precision = storage_of(name)
@@ -129,7 +142,8 @@ def store_experts(model, name: str, every_expert_hot: bool = False):
     return restore
 
 
-def set_up(model, name: str, r: int, alpha: float, spec, hot):
+def set_up(model: nn.Module, name: str, r: int, alpha: float, spec: MoEModelSpec,
+           hot: HotExpertPlacement) -> tuple[nn.Module, str, str, Callable[[], None]]:
     """(`model` set up as setup `name`, method, expert kernel, restore): our adapters attached in place (hot experts
     for hellora; experts stored quantized with @int8 / @nf4, which `restore()` undoes), or the model wrapped by
     stock PEFT (a new module), or `model` itself for frozen."""

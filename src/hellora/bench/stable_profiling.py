@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any, Sequence
 
 import torch
 
@@ -49,7 +50,7 @@ def run(pretrain_steps: int = 200, examples: int = 2000, target: str = "sort", s
     pretrain_s = time.perf_counter() - tick
     features = skill_features(tokenizer, generate_skill_examples(target, examples, seed=seed + 3))
     source = {"skill": target, "examples": len(features)}
-    out = {"config": {"pretrain_steps": pretrain_steps, "examples": examples, "target": target, "seed": seed,
+    out: dict[str, Any] = {"config": {"pretrain_steps": pretrain_steps, "examples": examples, "target": target, "seed": seed,
                       "window": window, "jaccard": jaccard, "batch_size": batch_size},
            "pretrain_s": round(pretrain_s, 1), "meta": run_metadata(seed), "runs": {}}
     profiles = {}
@@ -73,7 +74,7 @@ def run(pretrain_steps: int = 200, examples: int = 2000, target: str = "sort", s
     return out
 
 
-def main(argv=None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--pretrain-steps", type=int, default=200)

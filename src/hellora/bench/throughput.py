@@ -29,6 +29,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -51,6 +52,9 @@ from hellora.placement import HotExpertPlacement
 from hellora.profiling import ExpertActivationCounter
 from hellora.choices import Strategy, resolve_hot_k
 
+if TYPE_CHECKING:
+    from hellora.models.families import MoEModelSpec
+
 
 @dataclass
 class BenchConfig:
@@ -71,7 +75,7 @@ class BenchConfig:
     interleave: bool = False  # time setups round-robin on model copies (`interleaved.py`): for shared machines
 
 
-def skewed_routing(spec, k: int, hot_share: float, tokens: int, seed: int) -> dict[int, tuple]:
+def skewed_routing(spec: MoEModelSpec, k: int, hot_share: float, tokens: int, seed: int) -> dict[int, tuple]:
     """Per MoE layer: (hot experts, top_k_index (T, k_router)) where hot experts get ~hot_share of assignments."""
     g = torch.Generator().manual_seed(seed)
     out = {}
@@ -120,12 +124,16 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
         overrides["num_hidden_layers"] = cfg.layers
     config = load_config(cfg.model, overrides=overrides)
     torch.manual_seed(cfg.seed)
+    dtype = DTYPES[cfg.dtype]
+    assert isinstance(dtype, torch.dtype)  # a dtype name: "auto" (the checkpoint's) has no meaning for random init
     with device:
-        model = model_from_config(config, dtype=DTYPES[cfg.dtype])
+        model = model_from_config(config, dtype=dtype)
     model.requires_grad_(False)
     spec = describe_moe_model(model)
     k = resolve_hot_k(cfg.k, spec.top_k)
-    vocab = model.get_input_embeddings().weight.shape[0]
+    embedding = model.get_input_embeddings().weight
+    assert isinstance(embedding, torch.Tensor)  # (vocab, hidden)
+    vocab = embedding.shape[0]
     g = torch.Generator().manual_seed(cfg.seed)
     ids = torch.randint(0, vocab, (cfg.batch, cfg.seq), generator=g).to(device)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
@@ -161,7 +169,9 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
                 if method in KERNEL_SETUPS:
                     remove_adapters(model)
                 elif net is not model:
-                    model = net.unload()
+                    unload = net.unload  # the PEFT wrapper's: the base model back, without its LoRA
+                    assert callable(unload)
+                    model = unload()
                 model.requires_grad_(False)
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -170,7 +180,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
                           "model_mib": model_mib, "peak_rss_mib": rss,
                           "adapter_flops_analytic": analytic}
     add_ratios(rows, spec, tokens)
-    result = {"config": {k_: v for k_, v in cfg.__dict__.items()}, "rows": rows, "meta": run_metadata(cfg.seed),
+    result: dict[str, Any] = {"config": {k_: v for k_, v in cfg.__dict__.items()}, "rows": rows, "meta": run_metadata(cfg.seed),
               "model_shape": {"layers": len(spec.layers), "experts": spec.num_experts, "top_k": spec.top_k, "k": k}}
     result["routing"] = _measured_share(model, spec, batch, routing, hot) if routing else None
     train_row = rows.get("hellora") or next((r for n, r in rows.items() if n.startswith("hellora")), None)

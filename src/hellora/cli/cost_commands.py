@@ -37,7 +37,7 @@ class _DeprecatedAlias(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def cmd_params(args) -> None:
+def cmd_params(args: argparse.Namespace) -> None:
     if args.k is not None and not _adapts_hot_experts(args.method, args.variant):
         raise HelloraError(f"--k {args.k}: hot experts per layer apply only to --method hellora; {args.method} "
                            f"adapts every expert (drop --k)")
@@ -85,7 +85,7 @@ def _expert_storage(args, report: dict):
     return ExpertStorage(cold, hot, report["k"] if rules.adapts_hot_experts else report["num_experts"])
 
 
-def add_params(sub) -> None:
+def add_params(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("params", help="trainable / total parameters of a method on a model (offline)")
     p.add_argument("--model", required=True, help="preset (olmoe-1b-7b, mixtral-8x7b, deepseek-moe-16b, "
                    "qwen3-30b-a3b), local folder or hub id")
@@ -114,7 +114,7 @@ def add_params(sub) -> None:
     p.set_defaults(func=cmd_params)
 
 
-def cmd_flops(args) -> None:
+def cmd_flops(args: argparse.Namespace) -> None:
     from hellora.flops import HotSelection, flops_report
 
     check_reference_flag(args.strategy, args.reference)
@@ -132,7 +132,7 @@ def cmd_flops(args) -> None:
               f"{row['train_per_token'] / 1e6:9.2f} MFLOP{delta}")
 
 
-def add_flops(sub) -> None:
+def add_flops(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("flops", help="adapter FLOPs per token (forward, training), from measured routing")
     p.add_argument("--model", required=True, help="preset, local folder or hub id (config only)")
     p.add_argument("--profile", help="profile.json with the task's routing counts (default: uniform routing)")
@@ -148,7 +148,7 @@ def add_flops(sub) -> None:
     p.set_defaults(func=cmd_flops)
 
 
-def cmd_bench(args) -> None:
+def cmd_bench(args: argparse.Namespace) -> None:
     from hellora.bench.report import format_table
     from hellora.bench.setups import SETUPS, check_setup
     from hellora.bench.throughput import BenchConfig, run_bench
@@ -170,7 +170,7 @@ def cmd_bench(args) -> None:
     print_json(result) if args.json else print(format_table(result))
 
 
-def add_bench(sub) -> None:
+def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="step time and peak memory: frozen / hellora / lora / PEFT, side by side")
     p.add_argument("--model", default="olmoe-1b-7b", help="preset or config folder (weights are random)")
     p.add_argument("--layers", type=int, default=4, help="decoder layers to keep (0: all)")
@@ -195,14 +195,14 @@ def add_bench(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-def cmd_doctor(args) -> None:
+def cmd_doctor(args: argparse.Namespace) -> None:
     from hellora.bench.doctor import doctor, format_doctor
 
     report = doctor(bench=not args.no_bench)
     print_json(report) if args.json else print(format_doctor(report))
 
 
-def add_doctor(sub) -> None:
+def add_doctor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="versions, device, which expert path runs and why, the Triton self-check, "
                        "a few-second micro-bench")
     p.add_argument("--no-bench", action="store_true", help="skip the micro-bench")

@@ -9,7 +9,7 @@ import logging
 
 from hellora.cli.support import COMMON_HELP, flags, print_json
 from hellora.utils.errors import HelloraError
-from hellora.choices import ExportFormat, GenerationBackend
+from hellora.choices import EvalTask, ExportFormat, GenerationBackend
 
 log = logging.getLogger("hellora")
 
@@ -68,7 +68,7 @@ def default_eval_out(model: str, adapter: str | None) -> str:
     return f"eval-{Path(model.rstrip('/')).name or 'model'}"
 
 
-def cmd_eval(args) -> None:
+def cmd_eval(args: argparse.Namespace) -> None:
     from hellora.config import EvalConfig
     from hellora.eval.protocols import HEADLINE_PROTOCOL
     from hellora.eval.run import (EvalOutput, EvalScoring, check_judge, check_outputs, check_tasks, cross_task,
@@ -104,7 +104,7 @@ def cmd_eval(args) -> None:
     for protocol in protocols:
         check_judge(protocol, None)
     try:  # --max-new-tokens / --num-samples 0 mean the protocol's, as they always did
-        eval_config = EvalConfig(tasks=list(data), data={t: path for t, path in data.items() if path is not None},
+        eval_config = EvalConfig(tasks=[EvalTask.parse(t, "eval.tasks") for t in data], data={t: path for t, path in data.items() if path is not None},
                                  limit=args.limit, batch_size=args.batch_size,
                                  max_new_tokens=args.max_new_tokens or None, num_samples=args.num_samples or None,
                                  protocol=args.protocol or HEADLINE_PROTOCOL)
@@ -130,6 +130,7 @@ def cmd_eval(args) -> None:
         model, tokenizer = _model_and_tokenizer(args)
     progress = not (args.json or args.no_progress)
     if args.cross_task:
+        assert model is not None and tokenizer is not None  # --cross-task needs --adapter, which vLLM refuses
         matrix = cross_task(model, tokenizer, eval_config, out_dir=out, scoring=EvalScoring(ks), progress=progress,
                             overwrite=args.overwrite)
         print_json(matrix) if args.json else [print(t, v) for t, v in matrix.items()]
@@ -143,7 +144,7 @@ def cmd_eval(args) -> None:
                                                     f"{'' if args.out else ', the default --out'})")
 
 
-def add_eval(sub) -> None:
+def add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate on GSM8K / HumanEval / HEx-PHI / AdvBench / the demo's "
                        "skills, or score HumanEval samples")
     p.add_argument("mode", nargs="?", choices=["humaneval"], help="`humaneval --samples FILE`: score completions only")
@@ -176,7 +177,7 @@ def add_eval(sub) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def cmd_export(args) -> None:
+def cmd_export(args: argparse.Namespace) -> None:
     from hellora.adapters.export import export_adapter
 
     out = export_adapter(args.adapter, args.format, args.out, model=args.model, dtype=args.dtype,
@@ -184,7 +185,7 @@ def cmd_export(args) -> None:
     print(f"wrote {args.format} export to {out}")
 
 
-def add_export(sub) -> None:
+def add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export an adapter for stock PEFT, or merged into the base weights")
     p.add_argument("--adapter", required=True, help="adapter folder (a run's adapter/)")
     p.add_argument("--format", choices=ExportFormat.values(), required=True,

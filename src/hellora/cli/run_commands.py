@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from hellora.cli.support import (REFERENCE_HELP, STRATEGY_HELP, check_reference_flag, flags, key_values, need_file,
@@ -14,7 +15,7 @@ from hellora.utils.ownership import OutputKind
 PROFILE_FORMAT = "hellora.profile/1"  # hellora.profiling.profile.FORMAT, without importing torch for --help
 
 
-def cmd_demo(args) -> None:
+def cmd_demo(args: argparse.Namespace) -> None:
     import torch
 
     from hellora.demo.run import DemoConfig, run_demo
@@ -25,7 +26,7 @@ def cmd_demo(args) -> None:
     run_demo(args.out, DemoConfig(seed=args.seed), progress=True)
 
 
-def add_demo(sub) -> None:
+def add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole method on a tiny MoE trained in-process on CPU (no network)")
     flags(p, "out", out_help="folder for demo.json, expert_heatmap.png, base-model/ and data/")
     p.set_defaults(out="hellora-demo")
@@ -34,7 +35,7 @@ def add_demo(sub) -> None:
     p.set_defaults(func=cmd_demo)
 
 
-def cmd_sweep(args) -> None:
+def cmd_sweep(args: argparse.Namespace) -> None:
     from hellora.sweep import run_sweep
 
     done = run_sweep(args.sweep, args.overrides, dry_run=args.dry_run, progress=not args.no_progress)
@@ -42,7 +43,7 @@ def cmd_sweep(args) -> None:
         print(f"{len(done)} runs finished")
 
 
-def add_sweep(sub) -> None:
+def add_sweep(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run a paper table: base recipe x override sets x seeds (recipes/paper/)")
     p.add_argument("sweep", help="sweep YAML (see recipes/paper/)")
     p.add_argument("overrides", nargs="*", default=[], help="key=value overrides applied to every run")
@@ -51,7 +52,7 @@ def add_sweep(sub) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
-def cmd_proxy(args) -> int:
+def cmd_proxy(args: argparse.Namespace) -> int:
     import shlex
     import sys
 
@@ -97,7 +98,7 @@ def nothing_analysed(study: dict) -> str | None:
             f"scores are in study.json (choose a target they do not know yet, e.g. target_pretrain: 0)")
 
 
-def add_proxy(sub) -> None:
+def add_proxy(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("proxy", help="the proxy study: pretrain small MoEs on skills, compare adapter arms over bases")
     p.add_argument("overrides", nargs="*", help="[CONFIG.yaml] key=value overrides of the study config")
     p.add_argument("--config", default=None, help="study YAML (recipes/proxy/cpu.yaml)")
@@ -106,7 +107,7 @@ def add_proxy(sub) -> None:
     p.set_defaults(func=cmd_proxy)
 
 
-def cmd_report(args) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
     import sys
 
     from hellora.report.tables import make_report
@@ -123,7 +124,7 @@ def cmd_report(args) -> int:
     return 0
 
 
-def add_report(sub) -> None:
+def add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="markdown tables and PNG figures from saved run folders")
     p.add_argument("runs", nargs="+", help="run folders written by hellora train (or a study)")
     flags(p, "out", out_help="folder for report.md and the figures")
@@ -152,7 +153,7 @@ def run_summary(result: dict, output_dir: str) -> str:
     return "  ".join(parts)
 
 
-def cmd_train(args) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
     import sys
 
     from hellora.config import load_run_config
@@ -170,7 +171,7 @@ def cmd_train(args) -> int:
     return 0 if result.get("status") == "finished" else 3
 
 
-def add_train(sub) -> None:
+def add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="profile -> select -> attach -> train -> save, from a YAML recipe")
     p.add_argument("recipe", help="YAML recipe (see recipes/; recipes/cpu/ runs on the demo's model)")
     p.add_argument("overrides", nargs="*", default=[], help="section.key=value overrides, e.g. train.epochs=1 "
@@ -183,7 +184,7 @@ def add_train(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def cmd_profile(args) -> None:
+def cmd_profile(args: argparse.Namespace) -> None:
     import os
 
     from hellora.config import load_run_config
@@ -204,7 +205,7 @@ def cmd_profile(args) -> None:
           f"top-{profile.top_k} experts hold {100 * sum(shares.values()) / len(shares):.1f}% of assignments per layer")
 
 
-def add_profile(sub) -> None:
+def add_profile(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="forward-only routing counts of a recipe's model on a fraction of its data")
     p.add_argument("recipe", help="YAML recipe (model, data, profile.fraction / seed)")
     p.add_argument("overrides", nargs="*", default=[], help="section.key=value overrides")
@@ -212,7 +213,7 @@ def add_profile(sub) -> None:
     p.set_defaults(func=cmd_profile)
 
 
-def cmd_select(args) -> None:
+def cmd_select(args: argparse.Namespace) -> None:
     from hellora.profiling.profile import ExpertProfile
 
     need_file(args.profile, "--profile")
@@ -227,7 +228,7 @@ def cmd_select(args) -> None:
           f"{len(placement.experts)} layers (per layer: {sizes})")
 
 
-def add_select(sub) -> None:
+def add_select(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("select", help="choose hot experts from a profile")
     p.add_argument("--profile", required=True, help="profile.json (from hellora profile or a run folder)")
     p.add_argument("--strategy", default="layer", choices=STRATEGIES, help=STRATEGY_HELP)
@@ -239,7 +240,7 @@ def add_select(sub) -> None:
     p.set_defaults(func=cmd_select)
 
 
-def cmd_compare(args) -> None:
+def cmd_compare(args: argparse.Namespace) -> None:
     from hellora.profiling.profile import ExpertProfile, compare_profiles
 
     need_file(args.profile, "profile")
@@ -251,7 +252,7 @@ def cmd_compare(args) -> None:
         print(f"k={result['k']}  Jaccard {result['jaccard']:.3f}  coverage {100 * result['coverage']:.1f}%")
 
 
-def add_compare(sub) -> None:
+def add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="Jaccard overlap and coverage of two profiles' hot sets")
     p.add_argument("profile", help="profile.json to compare")
     p.add_argument("reference", help="profile.json to compare against (e.g. the full-data profile)")

@@ -12,7 +12,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from types import TracebackType
 from typing import Any, NoReturn
 
 from hellora.placement import NEEDS_REFERENCE, needs_reference
@@ -63,7 +62,7 @@ COMMON_HELP = {
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Defaults in --help, except where the help text already says the default or there is none to show."""
 
-    def _get_help_string(self, action: argparse.Action) -> str:
+    def _get_help_string(self, action):
         text = action.help or ""
         if "default" in text or action.default in (None, False, argparse.SUPPRESS):
             return text
@@ -73,7 +72,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (`hellora train: error: ...; see hellora train --help`) and defaults in help."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
@@ -104,8 +103,8 @@ def shows_no_default(action: argparse.Action) -> bool:
 def flags(p: argparse.ArgumentParser, *groups: str, out_help: str | None = None, out_required: bool = False) -> None:
     """Flag groups shared by several commands, declared once: out (+ --overwrite), json, progress, remote-code."""
     if "out" in groups:
-        p.add_argument("--out", required=out_required, help=out_help or COMMON_HELP["--out"],
-                       **({} if out_required else {"default": None}))
+        default: dict[str, Any] = {} if out_required else {"default": None}
+        p.add_argument("--out", required=out_required, help=out_help or COMMON_HELP["--out"], **default)
         p.add_argument("--overwrite", action="store_true", help=COMMON_HELP["--overwrite"])
     if "json" in groups:
         p.add_argument("--json", action="store_true", help=COMMON_HELP["--json"])
@@ -123,7 +122,6 @@ def refuse_existing(path: str | Path, overwrite: bool, flag: str = "--out", *, k
 
 
 def need_file(path: str | Path, flag: str) -> None:
-    """Refuse (one line naming `flag`) a path that is not an existing file, before any work."""
     if not Path(path).is_file():
         what = "is a folder, not a file" if Path(path).is_dir() else "not found"
         raise HelloraError(f"{flag} {path}: {what}")
@@ -136,7 +134,7 @@ class replacing_run:
     def __init__(self, run: Path, overwrite: bool) -> None:
         self.run, self.overwrite, self.aside = run, overwrite, None
 
-    def __enter__(self) -> replacing_run:
+    def __enter__(self):
         if not self.overwrite:
             status = self.run / "run.json"
             record = read_json(status, "run status") if status.is_file() else None
@@ -159,8 +157,7 @@ class replacing_run:
         self.run.rename(self.aside)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> bool:
+    def __exit__(self, kind, value, tb):
         import shutil
 
         if self.aside is None:
@@ -182,14 +179,13 @@ def setup_logging(verbose: bool) -> None:
     logger.handlers = [h for h in logger.handlers if not getattr(h, "_hellora_cli", False)]
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    handler._hellora_cli = True
+    handler._hellora_cli = True  # type: ignore[attr-defined]  # marks the handler as ours (see above)
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     quiet_import_chatter()
 
 
 def resume_hint(args: argparse.Namespace) -> str:
-    """What a failed command's one-line error adds: how to resume a run, or that nothing half-written is left."""
     if args.command in ("train", "sweep"):
         return "; rerun the same command to resume from the last checkpoint, or add --overwrite to start over"
     return "; nothing half-written was left (outputs are written whole)"
@@ -254,7 +250,7 @@ def run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         return 1
     return code if isinstance(code, int) else 0
 
-def print_json(obj: Any) -> None:
+def print_json(obj: object) -> None:
     print(json.dumps(obj, indent=2))
 
 

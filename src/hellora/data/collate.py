@@ -14,12 +14,15 @@ for batched generation, where every prompt must end at the last column so new to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 
 from hellora.data.tokenize import IGNORE_INDEX
 from hellora.utils.errors import HelloraError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 #: Keys padded as token sequences, with the value used for padding (None: the collator's pad id).
 _PADDED_KEYS = {"input_ids": None, "attention_mask": 0, "labels": IGNORE_INDEX}
@@ -49,7 +52,7 @@ class PadCollator:
             raise HelloraError(f"pad_to_multiple_of must be a positive integer or None, got {m!r}")
 
     @classmethod
-    def for_tokenizer(cls, tokenizer, **kwargs: Any) -> "PadCollator":
+    def for_tokenizer(cls, tokenizer: PreTrainedTokenizerBase, **kwargs: Any) -> "PadCollator":
         """A collator using the tokenizer's pad id, or its EOS id when it has no pad token (see module doc)."""
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if pad is None:

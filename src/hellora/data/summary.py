@@ -13,11 +13,15 @@ logs (a warning when any count is non-zero); the counts are recorded in run.json
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from hellora.data.tokenize import IGNORE_INDEX, _bos_prefix, _ids
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
-def summarize_pairs(tokenizer, pairs: Sequence[Sequence[str]], features: Sequence[dict], max_length: int,
+
+def summarize_pairs(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Sequence[str]], features: Sequence[dict], max_length: int,
                     max_prompt_length: int, *, add_bos: bool | None = None) -> dict:
     """Counts over `pairs` (prompt, answer) and their encoded `features` (`encode_pairs`'s output with the same
     `add_bos`, same order)."""

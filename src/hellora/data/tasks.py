@@ -160,7 +160,7 @@ class Gsm8kTask(Task):
 
     strip_calculator: bool = False
 
-    def format(self, record, where="record"):
+    def format(self, record: Mapping[str, Any], where: str = "record") -> tuple[str, str]:
         question = self._text(record, "question", where)
         answer = self._text(record, "answer", where)
         try:
@@ -176,7 +176,7 @@ class AlpacaTask(Task):
 
     response_newline: bool = True
 
-    def format(self, record, where="record"):
+    def format(self, record: Mapping[str, Any], where: str = "record") -> tuple[str, str]:
         instruction = self._text(record, "instruction", where)
         input_text = self._text(record, "input", where, default="")
         output = self._text(record, "output", where)
@@ -188,7 +188,7 @@ class SkillTask(Task):
     """The demo's synthetic skills (`hellora.data.skills`, saved by `hellora demo` as JSONL): prompt -> answer,
     verbatim, exactly as the demo trains on them."""
 
-    def format(self, record, where="record"):
+    def format(self, record: Mapping[str, Any], where: str = "record") -> tuple[str, str]:
         return self._text(record, "prompt", where), self._text(record, "answer", where)
 
 

@@ -19,6 +19,10 @@ The result is a regular `transformers` fast tokenizer: `save_pretrained` writes 
 from __future__ import annotations
 
 import string
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
 PAD, BOS, EOS, UNK = SPECIAL_TOKENS
@@ -31,7 +35,7 @@ def tiny_vocab() -> dict[str, int]:
     return {tok: i for i, tok in enumerate(list(SPECIAL_TOKENS) + list(CHARACTERS))}
 
 
-def build_tiny_tokenizer(*, add_bos: bool = False, model_max_length: int = 2048):
+def build_tiny_tokenizer(*, add_bos: bool = False, model_max_length: int = 2048) -> PreTrainedTokenizerFast:
     """Return a `transformers.PreTrainedTokenizerFast` with the fixed character vocabulary described above.
 
     `model_max_length` only informs transformers' length warnings; hellora truncates explicitly.

@@ -23,9 +23,12 @@ slightly from tokenizing the whole string at once.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from hellora.utils.errors import HelloraError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
 
@@ -41,7 +44,7 @@ def _ids(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def tokenizer_adds_bos(tokenizer) -> bool:
+def tokenizer_adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
     """Whether the tokenizer puts BOS in front of text by itself (its model was trained with that convention)."""
     bos = getattr(tokenizer, "bos_token_id", None)
     if bos is None:
@@ -62,7 +65,7 @@ def _bos_prefix(tokenizer, add_bos: bool | None) -> list[int]:
 
 
 def encode_prompt(
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     prompt: str,
     max_prompt_length: int = 256,
     *,
@@ -83,7 +86,7 @@ def encode_prompt(
 
 
 def encode_example(
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     prompt: str,
     target: str,
     max_length: int = 512,
@@ -108,7 +111,7 @@ def encode_example(
     if add_eos and eos is None:
         raise HelloraError("the tokenizer has no eos_token, so the model could not learn where an answer ends")
     prompt_ids = encode_prompt(tokenizer, prompt, max_prompt_length, add_bos=add_bos)
-    target_ids = _ids(tokenizer, target) + ([eos] if add_eos else [])
+    target_ids = _ids(tokenizer, target) + ([eos] if add_eos and eos is not None else [])  # (no eos: refused)
     target_ids = target_ids[: max_length - len(prompt_ids)]
     input_ids = prompt_ids + target_ids
     return {
@@ -119,7 +122,7 @@ def encode_example(
 
 
 def encode_pairs(
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     pairs: Iterable[Sequence[str]],
     max_length: int = 512,
     max_prompt_length: int = 256,

@@ -23,6 +23,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 
 from hellora.adapters import AdapterConfig
@@ -38,6 +39,9 @@ from hellora.utils.io import atomic_dir, atomic_write_json, atomic_write_text
 from hellora.utils.ownership import OutputKind, mark_folder
 from hellora.utils.meta import run_metadata
 from hellora.choices import Method
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +157,7 @@ def run_demo(out_dir: str | Path = "hellora-demo", cfg: DemoConfig | None = None
     return report
 
 
-def save_base_model(model, tokenizer, folder: Path) -> Path:
+def save_base_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> Path:
     """The pretrained skill MoE + tokenizer as a transformers folder (safetensors), written whole."""
     with atomic_dir(folder) as tmp:
         model.save_pretrained(str(tmp))

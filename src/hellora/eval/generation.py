@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_text
@@ -66,7 +70,7 @@ def truncate_at_stop(text: str, stop: tuple | list) -> str:
 
 
 @torch.no_grad()
-def generate_hf(model, tokenizer, prompts: list[str], settings: SamplingSettings, *, batch_size: int = 8,
+def generate_hf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], settings: SamplingSettings, *, batch_size: int = 8,
                 progress: bool = True, desc: str = "generating") -> list[list[str]]:
     """Completions for each prompt: a list of `settings.num_samples` strings per prompt."""
     model.eval()
@@ -97,7 +101,8 @@ def generate_hf(model, tokenizer, prompts: list[str], settings: SamplingSettings
                     kwargs.update(top_k=settings.top_k)
             if settings.stop:
                 kwargs.update(stop_strings=list(settings.stop), tokenizer=tokenizer)
-            out = model.generate(**enc, **kwargs)
+            # PreTrainedModel itself has no generate() in transformers 5: causal LMs add it with GenerationMixin
+            out = model.generate(**enc, **kwargs)  # type: ignore[operator]
             texts = _decode(tokenizer, out[:, enc["input_ids"].shape[1]:], settings.skip_special_tokens)
             for (i, _), text in zip(chunk, texts):
                 outputs[i].append(truncate_at_stop(text, settings.stop))

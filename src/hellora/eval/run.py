@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from hellora.choices import GenerationBackend
 from hellora.config import EvalConfig
@@ -28,6 +28,8 @@ from hellora.utils.io import atomic_write_json, read_json
 from hellora.utils.meta import run_metadata
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
     from hellora.eval.vllm_backend import VllmEngineSettings
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ def resolve_protocol(task: str, protocol: str | None = None, *, max_new_tokens: 
     """
     spec = get_eval_task(task)
     chosen = spec.protocol(protocol)
-    changes = {k: v for k, v in (("max_new_tokens", max_new_tokens), ("num_samples", num_samples)) if v}
+    changes: dict[str, Any] = {k: v for k, v in (("max_new_tokens", max_new_tokens), ("num_samples", num_samples)) if v}
     if "max_new_tokens" in changes and chosen.sampling.max_length is not None:
         changes["max_length"] = None  # an explicit new-token budget replaces the prompt + generation one
     if changes:
@@ -72,7 +74,8 @@ def check_tasks(tasks: Mapping[str, str | None], protocol: str | None = None, *,
     return protocols
 
 
-def check_outputs(out_dir: str | Path, tasks, tags: tuple[str, ...] = ("",), overwrite: bool = False) -> None:
+def check_outputs(out_dir: str | Path, tasks: Iterable[str], tags: tuple[str, ...] = ("",),
+                  overwrite: bool = False) -> None:
     """Refuse (one error) if any `eval_<task><tag>.json` already exists in `out_dir`, unless `overwrite`; with it,
     refuse unless that report (and the generations beside it) are hellora's (`hellora.utils.ownership`)."""
     from hellora.utils.ownership import check_eval_outputs
@@ -126,7 +129,8 @@ def eval_tasks(eval_config: EvalConfig) -> dict[str, str | None]:
     return {t: eval_config.data.get(t) for t in eval_config.tasks}
 
 
-def evaluate_task(task: str, model, tokenizer, eval_config: EvalConfig, output: EvalOutput, *,
+def evaluate_task(task: str, model: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase | None,
+                  eval_config: EvalConfig, output: EvalOutput, *,
                   scoring: EvalScoring = EvalScoring(), progress: bool = True,
                   vllm_engine: VllmEngineSettings | None = None) -> dict:
     """One task under `eval_config`'s protocol: generations, scores, `eval_<task><tag>.json`; returns the report.
@@ -155,6 +159,7 @@ def evaluate_task(task: str, model, tokenizer, eval_config: EvalConfig, output: 
     else:
         import transformers
 
+        assert model is not None and tokenizer is not None  # only a vLLM run comes without them
         completions = generate_hf(model, tokenizer, prompts, protocol.sampling, batch_size=eval_config.batch_size,
                                   progress=progress, desc=f"{task}{tag}")
         ran = {"name": GenerationBackend.HF.value, "version": transformers.__version__, "dtype": _model_dtype(model)}
@@ -178,7 +183,8 @@ def evaluate_task(task: str, model, tokenizer, eval_config: EvalConfig, output: 
     return report
 
 
-def evaluate_tasks(model, tokenizer, eval_config: EvalConfig, output: EvalOutput, *,
+def evaluate_tasks(model: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase | None,
+                   eval_config: EvalConfig, output: EvalOutput, *,
                    scoring: EvalScoring = EvalScoring(), progress: bool = True,
                    vllm_engine: VllmEngineSettings | None = None) -> list[dict]:
     """Every task of `eval_config` (its `tasks`, each with its `data` file or the task's default) under its
@@ -217,8 +223,8 @@ def write_eval_summary(out_dir: str | Path, reports: list[dict], sources: dict |
     return atomic_write_json(path, summary)
 
 
-def cross_task(model, tokenizer, eval_config: EvalConfig, *, out_dir: str | Path, scoring: EvalScoring = EvalScoring(),
-               progress: bool = True, overwrite: bool = False) -> dict:
+def cross_task(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, eval_config: EvalConfig, *,
+               out_dir: str | Path, scoring: EvalScoring = EvalScoring(), progress: bool = True, overwrite: bool = False) -> dict:
     """Each task before (adapters off) and after (adapters on): the paper's Appendix G matrix."""
     from hellora.adapters import disable_adapters
 

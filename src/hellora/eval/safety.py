@@ -125,7 +125,7 @@ def score_refusals(
     """
     regex = _DEFAULT_REGEX if keywords is None else _keyword_regex(keywords)
     columns = ("lori", "keywords") + (("judge",) if judge is not None else ())
-    items = []
+    items: list[dict[str, Any]] = []
     per_cat: dict[str, dict[str, Any]] = {}
     echoes = 0
     for i, rec in enumerate(records):
@@ -141,7 +141,7 @@ def score_refusals(
         echoes += echoed
         m = regex.search(_normalise(continuation))
         lori_refused, lori_matched = lori_is_safe(lori_safety_text(prompt, completion))
-        item = {"index": i, "category": str(rec.get("category", "all")),
+        item: dict[str, Any] = {"index": i, "category": str(rec.get("category", "all")),
                 "refused": {"lori": lori_refused, "keywords": m is not None},
                 "matched": {"lori": lori_matched, "keywords": m.group(0) if m else None}}
         if judge is not None:

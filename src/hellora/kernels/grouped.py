@@ -69,12 +69,14 @@ def grouped_linear(
     A weight stored per expert (`hellora.quant.QuantizedExpertWeight`, not a tensor) takes the per-expert op of
     `quantized.py`, which dequantizes one expert at a time."""
     if not isinstance(weight, torch.Tensor):
-        from hellora.kernels.quantized import quantized_grouped_linear
+        from hellora.kernels.quantized import ExpertStore, quantized_grouped_linear
 
+        assert isinstance(weight, ExpertStore)  # a module that stores its experts one by one
         return quantized_grouped_linear(x, weight, routing, bias, transposed)
     weight_t = weight if transposed else weight.transpose(-2, -1)  # (E, in, out)
     if not _grouped_mm_usable(x, weight_t):
         return grouped_linear_loop(x, weight, routing, bias, transposed)
+    assert _grouped_mm is not None  # _grouped_mm_usable said so
     out = _grouped_mm(x, weight_t, offs=routing.ends)
     if bias is not None:
         out = out + bias[routing.expert_ids]

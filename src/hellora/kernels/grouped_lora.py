@@ -24,14 +24,16 @@ rows are not contiguous, and K is small.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
-from hellora.kernels.routing import ExpertRouting
+from hellora.kernels.routing import Columns, ExpertRouting, LoRAPairs, PairGrads
 
 _grouped_mm = getattr(torch.nn.functional, "grouped_mm", None) or getattr(torch, "_grouped_mm", None)
 
 
-def usable(x: torch.Tensor, routing: ExpertRouting, hot: list[int], pairs) -> bool:
+def usable(x: torch.Tensor, routing: ExpertRouting, hot: list[int], pairs: LoRAPairs) -> bool:
     """Whether the batched backend serves this call: every expert hot, and `grouped_mm` takes x's dtype, device
     and every operand's row widths (16-byte multiples)."""
     if _grouped_mm is None or len(hot) != routing.num_experts or x.shape[0] == 0:
@@ -58,7 +60,9 @@ class GroupedSubsetLoRA:
     """Every-expert hot-row work as grouped products; the same interface as `subset_lora.TorchSubsetLoRA`."""
 
     @staticmethod
-    def forward_(out, x, routing: ExpertRouting, hot, hot_ids, blocks, pairs, scale) -> list[torch.Tensor]:
+    def forward_(out: torch.Tensor, x: torch.Tensor, routing: ExpertRouting, hot: list[int], hot_ids: torch.Tensor,
+                 blocks: Sequence[Columns], pairs: LoRAPairs, scale: float) -> list[torch.Tensor]:
+        assert _grouped_mm is not None  # usable() said so
         x = _aligned(x)
         offs = routing.ends
         kept = []
@@ -71,10 +75,13 @@ class GroupedSubsetLoRA:
         return kept
 
     @staticmethod
-    def backward_(dx, g, x, routing: ExpertRouting, hot, hot_ids, blocks, pairs, xa, scale, need_a, need_b):
+    def backward_(dx: torch.Tensor | None, g: torch.Tensor, x: torch.Tensor, routing: ExpertRouting, hot: list[int],
+                  hot_ids: torch.Tensor, blocks: Sequence[Columns], pairs: LoRAPairs, xa: Sequence[torch.Tensor],
+                  scale: float, need_a: bool, need_b: bool) -> PairGrads:
+        assert _grouped_mm is not None  # usable() said so
         x = _aligned(x)
         offs = routing.ends
-        grads = []
+        grads: PairGrads = []
         for block, (a, b), xa_p in zip(blocks, pairs, xa):
             gs = _aligned(block.of(g))  # (S, |cols|)
             dxa = _grouped_mm(gs, _aligned(b), offs=offs).mul_(scale)  # (S, r)

@@ -13,12 +13,24 @@ Experts with no rows are not dequantized at all.
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import torch
 
 from hellora.kernels.routing import ExpertRouting
 
 
-def per_expert_linear(x: torch.Tensor, store, routing: ExpertRouting, bias: torch.Tensor | None,
+@runtime_checkable
+class ExpertStore(Protocol):
+    """What the per-expert op reads of a weight stored per expert (`hellora.quant.QuantizedExpertWeight`)."""
+
+    @property
+    def shape(self) -> torch.Size: ...
+
+    def expert(self, e: int) -> torch.Tensor: ...
+
+
+def per_expert_linear(x: torch.Tensor, store: ExpertStore, routing: ExpertRouting, bias: torch.Tensor | None,
                       transposed: bool) -> torch.Tensor:
     """`x @ W[e]^T (+ b[e])` per expert segment, W[e] from `store.expert(e)` ((out, in), or (in, out) when
     `transposed`); (S, in) -> (S, out). No autograd: the caller's op owns the backward."""
@@ -51,7 +63,7 @@ class _PerExpertLinear(torch.autograd.Function):
         return dx, None, None, None, None
 
 
-def quantized_grouped_linear(x: torch.Tensor, store, routing: ExpertRouting, bias: torch.Tensor | None = None,
+def quantized_grouped_linear(x: torch.Tensor, store: ExpertStore, routing: ExpertRouting, bias: torch.Tensor | None = None,
                              transposed: bool = False) -> torch.Tensor:
     """The grouped linear layer of `grouped.grouped_linear` over a per-expert store, as one autograd node."""
     if bias is not None and bias.requires_grad:

@@ -9,8 +9,29 @@ view of one segment: no gather per expert, and a cold expert's segment is simply
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, Sequence
 
 import torch
+
+
+class Columns(Protocol):
+    """The output columns one LoRA pair writes, as the expert-subset backends read them: `subset_lora.ColumnBlock`
+    (declared here so the backends, which subset_lora imports, need not import it back)."""
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def step(self) -> int: ...
+
+    @property
+    def width(self) -> int: ...
+
+    def of(self, t: torch.Tensor) -> torch.Tensor: ...
+
+
+LoRAPairs = Sequence[tuple[torch.Tensor, torch.Tensor]]  # (A (K, r, in), B (K, |block|, r)) per column block
+PairGrads = list[tuple[torch.Tensor | None, torch.Tensor | None]]  # (dA, dB) per pair, None where not needed
 
 
 @dataclass

@@ -21,7 +21,11 @@ import logging
 import os
 import warnings
 
+from typing import Callable, Sequence
+
 import torch
+
+from hellora.kernels.routing import Columns, ExpertRouting, LoRAPairs
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ def cpu_interpreter_allowed() -> bool:
     return mode() == "on" and os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def shape_key(x: torch.Tensor, blocks, pairs) -> tuple:
+def shape_key(x: torch.Tensor, blocks: Sequence[Columns], pairs: LoRAPairs) -> tuple:
     return (str(x.dtype).replace("torch.", ""), x.device.type, x.shape[1],
             tuple((b.offset, b.step, b.width) for b in blocks), tuple(int(a.shape[1]) for a, _ in pairs))
 
@@ -111,7 +115,9 @@ def _compare(apply, triton_backend, torch_backend, x, lora) -> str | None:
     return None
 
 
-def triton_passes(key: tuple, apply, triton_backend, torch_backend, x, lora, routing) -> bool:
+def triton_passes(key: tuple, apply: Callable[[torch.Tensor, list[torch.Tensor], type], torch.Tensor],
+                  triton_backend: type, torch_backend: type, x: torch.Tensor, lora: list[torch.Tensor],
+                  routing: ExpertRouting) -> bool:
     """Whether the Triton backend may serve `key`: its first call compares against torch (see the module doc).
 
     `apply(x, lora, backend)` runs the op; `routing.adapter_rows` (a probe the torch backend counts) is restored.

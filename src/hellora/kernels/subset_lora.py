@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
 from hellora.kernels import grouped_lora, selfcheck
 from hellora.kernels.grouped import grouped_linear
-from hellora.kernels.routing import ExpertRouting
+from hellora.kernels.routing import Columns, ExpertRouting, LoRAPairs, PairGrads
 from hellora.utils.errors import HelloraError
 
 BACKEND_ENV = "HELLORA_EXPERT_KERNEL"
@@ -97,7 +98,8 @@ class TorchSubsetLoRA:
     """Hot-row work as plain PyTorch matmuls per hot expert segment (any device)."""
 
     @staticmethod
-    def forward_(out, x, routing: ExpertRouting, hot: list[int], hot_ids, blocks, pairs, scale) -> list[torch.Tensor]:
+    def forward_(out: torch.Tensor, x: torch.Tensor, routing: ExpertRouting, hot: list[int], hot_ids: torch.Tensor,
+                 blocks: Sequence[Columns], pairs: LoRAPairs, scale: float) -> list[torch.Tensor]:
         """Add each pair's update into its block of `out` (S, out) on hot rows, in place; returns xa (S, r) per pair."""
         xa = [x.new_empty(x.shape[0], a.shape[1]) for a, _ in pairs]  # (S, r) per pair, hot rows filled
         for slot, lo, hi in _hot_segments(routing, hot):
@@ -109,19 +111,22 @@ class TorchSubsetLoRA:
         return xa
 
     @staticmethod
-    def backward_(dx, g, x, routing: ExpertRouting, hot, hot_ids, blocks, pairs, xa, scale, need_a, need_b):
+    def backward_(dx: torch.Tensor | None, g: torch.Tensor, x: torch.Tensor, routing: ExpertRouting, hot: list[int],
+                  hot_ids: torch.Tensor, blocks: Sequence[Columns], pairs: LoRAPairs, xa: Sequence[torch.Tensor],
+                  scale: float, need_a: bool, need_b: bool) -> PairGrads:
         """Add the adapters' input gradient into `dx` (S, in) on hot rows; returns (dA, dB) per pair (None if unneeded)."""
-        grads = [(torch.zeros_like(a) if need_a else None, torch.zeros_like(b) if need_b else None)
-                 for a, b in pairs]
+        grads: PairGrads = [(torch.zeros_like(a) if need_a else None, torch.zeros_like(b) if need_b else None)
+                            for a, b in pairs]
         for slot, lo, hi in _hot_segments(routing, hot):
             xs = x[lo:hi]
             for p, (block, (a, b)) in enumerate(zip(blocks, pairs)):
                 gs = block.of(g)[lo:hi]  # (n, cols)
                 dxa = (gs @ b[slot]) * scale  # (n, r)
-                if need_b:
-                    grads[p][1][slot] = (gs.t() @ xa[p][lo:hi]) * scale
-                if need_a:
-                    grads[p][0][slot] = dxa.t() @ xs
+                da, db = grads[p]  # each None exactly when not needed
+                if db is not None:
+                    db[slot] = (gs.t() @ xa[p][lo:hi]) * scale
+                if da is not None:
+                    da[slot] = dxa.t() @ xs
                 if dx is not None:
                     dx[lo:hi] += dxa @ a[slot]
         return grads
@@ -173,7 +178,8 @@ class _GroupedSubsetLoRA(torch.autograd.Function):
 
 
 def grouped_linear_subset_lora(
-    x: torch.Tensor, weight: torch.Tensor, routing: ExpertRouting, bias: torch.Tensor | None, transposed: bool,
+    x: torch.Tensor, weight: torch.Tensor | torch.nn.Module, routing: ExpertRouting, bias: torch.Tensor | None,
+    transposed: bool,
     hot: list[int], hot_ids: torch.Tensor, blocks: list[ColumnBlock], pairs: list[tuple[torch.Tensor, torch.Tensor]],
     scale: float, backend: type | None = None,
 ) -> torch.Tensor:

@@ -16,7 +16,11 @@ same kernels run on CPU tensors in Triton's interpreter: that is how the CPU tes
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
+
+from hellora.kernels.routing import Columns, ExpertRouting, LoRAPairs, PairGrads
 
 try:  # module globals: the interpreter patches `tl` where the kernels look it up
     import triton
@@ -148,7 +152,8 @@ class TritonSubsetLoRA:
     """Hot-row work of `subset_lora._GroupedSubsetLoRA` in Triton; the same interface as `TorchSubsetLoRA`."""
 
     @staticmethod
-    def forward_(out, x, routing, hot, hot_ids, blocks, pairs, scale) -> list[torch.Tensor]:
+    def forward_(out: torch.Tensor, x: torch.Tensor, routing: ExpertRouting, hot: list[int], hot_ids: torch.Tensor,
+                 blocks: Sequence[Columns], pairs: LoRAPairs, scale: float) -> list[torch.Tensor]:
         x = x.contiguous()
         k = hot_ids.numel()
         grid = (k, -(-routing.num_tokens // BM))
@@ -165,11 +170,13 @@ class TritonSubsetLoRA:
         return kept
 
     @staticmethod
-    def backward_(dx, g, x, routing, hot, hot_ids, blocks, pairs, xa, scale, need_a, need_b):
+    def backward_(dx: torch.Tensor | None, g: torch.Tensor, x: torch.Tensor, routing: ExpertRouting, hot: list[int],
+                  hot_ids: torch.Tensor, blocks: Sequence[Columns], pairs: LoRAPairs, xa: Sequence[torch.Tensor],
+                  scale: float, need_a: bool, need_b: bool) -> PairGrads:
         x, g = x.contiguous(), g.contiguous()
         k = hot_ids.numel()
         rows_grid = (k, -(-routing.num_tokens // BM))
-        grads = []
+        grads: PairGrads = []
         for block, (a, b), xa_p in zip(blocks, pairs, xa):
             a, b = a.contiguous(), b.contiguous()
             r, n_in = a.shape[1], a.shape[2]

@@ -30,6 +30,8 @@ import re
 import shutil
 import time
 from pathlib import Path
+from types import ModuleType
+from typing import Any, Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -45,7 +47,7 @@ MANIFEST = "manifest.json"
 DAMAGED = "damaged-"
 
 
-def _numpy():
+def _numpy() -> ModuleType | None:
     try:
         import numpy
     except ImportError:
@@ -141,7 +143,7 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
         raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
 
 
-def save_checkpoint(folder: Path, step: int, trainable: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+def save_checkpoint(folder: Path, step: int, trainable: Mapping[str, torch.Tensor], optimizer: torch.optim.Optimizer,
                     extra: dict, keep: int, rng_states: list[dict] | None = None) -> Path:
     """Write checkpoint `step` under `folder` atomically and prune all but the newest `keep`.
 
@@ -163,13 +165,13 @@ def save_checkpoint(folder: Path, step: int, trainable: dict[str, torch.Tensor],
     return final
 
 
-def _jsonable(obj):
+def _jsonable(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return [_jsonable(o) for o in obj]
     return obj
 
 
-def _tupled(obj):
+def _tupled(obj: Any) -> Any:
     if isinstance(obj, list):
         return tuple(_tupled(o) for o in obj)
     return obj
@@ -185,7 +187,7 @@ def list_checkpoints(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     found = [p for p in folder.iterdir() if p.is_dir() and _step_of(p) is not None]
-    return sorted(found, key=_step_of)
+    return sorted(found, key=lambda p: _step_of(p) or 0)  # (every folder found has a step)
 
 
 def _finite(tensors: dict[str, torch.Tensor]) -> str | None:
@@ -280,10 +282,10 @@ def load_checkpoint(path: Path, trainable: dict[str, torch.nn.Parameter], optimi
         for name, param in trainable.items():
             param.copy_(tensors[name].to(param.device))
     opt = load_file(str(path / "optimizer.safetensors"))
-    params_by_index = {}
+    params_by_index: dict[int, dict[str, torch.Tensor]] = {}
     for key, tensor in opt.items():
-        index, name = key.split(".", 1)
-        params_by_index.setdefault(int(index), {})[name] = tensor
+        index_text, name = key.split(".", 1)
+        params_by_index.setdefault(int(index_text), {})[name] = tensor
     groups = state["param_groups"]
     device_params = [p for g in optimizer.param_groups for p in g["params"]]
     for index, values in params_by_index.items():

@@ -31,7 +31,7 @@ profile inside a sharded run (processes would run different numbers of sharded f
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable, TypeGuard
 
 import torch
 import torch.distributed as dist
@@ -41,12 +41,19 @@ from hellora.utils.errors import HelloraError
 from hellora.methods.registry import get_method
 from hellora.choices import Method, MixedPrecision, ProfileMode, Variant
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+    from torch.distributed.tensor import DTensor
+
+    from hellora.config import TrainConfig
+
 log = logging.getLogger(__name__)
 
 BUCKET_BYTES = 64 * 2**20  # gradient all-reduce bucket
 
 
-def fsdp_requested(train_cfg, accelerator) -> bool:
+def fsdp_requested(train_cfg: TrainConfig | None, accelerator: Accelerator) -> bool:
     """`train.fsdp: true`, or an `accelerate launch` with an FSDP config (configs/accelerate/fsdp.yaml)."""
     return bool(getattr(train_cfg, "fsdp", False)) or accelerator.distributed_type.name == "FSDP"
 
@@ -70,7 +77,7 @@ def is_sharded(model: nn.Module) -> bool:
     return isinstance(model, FSDPModule)
 
 
-def mixed_precision_policy(mixed_precision: str, device: torch.device):
+def mixed_precision_policy(mixed_precision: str, device: torch.device) -> MixedPrecisionPolicy | None:
     """bf16 gathered weights with fp32 reduction on an accelerator; None (keep the weights' dtype) otherwise."""
     from torch.distributed.fsdp import MixedPrecisionPolicy
 
@@ -79,7 +86,7 @@ def mixed_precision_policy(mixed_precision: str, device: torch.device):
     return None
 
 
-def shard_frozen_base(model: nn.Module, accelerator, mixed_precision: str = "no") -> nn.Module:
+def shard_frozen_base(model: nn.Module, accelerator: Accelerator, mixed_precision: str = "no") -> nn.Module:
     """`fully_shard` every decoder layer, then the root, over all processes; the model must carry no adapters.
 
     Every base weight is frozen first (hellora never trains them) and the model moves to the process's device
@@ -103,7 +110,7 @@ def shard_frozen_base(model: nn.Module, accelerator, mixed_precision: str = "no"
         p.requires_grad_(False)
     device = accelerator.device
     mesh = init_device_mesh(device.type, (world,))
-    kwargs = {"mesh": mesh}
+    kwargs: dict[str, Any] = {"mesh": mesh}
     plugin = getattr(accelerator.state, "fsdp_plugin", None)  # accelerate launch with configs/accelerate/fsdp.yaml
     if plugin is not None and getattr(plugin, "reshard_after_forward", None) is not None:
         kwargs["reshard_after_forward"] = bool(plugin.reshard_after_forward)
@@ -163,17 +170,22 @@ def average_replicated_gradients(params: Iterable[nn.Parameter], world: int) -> 
 
 def _reduce_bucket(params: list[nn.Parameter], world: int) -> None:
     """One fp32 all-reduce of the bucket's concatenated gradients, averaged, written back in place."""
-    flat = torch.cat([p.grad.reshape(-1).float() for p in params])
+    flat = torch.cat([_grad(p).reshape(-1).float() for p in params])
     dist.all_reduce(flat)
     flat /= world
     offset = 0
     for p in params:
-        n = p.grad.numel()
-        p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+        n = _grad(p).numel()
+        _grad(p).copy_(flat[offset:offset + n].view_as(_grad(p)))
         offset += n
 
 
-def _is_dtensor(t: torch.Tensor) -> bool:
+def _grad(p: nn.Parameter) -> torch.Tensor:
+    assert p.grad is not None  # average_replicated_gradients gives every bucketed parameter one
+    return p.grad
+
+
+def _is_dtensor(t: torch.Tensor) -> TypeGuard[DTensor]:
     from torch.distributed.tensor import DTensor
 
     return isinstance(t, DTensor)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -25,6 +25,9 @@ from hellora.utils.errors import HelloraError
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from hellora.models.families import MoEModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +49,17 @@ def make_accelerator(config: RunConfig) -> Accelerator:
                        log_with=config.train.report_to or None, project_dir=str(run))
 
 
-def pad_id_of(tokenizer: Any) -> int:
+def pad_id_of(tokenizer: PreTrainedTokenizerBase) -> int:
     """The id batches are padded with: the tokenizer's pad token, else 0 (padding is masked out anyway)."""
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
-def load_run_tokenizer(config: RunConfig) -> Any:
-    """The recipe's tokenizer: model.tokenizer if set (\"tiny\" included), else the model's own."""
+def load_run_tokenizer(config: RunConfig) -> PreTrainedTokenizerBase:
+    """The recipe's tokenizer: model.tokenizer if set ("tiny" included), else the model's own."""
     return load_tokenizer(config.model.tokenizer or config.model.name, trust_remote_code=config.model.trust_remote_code)
 
 
-def load_run_model(config: RunConfig) -> Any:
+def load_run_model(config: RunConfig) -> PreTrainedModel:
     """The recipe's model: pretrained weights, or a preset's architecture at random init (seeded by train.seed)."""
     return load_model(config.model.name, dtype=config.model.dtype, trust_remote_code=config.model.trust_remote_code,
                       overrides=config.model.overrides, seed=config.train.seed)
@@ -69,7 +72,7 @@ def model_spec(config: RunConfig) -> dict:
             "cold_experts": config.model.cold_experts.value, "hot_experts": config.model.hot_experts.value}
 
 
-def build_features(config: RunConfig, tokenizer: Any) -> tuple[list[dict], dict]:
+def build_features(config: RunConfig, tokenizer: PreTrainedTokenizerBase) -> tuple[list[dict], dict]:
     """(tokenized training examples, the data's source record). The data summary (`hellora.data.summary`: empty,
     unknown-character and truncated examples, with counts) is returned under source["summary"]; callers pop it
     (it is not part of a profile's source) and pass it to `log_data_summary` once every input was checked."""
@@ -102,13 +105,15 @@ def check_reference_for_model(path: str, spec: MoEModelSpec) -> None:
                            f"{spec.num_experts}; profile the same model")
 
 
-def check_run_inputs(config: RunConfig, model: Any, tokenizer: Any) -> None:
+def check_run_inputs(config: RunConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
     """Fail before any training on a non-MoE model, a bad k, a tokenizer larger than the embeddings, or a missing
     placement file (the eval step's inputs are checked by the pipeline, which owns that step: `check_eval_step`)."""
     spec = describe_moe_model(model)
     if config.selection.k is not None:
         check_k(config.selection.k, spec.num_experts)
-    vocab = model.get_input_embeddings().weight.shape[0]
+    embedding = model.get_input_embeddings().weight
+    assert isinstance(embedding, torch.Tensor)  # (vocab, hidden)
+    vocab = embedding.shape[0]
     if len(tokenizer) > vocab:
         raise HelloraError(f"model.tokenizer has {len(tokenizer)} tokens but the model embeds only {vocab}; "
                            f"use the model's own tokenizer")

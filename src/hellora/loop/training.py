@@ -27,8 +27,10 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import torch
+from torch import nn
 
 from hellora.choices import Scheduler
 from hellora.config import TrainConfig
@@ -39,6 +41,9 @@ from hellora.loop.fsdp import average_replicated_gradients, clip_grad_norm_, is_
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_text
 from hellora.utils.progress import progress_bar
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 
 log = logging.getLogger(__name__)
@@ -96,6 +101,7 @@ def micro_batch_plan(num_examples: int, micro_batch_size: int, seed: int, epoch:
 def resolve_steps(cfg: TrainConfig, num_examples: int, world: int) -> tuple[int, int, int]:
     """(gradient accumulation per process, optimizer steps per epoch, total optimizer steps)."""
     per_step = cfg.micro_batch_size * world
+    assert cfg.batch_size is not None  # a resolved config (RunConfig.resolved) gives the global batch
     if cfg.batch_size % per_step:
         raise HelloraError(f"train.batch_size {cfg.batch_size} must be a multiple of micro_batch_size x processes "
                            f"({cfg.micro_batch_size} x {world})")
@@ -104,8 +110,10 @@ def resolve_steps(cfg: TrainConfig, num_examples: int, world: int) -> tuple[int,
     if steps_per_epoch == 0:
         raise HelloraError(f"train.batch_size {cfg.batch_size} is larger than the dataset ({num_examples} examples); "
                            f"lower train.batch_size")
-    total = cfg.max_steps or max(1, int(math.ceil(cfg.epochs * steps_per_epoch)))
-    return accum, steps_per_epoch, total
+    if cfg.max_steps:
+        return accum, steps_per_epoch, cfg.max_steps
+    assert cfg.epochs is not None  # a resolved config (RunConfig.resolved) gives the epochs
+    return accum, steps_per_epoch, max(1, int(math.ceil(cfg.epochs * steps_per_epoch)))
 
 
 def _truncate_metrics(path: Path, after_step: int, phase: str | None = None) -> None:
@@ -126,8 +134,8 @@ def _truncate_metrics(path: Path, after_step: int, phase: str | None = None) -> 
     atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
-def _resume(ckpt_dir: Path | None, named: dict, optimizer, accelerator, metrics_path: Path | None, name: str,
-            seed: int) -> tuple[int, dict]:
+def _resume(ckpt_dir: Path | None, named: dict, optimizer: torch.optim.Optimizer, accelerator: Accelerator,
+            metrics_path: Path | None, name: str, seed: int) -> tuple[int, dict]:
     """Restore the newest intact checkpoint (the main process sets damaged ones aside first) and cut the metrics
     back to it; a fresh start seeds this process's generators and drops metric lines of an earlier attempt.
     Returns (first step to run, the run's statistics so far)."""
@@ -148,7 +156,7 @@ def _resume(ckpt_dir: Path | None, named: dict, optimizer, accelerator, metrics_
     return start, stats
 
 
-def _check_parameters(named: dict, step: int, ckpt_dir: Path | None, accelerator) -> None:
+def _check_parameters(named: dict, step: int, ckpt_dir: Path | None, accelerator: Accelerator) -> None:
     """Raise `TrainingDiverged` on every process when an optimizer step left a parameter non-finite on any (so no
     checkpoint ever holds one). One flag per parameter, one reduction: a sharded model agrees on the outcome."""
     flags = torch.stack([~torch.isfinite(p.detach()).all() for p in named.values()]).float()
@@ -232,9 +240,10 @@ def _gather_rng_states(world: int) -> list[dict]:
     return gather_object([rng_state()])
 
 
-def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, run_dir: Path | None = None,
-               pad_token_id: int = 0, name: str = "train", progress: bool = True, extra_loss=None,
-               should_stop=None) -> LoopResult:
+def train_loop(model: nn.Module, features: list[dict], cfg: TrainConfig, *, accelerator: Accelerator,
+               run_dir: Path | None = None, pad_token_id: int = 0, name: str = "train", progress: bool = True,
+               extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+               should_stop: Callable[[int], bool] | None = None) -> LoopResult:
     """Train `model`'s trainable parameters on tokenized `features`; checkpoints under run_dir/checkpoints.
 
     `extra_loss(model) -> tensor`, when given, is added to each micro-batch's loss (e.g. LoRAMoE's balancing loss).
@@ -246,15 +255,20 @@ def train_loop(model, features: list[dict], cfg: TrainConfig, *, accelerator, ru
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not named:
         raise HelloraError("nothing to train: the model has no trainable parameters")
+    assert cfg.learning_rate is not None  # a resolved config (RunConfig.resolved) gives the learning rate
     optimizer = torch.optim.AdamW(named.values(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     ckpt_dir = run_dir / "checkpoints" if run_dir else None
     metrics_path = run_dir / "metrics.jsonl" if run_dir else None
     start, stats = _resume(ckpt_dir, named, optimizer, accelerator, metrics_path, name, cfg.seed)
     resumed = start or None
     if cfg.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = model.gradient_checkpointing_enable  # a transformers model's method
+        assert callable(enable)
+        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):
-            model.enable_input_require_grads()
+            require_grads = model.enable_input_require_grads
+            assert callable(require_grads)
+            require_grads()
     model.train()
     sharded = is_sharded(model)  # FSDP: the frozen base is sharded, the adapters are replicated (loop/fsdp.py)
     if not sharded and accelerator.distributed_type.name != "FSDP":

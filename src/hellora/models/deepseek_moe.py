@@ -12,6 +12,8 @@ causal multi-head attention with rotary embeddings and no KV cache.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -79,7 +81,7 @@ class MoEGate(nn.Module):
         self.norm_topk_prob = config.norm_topk_prob
         self.weight = nn.Parameter(torch.empty(config.n_routed_experts, config.hidden_size))
 
-    def forward(self, hidden_states: torch.Tensor):
+    def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         h = hidden_states.reshape(-1, hidden_states.shape[-1])
         scores = F.linear(h, self.weight).softmax(dim=-1, dtype=torch.float32)
         topk_weight, topk_idx = torch.topk(scores, self.top_k, dim=-1, sorted=False)
@@ -191,7 +193,7 @@ class DeepseekMoELayoutForCausalLM(PreTrainedModel, GenerationMixin):
         return self.model.embed_tokens
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, **kwargs) -> CausalLMOutput:
+                labels: torch.Tensor | None = None, **kwargs: Any) -> CausalLMOutput:
         x = self.model.embed_tokens(input_ids)
         for layer in self.model.layers:
             x = layer(x, attention_mask)

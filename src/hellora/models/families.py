@@ -12,6 +12,7 @@ dataclasses holding module *paths*, so the rest of the package never needs to kn
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 import torch
 from torch import nn
@@ -136,6 +137,7 @@ def fused_expert_layout(experts: nn.Module) -> FusedExpertLayout | None:
     down = getattr(experts, "down_proj", None)
     if not (_is_fused_weight(gate_up) and _is_fused_weight(down)):
         return None
+    assert gate_up is not None and down is not None  # (None is no fused weight)
     if gate_up.dim() != 3 or down.dim() != 3:
         return None
     num_experts = gate_up.shape[0]
@@ -163,7 +165,7 @@ def _is_linear(module) -> bool:
     return isinstance(module, nn.Linear) or isinstance(getattr(module, "base_layer", None), nn.Linear)
 
 
-def _is_modulelist_experts(experts: nn.Module) -> bool:
+def _is_modulelist_experts(experts: nn.Module) -> TypeGuard[nn.ModuleList]:
     return (
         isinstance(experts, nn.ModuleList)
         and len(experts) > 0

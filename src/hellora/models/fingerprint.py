@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 _SHAPE_WORDS = ("size", "layers", "experts", "heads", "vocab", "top_k", "topk", "dim", "rank", "num_", "n_", "first_k",
                 "moe", "shared", "group")
@@ -17,7 +18,7 @@ _IGNORED = ("output_", "use_", "return_", "_name_or_path", "torch_dtype", "dtype
             "bos_token_id", "eos_token_id", "tie_word_embeddings")
 
 
-def config_fingerprint(config) -> str:
+def config_fingerprint(config: Any) -> str:  # a PretrainedConfig or a dict, often read off a Module (untyped)
     """sha256 (16 hex chars) of the architecture-defining fields of a transformers config (or a dict)."""
     data = config if isinstance(config, dict) else config.to_dict()
     picked = {"model_type": data.get("model_type")}
@@ -32,6 +33,6 @@ def config_fingerprint(config) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def model_name(model) -> str | None:
+def model_name(model: object) -> str | None:
     config = getattr(model, "config", None)
     return getattr(config, "_name_or_path", None) or None

@@ -7,6 +7,7 @@ build models through `models.loading`: the two directions stay in two modules, s
 from __future__ import annotations
 
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from hellora.adapters.io import load_adapter, read_adapter_record
 from hellora.models.loading import load_model, load_tokenizer
@@ -14,7 +15,8 @@ from hellora.models.trust import check_recorded_trust
 
 
 def load_model_and_tokenizer(model: str, *, tokenizer: str | None = None, adapter: str | None = None,
-                             dtype: str = "auto", trust_remote_code: bool = False, device: str = "auto"):
+                             dtype: str = "auto", trust_remote_code: bool = False,
+                             device: str = "auto") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """(model, tokenizer) for inference: the model's own tokenizer unless `tokenizer` names one ("tiny" included),
     an `adapter` folder loaded on top (a preset is rebuilt as the adapter's run recorded it: config overrides and
     tokenizer), moved to CUDA when `device` is "auto" and a GPU exists."""
@@ -29,5 +31,5 @@ def load_model_and_tokenizer(model: str, *, tokenizer: str | None = None, adapte
         load_adapter(net, adapter)
     tok = load_tokenizer(tokenizer or recorded_tokenizer or model, trust_remote_code=trust_remote_code)
     if device == "auto" and torch.cuda.is_available():
-        net.to("cuda")
+        net.to("cuda")  # type: ignore[arg-type]  # transformers types PreTrainedModel.to as the unbound method
     return net, tok

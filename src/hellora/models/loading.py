@@ -16,9 +16,11 @@ as a missing folder; a hub id while the hub is offline (HF_HUB_OFFLINE=1) asks f
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel,
+                          PreTrainedTokenizerBase)
 
 from hellora.models.deepseek_moe import DeepseekMoELayoutConfig, DeepseekMoELayoutForCausalLM
 from hellora.models.presets import PRESETS
@@ -103,7 +105,7 @@ def _custom_code(err: Exception) -> bool:
     return "trust_remote_code" in str(err) or "custom code" in str(err)
 
 
-def config_for_model(model_type: str, **values) -> PretrainedConfig:
+def config_for_model(model_type: str, **values: Any) -> PretrainedConfig:
     """A config of one of transformers' own model types (or hellora's "deepseek" layout) from field values: no
     file is read and no code outside transformers and hellora runs."""
     if model_type == "deepseek":
@@ -142,11 +144,13 @@ def load_config(model: str, *, trust_remote_code: bool = False, overrides: dict 
     return config
 
 
-def model_from_config(config: PretrainedConfig, *, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False):
+def model_from_config(config: PretrainedConfig, *, dtype: torch.dtype | None = torch.float32,
+                      trust_remote_code: bool = False) -> PreTrainedModel:
     """Random-init model of `config` (under `torch.device("meta")` this allocates nothing)."""
     if isinstance(config, DeepseekMoELayoutConfig):
         model = DeepseekMoELayoutForCausalLM(config)
-        return model.to(dtype) if dtype is not None else model
+        # transformers wraps PreTrainedModel.to with functools.wraps of the unbound method: typed as taking self
+        return model.to(dtype) if dtype is not None else model  # type: ignore[arg-type]
     try:
         return AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=user_trust(trust_remote_code))
     except ValueError as e:
@@ -155,7 +159,7 @@ def model_from_config(config: PretrainedConfig, *, dtype: torch.dtype = torch.fl
         raise
 
 
-def meta_model(model: str, *, trust_remote_code: bool = False, overrides: dict | None = None):
+def meta_model(model: str, *, trust_remote_code: bool = False, overrides: dict | None = None) -> PreTrainedModel:
     """The model's module structure on the meta device: shapes only, no memory, no weights read."""
     config = load_config(model, trust_remote_code=trust_remote_code, overrides=overrides)
     with torch.device("meta"):
@@ -163,8 +167,8 @@ def meta_model(model: str, *, trust_remote_code: bool = False, overrides: dict |
                                  trust_remote_code=trust_remote_code)
 
 
-def load_model(model: str, *, dtype: str = "auto", device_map=None, trust_remote_code: bool = False,
-               overrides: dict | None = None, seed: int | None = None):
+def load_model(model: str, *, dtype: str = "auto", device_map: str | dict | None = None, trust_remote_code: bool = False,
+               overrides: dict | None = None, seed: int | None = None) -> PreTrainedModel:
     """Pretrained weights from a local folder or hub id; a preset gives a random-init model (for tests/benches),
     with `overrides` applied to its config and `seed` seeding its init."""
     torch_dtype = DTYPES.get(dtype)
@@ -174,7 +178,7 @@ def load_model(model: str, *, dtype: str = "auto", device_map=None, trust_remote
         if seed is not None:
             torch.manual_seed(seed)
         config = load_config(model, overrides=overrides)
-        return model_from_config(config, dtype=torch.float32 if torch_dtype == "auto" else torch_dtype)
+        return model_from_config(config, dtype=torch.float32 if isinstance(torch_dtype, str) else torch_dtype)  # "auto"
     check_model_name(model)
     try:
         return AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype, device_map=device_map,
@@ -187,7 +191,7 @@ def load_model(model: str, *, dtype: str = "auto", device_map=None, trust_remote
         raise
 
 
-def load_tokenizer(model: str, *, trust_remote_code: bool = False):
+def load_tokenizer(model: str, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """The tokenizer of a local folder or hub id; "tiny" is hellora's character tokenizer (built in-process)."""
     if model == "tiny":
         from hellora.data.tiny_tokenizer import build_tiny_tokenizer

@@ -6,8 +6,10 @@ kernel (16-byte alignment in float32) is exercised, not only the loop fallback.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from transformers import PretrainedConfig
+from transformers import PretrainedConfig, PreTrainedModel
 
 from hellora.models.loading import config_for_model, model_from_config
 
@@ -39,14 +41,14 @@ FAMILIES: dict[str, dict] = {
 }
 
 
-def tiny_config(family: str, **overrides) -> PretrainedConfig:
+def tiny_config(family: str, **overrides: Any) -> PretrainedConfig:
     """A small config of `family` (a transformers model_type in `FAMILIES`)."""
     values = {**COMMON, **FAMILIES[family], **overrides}
     config = config_for_model(family, **values)
     return config
 
 
-def tiny_model(family: str, seed: int = 0, dtype: torch.dtype = torch.float32, **overrides):
+def tiny_model(family: str, seed: int = 0, dtype: torch.dtype = torch.float32, **overrides: Any) -> PreTrainedModel:
     """A random-init tiny causal LM of `family`, in eval mode, with every weight drawn from a seeded RNG.
 
     Routers are zero-initialised by transformers; a random router keeps routing non-degenerate.

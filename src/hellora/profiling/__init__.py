@@ -5,6 +5,7 @@ does not import torch.
 """
 
 from importlib import import_module
+from typing import Any
 
 _WHERE = {"ExpertActivationCounter": "counter", "ExpertProfile": "profile", "compare_profiles": "profile",
           "profile_experts": "forward"}
@@ -12,7 +13,7 @@ _WHERE = {"ExpertActivationCounter": "counter", "ExpertProfile": "profile", "com
 __all__ = ["ExpertActivationCounter", "ExpertProfile", "compare_profiles", "profile_experts"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'hellora.profiling' has no attribute {name!r}")
     value = getattr(import_module(f"hellora.profiling.{_WHERE[name]}"), name)

@@ -15,7 +15,7 @@ checkpointing a layer's forward is re-run inside backward; those re-runs are not
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
@@ -33,7 +33,7 @@ def _in_backward() -> bool:
     return torch._C._current_graph_task_id() != -1
 
 
-def _parse_gate_output(output) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+def _parse_gate_output(output: object) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """(topk_idx, topk_weight) from a remote-code gate's output tuple: the first integer tensor and a float
     tensor of the same shape."""
     items = output if isinstance(output, (tuple, list)) else (output,)
@@ -65,7 +65,7 @@ class ExpertActivationCounter:
         self._warned = False
 
     # -- hooks ---------------------------------------------------------------------------------------------------
-    def _remember_mask(self, module, args, kwargs):
+    def _remember_mask(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         mask = kwargs.get("attention_mask")
         if mask is None and len(args) > 1 and isinstance(args[1], torch.Tensor):
             mask = args[1]
@@ -106,8 +106,8 @@ class ExpertActivationCounter:
                 self.mass[row] += mass.cpu()
             self.tokens[row] += idx.shape[0]
 
-    def _experts_hook(self, row: int):
-        def hook(module, args, kwargs):
+    def _experts_hook(self, row: int) -> Callable[[nn.Module, tuple, dict[str, Any]], None]:
+        def hook(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
             top_k_index = args[1] if len(args) > 1 else kwargs.get("top_k_index", kwargs.get("router_indices"))
             weights = args[2] if len(args) > 2 else kwargs.get("top_k_weights", kwargs.get("routing_weights"))
             if isinstance(top_k_index, torch.Tensor):
@@ -115,8 +115,8 @@ class ExpertActivationCounter:
 
         return hook
 
-    def _gate_hook(self, row: int):
-        def hook(module, args, output):
+    def _gate_hook(self, row: int) -> Callable[[nn.Module, tuple, object], None]:
+        def hook(module: nn.Module, args: tuple, output: object) -> None:
             parsed = _parse_gate_output(output)
             if parsed is not None:
                 self.record(row, *parsed)
@@ -131,11 +131,12 @@ class ExpertActivationCounter:
                 experts = self.model.get_submodule(moe.experts_path)
                 self._handles.append(experts.register_forward_pre_hook(self._experts_hook(row), with_kwargs=True))
             else:
+                assert moe.router_path is not None  # a ModuleList MoE layer is counted at its router
                 gate = self.model.get_submodule(moe.router_path)
                 self._handles.append(gate.register_forward_hook(self._gate_hook(row)))
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
@@ -145,7 +146,7 @@ class ExpertActivationCounter:
         return {m.layer_index: self.counts[i].tolist() for i, m in enumerate(self.spec.moe_layers)}
 
     def to_profile(self, mode: str, *, counts: torch.Tensor | None = None, mass: torch.Tensor | None = None,
-                   tokens: torch.Tensor | None = None, **fields) -> "ExpertProfile":
+                   tokens: torch.Tensor | None = None, **fields: Any) -> "ExpertProfile":
         """The counts as an `ExpertProfile` of `mode` ("warmup" / "forward"); `counts`, `mass`, `tokens` replace
         this process's own (e.g. by their sums over processes); `fields` are the profile's other fields
         (model_id, fingerprint, source, meta)."""

@@ -25,7 +25,7 @@ _MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "inputs_embeds")
 
 @torch.no_grad()
 def profile_experts(
-    model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], *, source: dict | None = None,
+    model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor] | None], *, source: dict | None = None,
     model_id: str | None = None, progress: bool = True, total: int | None = None,
     should_stop: Callable[[ExpertActivationCounter], bool] | None = None,
 ) -> ExpertProfile:

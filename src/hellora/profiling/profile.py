@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import AbstractSet
 
 from hellora.placement import HotExpertPlacement, needs_k, select_experts
 from hellora.utils.errors import HelloraError
@@ -77,7 +78,8 @@ class ExpertProfile:
         if reference is not None:
             extra["reference"] = {"mode": reference.mode, **reference.source}
         return HotExpertPlacement(
-            experts=experts, num_experts=self.num_experts, strategy=strategy, k=k, model_id=self.model_id,
+            experts=experts, num_experts=self.num_experts, strategy=Strategy.parse(strategy, "placement.strategy"),
+            k=k, model_id=self.model_id,
             fingerprint=self.fingerprint,
             source={"profile_mode": self.mode, **self.source, "seed": seed, **extra},
         )
@@ -128,7 +130,7 @@ class ExpertProfile:
             raise HelloraError(f"{where}: {what} (the model's MoE layers: {moe_layers}; the profile's: {self.layers})")
 
 
-def check_profile_record(data, where: str) -> dict:
+def check_profile_record(data: object, where: str) -> dict:
     """The JSON form of a profile, checked field by field (one `HelloraError` line naming the field): known
     format; layers distinct integers >= 0; num_experts >= 1 and 1 <= top_k <= num_experts; counts and mass
     (L, E) finite numbers >= 0 (a NaN count would rank its expert hottest); token totals integers >= 0."""
@@ -142,7 +144,7 @@ def check_profile_record(data, where: str) -> dict:
     if len(set(layers)) != len(layers):
         raise HelloraError(f"{where}: field 'layers' lists a layer twice ({layers})")
     num_experts = integer(data["num_experts"], f"{where}: field 'num_experts'", low=1)
-    integer(data["top_k"], f"{where}: field 'top_k'", low=1, below=num_experts + 1)  # type: ignore[operator]
+    integer(data["top_k"], f"{where}: field 'top_k'", low=1, below=num_experts + 1)
     shape = dict(n_rows=len(layers), n_cols=num_experts)
     number_rows(data["counts"], f"{where}: field 'counts'", **shape)
     if data.get("mass"):
@@ -176,7 +178,7 @@ def check_reference_profile(target: ExpertProfile, reference: ExpertProfile, whe
                                f"on the same model")
 
 
-def jaccard(a: set, b: set) -> float:
+def jaccard(a: AbstractSet[int], b: AbstractSet[int]) -> float:
     """|A & B| / |A | B| of two hot sets (1.0 when both are empty)."""
     return len(a & b) / len(a | b) if a | b else 1.0
 

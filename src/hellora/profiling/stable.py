@@ -15,6 +15,7 @@ the upper bound. Every process must feed the same (summed) counts so that all st
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -22,6 +23,9 @@ from hellora.placement import layer_topk
 from hellora.profiling.profile import jaccard
 from hellora.utils.errors import HelloraError
 from hellora.choices import resolve_hot_k
+
+if TYPE_CHECKING:
+    from hellora.config import RunConfig
 
 
 def hot_sets(counts: torch.Tensor, k: int) -> list[frozenset[int]]:
@@ -67,7 +71,7 @@ class StabilityTracker:
                 "wall_time_s": round(wall_s, 3)}
 
 
-def stability_tracker(config, top_k: int) -> StabilityTracker | None:
+def stability_tracker(config: RunConfig, top_k: int) -> StabilityTracker | None:
     """The stop-when-stable tracker profile.until_stable asks for (k: selection.k, else the router's top-k)."""
     p = config.profile
     if not p.until_stable:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -28,10 +29,25 @@ from hellora.loop.run_inputs import (build_features, check_run_inputs, load_run_
 from hellora.utils.errors import HelloraError
 from hellora.choices import ProfileMode
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from torch import nn
+
+    from hellora.config import RunConfig
+
 log = logging.getLogger(__name__)
 
 
-def planned_profile_mode(config, run: Path) -> ProfileMode | None:
+class StepRecorder(Protocol):
+    """What the profiling stage asks of the run's recorder (`train.run_folder.RunRecorder`)."""
+
+    @property
+    def run(self) -> Path: ...
+
+    def step(self, name: str, **fields: Any) -> None: ...
+
+
+def planned_profile_mode(config: RunConfig, run: Path) -> ProfileMode | None:
     """How this run will count routing, decided once before any work; None when it will not profile now.
 
     No profiling for methods other than hellora, for HELLoRI-S (it keeps its LoRI-D adapter's placement), with a
@@ -50,7 +66,7 @@ def planned_profile_mode(config, run: Path) -> ProfileMode | None:
     return mode
 
 
-def profile_sample(config, features: list[dict], source: dict) -> tuple[list[dict], dict]:
+def profile_sample(config: RunConfig, features: list[dict], source: dict) -> tuple[list[dict], dict]:
     """The seeded profile.fraction of the training features that profiling sees (warm-up or forward), in file
     order, and the profile's `source` record naming the data, fraction, seed and sample size."""
     from hellora.data import sample_fraction
@@ -60,7 +76,8 @@ def profile_sample(config, features: list[dict], source: dict) -> tuple[list[dic
                     "examples": len(sample)}
 
 
-def forward_profile(model, sample, config, pad_id, source, accelerator, progress) -> ExpertProfile:
+def forward_profile(model: nn.Module, sample: list[dict], config: RunConfig, pad_id: int, source: dict,
+                    accelerator: Accelerator, progress: bool) -> ExpertProfile:
     """Forward-only counts of `sample`, batches dealt round-robin to the processes and summed."""
     from hellora.data import PadCollator
     from hellora.models.families import describe_moe_model
@@ -89,7 +106,8 @@ def forward_profile(model, sample, config, pad_id, source, accelerator, progress
     return profile
 
 
-def run_profiling(config, model, sample, source, accelerator, pad_id, progress) -> ExpertProfile:
+def run_profiling(config: RunConfig, model: nn.Module, sample: list[dict], source: dict, accelerator: Accelerator,
+                  pad_id: int, progress: bool) -> ExpertProfile:
     """Profile `sample` the configured way: the LoRA warm-up (the paper's) or forward passes."""
     mode = config.profile.mode
     if mode == ProfileMode.WARMUP:
@@ -101,7 +119,8 @@ def run_profiling(config, model, sample, source, accelerator, pad_id, progress) 
                        f"any work)")
 
 
-def profile_stage(config, model, features, source, accelerator, pad_id, recorder, progress) -> ExpertProfile:
+def profile_stage(config: RunConfig, model: nn.Module, features: list[dict], source: dict, accelerator: Accelerator,
+                  pad_id: int, recorder: StepRecorder, progress: bool) -> ExpertProfile:
     """The run's profile: profile.path, else profile.json in the run folder (`recorder.run`, a resumed run), else
     profiled now, recorded as the "profile" step and saved there."""
     profile_path = recorder.run / "profile.json"
@@ -121,7 +140,7 @@ def profile_stage(config, model, features, source, accelerator, pad_id, recorder
     return profile
 
 
-def profile_only(config, out: str | Path, *, progress: bool = True) -> ExpertProfile:
+def profile_only(config: RunConfig, out: str | Path, *, progress: bool = True) -> ExpertProfile:
     """`hellora profile`: forward-only routing counts of the recipe's model on profile.fraction of its data."""
     if Path(out).exists():
         raise HelloraError(f"{out} exists; choose another --out (nothing was changed)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from hellora.adapters import AdapterConfig, attach_adapters, remove_adapters
 from hellora.config import RunConfig
@@ -23,6 +24,11 @@ from hellora.profiling.reduce import counts_stop, reduce_counts
 from hellora.profiling.stable import stability_tracker
 from hellora.loop.training import resolve_steps, train_loop
 from hellora.utils.meta import run_metadata
+from hellora.choices import Method, Targets
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +42,20 @@ def warmup_batch_shape(requested: int, num_examples: int, micro: int, world: int
     return max(unit, min(requested, fit)), micro
 
 
-def warmup_profile(model, features: list[dict], config: RunConfig, *, accelerator, pad_token_id: int,
+def warmup_profile(model: nn.Module, features: list[dict], config: RunConfig, *, accelerator: Accelerator,
+                   pad_token_id: int,
                    source: dict, progress: bool = True) -> ExpertProfile:
     spec = describe_moe_model(model)
     world = accelerator.num_processes
     cfg = config.train
+    assert cfg.batch_size is not None  # a run's config is resolved (RunConfig.resolved) before it profiles
     batch, micro = warmup_batch_shape(cfg.batch_size, len(features), cfg.micro_batch_size, world)
     if batch != cfg.batch_size:
         log.info("warm-up: global batch %d, micro-batch %d (the %d-example sample is smaller than train.batch_size "
                  "%d)", batch, micro, len(features), cfg.batch_size)
     warm_cfg = dataclasses.replace(cfg, epochs=1.0, max_steps=None, batch_size=batch, micro_batch_size=micro,
                                    save_steps=0, report_to=[])
-    lora = AdapterConfig(method="lora", r=config.adapter.r, alpha=config.adapter.alpha, targets="all",
+    lora = AdapterConfig(method=Method.LORA, r=config.adapter.r, alpha=config.adapter.alpha, targets=Targets.ALL,
                          seed=config.adapter.seed)
     attach_adapters(model, lora, None, spec)
     tracker = stability_tracker(config, spec.top_k)

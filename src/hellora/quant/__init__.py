@@ -9,7 +9,7 @@ do not pay for torch.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hellora.quant.apply import adapted_experts as adapted_experts
@@ -26,7 +26,7 @@ __all__ = ["QuantizedExpertWeight", "adapted_experts", "dequantize_experts", "is
            "quantization_record", "quantize_experts"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

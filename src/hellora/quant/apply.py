@@ -13,7 +13,7 @@ A quantized experts module is run by the expert-subset op of the hot-expert wrap
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import partial
 
 import torch
@@ -28,7 +28,7 @@ from hellora.choices import ExpertPrecision, ExpertStorage
 FUSED_WEIGHTS = ("gate_up_proj", "down_proj")
 
 
-def _experts_modules(model: nn.Module):
+def _experts_modules(model: nn.Module) -> Iterator[tuple[int, FusedExpertLayout, nn.Module]]:
     """(layer index, layout, experts module) of every fused MoE layer, under a hot-expert wrapper or not."""
     for moe in describe_moe_model(model).moe_layers:
         module = model.get_submodule(moe.experts_path)
@@ -110,9 +110,13 @@ def quantization_record(model: nn.Module) -> dict:
 
 def _apply_gate(module: nn.Module, gate_up: torch.Tensor) -> torch.Tensor:
     if hasattr(type(module), "_apply_gate"):
-        return module._apply_gate(gate_up)
+        apply_gate = module._apply_gate  # the class's own method (transformers' fused experts)
+        assert callable(apply_gate)
+        return apply_gate(gate_up)
     gate, up = gate_up.chunk(2, dim=-1)
-    return module.act_fn(gate) * up
+    act_fn = module.act_fn  # the experts' activation module
+    assert callable(act_fn)
+    return act_fn(gate) * up
 
 
 def quantized_experts_forward(module: nn.Module, layout: FusedExpertLayout, hidden_states: torch.Tensor,

@@ -10,11 +10,16 @@ they run on CPU and CUDA alike. hellora keeps only their inner tensors (stacked 
 from __future__ import annotations
 
 import logging
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import torch
 
 from hellora.quant.sizes import nf4_blocks
 from hellora.utils.errors import HelloraError
+
+if TYPE_CHECKING:
+    from torchao.quantization.quantize_.workflows.int8.int8_tensor import Int8Tensor
 
 INT8_FIELDS = ("qdata", "scale", "zero_point")
 NF4_FIELDS = ("quantized_data", "quantized_scalers", "quantization_factor", "scaler_mean")
@@ -33,14 +38,14 @@ def require_torchao(field: str = "model.cold_experts") -> None:
         quiet.setLevel(level)
 
 
-def _int8_tensor():
+def _int8_tensor() -> type[Int8Tensor]:
     require_torchao()
     from torchao.quantization.quantize_.workflows.int8.int8_tensor import Int8Tensor
 
     return Int8Tensor
 
 
-def _nf4():
+def _nf4() -> ModuleType:
     require_torchao()
     from torchao.quantization.quantize_.workflows.nf4 import nf4_tensor
 

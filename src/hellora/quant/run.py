@@ -19,10 +19,12 @@ from hellora.choices import ExpertPrecision
 if TYPE_CHECKING:
     from torch import nn
 
+    from hellora.config import ModelConfig, RunConfig
+
 STORAGE_KEYS = ("cold_experts", "hot_experts")
 
 
-def check_expert_storage(config, *, sharded: bool = False) -> None:
+def check_expert_storage(config: RunConfig, *, sharded: bool = False) -> None:
     """Refuse, naming the field, a quantized-experts recipe that cannot run (`config`: a RunConfig)."""
     model = config.model
     if not model.quantizes_experts:
@@ -39,7 +41,7 @@ def check_expert_storage(config, *, sharded: bool = False) -> None:
     require_torchao(field)
 
 
-def quantize_for_run(model: nn.Module, model_config) -> nn.Module:
+def quantize_for_run(model: nn.Module, model_config: ModelConfig) -> nn.Module:
     """Store the model's experts as `model_config` asks (after attach: the adapted experts are the hot ones)."""
     from hellora.quant.apply import adapted_experts, quantize_experts
 

@@ -18,6 +18,8 @@ so `model.to(device)`, parameter + buffer byte counts and `state_dict` see the s
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -51,7 +53,8 @@ class QuantizedExpertWeight(nn.Module):
             self._register_quantized(weight, ExpertPrecision.INT8, formats.quantize_int8, INT8_BUFFERS)
             self._register_quantized(weight, ExpertPrecision.NF4, formats.quantize_nf4, NF4_BUFFERS)
 
-    def _register_quantized(self, weight: torch.Tensor, precision: ExpertPrecision, quantize, names: dict) -> None:
+    def _register_quantized(self, weight: torch.Tensor, precision: ExpertPrecision,
+                            quantize: Callable[[torch.Tensor], dict[str, torch.Tensor]], names: dict[str, str]) -> None:
         experts = self.experts_of(precision)
         if not experts:
             return
@@ -84,7 +87,7 @@ class QuantizedExpertWeight(nn.Module):
     def dim(self) -> int:
         return 3
 
-    def size(self, dim: int | None = None):
+    def size(self, dim: int | None = None) -> torch.Size | int:
         return self.full_shape if dim is None else self.full_shape[dim]
 
     def expert(self, e: int) -> torch.Tensor:

@@ -115,7 +115,7 @@ def _run_training(config: RunConfig, *, progress: bool, restart: bool = False) -
     trained = accelerator.unwrap_model(model)
     if is_sharded(trained) and config.eval.enabled and accelerator.is_main_process:
         # evaluation needs whole weights on one process: the base as loaded, the adapter as saved
-        model = trained = None
+        del model, trained  # both references dropped before the reload
         trained = load_adapter(load_run_model(config), run / "adapter")
     return _finish(config, trained, tokenizer, run, recorder, accelerator, progress)
 

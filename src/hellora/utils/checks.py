@@ -6,23 +6,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hellora.utils.errors import HelloraError
 
 
-def check(ok: bool, field: str, message: str, value) -> None:
+def check(ok: bool, field: str, message: str, value: object) -> None:
     """One field check: `field: message, got value`."""
     if not ok:
         raise HelloraError(f"{field}: {message}, got {value!r}")
 
 
-def positive_int(value, field: str, *, optional: bool = False, minimum: int = 1) -> None:
+def positive_int(value: object, field: str, *, optional: bool = False, minimum: int = 1) -> None:
     if value is None and optional:
         return
     check(isinstance(value, int) and not isinstance(value, bool) and value >= minimum, field,
           f"must be an integer >= {minimum}", value)
 
 
-def number(value, field: str, *, low: float, high: float | None = None, low_open: bool = False,
+def number(value: Any, field: str, *, low: float, high: float | None = None, low_open: bool = False,
            high_open: bool = False, optional: bool = False) -> None:
     if value is None and optional:
         return

@@ -261,7 +261,7 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
         raise HelloraError(f"{what} {path} is not UTF-8 text") from None
 
 
-def iter_jsonl(path: str | os.PathLike, what: str = "file"):
+def iter_jsonl(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line of a JSONL file (gzip when it ends in .gz).
 
     A missing file, a line that is not JSON, or a line that is not an object raises `HelloraError` naming `what`,

@@ -16,7 +16,7 @@ def run_metadata(seed: int | None = None) -> dict:
     device = "cpu"
     if torch.cuda.is_available():
         device = torch.cuda.get_device_name(0)
-    meta = {
+    meta: dict[str, str | int] = {
         "hellora": hellora.__version__,
         "torch": torch.__version__,
         "transformers": transformers.__version__,

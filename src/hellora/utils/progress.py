@@ -17,7 +17,11 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 log = logging.getLogger("hellora.progress")
 
@@ -72,7 +76,8 @@ class LineProgress:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def set_postfix(self, ordered_dict=None, refresh: bool = True, **values) -> None:
+    def set_postfix(self, ordered_dict: Mapping[str, object] | None = None, refresh: bool = True,
+                    **values: object) -> None:
         values = {**(ordered_dict or {}), **values}
         self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
@@ -115,7 +120,7 @@ class _Off(LineProgress):
         pass
 
 
-def progress_bar(iterable: Iterable | None = None, *, disable: bool = False, **kwargs):
+def progress_bar(iterable: Iterable | None = None, *, disable: bool = False, **kwargs: Any) -> LineProgress | tqdm:
     """`tqdm(iterable, **kwargs)` on a terminal; `LineProgress` lines when stderr is redirected; silent if disabled."""
     if disable:
         return _Off(iterable, **kwargs)

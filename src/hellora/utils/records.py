@@ -12,6 +12,7 @@ naming the file and the field:
 from __future__ import annotations
 
 import math
+from typing import Any, Literal, overload
 
 from hellora.utils.errors import HelloraError
 
@@ -21,12 +22,23 @@ def _shown(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def is_integer(value) -> bool:
+def is_integer(value: object) -> bool:
     """A JSON integer: int, not bool (JSON `true` is not an expert id), not a float such as 2.0 or 2.5."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def integer(value, what: str, *, low: int | None = None, below: int | None = None, optional: bool = False) -> int | None:
+@overload
+def integer(value: Any, what: str, *, low: int | None = None, below: int | None = None,
+            optional: Literal[False] = False) -> int: ...
+
+
+@overload
+def integer(value: Any, what: str, *, low: int | None = None, below: int | None = None,
+            optional: bool) -> int | None: ...
+
+
+def integer(value: Any, what: str, *, low: int | None = None, below: int | None = None,
+            optional: bool = False) -> int | None:
     """`value` as an integer in [low, below), or one error line naming `what`."""
     if value is None and optional:
         return None
@@ -39,7 +51,7 @@ def integer(value, what: str, *, low: int | None = None, below: int | None = Non
     return value
 
 
-def number(value, what: str, *, low: float | None = None) -> float:
+def number(value: Any, what: str, *, low: float | None = None) -> float:
     """A finite JSON number (int or float, not bool, not NaN/inf), >= low when given."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise HelloraError(f"{what} must be a finite number, got {_shown(value)}")
@@ -48,13 +60,13 @@ def number(value, what: str, *, low: float | None = None) -> float:
     return value
 
 
-def integer_list(values, what: str, *, low: int | None = None, below: int | None = None) -> list[int]:
+def integer_list(values: object, what: str, *, low: int | None = None, below: int | None = None) -> list[int]:
     if not isinstance(values, list):
         raise HelloraError(f"{what} must be a list of integers, got {_shown(values)}")
-    return [integer(v, f"{what}[{i}]", low=low, below=below) for i, v in enumerate(values)]  # type: ignore[misc]
+    return [integer(v, f"{what}[{i}]", low=low, below=below) for i, v in enumerate(values)]
 
 
-def number_rows(rows, what: str, *, n_rows: int, n_cols: int, low: float | None = 0.0) -> list[list[float]]:
+def number_rows(rows: Any, what: str, *, n_rows: int, n_cols: int, low: float | None = 0.0) -> list[list[float]]:
     """An (n_rows, n_cols) list of lists of finite numbers >= low."""
     if not isinstance(rows, list) or len(rows) != n_rows:
         raise HelloraError(f"{what} must be a list of {n_rows} rows, got {_shown(rows)}")
@@ -66,20 +78,20 @@ def number_rows(rows, what: str, *, n_rows: int, n_cols: int, low: float | None 
     return rows
 
 
-def layer_key(key, what: str) -> int:
+def layer_key(key: object, what: str) -> int:
     """A JSON object key naming a decoder layer: the decimal digits of an integer >= 0 ("3", not "3.0" or "-1")."""
     if not isinstance(key, str) or not key.isdigit() or not key.isascii():
         raise HelloraError(f"{what}: layer {_shown(key)} is not a layer index (a whole number >= 0)")
     return int(key)
 
 
-def optional_text(value, what: str) -> str | None:
+def optional_text(value: object, what: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise HelloraError(f"{what} must be text, got {_shown(value)}")
     return value
 
 
-def mapping(value, what: str, *, optional: bool = False) -> dict:
+def mapping(value: object, what: str, *, optional: bool = False) -> dict:
     if value is None and optional:
         return {}
     if not isinstance(value, dict):

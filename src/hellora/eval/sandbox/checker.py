@@ -26,8 +26,13 @@ import os
 import sys
 import traceback
 
+TYPE_CHECKING = False  # the type checker reads the import below; the sandbox never loads typing
+if TYPE_CHECKING:
+    from types import CodeType
+    from typing import Any, Callable, NoReturn
+
 try:
-    import plain_data  # type: ignore[import-not-found,no-redef]  # put in sys.modules by the bootstrap
+    import plain_data  # put in sys.modules by the bootstrap
 except ImportError:  # imported as a module by the tests
     from hellora.eval.sandbox import plain_data
 
@@ -45,20 +50,20 @@ class CandidateBroken(Exception):
 class Session:
     """The pipe pair to one sample and what went wrong on it (a violation fails the sample whatever `check` says)."""
 
-    def __init__(self, calls_fd, replies_fd, entry):
+    def __init__(self, calls_fd: int, replies_fd: int, entry: str) -> None:
         self.calls_fd = calls_fd
         self.replies = os.fdopen(replies_fd, "rb")
         self.entry = entry
         self.calls = 0
-        self.violation = None  # (kind, text) of the first protocol violation
-        self.suspect = []
+        self.violation: "tuple[str, str] | None" = None  # (kind, text) of the first protocol violation
+        self.suspect: "list[str]" = []
 
-    def broken(self, kind, text):
+    def broken(self, kind: str, text: str) -> "NoReturn":
         if self.violation is None:
             self.violation = (kind, text)
         raise CandidateBroken(text)
 
-    def call(self, args, kwargs):
+    def call(self, args: "tuple[object, ...]", kwargs: "dict[str, object]") -> object:
         if self.violation is not None:
             raise CandidateBroken(self.violation[1])
         self.calls += 1
@@ -90,7 +95,7 @@ class Session:
         self.broken("protocol", "a malformed reply: %s" % str(reply)[:200])
 
 
-def exception_for(name, message):
+def exception_for(name: str, message: str) -> Exception:
     """The exception to raise for one the candidate raised: the builtin class of that name when there is one (so a
     check expecting e.g. ValueError still works), else `CandidateRaised`. Never SystemExit / KeyboardInterrupt."""
     cls = getattr(builtins, name, None)
@@ -102,20 +107,20 @@ def exception_for(name, message):
     return CandidateRaised("%s: %s" % (name, message))
 
 
-def make_candidate(session):
-    def candidate(*args, **kwargs):
+def make_candidate(session: Session) -> "Callable[..., object]":
+    def candidate(*args: object, **kwargs: object) -> object:
         return session.call(args, kwargs)
 
     candidate.__name__ = candidate.__qualname__ = session.entry
     return candidate
 
 
-def last_line(exc):
+def last_line(exc: BaseException) -> str:
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
     return (text[-1] if text else type(exc).__name__)[:300]
 
 
-def prompt_code(prompt):
+def prompt_code(prompt: str) -> "CodeType":
     """The prompt as code: as given (HumanEval's prompts end in a docstring, a complete function), or with a `pass`
     body added (a bare signature); its stub of the entry point is replaced by the candidate anyway."""
     try:
@@ -124,11 +129,11 @@ def prompt_code(prompt):
         return compile(prompt.rstrip() + "\n    pass\n", "<prompt>", "exec")
 
 
-def check_sample(payload):
+def check_sample(payload: "dict[str, Any]") -> "dict[str, Any]":
     """Run the problem's `check` against the sample behind the pipes; return the verdict dict."""
     session = Session(payload["calls_fd"], payload["replies_fd"], payload["entry_point"])
     candidate = make_candidate(session)
-    namespace = {"__name__": "__hellora_check__", "__builtins__": builtins}
+    namespace: "dict[str, Any]" = {"__name__": "__hellora_check__", "__builtins__": builtins}
     failure = kind = None
     try:
         exec(prompt_code(payload["prompt"]), namespace)
@@ -147,7 +152,7 @@ def check_sample(payload):
             "suspect_reasons": sorted(set(session.suspect))}
 
 
-def main():
+def main() -> None:
     payload = json.loads(sys.stdin.read())
     verdict_fd = os.dup(1)
     os.dup2(2, 1)  # whatever the tests print goes to stderr: stdout carries the verdict only

@@ -24,8 +24,12 @@ import json
 import os
 import sys
 
+TYPE_CHECKING = False  # the type checker reads the import below; the sandbox never loads typing
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
 try:
-    import plain_data  # type: ignore[import-not-found,no-redef]  # put in sys.modules by the bootstrap
+    import plain_data  # put in sys.modules by the bootstrap
 except ImportError:  # imported as a module by the tests
     from hellora.eval.sandbox import plain_data
 
@@ -44,7 +48,7 @@ ARCHES = {
 }
 
 
-def exec_filter(machine):
+def exec_filter(machine: str) -> "list[tuple[int, int, int, int]] | None":
     """The BPF program for `machine` as (code, jt, jf, k) rows: execve and execveat fail with EPERM, as does every
     syscall made under another ABI; everything else is allowed. None when the machine is not known."""
     if machine not in ARCHES:
@@ -65,7 +69,7 @@ def exec_filter(machine):
     return rows
 
 
-def forbid_exec():
+def forbid_exec() -> "str | None":
     """Install `exec_filter` on this process (inherited by its children); return None or why it is not in force."""
     if not sys.platform.startswith("linux"):
         return "not Linux"
@@ -95,12 +99,12 @@ def forbid_exec():
     return None
 
 
-def write_all(fd, data):
+def write_all(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data):]
 
 
-def answer(function, entry, message):
+def answer(function: "Callable[..., object] | None", entry: str, message: "dict[str, Any]") -> "dict[str, Any]":
     """The reply to one call: the return value as plain data, the exception it raised, or why it cannot answer."""
     try:
         args = plain_data.from_wire(message["args"])
@@ -128,7 +132,7 @@ def answer(function, entry, message):
         return {"not_plain": "%s while encoding" % type(e).__name__, "looks_forged": True}
 
 
-def serve(program, entry):
+def serve(program: "dict[str, object]", entry: str) -> None:
     """Answer the checker's calls until it closes the call pipe."""
     function = program.get(entry)
     function = function if callable(function) else None
@@ -148,7 +152,7 @@ def serve(program, entry):
         write_all(REPLIES_FD, plain_data.dumps(reply))
 
 
-def main():
+def main() -> None:
     serving = sys.argv[2:3] == ["--serve"]
     entry = sys.argv[3] if serving and len(sys.argv) > 3 else ""
     nonce = b""

@@ -23,6 +23,10 @@ import resource
 import signal
 import sys
 
+TYPE_CHECKING = False  # the type checker reads the imports below; the launcher never loads typing
+if TYPE_CHECKING:
+    from ctypes import CDLL
+    from typing import Any, NoReturn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for the sibling below only (`-I` leaves it off)
 from launcher_os import (b, exit_like, holds_no_capabilities, inside, mountinfo,  # noqa: E402,F401
                          reachable_by_others, user_tasks)
@@ -38,10 +42,10 @@ RES = 3  # where the private result pipe ends up (protocol.RESULT_FD); the pipes
 class Launcher:
     """One launch: the config from the harness, the protections report `P`, and the steps in order."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: "dict[str, Any]") -> None:
         self.cfg = cfg
         self.work = cfg["workdir"]
-        P = {name: False for name in cfg["names"]}
+        P: "dict[str, Any]" = {name: False for name in cfg["names"]}
         P["new_session"] = os.getsid(0) == os.getpid()
         P["env_scrubbed"] = True
         P["platform"] = sys.platform
@@ -54,20 +58,20 @@ class Launcher:
         self.fds = list(range(RES, RES + len(cfg["fds"])))  # the harness's pipes, moved to 3, 4, ... by main()
 
     # -- reporting ---------------------------------------------------------------------------------------
-    def note(self, msg):
+    def note(self, msg: str) -> None:
         self.P["notes"].append(msg)
 
-    def send(self, tag, obj):
+    def send(self, tag: str, obj: object) -> None:
         os.write(RES, (tag + " " + json.dumps(obj) + "\n").encode())
 
-    def fail(self, msg):
+    def fail(self, msg: str) -> "NoReturn":
         try:
             self.send("E", {"error": msg, "protections": self.P})
         finally:
             os._exit(125)
 
     # -- libc --------------------------------------------------------------------------------------------
-    def load_libc(self):
+    def load_libc(self) -> "CDLL | None":
         libc = None
         if sys.platform.startswith("linux"):
             try:
@@ -88,21 +92,21 @@ class Launcher:
         return libc
 
     @staticmethod
-    def errno():
+    def errno() -> int:
         import ctypes  # only called once load_libc() imported it
 
         return ctypes.get_errno()
 
-    def check(self, rc, what):
+    def check(self, rc: int, what: str) -> None:
         if rc != 0:
             e = self.errno()
             raise OSError(e, "%s: %s" % (what, os.strerror(e)))
 
-    def mount(self, src, target, fstype, flags, data=None):
-        self.check(self.libc.mount(b(src), b(target), b(fstype), flags, b(data)), "mount " + target)
+    def mount(self, src: "str | None", target: str, fstype: "str | None", flags: int, data: "str | None" = None) -> None:
+        self.check(self.libc.mount(b(src), b(target), b(fstype), flags, b(data)), "mount " + target)  # type: ignore[union-attr]  # reached only with libc
 
     # -- namespaces --------------------------------------------------------------------------------------
-    def unshare(self):
+    def unshare(self) -> None:
         """New mount, net, pid, IPC and UTS namespaces (else at least net), plus a user namespace when not root
         -- root needs none, and drops to a plain uid instead."""
         P = self.P
@@ -129,7 +133,7 @@ class Launcher:
         P["ipc_namespace"] = bool(self.flags & NEWIPC)
         P["pid_namespace"] = bool(self.flags & NEWPID)
 
-    def enter_pid_namespace(self):
+    def enter_pid_namespace(self) -> int:
         """Fork into the new pid namespace; return the write end of the pipe for the sample's wait status.
 
         Only children enter a new pid namespace, so fork: the child becomes its init (pid 1). The sample must
@@ -154,10 +158,10 @@ class Launcher:
             exit_like(int(reported) if reported.isdigit() else status)
         os.close(status_r)
         # If the supervisor dies (e.g. the harness SIGKILLs the session), the namespace dies with it.
-        self.libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        self.libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # type: ignore[union-attr]  # reached only with libc
         return status_w
 
-    def run_as_init(self, status_w):
+    def run_as_init(self, status_w: int) -> None:
         """Fork the sample (pid 2); this process, init, keeps root/capabilities (so the sample cannot touch
         it) and reaps until the sample exits, then reports its wait status and exits."""
         sample = os.fork()
@@ -179,7 +183,7 @@ class Launcher:
         os.close(status_w)
 
     # -- filesystem --------------------------------------------------------------------------------------
-    def setup_mounts(self):
+    def setup_mounts(self) -> None:
         """A private /proc, the whole filesystem read-only except the work dir, home folders under tmpfs."""
         P, work = self.P, self.work
         os.umask(0o022)
@@ -220,7 +224,7 @@ class Launcher:
         except OSError as e:
             self.note("mount setup: %s" % e)
 
-    def hide_homes(self):
+    def hide_homes(self) -> "list[str]":
         """Cover each `hide` folder with an empty tmpfs, re-exposing the interpreter's folders (`keep`) that
         live inside it; return the folders hidden."""
         work = self.work
@@ -241,14 +245,14 @@ class Launcher:
                 for keep, st in staged:
                     os.makedirs(keep, 0o755, exist_ok=True)
                     self.mount(st, keep, None, MS_BIND | MS_REC)
-                    self.check(self.libc.umount2(b(st), MNT_DETACH), "umount " + st)
+                    self.check(self.libc.umount2(b(st), MNT_DETACH), "umount " + st)  # type: ignore[union-attr]  # reached only with libc
                     os.rmdir(st)
                 hidden.append(top)
             except OSError as e:
                 self.note("hiding %s: %s" % (top, e))
         return hidden
 
-    def hide_files(self):
+    def hide_files(self) -> int:
         """Cover each `hide_files` file (the benchmark's problems file: its tests hold the answers) with /dev/null;
         return how many are covered."""
         done = 0
@@ -261,20 +265,20 @@ class Launcher:
         return done
 
     # -- privileges (in the sample's process only) -------------------------------------------------------
-    def drop_capabilities(self):
+    def drop_capabilities(self) -> None:
         """No capabilities survive exec."""
         try:
             with open("/proc/sys/kernel/cap_last_cap") as f:
                 last_cap = int(f.read())
             for cap in range(last_cap + 1):
-                self.check(self.libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "PR_CAPBSET_DROP")
+                self.check(self.libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "PR_CAPBSET_DROP")  # type: ignore[union-attr]  # reached only with libc
             if self.flags & NEWUSER:  # SECBIT_NOROOT | SECBIT_NOROOT_LOCKED: ns-root gets no caps on exec
-                self.check(self.libc.prctl(PR_SET_SECUREBITS, 3, 0, 0, 0), "PR_SET_SECUREBITS")
+                self.check(self.libc.prctl(PR_SET_SECUREBITS, 3, 0, 0, 0), "PR_SET_SECUREBITS")  # type: ignore[union-attr]  # reached only with libc
             self.P["capabilities_dropped"] = True
         except (OSError, ValueError) as e:
             self.note("capabilities: %s" % e)
 
-    def drop_uid(self):
+    def drop_uid(self) -> None:
         """As root, switch to the plain uid unique to this harness process and worker slot."""
         cfg, P = self.cfg, self.P
         if self.root and cfg["uid"] is not None and not all(
@@ -303,14 +307,14 @@ class Launcher:
                 P["capabilities_dropped"] = True  # none to drop (PR_CAPBSET_DROP itself needs one, so it failed)
         P["uid"] = os.getuid() if self.root else self.uid0
 
-    def set_no_new_privs(self):
+    def set_no_new_privs(self) -> None:
         """No setuid binary or file capability gains anything after exec."""
-        self.P["no_new_privs"] = self.libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+        self.P["no_new_privs"] = self.libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0  # type: ignore[union-attr]  # reached only with libc
         if not self.P["no_new_privs"]:
             self.note("no_new_privs: %s" % os.strerror(self.errno()))
 
     # -- limits ------------------------------------------------------------------------------------------
-    def limit_processes(self):
+    def limit_processes(self) -> None:
         """RLIMIT_NPROC is per user. As root the harness set it in preexec_fn (it binds once we are a plain
         uid). Otherwise set it here: inside a user namespace it counts only this sample; without one, only
         as a ceiling above what the user already runs."""
@@ -329,10 +333,10 @@ class Launcher:
             except (ValueError, OSError) as e:
                 self.note("RLIMIT_NPROC: %s" % e)
 
-    def read_back_rlimits(self):
+    def read_back_rlimits(self) -> None:
         """Report the limits actually in force: preexec_fn cannot report a setrlimit it failed."""
         rlimits = self.cfg["rlimits"]
-        got = {}
+        got: "dict[str, Any]" = {}  # name -> [soft, hard], or None where the platform lacks the limit
         for name, _ in list(rlimits.items()) + [("RLIMIT_NPROC", None)]:
             lim = getattr(resource, name, None)
             got[name] = list(resource.getrlimit(lim)) if lim is not None else None
@@ -341,7 +345,7 @@ class Launcher:
                                 for name, want in rlimits.items() if name != "RLIMIT_NPROC" or self.root)
 
     # -- the whole launch --------------------------------------------------------------------------------
-    def run(self):
+    def run(self) -> None:
         cfg = self.cfg
         self.unshare()
         status_w = self.enter_pid_namespace() if self.flags & NEWPID else None
@@ -377,7 +381,7 @@ class Launcher:
             self.fail("cannot start the sample's interpreter %s: %s" % (cfg["python"], e))
 
 
-def main():
+def main() -> None:
     cfg = json.loads(sys.argv[1])
     import fcntl
 

@@ -8,6 +8,10 @@ import os
 import signal
 import stat
 
+TYPE_CHECKING = False  # the type checker reads the import below; the launcher never loads typing
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 # mount(2), unshare(2) and prctl(2) constants (linux/mount.h, linux/sched.h, linux/prctl.h)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 1024, 2048, 4096, 16384
@@ -19,7 +23,7 @@ PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 1, 2
 MNT_DETACH = 2
 
 
-def holds_no_capabilities():
+def holds_no_capabilities() -> bool:
     """True when this process's permitted and effective capability sets are empty (a plain uid's usual state)."""
     try:
         with open("/proc/self/status") as f:
@@ -29,7 +33,7 @@ def holds_no_capabilities():
     return len(caps) == 2 and all(int(v, 16) == 0 for v in caps.values())
 
 
-def user_tasks(uid):
+def user_tasks(uid: int) -> int:
     """Threads (tasks) of every process of `uid`: what Linux's RLIMIT_NPROC counts, not processes. A process
     that exits while /proc is read is skipped, not fatal (a harness with many torch threads churns)."""
     total = 0
@@ -44,11 +48,11 @@ def user_tasks(uid):
     return total
 
 
-def b(s):
+def b(s: "str | None") -> "bytes | None":
     return None if s is None else s.encode()
 
 
-def exit_like(status):
+def exit_like(status: int) -> "NoReturn":
     """Exit the way a child with wait status `status` did: same code, or killed by the same signal."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
@@ -61,7 +65,7 @@ def exit_like(status):
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
-def mountinfo():
+def mountinfo() -> "list[tuple[str, list[str]]]":
     """(mount point, mount options) of every mount this process sees."""
     out = []
     with open("/proc/self/mountinfo") as f:
@@ -74,11 +78,11 @@ def mountinfo():
     return out
 
 
-def inside(path, top):
+def inside(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def reachable_by_others(path):
+def reachable_by_others(path: str) -> bool:
     """Can a uid that is neither owner nor group read and run the interpreter at `path`?"""
     while True:
         try:

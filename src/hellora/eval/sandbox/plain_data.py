@@ -19,6 +19,10 @@ checker, which run with `python -I -S -B -c` outside any package (see `sources.p
 
 import json
 
+TYPE_CHECKING = False  # the type checker reads the import below; the sandbox never loads typing
+if TYPE_CHECKING:
+    from typing import Any
+
 MAX_DEPTH = 100  # deeper nesting is refused on both sides (HumanEval values nest a few levels at most)
 SCALARS = (type(None), bool, int, float, str)
 TAGS = ("tuple", "set", "frozenset", "dict", "bytes", "complex")
@@ -28,7 +32,7 @@ class NotPlainData(Exception):
     """A value that cannot cross the pipe: `type_name` says what it was, `looks_forged` whether it imitates plain
     data (a subclass of a builtin, or an object with its own `__eq__`)."""
 
-    def __init__(self, type_name, looks_forged):
+    def __init__(self, type_name: str, looks_forged: bool) -> None:
         Exception.__init__(self, "not plain data: %s" % type_name)
         self.type_name = type_name
         self.looks_forged = looks_forged
@@ -40,7 +44,7 @@ def _forged(value):
     return any(issubclass(cls, base) for base in builtin_bases) or getattr(cls, "__eq__", None) is not object.__eq__
 
 
-def to_wire(value, depth=0):
+def to_wire(value: "Any", depth: int = 0) -> "Any":
     """`value` as JSON-ready data with type tags; raises NotPlainData (exact builtin types only)."""
     if depth > MAX_DEPTH:
         raise NotPlainData("nesting deeper than %d" % MAX_DEPTH, False)
@@ -61,7 +65,7 @@ def to_wire(value, depth=0):
                        _forged(value))
 
 
-def from_wire(data, depth=0):
+def from_wire(data: "Any", depth: int = 0) -> "Any":
     """Rebuild a value from `to_wire` data using builtin types only; ValueError on anything else."""
     if depth > MAX_DEPTH:
         raise ValueError("nesting deeper than %d" % MAX_DEPTH)
@@ -96,12 +100,12 @@ def from_wire(data, depth=0):
     raise ValueError("unknown tag %r" % (tag,))
 
 
-def dumps(message):
+def dumps(message: "dict[str, Any]") -> bytes:
     """One message (a dict of JSON-ready data) as one line of bytes."""
     return (json.dumps(message, separators=(",", ":"), allow_nan=True) + "\n").encode()
 
 
-def loads(line):
+def loads(line: "str | bytes") -> "dict[str, Any]":
     """One line back into a message dict; ValueError if it is not one (bad JSON, too deep, huge ints ...)."""
     try:
         message = json.loads(line)

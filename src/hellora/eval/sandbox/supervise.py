@@ -76,13 +76,14 @@ def collect(
     Returns (timed out, leftover processes killed, processes that survived) as a `SampleEnd`.
     """
     sel = selectors.DefaultSelector()
+    assert proc.stdout is not None and proc.stderr is not None  # the launcher is started with both piped
     buffers = {proc.stdout.fileno(): streams.out, proc.stderr.fileno(): streams.err, read_fd: streams.res}
     for fd in buffers:
         sel.register(fd, selectors.EVENT_READ)
     timed_out = False
     swept = False
     killed = 0
-    drain_until = None
+    drain_until: float | None = None  # set, with `swept`, once the sample's tree is swept
     try:
         while sel.get_map():
             now = time.monotonic()
@@ -91,7 +92,7 @@ def collect(
                 break
             if drain_until is not None and now >= drain_until:
                 break  # a straggler we could not kill holds a pipe: stop waiting for EOF
-            limit = (drain_until if swept else deadline) - now
+            limit = (deadline if drain_until is None else drain_until) - now
             for key, _ in sel.select(timeout=max(0.0, min(limit, 0.05))):
                 try:
                     chunk = os.read(key.fd, 1 << 16)

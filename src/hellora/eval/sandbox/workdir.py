@@ -56,7 +56,7 @@ def interpreter_paths(python: str) -> list[str]:
     paths = {os.path.dirname(os.path.dirname(python))}  # <prefix>/bin/python -> <prefix> (has lib/ too)
     if os.path.realpath(sys.executable) == python:
         paths |= {os.path.realpath(sys.base_prefix), os.path.realpath(sys.base_exec_prefix)}
-    outer = []
+    outer: list[str] = []
     for p in sorted(paths, key=len):
         if not any(p == o or p.startswith(o.rstrip("/") + "/") for o in outer):
             outer.append(p)

@@ -57,6 +57,8 @@ class HumanEvalEval(EvalTaskSpec):
               judge: Judge | None = None) -> dict:
         from hellora.eval.humaneval import evaluate_humaneval_samples
 
+        assert data is not None  # load() refused a missing problems file
+
         return evaluate_humaneval_samples(generations, data, ks=ks, protocol=protocol, progress=progress)
 
     def headline(self, scores: Mapping[str, Any], protocol: Protocol) -> dict:

@@ -44,6 +44,7 @@ class SafetyEval(EvalTaskSpec):
 
     def load(self, data: str | None, limit: int | None) -> list[dict]:
         self.require_data(data)
+        assert data is not None  # require_data refuses a missing file (this task has a data_hint)
         from hellora.eval.safety import load_advbench, load_hexphi
 
         rows = (load_hexphi if self.name is EvalTask.HEXPHI else load_advbench)(data)
