@@ -16,26 +16,28 @@ import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hellora.adapters import AdapterConfig, attach_adapters
 from hellora.adapters.accounting import count_parameters
+from hellora.choices import Method
+from hellora.loop.training import TrainingDiverged, train_loop
 from hellora.placement import needs_reference
 from hellora.profiling import ExpertProfile
 from hellora.study.arms import ARMS, Arm, ProfileSource
-from hellora.study.bases import (
-    StudyData,
-    evaluate,
-    forward_profile,
-    other_skills_profile,
-    routing_on,
-    warmup_profile,
-)
+from hellora.study.bases import StudyData, evaluate, forward_profile, other_skills_profile, routing_on, warmup_profile
 from hellora.study.config import StudyConfig
 from hellora.study.paths import run_folder
 from hellora.study.skill_moe import StepSchedule
-from hellora.loop.training import TrainingDiverged, train_loop
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json, read_json
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from torch import nn
+
+    from hellora.loop.training import LoopResult
+    from hellora.placement import HotExpertPlacement
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +53,22 @@ class RunContext:
     target: str
     base_seed: int
     ft_seed: int
-    model: object            # the pretrained base (never modified: every run fine-tunes a deep copy)
+    model: nn.Module         # the pretrained base (never modified: every run fine-tunes a deep copy)
     data: StudyData
-    accelerator: object
+    accelerator: Accelerator
 
 
-def select_hot(ctx: RunContext, arm: Arm, profile: ExpertProfile, k: int):
+def select_hot(ctx: RunContext, arm: Arm, profile: ExpertProfile, k: int) -> HotExpertPlacement:
     """The arm's hot experts from `profile`; the retention-aware rule also reads the other skills' routing on
     this base (summed over skills) as its reference."""
+    assert arm.strategy is not None, f"arm {arm.name} selects no experts"  # needs_profile holds
     seed = 1000 * ctx.base_seed + ctx.ft_seed
     if not needs_reference(arm.strategy):
         return profile.select(arm.strategy, k, seed=seed)
     return profile.select(arm.strategy, k, seed=seed, reference=other_skills_profile(ctx.cfg, ctx.out, ctx.base_seed))
 
 
-def placement_for(ctx: RunContext, arm: Arm, lr: float):
+def placement_for(ctx: RunContext, arm: Arm, lr: float) -> tuple[HotExpertPlacement | None, str | None]:
     """(hot-expert placement or None, where its profile came from) for a HELLoRA arm."""
     if not arm.needs_profile:
         return None, None
@@ -86,7 +89,7 @@ def placement_for(ctx: RunContext, arm: Arm, lr: float):
 
 def adapter_config(ctx: RunContext, arm: Arm, lr: float) -> AdapterConfig:
     if arm.rules.trains_whole_model:
-        return AdapterConfig(method="fft")
+        return AdapterConfig(method=Method.FFT)
     lori_from = None
     if arm.lori_from:
         lori_from = str(run_folder(ctx.out, ctx.target, arm.lori_from, ctx.base_seed, ctx.ft_seed, lr) / "adapter")
@@ -94,7 +97,8 @@ def adapter_config(ctx: RunContext, arm: Arm, lr: float) -> AdapterConfig:
                          targets=arm.targets, seed=ctx.ft_seed, lori_from=lori_from)
 
 
-def adapted_model(ctx: RunContext, arm: Arm, config: AdapterConfig, placement):
+def adapted_model(ctx: RunContext, arm: Arm, config: AdapterConfig,
+                  placement: HotExpertPlacement | None) -> nn.Module:
     """A deep copy of the base with the arm's adapters; LoRI-S reads its LoRI-D adapter here (attach reads no
     file), so every caller that builds a LoRI-S arm goes through this one place. A quantized arm then stores its
     experts as `hellora train model.cold_experts=... model.hot_experts=...` would: after attach, the adapted
@@ -102,7 +106,7 @@ def adapted_model(ctx: RunContext, arm: Arm, config: AdapterConfig, placement):
     from hellora.adapters.io import read_lori_d
 
     tuned = copy.deepcopy(ctx.model)
-    lori_d = read_lori_d(config.lori_from) if arm.rules.continues_from_lori_d else None
+    lori_d = read_lori_d(config.lori_from) if arm.rules.continues_from_lori_d and config.lori_from else None
     attach_adapters(tuned, config, placement, lori_d=lori_d)
     if arm.quantized:
         from hellora.quant.apply import adapted_experts, quantize_experts
@@ -111,7 +115,8 @@ def adapted_model(ctx: RunContext, arm: Arm, config: AdapterConfig, placement):
     return tuned
 
 
-def train_with_checkpoints(ctx: RunContext, tuned, lr: float, name: str) -> tuple[object | None, list[dict]]:
+def train_with_checkpoints(ctx: RunContext, tuned: nn.Module, lr: float,
+                           name: str) -> tuple[LoopResult | None, list[dict]]:
     """(train result or None when the loss diverged, checkpoint evaluations). One cosine schedule over
     the target's steps (`StudyConfig.steps_for`); the loop's per-step hook scores the model at each checkpoint step
     and never stops it."""
@@ -153,6 +158,7 @@ def run_arm(ctx: RunContext, arm_name: str, lr: float) -> Path:
     config = adapter_config(ctx, arm, lr)
     name = f"{ctx.target}/{arm_name} b{ctx.base_seed} s{ctx.ft_seed} lr{lr:g}"
     placement, source = placement_for(ctx, arm, lr)
+    points: list[dict]
     diverged_source = config.lori_from and not Path(config.lori_from).is_dir()
     if diverged_source:  # its LoRI-D run diverged: nothing to continue from, so this run fails too
         log.warning("%s: no LoRI-D adapter at %s", name, config.lori_from)
@@ -172,9 +178,9 @@ def run_arm(ctx: RunContext, arm_name: str, lr: float) -> Path:
         "expert_storage": _storage(tuned),
     }
     with atomic_dir(folder) as tmp:
-        if arm.rules.starts_lori_s and result is not None:
+        if arm.rules.starts_lori_s and result is not None and tuned is not None:
             save_adapter(tuned, tmp / "adapter", base_model="proxy-moe")
-        if arm_name == "lora" and result is not None:
+        if arm_name == "lora" and result is not None and tuned is not None:
             routing_on(tuned, ctx.data.finetune, {"skill": ctx.target, "seed": ctx.ft_seed, "lr": lr,
                                                   "from": "finished lora run"}).save(tmp / ORACLE_FILE)
         atomic_write_json(tmp / "study_run.json", record)

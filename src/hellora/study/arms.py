@@ -24,10 +24,11 @@ every learning rate of the grid; only what is adapted, and where its hot experts
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from hellora.methods.base import AdapterMethod
 from hellora.methods.registry import NO_VARIANT, get_method
-from hellora.choices import Choice, ExpertPrecision, Method, Targets, Variant
+from hellora.choices import Choice, ExpertPrecision, Method, Strategy, Targets, Variant
 
 
 class ProfileSource(Choice):
@@ -43,7 +44,7 @@ class Arm:
     name: str
     method: Method                   # lora | hellora | fft  (AdapterConfig.method)
     variant: Variant = NO_VARIANT    # none | lori_d | lori_s
-    strategy: str | None = None      # selection rule for "hellora" (a hellora.choices.Strategy value)
+    strategy: Strategy | None = None  # selection rule for "hellora"
     targets: Targets = Targets.ALL   # pure | gate | all (AdapterConfig.targets: the modules adapted)
     k_factor: float = 1.0            # hot experts per layer = k_factor x router top-k
     warmup: float | None = None      # warm-up fraction of the profile used; None: the config's default
@@ -70,8 +71,10 @@ class Arm:
             return self.lori_from
         return "lora" if self.profile is ProfileSource.ORACLE else None
 
-    def __post_init__(self) -> None:  # plain strings in the table below become `hellora.choices` members
+    def __post_init__(self) -> None:  # an arm made from plain strings (a user's own table) holds members too
         object.__setattr__(self, "method", Method.parse(self.method, f"arm {self.name}: method"))
+        if self.strategy is not None:
+            object.__setattr__(self, "strategy", Strategy.parse(self.strategy, f"arm {self.name}: strategy"))
         object.__setattr__(self, "variant", Variant.parse(self.variant, f"arm {self.name}: variant"))
         object.__setattr__(self, "targets", Targets.parse(self.targets, f"arm {self.name}: targets"))
         object.__setattr__(self, "profile", ProfileSource.parse(self.profile, f"arm {self.name}: profile"))
@@ -84,36 +87,51 @@ class Arm:
         return (self.cold_experts, self.hot_experts) != (ExpertPrecision.KEEP, ExpertPrecision.KEEP)
 
 
+def _arm(name: str, method: str, variant: str = NO_VARIANT.value, **fields: Any) -> Arm:
+    """An arm of the table below, its method and variant named as the method registry names them (the registry
+    and the choices module are the only places that spell method members out)."""
+    return Arm(name, Method.parse(method, f"arm {name}: method"), Variant.parse(variant, f"arm {name}: variant"),
+               **fields)
+
+
 ARMS: dict[str, Arm] = {a.name: a for a in (
-    Arm("lora", "lora", table="4", label="LoRA (all experts)"),
-    Arm("hellora", "hellora", strategy="layer", table="4", label="HELLoRA (layer-hot)"),
-    Arm("random", "hellora", strategy="random", table="4", label="random k"),
-    Arm("hellora-pure", "hellora", strategy="layer", targets="pure", table="5", label="HELLoRA pure"),
-    Arm("retain", "hellora", strategy="retention", table="new", label="retention-aware (target-specific)"),
-    Arm("model-hot", "hellora", strategy="model", table="4", label="model-hot"),
-    Arm("cold", "hellora", strategy="cold", table="4", label="cold (bottom-k)"),
-    Arm("hellora-gate", "hellora", strategy="layer", targets="gate", table="5", label="HELLoRA +gate"),
-    Arm("hellora-khalf", "hellora", strategy="layer", k_factor=0.5, table="6", label="HELLoRA k/2"),
-    Arm("hellora-2k", "hellora", strategy="layer", k_factor=2.0, table="6", label="HELLoRA 2k"),
-    Arm("warmup-1", "hellora", strategy="layer", warmup=0.01, table="10", label="HELLoRA warm-up 1%"),
-    Arm("warmup-5", "hellora", strategy="layer", warmup=0.05, table="10", label="HELLoRA warm-up 5%"),
-    Arm("warmup-100", "hellora", strategy="layer", warmup=1.0, table="10", label="HELLoRA warm-up 100% (1 epoch)"),
-    Arm("forward-count", "hellora", strategy="layer", profile="forward", table="warm-up",
+    _arm("lora", "lora", table="4", label="LoRA (all experts)"),
+    _arm("hellora", "hellora", strategy=Strategy.LAYER, table="4", label="HELLoRA (layer-hot)"),
+    _arm("random", "hellora", strategy=Strategy.RANDOM, table="4", label="random k"),
+    _arm("hellora-pure", "hellora", strategy=Strategy.LAYER, targets=Targets.PURE, table="5",
+        label="HELLoRA pure"),
+    _arm("retain", "hellora", strategy=Strategy.RETENTION, table="new",
+        label="retention-aware (target-specific)"),
+    _arm("model-hot", "hellora", strategy=Strategy.MODEL, table="4", label="model-hot"),
+    _arm("cold", "hellora", strategy=Strategy.COLD, table="4", label="cold (bottom-k)"),
+    _arm("hellora-gate", "hellora", strategy=Strategy.LAYER, targets=Targets.GATE, table="5",
+        label="HELLoRA +gate"),
+    _arm("hellora-khalf", "hellora", strategy=Strategy.LAYER, k_factor=0.5, table="6", label="HELLoRA k/2"),
+    _arm("hellora-2k", "hellora", strategy=Strategy.LAYER, k_factor=2.0, table="6", label="HELLoRA 2k"),
+    _arm("warmup-1", "hellora", strategy=Strategy.LAYER, warmup=0.01, table="10", label="HELLoRA warm-up 1%"),
+    _arm("warmup-5", "hellora", strategy=Strategy.LAYER, warmup=0.05, table="10", label="HELLoRA warm-up 5%"),
+    _arm("warmup-100", "hellora", strategy=Strategy.LAYER, warmup=1.0, table="10",
+        label="HELLoRA warm-up 100% (1 epoch)"),
+    _arm("forward-count", "hellora", strategy=Strategy.LAYER, profile=ProfileSource.FORWARD, table="warm-up",
         label="HELLoRA, forward counting on the base"),
-    Arm("oracle", "hellora", strategy="layer", profile="oracle", table="warm-up",
+    _arm("oracle", "hellora", strategy=Strategy.LAYER, profile=ProfileSource.ORACLE, table="warm-up",
         label="HELLoRA, oracle profile (finished LoRA run)"),
-    Arm("lori-d", "lora", variant="lori_d", table="1", label="LoRI-D"),
-    Arm("hellori-d", "hellora", variant="lori_d", strategy="layer", table="1", label="HELLoRI-D"),
-    Arm("hellori-s", "hellora", variant="lori_s", lori_from="hellori-d", table="1", label="HELLoRI-S"),
-    Arm("fft", "fft", table="1", label="full fine-tuning"),
-    Arm("lora-pure", "lora", targets="pure", table="12", label="LoRA pure (forgetting probe)"),
-    Arm("hellora-cold-int8", "hellora", strategy="layer", cold_experts="int8", table="quant",
+    _arm("lori-d", "lora", variant="lori_d", table="1", label="LoRI-D"),
+    _arm("hellori-d", "hellora", variant="lori_d", strategy=Strategy.LAYER, table="1",
+        label="HELLoRI-D"),
+    _arm("hellori-s", "hellora", variant="lori_s", lori_from="hellori-d", table="1", label="HELLoRI-S"),
+    _arm("fft", "fft", table="1", label="full fine-tuning"),
+    _arm("lora-pure", "lora", targets=Targets.PURE, table="12", label="LoRA pure (forgetting probe)"),
+    _arm("hellora-cold-int8", "hellora", strategy=Strategy.LAYER, cold_experts=ExpertPrecision.INT8,
+        table="quant",
         label="HELLoRA, cold experts int8"),
-    Arm("hellora-cold-nf4", "hellora", strategy="layer", cold_experts="nf4", table="quant",
+    _arm("hellora-cold-nf4", "hellora", strategy=Strategy.LAYER, cold_experts=ExpertPrecision.NF4,
+        table="quant",
         label="HELLoRA, cold experts NF4"),
-    Arm("hellora-all-nf4", "hellora", strategy="layer", cold_experts="nf4", hot_experts="nf4", table="quant",
+    _arm("hellora-all-nf4", "hellora", strategy=Strategy.LAYER, cold_experts=ExpertPrecision.NF4,
+        hot_experts=ExpertPrecision.NF4, table="quant",
         label="HELLoRA, every expert NF4 (QLoRA-style)"),
-    Arm("lora-all-nf4", "lora", cold_experts="nf4", hot_experts="nf4", table="quant",
+    _arm("lora-all-nf4", "lora", cold_experts=ExpertPrecision.NF4, hot_experts=ExpertPrecision.NF4, table="quant",
         label="LoRA, every expert NF4"),
 )}
 

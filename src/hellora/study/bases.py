@@ -11,27 +11,29 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hellora.adapters import AdapterConfig
+from hellora.choices import Method, Targets
 from hellora.data.skills import generate_skill_examples
 from hellora.data.text_snippets import text_snippets
 from hellora.profiling import ExpertActivationCounter, ExpertProfile
 from hellora.study.config import StudyConfig
+from hellora.study.paths import base_folder, before_file, forward_file, skill_profile_file, warmup_file
 from hellora.study.pretrain_finetune import adapted_copy, mixture_features, pretrain_skill_moe
-from hellora.study.paths import (
-    base_folder,
-    before_file,
-    forward_file,
-    skill_profile_file,
-    warmup_file,
-)
 from hellora.study.scoring import score_features
 from hellora.study.skill_moe import StepSchedule, skill_features, train_steps
 from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_dir, atomic_write_json, read_json
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from torch import nn
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-def pretrained_base(cfg: StudyConfig, out: Path, base_seed: int, tokenizer, accelerator, progress: bool = False):
+
+def pretrained_base(cfg: StudyConfig, out: Path, base_seed: int, tokenizer: PreTrainedTokenizerBase,
+                    accelerator: Accelerator, progress: bool = False) -> tuple[PreTrainedModel, dict]:
     """The base for `base_seed`: loaded when its folder is complete with the same recipe, else pretrained and
     saved atomically (a kill mid-pretraining leaves no folder, so the next run pretrains again)."""
     from hellora.models.loading import load_model
@@ -72,7 +74,8 @@ def data_seed(target: str, base_seed: int, ft_seed: int, role: str) -> int:
     return random.Random(f"hellora-study/{target}/{base_seed}/{ft_seed}/{role}").randrange(2 ** 31)
 
 
-def study_data(cfg: StudyConfig, target: str, base_seed: int, ft_seed: int, tokenizer) -> StudyData:
+def study_data(cfg: StudyConfig, target: str, base_seed: int, ft_seed: int,
+               tokenizer: PreTrainedTokenizerBase) -> StudyData:
     """Fine-tuning and validation examples from the train split (one draw, split in two: disjoint prompts),
     test examples from the test split (disjoint from both by construction, see hellora.data.skills)."""
     train = generate_skill_examples(target, cfg.finetune_examples + cfg.val_examples,
@@ -87,7 +90,7 @@ def study_data(cfg: StudyConfig, target: str, base_seed: int, ft_seed: int, toke
                      test=skill_features(tokenizer, test), others=others)
 
 
-def evaluate(model, data: StudyData) -> dict:
+def evaluate(model: nn.Module, data: StudyData) -> dict:
     """Exact match (share) on validation, test and each other skill; the other skills' mean."""
     others = {s: score_features(model, f)["exact_match"] for s, f in data.others.items()}
     test = score_features(model, data.test)
@@ -96,7 +99,7 @@ def evaluate(model, data: StudyData) -> dict:
             "others_mean": sum(others.values()) / len(others) if others else None}
 
 
-def before_scores(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_seed: int, model,
+def before_scores(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_seed: int, model: nn.Module,
                   data: StudyData) -> dict:
     """The base's scores before fine-tuning, and whether the pre-registered rule excludes it; cached."""
     path = before_file(out, target, base_seed, ft_seed)
@@ -116,8 +119,8 @@ def warmup_sample(features: list[dict], fraction: float, seed: int) -> list[dict
     return [features[i] for i in sorted(order[:n])]
 
 
-def warmup_profile(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_seed: int, fraction: float, model,
-                   data: StudyData, accelerator) -> ExpertProfile:
+def warmup_profile(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_seed: int, fraction: float,
+                   model: nn.Module, data: StudyData, accelerator: Accelerator) -> ExpertProfile:
     """The paper's profiling: LoRA on every expert, attention and router (the run's rank, alpha = 2r) trains one
     epoch over the sample with routing counters on every training forward pass; the adapter is thrown away.
     Cached as JSON per (target, base, seed, fraction), with the lr it was made at (`StudyConfig.warmup_lr`): a
@@ -130,10 +133,11 @@ def warmup_profile(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_
             raise HelloraError(f"{path}: this warm-up profile was made at lr {made_at!r}, the config's warmup_lr is "
                                f"{cfg.warmup_lr:g}; write warmup_lr: {made_at!r} in the recipe or choose another --out")
         return cached
+    assert cfg.warmup_lr is not None  # resolved by StudyConfig.__post_init__
     sample = warmup_sample(data.finetune, fraction, ft_seed)
     batch = min(cfg.batch_size, len(sample))
     steps = math.ceil(len(sample) / batch)
-    warm = adapted_copy(model, AdapterConfig(method="lora", r=cfg.rank, alpha=2 * cfg.rank, targets="all",
+    warm = adapted_copy(model, AdapterConfig(method=Method.LORA, r=cfg.rank, alpha=2 * cfg.rank, targets=Targets.ALL,
                                              seed=ft_seed))
     with ExpertActivationCounter(warm) as counter:
         result = train_steps(warm, sample, StepSchedule(steps, cfg.warmup_lr, batch, seed=ft_seed), accelerator,
@@ -146,7 +150,7 @@ def warmup_profile(cfg: StudyConfig, out: Path, target: str, base_seed: int, ft_
     return profile
 
 
-def routing_on(model, features: list[dict], source: dict) -> ExpertProfile:
+def routing_on(model: nn.Module, features: list[dict], source: dict) -> ExpertProfile:
     """Forward-mode routing profile of `model` over `features` (no training)."""
     with ExpertActivationCounter(model) as counter:
         score_features(model, features)
@@ -154,7 +158,8 @@ def routing_on(model, features: list[dict], source: dict) -> ExpertProfile:
     return profile
 
 
-def forward_profile(out: Path, target: str, base_seed: int, ft_seed: int, model, data: StudyData) -> ExpertProfile:
+def forward_profile(out: Path, target: str, base_seed: int, ft_seed: int, model: nn.Module,
+                    data: StudyData) -> ExpertProfile:
     """Forward counting: the untouched base's routing over the fine-tuning data; cached."""
     path = forward_file(out, target, base_seed, ft_seed)
     if path.is_file():

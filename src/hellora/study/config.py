@@ -144,8 +144,6 @@ class StudyConfig:
             w = ARMS[arm].warmup
             if w is not None and w not in self.warmup_fractions:
                 raise HelloraError(f"proxy config: arm {arm!r} needs warm-up fraction {w} in warmup_fractions")
-        if self.warmup_lr is None:
-            self.warmup_lr = self.lr_grid[len(self.lr_grid) // 2]
         if self.warmup_fraction not in self.warmup_fractions:
             raise HelloraError("proxy config: warmup_fraction must be one of warmup_fractions")
         if any(not 0 < f <= 1 for f in self.warmup_fractions):
@@ -159,6 +157,8 @@ class StudyConfig:
                                f"calibrates the design and is never analysed")
         if not self.lr_grid or not self.fft_lr_grid or any(v <= 0 for v in self.lr_grid + self.fft_lr_grid):
             raise HelloraError("proxy config: lr_grid and fft_lr_grid need positive learning rates")
+        if self.warmup_lr is None:
+            self.warmup_lr = self.lr_grid[len(self.lr_grid) // 2]
         for name in ("lr_grid", "fft_lr_grid"):
             if sorted(set(getattr(self, name))) != getattr(self, name):
                 raise HelloraError(f"proxy config: {name} must be increasing without repeats")

@@ -11,10 +11,19 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hellora.adapters import AdapterConfig, attach_adapters
 from hellora.data.skills import generate_skill_examples
 from hellora.study.skill_moe import StepSchedule, build_skill_moe, skill_features, train_steps
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from torch import nn
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from hellora.loop.training import LoopResult
+    from hellora.placement import HotExpertPlacement
 
 
 @dataclass(frozen=True)
@@ -32,7 +41,7 @@ class SkillMoESpec:
     aux_loss: float = 0.02                 # router load-balancing loss coefficient during pretraining
 
 
-def mixture_features(tokenizer, counts: list[tuple[str, int]], seed: int, split: str = "train") -> list[dict]:
+def mixture_features(tokenizer: PreTrainedTokenizerBase, counts: list[tuple[str, int]], seed: int, split: str = "train") -> list[dict]:
     """Prompt-masked features of `n` examples of each (skill, n), concatenated in the given order."""
     data: list[dict] = []
     for skill, n in counts:
@@ -40,8 +49,9 @@ def mixture_features(tokenizer, counts: list[tuple[str, int]], seed: int, split:
     return data
 
 
-def pretrain_skill_moe(spec: SkillMoESpec, vocab_size: int, data: list[dict], accelerator, *, init_seed: int,
-                       train_seed: int, name: str = "pretrain", progress: bool = True):
+def pretrain_skill_moe(spec: SkillMoESpec, vocab_size: int, data: list[dict], accelerator: Accelerator, *,
+                       init_seed: int, train_seed: int, name: str = "pretrain",
+                       progress: bool = True) -> tuple[PreTrainedModel, LoopResult]:
     """(model, train result): a skill MoE built from `spec` with weights seeded by `init_seed`, trained
     `spec.pretrain_steps` steps on `data` (batch order seeded by `train_seed`), router logits off afterwards so
     later forward passes return plain LM outputs."""
@@ -54,7 +64,8 @@ def pretrain_skill_moe(spec: SkillMoESpec, vocab_size: int, data: list[dict], ac
     return model, result
 
 
-def adapted_copy(model, adapter: AdapterConfig, placement=None):
+def adapted_copy(model: nn.Module, adapter: AdapterConfig,
+                 placement: HotExpertPlacement | None = None) -> nn.Module:
     """A deep copy of `model` with adapters attached (`placement`: hot experts per layer, for HELLoRA arms);
     the original stays untouched so several methods start from the same weights."""
     tuned = copy.deepcopy(model)
@@ -62,8 +73,9 @@ def adapted_copy(model, adapter: AdapterConfig, placement=None):
     return tuned
 
 
-def finetune_copy(model, adapter: AdapterConfig, placement, features: list[dict], schedule: StepSchedule,
-                  accelerator, name: str, *, progress: bool = True):
+def finetune_copy(model: nn.Module, adapter: AdapterConfig, placement: HotExpertPlacement | None,
+                  features: list[dict], schedule: StepSchedule, accelerator: Accelerator, name: str, *,
+                  progress: bool = True) -> tuple[nn.Module, LoopResult]:
     """(tuned copy, train result): `adapted_copy`, then `schedule`'s steps on `features`."""
     tuned = adapted_copy(model, adapter, placement)
     result = train_steps(tuned, features, schedule, accelerator, name, progress=progress)

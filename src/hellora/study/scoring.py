@@ -15,6 +15,7 @@ and answer) per layer; `routing_profile` turns the counts into an `ExpertProfile
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -22,9 +23,15 @@ from hellora.data import PadCollator
 from hellora.data.tokenize import IGNORE_INDEX
 from hellora.profiling import ExpertActivationCounter, ExpertProfile
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from hellora.profiling import ExpertActivationCounter
+
 
 @torch.no_grad()
-def score_features(model, features: list[dict], *, batch_size: int = 256, counter=None) -> dict:
+def score_features(model: nn.Module, features: list[dict], *, batch_size: int = 256,
+                   counter: ExpertActivationCounter | None = None) -> dict:
     """{exact_match, token_accuracy, n} of prompt-masked features (labels = gold answer + EOS, -100 elsewhere)."""
     was_training = model.training
     model.eval()
@@ -48,7 +55,7 @@ def score_features(model, features: list[dict], *, batch_size: int = 256, counte
             else 0.0, "n": n}
 
 
-def score_with_routing(model, features: list[dict], *, batch_size: int = 256) -> tuple[dict, ExpertProfile]:
+def score_with_routing(model: nn.Module, features: list[dict], *, batch_size: int = 256) -> tuple[dict, ExpertProfile]:
     """`score_features` plus the routing of those tokens as a forward-mode `ExpertProfile`."""
     from hellora.models.families import describe_moe_model
 
