@@ -63,6 +63,29 @@ def test_every_arm_of_both_recipes_runs_end_to_end(tmp_path):
     assert storage["lora-all-nf4"] == {"cold_experts": "keep", "hot_experts": "nf4"}  # LoRA: every expert is hot
 
 
+SHAPE = ["pretrain_per_skill=48", "hidden_size=32", "intermediate_size=32", "layers=2", "experts=4", "top_k=2",
+         "pretrain_steps=3", "pretrain_batch=16", "finetune_examples=32", "val_examples=8", "test_examples=8",
+         "other_examples=4", "finetune_steps=2", "checkpoints=2", "batch_size=8", "rank=2", "workers=1",
+         "exclude_before_above=1.0"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.yaml")))
+def test_each_shipped_recipe_runs_as_written_at_a_tiny_shape(recipe, tmp_path):
+    """`hellora proxy recipes/proxy/X.yaml` itself (its targets, steps per target, warm-up lr, arms and
+    primaries), shrunk to a toy shape, one base, one seed and one lr: each command the docs give still runs."""
+    cfg = StudyConfig.from_yaml(RECIPES / recipe)
+    steps = ", ".join(f"{t}: 3" for t in cfg.target_steps)
+    assert main(["proxy", str(RECIPES / recipe), *SHAPE, f"target_steps={{{steps}}}",
+                 f"base_seeds=[{cfg.base_seeds[0]}]", f"ft_seeds=[{cfg.ft_seeds[0]}]", f"lr_grid=[{cfg.lr_grid[0]}]",
+                 f"fft_lr_grid=[{cfg.fft_lr_grid[0]}]", f"warmup_lr={cfg.warmup_lr}",  # the recipe's, resolved
+                 "pilot_seed=null", "--out", str(tmp_path), "--no-progress"]) == 0
+    study = json.loads((tmp_path / "study.json").read_text())
+    assert study["runs_finished"] == study["runs_planned"] == len(cfg.targets) * len(cfg.arms)
+    for target in cfg.target_steps:
+        assert study["design"]["checkpoint_steps"][target][-1] == 3
+
+
 @pytest.mark.slow
 def test_three_bases_give_the_study_json_contract_and_resume(tmp_path, capsys):
     """Another target, other seeds, 3 bases, every default arm: per arm n/mean/std/CI over bases, per primary
