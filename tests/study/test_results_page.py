@@ -13,7 +13,7 @@ DOCS = ROOT / "docs"
 PUBLISHED = [  # (data folder, page, image folder relative to the page): the commands at the top of each page
     ("proxy-v3", "results.md", "img"),
     ("proxy-v2", "results-v2.md", "img/v2"),
-    ("proxy-v2-ablations", "results-ablations.md", "img/ablations"),
+    ("proxy-v2-ablations", "results-ablations-v2.md", "img/ablations-v2"),
     ("proxy-v2-quant", "results-quant.md", "img/quant"),
     ("proxy-v2-alt", "results-alt.md", "img/alt"),
 ]

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from hellora.utils.io import atomic_write
@@ -25,11 +26,24 @@ def _plt():
     return plt
 
 
+MAX_PNG_BYTES = 300_000  # a figure committed beside a results page stays small
+DPIS = (100, 80, 64)      # tried in turn: a figure with many arms and learning rates is drawn coarser to fit
+
+
+def _write_png(fig, dpi: int, tmp: Path) -> None:
+    fig.savefig(tmp, dpi=dpi, format="png", pil_kwargs={"optimize": True})
+
+
 def _save(fig, path: Path) -> str:
+    """`fig` as PNG at the highest of `DPIS` that fits `MAX_PNG_BYTES` (the last one whatever its size: the
+    page generator refuses a figure that is still too big)."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png", pil_kwargs={"optimize": True}))
+    for dpi in DPIS:
+        atomic_write(path, functools.partial(_write_png, fig, dpi))
+        if path.stat().st_size <= MAX_PNG_BYTES:
+            break
     plt.close(fig)
     return path.name
 
