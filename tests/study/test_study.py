@@ -66,7 +66,7 @@ def test_every_arm_of_both_recipes_runs_end_to_end(tmp_path):
 SHAPE = ["pretrain_per_skill=48", "hidden_size=32", "intermediate_size=32", "layers=2", "experts=4", "top_k=2",
          "pretrain_steps=3", "pretrain_batch=16", "finetune_examples=32", "val_examples=8", "test_examples=8",
          "other_examples=4", "finetune_steps=2", "checkpoints=2", "batch_size=8", "rank=2", "workers=1",
-         "exclude_before_above=1.0"]
+         "exclude_before_above=1.0", "text_files=[]", "text_examples=0"]  # no ../shared text in CI
 
 
 @pytest.mark.slow
