@@ -75,6 +75,5 @@ def run_sweep(path: str | Path, extra: Sequence[str] = (), *, dry_run: bool = Fa
     if done and sweep.get("report") and not dry_run:
         from hellora.report.tables import write_report
 
-        reported: list[str | Path] = list(done)
-        write_report(reported, Path(sweep["output_dir"]) / "report")
+        write_report(done, Path(sweep["output_dir"]) / "report")
     return done

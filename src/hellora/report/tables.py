@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def _bullets(title: str, items: list[str]) -> list[str]:
     return [title, ""] + [f"- {item}" for item in items] + [""] if items else []
 
 
-def make_report(run_dirs: list[str | Path], out_dir: str | Path, *, include_unfinished: bool = False) -> Report:
+def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, include_unfinished: bool = False) -> Report:
     """Write out_dir/report.md (and figures) from run folders; every folder is read and checked before anything is
     written. Runs that did not finish are left out (listed in `Report.left_out`) unless `include_unfinished`."""
     from hellora.report.figures import throughput_plot
@@ -206,6 +207,6 @@ def make_report(run_dirs: list[str | Path], out_dir: str | Path, *, include_unfi
     return Report(written, left_out, warnings)
 
 
-def write_report(run_dirs: list[str | Path], out_dir: str | Path, *, include_unfinished: bool = False) -> Path:
+def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, include_unfinished: bool = False) -> Path:
     """`make_report`'s report.md path (for callers that need only the file: sweeps, the study's tests)."""
     return make_report(run_dirs, out_dir, include_unfinished=include_unfinished).path

@@ -87,10 +87,10 @@ def validation_table(block: dict) -> list[str]:
     return lines
 
 
-def _steps_text(cfg: dict, checkpoints: dict[str, list[int]]) -> str:
-    """"40 steps, evaluated at steps 20, 40" when every target runs as long, else one clause per target."""
-    steps = {t: cfg.get("target_steps", {}).get(t, cfg["finetune_steps"]) for t in cfg["targets"]}
-    clauses = {t: f"{steps[t]} steps, evaluated at steps {', '.join(map(str, checkpoints[t]))}" for t in steps}
+def _steps_text(checkpoints: dict[str, list[int]]) -> str:
+    """"40 steps, evaluated at steps 20, 40" when every target runs as long, else one clause per target (a
+    target's last checkpoint is its final step: `StudyConfig.checkpoint_steps`)."""
+    clauses = {t: f"{at[-1]} steps, evaluated at steps {', '.join(map(str, at))}" for t, at in checkpoints.items()}
     if len(set(clauses.values())) == 1:
         return next(iter(clauses.values()))
     return "; ".join(f"`{t}` {text}" for t, text in clauses.items()) + " (per target, calibrated on the pilot)"
@@ -119,7 +119,7 @@ def setup_lines(study: dict) -> list[str]:
         f"- Per (target, base, seed): {cfg['finetune_examples']} fine-tuning, {cfg['val_examples']} validation, "
         f"{cfg['test_examples']} test prompts of the target and {cfg['other_examples']} per other skill, drawn "
         f"for that cell; fine-tune seeds per base: {len(cfg['ft_seeds'])}",
-        f"- Fine-tuning: batch {cfg['batch_size']}, rank {cfg['rank']}; {_steps_text(cfg, design['checkpoint_steps'])}; "
+        f"- Fine-tuning: batch {cfg['batch_size']}, rank {cfg['rank']}; {_steps_text(design['checkpoint_steps'])}; "
         f"lr grid {', '.join(f'{v:g}' for v in cfg['lr_grid'])}"
         f" (FFT {', '.join(f'{v:g}' for v in cfg['fft_lr_grid'])}), every arm at every lr",
         f"- Iso-target level: {design['iso_target']:g}% target test exact match; runs finished "

@@ -29,7 +29,7 @@ from hellora.utils.errors import HelloraError
 from hellora.utils.io import atomic_write_json, atomic_write_text, read_json
 from hellora.utils.meta import run_metadata
 
-FORMAT = "hellora.proxy-study/4"  # /4: target_steps, checkpoint steps per target
+FORMAT = "hellora.proxy-study/4"  # /4: target_steps and warmup_lr in the config, checkpoint steps per target
 ALPHA, POWER = 0.05, 0.8
 
 
